@@ -1,0 +1,108 @@
+"""The cache entry of one resource and the pure rules around it.
+
+An entry is a Redis hash: the trimmed data, the upstream validators (one pair per page),
+when the data was fetched, when upstream last confirmed it, and until when it is fresh.
+A 304 changes only the timestamps (``revalidated``); a 200 replaces the entry whole.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+FORMAT_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class Validator:
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+def conditional_headers(validator: Validator | None) -> dict[str, str]:
+    """Stored validators -> the request headers of a conditional GET."""
+    headers = {}
+    if validator is not None and validator.etag:
+        headers["If-None-Match"] = validator.etag
+    if validator is not None and validator.last_modified:
+        headers["If-Modified-Since"] = validator.last_modified
+    return headers
+
+
+@dataclass(frozen=True)
+class Entry:
+    status: int  # 200: data is served; 404: upstream said the resource does not exist
+    data: Any
+    validators: tuple[Validator, ...]
+    fetched_at: float
+    checked_at: float
+    fresh_until: float
+    page_size: int = 0  # the page size the validators belong to (paginated kinds)
+
+    def is_fresh(self, now: float) -> bool:
+        return now < self.fresh_until
+
+    def validator(self, page: int, page_size: int = 0) -> Validator | None:
+        """The stored validator of a page, if it still describes the same page."""
+        if self.status != 200 or page >= len(self.validators) or page_size != self.page_size:
+            return None
+        return self.validators[page]
+
+    def to_fields(self) -> dict[str, str]:
+        return {
+            "v": FORMAT_VERSION,
+            "status": str(self.status),
+            "data": json.dumps(self.data, ensure_ascii=False, separators=(",", ":")),
+            "validators": json.dumps([[v.etag, v.last_modified] for v in self.validators]),
+            "fetched_at": repr(self.fetched_at),
+            "checked_at": repr(self.checked_at),
+            "fresh_until": repr(self.fresh_until),
+            "page_size": str(self.page_size),
+        }
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[Any, Any]) -> Entry | None:
+        """Decode a hash; ``None`` for a missing key or an entry of another format."""
+        f = {_text(k): _text(v) for k, v in fields.items()}
+        if f.get("v") != FORMAT_VERSION:
+            return None
+        try:
+            return cls(
+                status=int(f["status"]),
+                data=json.loads(f["data"]),
+                validators=tuple(Validator(e, lm) for e, lm in json.loads(f["validators"])),
+                fetched_at=float(f["fetched_at"]),
+                checked_at=float(f["checked_at"]),
+                fresh_until=float(f["fresh_until"]),
+                page_size=int(f["page_size"]),
+            )
+        except (KeyError, ValueError, TypeError):
+            return None
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def fetched(
+    data: Any, validators: tuple[Validator, ...], now: float, ttl: float, page_size: int = 0
+) -> Entry:
+    """The entry of a fresh 200."""
+    return Entry(200, data, validators, now, now, now + ttl, page_size)
+
+
+def not_found(now: float, negative_ttl: float) -> Entry:
+    """The entry remembering an upstream 404 for a short while."""
+    return Entry(404, None, (), now, now, now + negative_ttl)
+
+
+def revalidated(entry: Entry, now: float, ttl: float) -> Entry:
+    """Upstream answered 304: the same data is fresh for another ttl."""
+    return replace(entry, checked_at=now, fresh_until=now + ttl)
+
+
+def keep_until(entry: Entry, stale_if_error: float) -> float:
+    """When Redis may drop the entry: good data is kept past freshness for revalidation."""
+    return entry.fresh_until + (stale_if_error if entry.status == 200 else 0)

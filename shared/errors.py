@@ -1,0 +1,68 @@
+"""The exception tree, drawn once, and the one mapping from error to HTTP status and body.
+
+    CachedProxyError            500  internal
+    ├── InvalidRequest          400  invalid_request
+    ├── NotFound                404  not_found
+    ├── UpstreamError           502  upstream_error    upstream 5xx/4xx, refused, bad body
+    │   └── UpstreamTimeout     504  upstream_timeout  upstream did not answer in time
+    ├── FetchTimeout            504  fetch_timeout     a miss waited longer than allowed
+    └── StoreUnavailable        503  store_unavailable Redis or the broker is unreachable
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class CachedProxyError(Exception):
+    status = 500
+    code = "internal"
+
+    def __init__(self, message: str = "internal error") -> None:
+        super().__init__(message)
+        self.message = message
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"status": self.status, "code": self.code, "message": self.message}}
+
+
+class InvalidRequest(CachedProxyError):
+    status = 400
+    code = "invalid_request"
+
+
+class NotFound(CachedProxyError):
+    status = 404
+    code = "not_found"
+
+
+class UpstreamError(CachedProxyError):
+    status = 502
+    code = "upstream_error"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    code = "upstream_timeout"
+
+
+class FetchTimeout(CachedProxyError):
+    status = 504
+    code = "fetch_timeout"
+
+
+class StoreUnavailable(CachedProxyError):
+    status = 503
+    code = "store_unavailable"
+
+
+_BY_CODE: dict[str, type[CachedProxyError]] = {
+    cls.code: cls
+    for cls in (CachedProxyError, InvalidRequest, NotFound, UpstreamError, UpstreamTimeout,
+                FetchTimeout, StoreUnavailable)
+}
+
+
+def from_code(code: str, message: str) -> CachedProxyError:
+    """Rebuild an error that crossed a process boundary as (code, message)."""
+    return _BY_CODE.get(code, CachedProxyError)(message)

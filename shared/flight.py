@@ -1,0 +1,107 @@
+"""Single flight across processes: one fetch per resource, however many requests wait.
+
+A miss joins the flight of its resource with ``SET lock <token> NX PX <ms> GET``: the first
+caller becomes the leader (and enqueues the fetch); every later caller gets the leader's
+token back in the same round trip. Everyone then waits on the flight's result list with
+``BLMOVE key key``, which hands every waiter the same element without consuming it. The
+fetch task writes the entry first, then the outcome, then releases the lock with a
+compare-and-delete, all in one script.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+
+import redis
+
+from shared.errors import CachedProxyError, from_code
+from shared.keys import Keys
+
+# The fetch task's limits; the lock outlives the task so two fetches never overlap.
+FETCH_SOFT_TIME_LIMIT = 25
+FETCH_TIME_LIMIT = 30
+LOCK_TIMEOUT_MS = (FETCH_TIME_LIMIT + 5) * 1000
+RESULT_TTL_MS = 30_000
+
+_FINISH = """
+redis.call('RPUSH', KEYS[2], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a flight ended with: ok, or an error code and message."""
+
+    code: str = "ok"
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.code == "ok"
+
+    @classmethod
+    def failed(cls, error: CachedProxyError) -> Outcome:
+        return cls(error.code, error.message)
+
+    def error(self) -> CachedProxyError:
+        return from_code(self.code, self.message)
+
+    def encode(self) -> str:
+        return json.dumps({"code": self.code, "message": self.message})
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> Outcome:
+        value = json.loads(raw)
+        return cls(value["code"], value["message"])
+
+
+@dataclass(frozen=True)
+class Flight:
+    resource: str
+    token: str
+    leader: bool
+
+
+class Flights:
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self.redis = client
+        self.keys = keys
+        self._finish = client.register_script(_FINISH)
+
+    def join(self, resource: str) -> Flight:
+        """Lead a new flight for the resource, or follow the one under way."""
+        token = secrets.token_hex(12)
+        current = self.redis.set(
+            self.keys.lock(resource), token, nx=True, px=LOCK_TIMEOUT_MS, get=True
+        )
+        if current is None:
+            return Flight(resource, token, leader=True)
+        return Flight(resource, _text(current), leader=False)  # type: ignore[arg-type]
+
+    def finish(self, flight: Flight, outcome: Outcome) -> None:
+        """Publish the outcome to every waiter and release the lock if still ours."""
+        self._finish(
+            keys=[self.keys.lock(flight.resource), self.keys.result(flight.resource, flight.token)],
+            args=[flight.token, outcome.encode(), RESULT_TTL_MS],
+        )
+
+    def wait(self, flight: Flight, timeout: float, client: redis.Redis | None = None) -> (
+        Outcome | None
+    ):
+        """The flight's outcome, or None after ``timeout`` seconds.
+
+        ``client`` must have a socket timeout longer than ``timeout``.
+        """
+        key = self.keys.result(flight.resource, flight.token)
+        # Redis takes fractional seconds here; redis-py's annotation says int.
+        raw = (client or self.redis).blmove(key, key, timeout, "LEFT", "LEFT")  # type: ignore[arg-type]
+        return None if raw is None else Outcome.decode(raw)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,29 @@
+"""The one place that builds Redis keys: every key is ``<prefix>:<kind>:<resource>``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str
+
+    def _key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    def entry(self, resource: str) -> str:
+        """Hash holding one resource's trimmed data, validators and timestamps."""
+        return self._key("entry", resource)
+
+    def lock(self, resource: str) -> str:
+        """Single-flight lock of one resource; its value is the flight's token."""
+        return self._key("lock", resource)
+
+    def result(self, resource: str, token: str) -> str:
+        """List holding the outcome of one flight, read by every waiter."""
+        return self._key("result", resource, token)
+
+    def pattern(self, kind: str | None = None) -> str:
+        """Glob matching every key of this deployment, or of one kind ("entry", "lock")."""
+        return self._key(kind, "*") if kind else self._key("*")

@@ -1,0 +1,48 @@
+"""The task queue: Celery settings and the names of the tasks the API enqueues."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from shared.flight import FETCH_SOFT_TIME_LIMIT, FETCH_TIME_LIMIT
+from shared.settings import Settings
+
+FETCH_TASK = "cachedproxy.fetch"
+FETCH_QUEUE = "fetch"
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings for cachedproxy (DESIGN.md decision 7)."""
+    return {
+        "broker_url": settings.redis.url,
+        # Outcomes travel through the flight's result key, not Celery's result backend.
+        "result_backend": None,
+        "task_ignore_result": True,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        # Fetches are short: ack early, take one at a time, bound their run time.
+        "task_acks_late": False,
+        "worker_prefetch_multiplier": 1,
+        "task_soft_time_limit": FETCH_SOFT_TIME_LIMIT,
+        "task_time_limit": FETCH_TIME_LIMIT,
+        "broker_transport_options": {
+            "visibility_timeout": FETCH_TIME_LIMIT * 4,
+            "global_keyprefix": f"{settings.redis.key_prefix}:celery:",
+        },
+        "broker_connection_retry_on_startup": True,
+        "task_default_queue": FETCH_QUEUE,
+        # Task events for Flower.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "worker_hijack_root_logger": False,
+        "timezone": "UTC",
+    }
+
+
+def celery_app(settings: Settings, main: str = "cachedproxy") -> Celery:
+    """A Celery app for sending tasks (the API) or running them (the worker)."""
+    app = Celery(main, set_as_current=False)
+    app.conf.update(celery_config(settings))
+    return app

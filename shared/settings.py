@@ -1,0 +1,232 @@
+"""Typed, frozen settings built once per process from layered sources.
+
+Precedence, lowest first: built-in defaults < ``config.ini`` < extra layers (Consul KV)
+< environment variables. Every option is declared once, below, with its ini section and
+key, its environment variable and its default; the loader, the docs and the
+``config.ini.example`` all follow from these declarations.
+"""
+
+from __future__ import annotations
+
+import configparser
+import dataclasses
+import os
+import typing
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+CONFIG_ENV = "CACHEDPROXY_CONFIG"
+CONFIG_SEARCH_PATH = (Path("/etc/cachedproxy/config.ini"), PROJECT_DIR / "config.ini")
+
+# A layer maps ini section -> key -> raw string value.
+Layer = Mapping[str, Mapping[str, str]]
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or malformed; the message names the key."""
+
+
+def option(default: Any, env: str, help: str) -> Any:
+    return field(default=default, metadata={"env": env, "help": help})
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    url: str = option(
+        "redis://127.0.0.1:6379/0", "REDIS_URL", "Redis for the cache, the schedule and the broker"
+    )
+    key_prefix: str = option(
+        "cachedproxy", "KEY_PREFIX", "Prefix of every Redis key this deployment writes"
+    )
+    socket_timeout: float = option(
+        2.0, "REDIS_SOCKET_TIMEOUT", "Seconds before a Redis command is given up"
+    )
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    ttl: int = option(252, "CACHE_TTL", "Seconds an upstream response stays fresh")
+    negative_ttl: int = option(
+        30, "CACHE_NEGATIVE_TTL", "Seconds an upstream 404 is remembered"
+    )
+    stale_if_error: int = option(
+        86400,
+        "CACHE_STALE_IF_ERROR",
+        "Seconds an entry is kept past its freshness, for conditional refreshes",
+    )
+
+
+@dataclass(frozen=True)
+class C42Settings:
+    base_url: str = option(
+        "http://127.0.0.1:8042/api/v2", "C42_BASE_URL", "Calendar42 API base URL"
+    )
+    token: str = option("", "C42_TOKEN", "Calendar42 API token (sent as 'Token <token>')")
+    page_size: int = option(10, "C42_PAGE_SIZE", "Subscriptions per upstream page (1-100)")
+
+
+@dataclass(frozen=True)
+class UpstreamSettings:
+    connect_timeout: float = option(
+        3.05, "UPSTREAM_CONNECT_TIMEOUT", "Seconds to connect to an upstream"
+    )
+    read_timeout: float = option(
+        10.0, "UPSTREAM_READ_TIMEOUT", "Seconds to wait for an upstream's response"
+    )
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    host: str = option("127.0.0.1", "API_HOST", "Address the API listens on")
+    port: int = option(8080, "API_PORT", "Port the API listens on")
+    workers: int = option(2, "API_WORKERS", "API server processes")
+    miss_wait_timeout: float = option(
+        10.0, "API_MISS_WAIT_TIMEOUT", "Seconds a cache miss waits for its fetch (then 504)"
+    )
+
+
+@dataclass(frozen=True)
+class FlowerSettings:
+    # FLOWER_* variables are also read by Flower itself, so only its own names are used.
+    address: str = option("127.0.0.1", "FLOWER_ADDRESS", "Address Flower listens on")
+    port: int = option(5555, "FLOWER_PORT", "Port Flower listens on")
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    level: str = option("INFO", "LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR")
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    cache: CacheSettings = field(default_factory=CacheSettings)
+    c42: C42Settings = field(default_factory=C42Settings)
+    upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    flower: FlowerSettings = field(default_factory=FlowerSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+
+    def replace(self, **sections: Mapping[str, Any]) -> Settings:
+        """A copy with some options changed, e.g. ``replace(cache={"ttl": 5})``."""
+        changed = {
+            name: dataclasses.replace(getattr(self, name), **values)
+            for name, values in sections.items()
+        }
+        return validate(dataclasses.replace(self, **changed))
+
+
+@dataclass(frozen=True)
+class Option:
+    section: str
+    key: str
+    env: str
+    type: type
+    default: Any
+    help: str
+
+
+def options() -> Iterator[Option]:
+    """Every option, in declaration order."""
+    for section in dataclasses.fields(Settings):
+        section_type = typing.get_type_hints(Settings)[section.name]
+        hints = typing.get_type_hints(section_type)
+        for f in dataclasses.fields(section_type):
+            meta = f.metadata
+            yield Option(section.name, f.name, meta["env"], hints[f.name], f.default, meta["help"])
+
+
+def find_config_file(environ: Mapping[str, str]) -> Path | None:
+    """The first config.ini of the search path; an explicit CACHEDPROXY_CONFIG must exist."""
+    explicit = environ.get(CONFIG_ENV)
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise SettingsError(f"{CONFIG_ENV}={explicit} is not a readable file")
+        return path
+    return next((p for p in CONFIG_SEARCH_PATH if p.is_file()), None)
+
+
+def read_ini(path: Path) -> Layer:
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(path, encoding="utf-8")
+    except configparser.Error as exc:
+        raise SettingsError(f"{path}: {exc}") from exc
+    return {s: dict(parser.items(s)) for s in parser.sections()}
+
+
+def env_layer(environ: Mapping[str, str]) -> Layer:
+    layer: dict[str, dict[str, str]] = {}
+    for opt in options():
+        if opt.env in environ:
+            layer.setdefault(opt.section, {})[opt.key] = environ[opt.env]
+    return layer
+
+
+def parse_value(opt: Option, raw: str, source: str) -> Any:
+    name = f"{opt.section}.{opt.key} ({source})"
+    raw = raw.strip()
+    try:
+        if opt.type is bool:
+            lowered = raw.lower()
+            if lowered not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
+                raise ValueError(raw)
+            return lowered in {"1", "true", "yes", "on"}
+        return opt.type(raw)
+    except ValueError:
+        raise SettingsError(
+            f"{name}: {raw!r} is not a valid {opt.type.__name__}"
+        ) from None
+
+
+def build(layers: Sequence[tuple[str, Layer]]) -> Settings:
+    """Settings from named layers, later layers winning; unknown keys are ignored."""
+    values: dict[str, dict[str, Any]] = {}
+    for opt in options():
+        for source, layer in layers:
+            raw = layer.get(opt.section, {}).get(opt.key)
+            if raw is not None:
+                values.setdefault(opt.section, {})[opt.key] = parse_value(opt, raw, source)
+    return Settings().replace(**values)
+
+
+def validate(settings: Settings) -> Settings:
+    checks = [
+        (settings.cache.ttl > 0, "cache.ttl must be positive"),
+        (settings.cache.negative_ttl > 0, "cache.negative_ttl must be positive"),
+        (settings.cache.stale_if_error >= 0, "cache.stale_if_error must not be negative"),
+        (1 <= settings.c42.page_size <= 100, "c42.page_size must be between 1 and 100"),
+        (urlsplit(settings.c42.base_url).scheme in {"http", "https"},
+         "c42.base_url must be an http(s) URL"),
+        (urlsplit(settings.redis.url).scheme in {"redis", "rediss", "unix"},
+         "redis.url must be a redis://, rediss:// or unix:// URL"),
+        (settings.upstream.connect_timeout > 0 and settings.upstream.read_timeout > 0,
+         "upstream timeouts must be positive"),
+        (settings.api.miss_wait_timeout > 0, "api.miss_wait_timeout must be positive"),
+        (settings.api.workers >= 1, "api.workers must be at least 1"),
+        (settings.log.level.upper() in {"DEBUG", "INFO", "WARNING", "ERROR"},
+         "log.level must be DEBUG, INFO, WARNING or ERROR"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise SettingsError(message)
+    return settings
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, extra_layers: Sequence[tuple[str, Layer]] = ()
+) -> Settings:
+    """Build the settings of this process: defaults < config.ini < extra layers < env."""
+    environ = os.environ if environ is None else environ
+    layers: list[tuple[str, Layer]] = []
+    path = find_config_file(environ)
+    if path is not None:
+        layers.append((str(path), read_ini(path)))
+    layers.extend(extra_layers)
+    layers.append(("environment", env_layer(environ)))
+    return build(layers)
