@@ -1,0 +1,98 @@
+"""Fetch one resource from its upstream: conditionally, following pages, trimmed.
+
+Paginated resources keep one validator and one trimmed page per upstream page, so a
+refresh sends a conditional GET per page and a page answered 304 reuses what we have.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from shared.entry import Entry, Validator, fetched, revalidated
+from shared.errors import UpstreamError
+from shared.resources import ResourceKind
+from worker.upstream import UpstreamClient
+
+MAX_PAGES = 1000
+
+
+@dataclass(frozen=True)
+class Fetched:
+    entry: Entry
+    changed: bool  # False: upstream answered 304 to every request
+    requests: int
+
+
+def fetch(
+    client: UpstreamClient,
+    kind: ResourceKind,
+    resource: str,
+    previous: Entry | None,
+    now: float,
+    ttl: float,
+) -> Fetched:
+    if previous is not None and previous.status != 200:
+        previous = None
+    if kind.pagination is None:
+        return _fetch_single(client, kind, resource, previous, now, ttl)
+    return _fetch_pages(client, kind, resource, previous, now, ttl)
+
+
+def _fetch_single(
+    client: UpstreamClient,
+    kind: ResourceKind,
+    resource: str,
+    previous: Entry | None,
+    now: float,
+    ttl: float,
+) -> Fetched:
+    stored = previous.validator(0) if previous is not None else None
+    response = client.get(kind.path_for(resource), stored)
+    if response.status == 304 and previous is not None:
+        return Fetched(revalidated(previous, now, ttl), changed=False, requests=1)
+    return Fetched(fetched(kind.trim(response.body), (response.validator,), now, ttl), True, 1)
+
+
+def _fetch_pages(
+    client: UpstreamClient,
+    kind: ResourceKind,
+    resource: str,
+    previous: Entry | None,
+    now: float,
+    ttl: float,
+) -> Fetched:
+    assert kind.pagination is not None
+    paging = kind.pagination
+    page_size = client.page_size
+    path = kind.path_for(resource)
+    separator = "&" if "?" in path else "?"
+    old_pages: list[Any] = previous.data["pages"] if previous is not None else []
+    count = previous.data["count"] if previous is not None else 0
+    pages: list[Any] = []
+    validators: list[Validator] = []
+    changed = False
+    offset = 0
+    while True:
+        page = len(pages)
+        if page >= MAX_PAGES:
+            raise UpstreamError(f"upstream has more than {MAX_PAGES} pages")
+        stored = previous.validator(page, page_size) if previous is not None else None
+        response = client.get(
+            f"{path}{separator}{paging.limit_param}={page_size}&{paging.offset_param}={offset}",
+            stored,
+        )
+        if response.status == 304 and page < len(old_pages):
+            pages.append(old_pages[page])
+        else:
+            changed = True
+            count = paging.total(response.body)
+            pages.append(kind.trim(response.body))
+        validators.append(response.validator)
+        offset += page_size
+        if offset >= count:
+            break
+    if not changed and previous is not None and len(pages) == len(old_pages):
+        return Fetched(revalidated(previous, now, ttl), changed=False, requests=len(pages))
+    data = {"count": count, "pages": pages}
+    return Fetched(fetched(data, tuple(validators), now, ttl, page_size), True, len(pages))
