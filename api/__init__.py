@@ -1,0 +1,1 @@
+"""The HTTP API: serves combined views from Redis only; ``python -m api`` starts it."""

@@ -1,0 +1,67 @@
+"""``python -m api``: serve the API with gunicorn and gevent workers.
+
+gevent lets one process hold many requests that wait on a cache miss while it keeps
+answering hits; see docs/BENCHMARKS.md for the measurements behind the choice.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from shared.logs import configure_logging
+from shared.settings import Settings, load_settings
+
+
+class ApiServer(BaseApplication):
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        super().__init__()
+
+    def load_config(self) -> None:
+        s = self.settings
+        options: dict[str, Any] = {
+            "bind": f"{s.api.host}:{s.api.port}",
+            "workers": s.api.workers,
+            "worker_class": "gevent",
+            "worker_connections": 1000,
+            "graceful_timeout": 10,
+            "timeout": 30,
+            "keepalive": 5,
+            "control_socket_disable": True,
+            "logconfig_dict": {
+                "version": 1,
+                "disable_existing_loggers": False,
+                "formatters": {"json": {"()": "shared.logs.json_formatter"}},
+                "handlers": {
+                    "stderr": {"class": "logging.StreamHandler", "formatter": "json"}
+                },
+                "root": {"level": s.log.level.upper(), "handlers": ["stderr"]},
+                "loggers": {
+                    "gunicorn.error": {"level": s.log.level.upper(), "propagate": True},
+                    "gunicorn.access": {"level": "WARNING", "propagate": True},
+                },
+            },
+        }
+        for key, value in options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        # Imported here, in the worker after gevent has patched the standard library.
+        from api.app import app_from_settings
+
+        return app_from_settings(self.settings)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m api", description=__doc__)
+    parser.parse_args(argv)
+    settings = load_settings()
+    configure_logging(settings.log.level)
+    ApiServer(settings).run()
+
+
+if __name__ == "__main__":
+    main()

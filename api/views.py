@@ -1,0 +1,33 @@
+"""Views: what a client asks for, as a pure function of cached resources."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from shared import c42
+from shared.entry import Entry
+
+
+@dataclass(frozen=True)
+class View:
+    name: str
+    resources: Callable[[str], list[str]]  # the view's id -> the resources it is made of
+    build: Callable[[str, Sequence[Entry]], dict[str, Any]]  # id, their entries -> body
+
+
+def _event_with_subscriptions(key: str, parts: Sequence[Entry]) -> dict[str, Any]:
+    event, subscriptions = parts
+    return {
+        "id": key,
+        "title": event.data["title"],
+        "names": c42.subscriber_names(subscriptions.data),
+    }
+
+
+EVENTS_WITH_SUBSCRIPTIONS = View(
+    name="events-with-subscriptions",
+    resources=lambda key: [c42.EVENT.resource(key), c42.SUBSCRIPTIONS.resource(key)],
+    build=_event_with_subscriptions,
+)
