@@ -1,0 +1,1 @@
+"""A Calendar42-compatible demo upstream with fault and latency injection."""

@@ -1,0 +1,323 @@
+"""The demo upstream: C42's event and subscription endpoints, plus a control API.
+
+C42 part, under ``/api/v2``: token auth, ``/events/<id>/``,
+``/event-subscriptions/?event_ids=[<id>]&limit=&offset=``, strong or weak ETags,
+Last-Modified, 304s and C42 error bodies.
+
+Control part, under ``/_demo`` (for tests and demonstrations):
+``GET counters``, ``POST reset``, ``PUT events/<id>`` (change or add an event),
+``PUT fault`` / ``DELETE fault`` (5xx, timeout, 429, malformed JSON) and ``PUT latency``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import json
+import logging
+import re
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from email.utils import formatdate, parsedate_to_datetime
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import bottle
+
+from demo.data import Event, Subscriber, sample_events
+
+log = logging.getLogger(__name__)
+
+API = "/api/v2"
+EVENT_IDS_RE = re.compile(r"\[([A-Za-z0-9_-]{1,128})\]")
+FAULT_MODES = {"error", "timeout", "rate_limit", "malformed"}
+
+
+@dataclass
+class Fault:
+    mode: str
+    kind: str | None = None  # "event", "subscriptions" or None for both
+    id: str | None = None  # one event id, or None for all
+    status: int = 500
+    retry_after: int = 1
+    seconds: float = 30.0  # how long "timeout" stalls
+    count: int | None = None  # how many responses it affects; None: until cleared
+
+    def matches(self, kind: str, event_id: str) -> bool:
+        return self.kind in (None, kind) and self.id in (None, event_id)
+
+
+class DemoUpstream:
+    """State of the demo upstream; every method is safe to call from any thread."""
+
+    def __init__(self, token: str, events: dict[str, Event] | None = None) -> None:
+        self.token = token
+        self._initial = events if events is not None else sample_events()
+        self._lock = threading.Lock()
+        self._release = threading.Event()  # wakes stalled responses on reset/shutdown
+        self.reset()
+        self.app = self._build_app()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.events = copy.deepcopy(self._initial)
+            self.requests: Counter[tuple[str, str, int]] = Counter()
+            self.fault: Fault | None = None
+            self.latency = 0.0
+        self._release.set()
+        self._release = threading.Event()
+
+    def release(self) -> None:
+        """End every stalled response now (used at shutdown)."""
+        self._release.set()
+
+    def counters(self) -> dict[str, dict[str, dict[str, int]]]:
+        """Requests seen, as {kind: {event id: {status: count}}}."""
+        out: dict[str, dict[str, dict[str, int]]] = {}
+        with self._lock:
+            for (kind, event_id, status), n in self.requests.items():
+                out.setdefault(kind, {}).setdefault(event_id, {})[str(status)] = n
+        return out
+
+    def count(self, kind: str, event_id: str, status: int | None = None) -> int:
+        with self._lock:
+            return sum(
+                n for (k, i, s), n in self.requests.items()
+                if k == kind and i == event_id and status in (None, s)
+            )
+
+    def put_event(self, event_id: str, title: str | None, names: list[str] | None) -> None:
+        with self._lock:
+            event = self.events.get(event_id) or Event(event_id, title or event_id)
+            if title is not None:
+                event.title = title
+            if names is not None:
+                event.subscribers = [
+                    Subscriber(n, "Demo", f"user-{i:04d}") for i, n in enumerate(names)
+                ]
+            event.version += 1
+            event.modified = max(time.time(), event.modified + 1)
+            self.events[event_id] = event
+
+    def set_fault(self, fault: Fault | None) -> None:
+        with self._lock:
+            self.fault = fault
+
+    def set_fault_from(self, spec: dict[str, Any]) -> None:
+        """Set a fault from its JSON description, e.g. ``{"mode": "error", "status": 503}``."""
+        if spec.get("mode") not in FAULT_MODES:
+            raise ValueError(f"mode must be one of {sorted(FAULT_MODES)}")
+        try:
+            fault = Fault(**spec)
+        except TypeError as exc:
+            raise ValueError(str(exc)) from None
+        self.set_fault(fault)
+
+    def set_latency(self, seconds: float) -> None:
+        with self._lock:
+            self.latency = seconds
+
+    # --- serving -------------------------------------------------------------------
+
+    def _take_fault(self, kind: str, event_id: str) -> Fault | None:
+        with self._lock:
+            fault = self.fault
+            if fault is None or not fault.matches(kind, event_id):
+                return None
+            if fault.count is not None:
+                fault.count -= 1
+                if fault.count <= 0:
+                    self.fault = None
+            return fault
+
+    def _respond(
+        self, kind: str, event_id: str, build: Any
+    ) -> bottle.HTTPResponse:
+        """Count, delay and fault a response; ``build`` makes the normal one."""
+        release = self._release
+        if self.latency:
+            release.wait(self.latency)
+        fault = self._take_fault(kind, event_id)
+        if fault is not None and fault.mode == "timeout":
+            release.wait(fault.seconds)
+        if fault is not None and fault.mode == "error":
+            response = c42_error(fault.status, "injected failure", "server_error")
+        elif fault is not None and fault.mode == "rate_limit":
+            response = c42_error(429, "Request was throttled.", "throttled")
+            response.set_header("Retry-After", str(fault.retry_after))
+        elif fault is not None and fault.mode == "malformed":
+            response = bottle.HTTPResponse('{"data": [', 200, {"Content-Type": "application/json"})
+        else:
+            response = build()
+        with self._lock:
+            self.requests[(kind, event_id, response.status_code)] += 1
+        return response
+
+    def _authorized(self) -> bool:
+        given = bottle.request.get_header("Authorization", "")
+        return hmac.compare_digest(given.encode(), f"Token {self.token}".encode())
+
+    def _build_app(self) -> bottle.Bottle:
+        app = bottle.Bottle()
+
+        @app.get(f"{API}/events/<event_id>/")
+        def event(event_id: str) -> bottle.HTTPResponse:
+            if not self._authorized():
+                return unauthorized()
+            return self._respond("event", event_id, lambda: self._event(event_id))
+
+        @app.get(f"{API}/event-subscriptions/")
+        def subscriptions() -> bottle.HTTPResponse:
+            if not self._authorized():
+                return unauthorized()
+            match = EVENT_IDS_RE.fullmatch(bottle.request.query.get("event_ids", ""))
+            if match is None:
+                return c42_error(400, "event_ids must look like [<id>]", "invalid")
+            try:
+                limit = int(bottle.request.query.get("limit", "10"))
+                offset = int(bottle.request.query.get("offset", "0"))
+            except ValueError:
+                return c42_error(400, "limit and offset must be integers", "invalid")
+            if not 1 <= limit <= 100 or offset < 0:
+                return c42_error(400, "limit must be 1-100, offset >= 0", "invalid")
+            event_id = match.group(1)
+            return self._respond(
+                "subscriptions", event_id, lambda: self._subscriptions(event_id, limit, offset)
+            )
+
+        @app.get("/_demo/counters")
+        def counters() -> bottle.HTTPResponse:
+            return json_body(200, {"requests": self.counters()})
+
+        @app.post("/_demo/reset")
+        def reset() -> bottle.HTTPResponse:
+            self.reset()
+            return json_body(200, {"status": "reset"})
+
+        @app.put("/_demo/events/<event_id>")
+        def put_event(event_id: str) -> bottle.HTTPResponse:
+            body = bottle.request.json or {}
+            self.put_event(event_id, body.get("title"), body.get("names"))
+            return json_body(200, {"status": "changed"})
+
+        @app.put("/_demo/fault")
+        def put_fault() -> bottle.HTTPResponse:
+            try:
+                self.set_fault_from(dict(bottle.request.json or {}))
+            except ValueError as exc:
+                return json_body(400, {"error": str(exc)})
+            return json_body(200, {"status": "fault set"})
+
+        @app.delete("/_demo/fault")
+        def delete_fault() -> bottle.HTTPResponse:
+            self.set_fault(None)
+            return json_body(200, {"status": "fault cleared"})
+
+        @app.put("/_demo/latency")
+        def put_latency() -> bottle.HTTPResponse:
+            self.set_latency(float((bottle.request.json or {}).get("seconds", 0)))
+            return json_body(200, {"status": "latency set"})
+
+        return app
+
+    def _event(self, event_id: str) -> bottle.HTTPResponse:
+        with self._lock:
+            event = copy.deepcopy(self.events.get(event_id))
+        if event is None:
+            return c42_error(404, "Event not found.", "not_found")
+        body = {
+            "meta_data": {"status": 200},
+            "data": [{
+                "id": event.id,
+                "title": event.title,
+                "event_type": "normal",
+                "start": "2026-12-01T18:00:00Z",
+                "end": "2026-12-01T22:00:00Z",
+                "description": f"{event.title} (demo data)",
+            }],
+        }
+        return conditional(body, event)
+
+    def _subscriptions(self, event_id: str, limit: int, offset: int) -> bottle.HTTPResponse:
+        with self._lock:
+            event = copy.deepcopy(self.events.get(event_id))
+        subscribers = event.subscribers if event is not None else []
+        page = subscribers[offset:offset + limit]
+        body = {
+            "data": [
+                {"id": f"{event_id}-{s.user_id}", "rsvp_status": "attending",
+                 "subscriber": asdict(s)}
+                for s in page
+            ],
+            "meta_data": {"count": len(subscribers), "offset": offset, "limit": limit},
+        }
+        return conditional(body, event)
+
+
+def conditional(body: Any, event: Event | None) -> bottle.HTTPResponse:
+    """200 with validators, or 304 when the request's validators still match."""
+    payload = json.dumps(body, ensure_ascii=False).encode()
+    tag = '"' + hashlib.sha256(payload).hexdigest()[:32] + '"'
+    etag = "W/" + tag if event is not None and event.weak_etag else tag
+    headers = {"ETag": etag, "Content-Type": "application/json; charset=utf-8"}
+    modified = event.modified if event is not None else 1_700_000_000.0
+    headers["Last-Modified"] = formatdate(modified, usegmt=True)
+    if not_modified(bottle.request.get_header("If-None-Match"),
+                    bottle.request.get_header("If-Modified-Since"), etag, modified):
+        return bottle.HTTPResponse(b"", 304, {"ETag": etag,
+                                              "Last-Modified": headers["Last-Modified"]})
+    return bottle.HTTPResponse(payload, 200, headers)
+
+
+def not_modified(
+    if_none_match: str | None, if_modified_since: str | None, etag: str, modified: float
+) -> bool:
+    """RFC 9110 13.1: If-None-Match (weak comparison) wins over If-Modified-Since."""
+    if if_none_match is not None:
+        tags = [t.strip() for t in if_none_match.split(",")]
+        return "*" in tags or any(t.removeprefix("W/") == etag.removeprefix("W/") for t in tags)
+    if if_modified_since is not None:
+        try:
+            return int(modified) <= parsedate_to_datetime(if_modified_since).timestamp()
+        except (TypeError, ValueError):
+            return False
+    return False
+
+
+def json_body(status: int, body: Any) -> bottle.HTTPResponse:
+    return bottle.HTTPResponse(
+        json.dumps(body, ensure_ascii=False).encode(), status,
+        {"Content-Type": "application/json; charset=utf-8"},
+    )
+
+
+def c42_error(status: int, message: str, code: str) -> bottle.HTTPResponse:
+    return json_body(status, {"error": {"status_code": status, "message": message, "code": code}})
+
+
+def unauthorized() -> bottle.HTTPResponse:
+    return c42_error(401, "Authentication credentials were not provided.", "not_authenticated")
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("request", extra={"line": format % args})
+
+
+def threaded_wsgi_server(app: Any, host: str, port: int) -> WSGIServer:
+    """A small threaded HTTP server for a WSGI app; ``port=0`` picks a free one."""
+    return make_server(host, port, app, _ThreadingServer, _QuietHandler)
+
+
+def make_demo_server(upstream: DemoUpstream, host: str, port: int) -> WSGIServer:
+    return threaded_wsgi_server(upstream.app, host, port)
