@@ -1,0 +1,101 @@
+"""Start and stop local processes: a private redis-server, waits for ports, process groups."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+REDIS_MISSING = (
+    "redis-server was not found: install it (Debian/Ubuntu: apt-get install redis-server; "
+    "macOS: brew install redis) or set REDIS_URL to a Redis 7 you run."
+)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: object, timeout: float, what: str, proc: subprocess.Popen | None = None
+             ) -> None:
+    """Poll ``predicate`` until it is true; fail early if ``proc`` exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what}: process exited with code {proc.returncode}")
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"{what}: not ready after {timeout:g} s")
+
+
+def port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+def spawn(argv: Sequence[str], env: dict[str, str] | None = None, **kwargs: object
+          ) -> subprocess.Popen:
+    """Start a process in its own process group, so stopping it stops its children too."""
+    return subprocess.Popen(list(argv), env=env, start_new_session=True, **kwargs)  # type: ignore[call-overload]
+
+
+def stop(procs: Sequence[subprocess.Popen], timeout: float = 8.0) -> None:
+    """SIGTERM every process group, wait up to ``timeout`` in all, then SIGKILL the rest."""
+    for proc in procs:
+        _signal_group(proc, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(max(deadline - time.monotonic(), 0.01))
+    for proc in procs:
+        _signal_group(proc, signal.SIGKILL)  # also any child the leader left behind
+        if proc.poll() is None:
+            proc.wait(5)
+
+
+def _signal_group(proc: subprocess.Popen, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def redis_server_binary() -> str:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError(REDIS_MISSING)
+    return binary
+
+
+def start_redis(data_dir: Path, port: int, appendonly: bool = True) -> subprocess.Popen:
+    """A private redis-server on loopback; returns once it accepts connections."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    proc = spawn(
+        [
+            redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
+            "--dir", str(data_dir), "--save", "", "--appendonly", "yes" if appendonly else "no",
+            "--logfile", str(data_dir / "redis.log"), "--daemonize", "no",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    wait_for(lambda: port_open("127.0.0.1", port), 10, "redis-server", proc)
+    return proc
