@@ -1,0 +1,141 @@
+"""The system under test, on loopback: a private redis-server, the demo C42 upstream over
+HTTP, a real Celery worker, and the API as ``python -m api`` serves it."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+
+from api.app import app_from_settings
+from demo.server import API, DemoUpstream, make_demo_server, threaded_wsgi_server
+from launcher.services import free_port, http_ok, spawn, start_redis, stop, wait_for
+from shared.keys import Keys
+from shared.queue import celery_app
+from shared.settings import PROJECT_DIR, Settings, load_settings, options
+
+PREFIX = "cptest"
+
+
+@dataclass
+class Demo:
+    upstream: DemoUpstream
+    base_url: str
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    proc = start_redis(tmp_path_factory.mktemp("redis"), port, appendonly=False)
+    yield f"redis://127.0.0.1:{port}/0"
+    stop([proc])
+
+
+@pytest.fixture(scope="session")
+def demo() -> Iterator[Demo]:
+    upstream = DemoUpstream(token=secrets.token_urlsafe(12))
+    server = make_demo_server(upstream, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield Demo(upstream, f"http://127.0.0.1:{server.server_address[1]}{API}")
+    upstream.release()
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="session")
+def env(redis_url: str, demo: Demo, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment of every process under test; nothing from the caller's shell leaks in."""
+    config = tmp_path_factory.mktemp("config") / "config.ini"
+    config.write_text("")
+    ours = {opt.env for opt in options()}
+    base = {k: v for k, v in os.environ.items() if k not in ours}
+    return {
+        **base,
+        "CACHEDPROXY_CONFIG": str(config),
+        "REDIS_URL": redis_url,
+        "KEY_PREFIX": PREFIX,
+        "C42_BASE_URL": demo.base_url,
+        "C42_TOKEN": demo.upstream.token,
+        "UPSTREAM_CONNECT_TIMEOUT": "1",
+        "UPSTREAM_READ_TIMEOUT": "1.5",
+        "CACHE_NEGATIVE_TTL": "30",
+    }
+
+
+@pytest.fixture(scope="session")
+def settings(env: dict[str, str]) -> Settings:
+    return load_settings(env)
+
+
+@pytest.fixture(scope="session")
+def store(redis_url: str) -> redis.Redis:
+    return redis.Redis.from_url(redis_url, decode_responses=True)
+
+
+@pytest.fixture(scope="session")
+def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="session")
+def worker(env: dict[str, str], settings: Settings, logs: Path) -> Iterator[subprocess.Popen]:
+    """A real ``celery -A worker worker`` with two prefork processes."""
+    with (logs / "worker.log").open("w") as out:
+        proc = spawn(
+            [sys.executable, "-m", "celery", "-A", "worker", "worker", "--concurrency", "2",
+             "--without-mingle", "--without-gossip", "--hostname", f"test-{os.getpid()}@%h"],
+            env, stdout=out, stderr=subprocess.STDOUT, cwd=PROJECT_DIR,
+        )
+    control = celery_app(settings)
+    wait_for(lambda: bool(control.control.ping(timeout=0.3)), 60, "celery worker", proc)
+    yield proc
+    stop([proc])
+
+
+@pytest.fixture(scope="session")
+def api(env: dict[str, str], worker: subprocess.Popen, logs: Path) -> Iterator[str]:
+    """The API as deployed: ``python -m api`` (gunicorn, gevent workers) on a free port."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with (logs / "api.log").open("w") as out:
+        proc = spawn([sys.executable, "-m", "api"], {**env, "API_PORT": str(port)},
+                     stdout=out, stderr=subprocess.STDOUT, cwd=PROJECT_DIR)
+    wait_for(lambda: http_ok(f"{url}/healthz"), 30, "API", proc)
+    yield url
+    stop([proc])
+
+
+@pytest.fixture
+def serve_api(settings: Settings, worker: subprocess.Popen) -> Iterator[Callable[..., str]]:
+    """Serve an API with changed settings in this process, e.g. a short miss wait."""
+    servers = []
+
+    def serve(**changes: dict[str, object]) -> str:
+        server = threaded_wsgi_server(app_from_settings(settings.replace(**changes)),
+                                      "127.0.0.1", 0)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield serve
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(autouse=True)
+def fresh_state(demo: Demo, store: redis.Redis) -> None:
+    """Each test starts with the demo's sample data and no cached entries."""
+    demo.upstream.reset()
+    keys = Keys(PREFIX)
+    for kind in ("entry", "lock", "result"):
+        for key in store.scan_iter(keys.pattern(kind)):
+            store.delete(key)

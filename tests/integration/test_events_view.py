@@ -1,0 +1,142 @@
+"""GET /events-with-subscriptions/<id>/ end to end: API -> Redis -> worker -> demo C42."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from demo.data import sample_events
+from shared.keys import Keys
+from tests.integration.conftest import PREFIX
+
+SAMPLES = sample_events()
+VIEW = "/events-with-subscriptions"
+
+
+def expected(event_id: str) -> dict[str, object]:
+    event = SAMPLES[event_id]
+    return {"id": event.id, "title": event.title,
+            "names": [s.first_name for s in event.subscribers]}
+
+
+def get(url: str) -> requests.Response:
+    return requests.get(url, timeout=20)
+
+
+@pytest.mark.parametrize("event_id", sorted(SAMPLES))
+def test_view_joins_event_title_and_subscriber_names(api, demo, event_id):
+    """Title and all subscribers' first names, in upstream order, across every page."""
+    r = get(f"{api}{VIEW}/{event_id}/")
+    assert r.status_code == 200, r.text
+    assert r.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert r.json() == expected(event_id)
+    pages = max(1, -(-len(SAMPLES[event_id].subscribers) // 10))
+    assert demo.upstream.count("subscriptions", event_id) == pages
+
+
+def test_trailing_slash_is_optional(api):
+    """The path works with and without its trailing slash."""
+    assert get(f"{api}{VIEW}/team-standup").json() == expected("team-standup")
+    assert get(f"{api}{VIEW}/team-standup/").json() == expected("team-standup")
+
+
+def test_concurrent_cold_requests_cause_one_upstream_pass(api, demo):
+    """50 simultaneous misses: one event request, one pass over the 3 subscription pages."""
+    start = threading.Barrier(50)
+
+    def one(_: int) -> tuple[int, object]:
+        start.wait(timeout=10)
+        r = get(f"{api}{VIEW}/launch-party/")
+        return r.status_code, r.json()
+
+    with ThreadPoolExecutor(50) as pool:
+        results = list(pool.map(one, range(50)))
+    assert results == [(200, expected("launch-party"))] * 50
+    assert demo.upstream.counters() == {
+        "event": {"launch-party": {"200": 1}},
+        "subscriptions": {"launch-party": {"200": 3}},
+    }
+
+
+def test_second_request_is_a_hit(api, demo):
+    """Once cached, a view is served without any upstream request."""
+    assert get(f"{api}{VIEW}/launch-party/").status_code == 200
+    before = demo.upstream.counters()
+    for _ in range(5):
+        assert get(f"{api}{VIEW}/launch-party/").json() == expected("launch-party")
+    assert demo.upstream.counters() == before
+
+
+def expire(store, event_id: str) -> None:
+    """Make the cached entries of an event stale, as time would."""
+    keys = Keys(PREFIX)
+    for kind in ("event", "subscriptions"):
+        store.hset(keys.entry(f"c42:{kind}:{event_id}"), "fresh_until", "0")
+
+
+def test_expired_entry_is_revalidated_with_304_and_kept(api, demo, store):
+    """Past its TTL an entry is refreshed conditionally: 304s keep the data, extend freshness."""
+    assert get(f"{api}{VIEW}/launch-party/").status_code == 200
+    key = Keys(PREFIX).entry("c42:subscriptions:launch-party")
+    before = store.hgetall(key)
+    expire(store, "launch-party")
+    assert get(f"{api}{VIEW}/launch-party/").json() == expected("launch-party")
+    after = store.hgetall(key)
+    assert demo.upstream.counters() == {
+        "event": {"launch-party": {"200": 1, "304": 1}},
+        "subscriptions": {"launch-party": {"200": 3, "304": 3}},
+    }
+    assert after["data"] == before["data"] and after["fetched_at"] == before["fetched_at"]
+    assert float(after["fresh_until"]) > float(before["checked_at"])
+    assert float(after["checked_at"]) > float(before["checked_at"])
+
+
+def test_weak_etag_and_changed_event_after_expiry(api, demo, store):
+    """A change upstream is picked up at the next refresh; weak ETags revalidate too."""
+    assert get(f"{api}{VIEW}/board-meeting/").json() == expected("board-meeting")
+    expire(store, "board-meeting")
+    assert get(f"{api}{VIEW}/board-meeting/").status_code == 200
+    assert demo.upstream.count("event", "board-meeting", 304) == 1
+    demo.upstream.put_event("board-meeting", "Board meeting (moved)", ["Ada", "Zoë"])
+    expire(store, "board-meeting")
+    body = get(f"{api}{VIEW}/board-meeting/").json()
+    assert body == {
+        "id": "board-meeting", "title": "Board meeting (moved)", "names": ["Ada", "Zoë"]
+    }
+
+
+def test_unknown_event_is_404_and_remembered(api, demo):
+    """An upstream 404 is a JSON 404, cached briefly: the next request asks upstream nothing."""
+    r = get(f"{api}{VIEW}/no-such-event/")
+    assert r.status_code == 404
+    assert r.json()["error"]["status"] == 404
+    calls = demo.upstream.count("event", "no-such-event")
+    assert calls == 1
+    assert get(f"{api}{VIEW}/no-such-event/").status_code == 404
+    assert demo.upstream.count("event", "no-such-event") == calls
+
+
+@pytest.mark.parametrize("bad", ["a.b", "x" * 129, "%C3%A9t%C3%A9", "a%20b", "a:b", "%00"])
+def test_invalid_ids_are_400(api, demo, bad):
+    """Ids C42 could not have get a JSON 400, and cause no upstream request."""
+    r = get(f"{api}{VIEW}/{bad}/")
+    assert r.status_code == 400
+    assert r.json()["error"] == {
+        "status": 400, "code": "invalid_request",
+        "message": "invalid id: use 1 to 128 letters, digits, '_' or '-'",
+    }
+    assert demo.upstream.counters() == {}
+
+
+def test_unknown_route_is_json_404(api):
+    """Routes that do not exist are a JSON 404, not an HTML page."""
+    r = get(f"{api}/nope")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+def test_healthz(api):
+    """/healthz answers 200 while the process is alive."""
+    assert get(f"{api}/healthz").json() == {"status": "ok"}

@@ -1,0 +1,83 @@
+"""Upstream and infrastructure faults: each gets its JSON error, and cached data survives."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from launcher.services import free_port
+from shared.entry import Entry
+from shared.keys import Keys
+from tests.integration.conftest import PREFIX
+from tests.integration.test_events_view import VIEW, expected, expire, get
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "code"),
+    [
+        ({"mode": "error", "status": 500}, 502, "upstream_error"),
+        ({"mode": "error", "status": 503}, 502, "upstream_error"),
+        ({"mode": "malformed"}, 502, "upstream_error"),
+        ({"mode": "rate_limit", "retry_after": 30}, 502, "upstream_error"),
+        ({"mode": "timeout", "seconds": 5}, 504, "upstream_timeout"),
+    ],
+)
+def test_upstream_failure_on_a_miss(api, demo, fault, status, code):
+    """Nothing cached and upstream failing: a JSON 502, or 504 for an upstream timeout."""
+    demo.upstream.set_fault_from(fault | {"kind": "event"})
+    r = get(f"{api}{VIEW}/launch-party/")
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["code"] == code
+    assert r.headers["Content-Type"] == "application/json; charset=utf-8"
+
+
+def test_failure_is_not_cached(api, demo):
+    """After a failed fetch the next request tries upstream again, and succeeds."""
+    demo.upstream.set_fault_from({"mode": "error", "status": 500, "count": 1})
+    assert get(f"{api}{VIEW}/team-standup/").status_code == 502
+    assert get(f"{api}{VIEW}/team-standup/").json() == expected("team-standup")
+
+
+def test_upstream_error_never_overwrites_cached_data(api, demo, store):
+    """A failing refresh leaves the cached entry exactly as it was."""
+    assert get(f"{api}{VIEW}/launch-party/").status_code == 200
+    expire(store, "launch-party")
+    key = Keys(PREFIX).entry("c42:event:launch-party")
+    before = store.hgetall(key)
+    for fault in ({"mode": "error", "status": 500}, {"mode": "malformed"}):
+        demo.upstream.set_fault_from(fault)
+        assert get(f"{api}{VIEW}/launch-party/").status_code == 502
+        assert store.hgetall(key) == before
+    demo.upstream.set_fault(None)
+    assert get(f"{api}{VIEW}/launch-party/").json() == expected("launch-party")
+    assert Entry.from_fields(store.hgetall(key)).data["title"] == "Product launch party"
+
+
+def test_miss_wait_is_bounded(serve_api, demo):
+    """A miss waits at most api.miss_wait_timeout, then answers 504."""
+    url = serve_api(api={"miss_wait_timeout": 0.3})
+    demo.upstream.set_latency(1.0)
+    r = get(f"{url}{VIEW}/launch-party/")
+    assert r.status_code == 504
+    assert r.json()["error"]["code"] == "fetch_timeout"
+
+
+def test_redis_unreachable_is_503(serve_api):
+    """With Redis down the API answers a JSON 503 at once, and /healthz stays up."""
+    url = serve_api(redis={"url": f"redis://127.0.0.1:{free_port()}/0", "socket_timeout": 0.5})
+    r = requests.get(f"{url}{VIEW}/launch-party/", timeout=10)
+    assert r.status_code == 503
+    assert r.json()["error"]["code"] == "store_unavailable"
+    assert requests.get(f"{url}/healthz", timeout=10).status_code == 200
+
+
+def test_wrong_token_is_an_upstream_error(api, demo):
+    """Upstream refusing our token (401) is a 502, and the token appears in no response."""
+    token = demo.upstream.token
+    demo.upstream.token = "rotated"
+    try:
+        r = get(f"{api}{VIEW}/team-standup/")
+    finally:
+        demo.upstream.token = token
+    assert r.status_code == 502
+    assert token not in r.text

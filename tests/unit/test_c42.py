@@ -1,0 +1,72 @@
+"""Trimming Calendar42 bodies to the fields we serve; malformed bodies are refused."""
+
+import pytest
+
+from shared import c42
+from shared.errors import NotFound, UpstreamError
+
+EVENT = {"meta_data": {}, "data": [{"id": "e1", "title": "Launch", "description": "long"}]}
+PAGE = {
+    "data": [
+        {"subscriber": {"first_name": "Zoë", "last_name": "X", "user_id": 1}, "id": "s1"},
+        {"subscriber": {"first_name": None, "last_name": "Y", "user_id": 2}},
+        {"subscriber": {"first_name": "Søren", "last_name": "Z", "user_id": 3}},
+    ],
+    "meta_data": {"count": 23, "offset": 0},
+}
+
+
+def test_event_is_trimmed_to_id_and_title():
+    """Only the fields the views serve are kept."""
+    assert c42.trim_event(EVENT) == {"id": "e1", "title": "Launch"}
+
+
+def test_event_with_empty_data_is_not_found():
+    """C42 answering an empty data list means there is no such event."""
+    with pytest.raises(NotFound):
+        c42.trim_event({"data": []})
+
+
+@pytest.mark.parametrize(
+    "body",
+    [None, [], "x", {"data": None}, {"data": [{"id": 1}]}, {"data": [{"title": 5}]}, {"data": [3]}],
+)
+def test_malformed_event_raises_upstream_error(body):
+    """A body of the wrong shape never reaches the cache."""
+    with pytest.raises(UpstreamError):
+        c42.trim_event(body)
+
+
+def test_subscriptions_keep_first_names_in_order():
+    """First names in upstream order; subscribers without a first name are left out."""
+    assert c42.trim_subscriptions(PAGE) == ["Zoë", "Søren"]
+    assert c42.subscription_count(PAGE) == 23
+
+
+@pytest.mark.parametrize(
+    "body", [{"data": [{"subscriber": "x"}]}, {"data": [1]}, {"data": "x"}, {}]
+)
+def test_malformed_subscriptions_raise_upstream_error(body):
+    """Subscriptions without subscriber objects are refused."""
+    with pytest.raises(UpstreamError):
+        c42.trim_subscriptions(body)
+
+
+@pytest.mark.parametrize("meta", [None, {}, {"count": "3"}, {"count": -1}, {"count": True}])
+def test_missing_or_bad_count_raises_upstream_error(meta):
+    """Paging needs meta_data.count as a non-negative integer."""
+    with pytest.raises(UpstreamError):
+        c42.subscription_count({"data": [], "meta_data": meta})
+
+
+def test_subscriber_names_joins_pages():
+    """Pages are joined in order."""
+    assert c42.subscriber_names({"count": 3, "pages": [["a", "b"], ["c"]]}) == ["a", "b", "c"]
+
+
+def test_resource_names_and_paths():
+    """Resources are named kind:key, and their upstream paths use C42's bracket list."""
+    assert c42.EVENT.resource("abc") == "c42:event:abc"
+    assert c42.EVENT.path_for("c42:event:abc") == "/events/abc/"
+    assert (c42.SUBSCRIPTIONS.path_for("c42:subscriptions:a-1")
+            == "/event-subscriptions/?event_ids=[a-1]")

@@ -1,0 +1,98 @@
+"""Fetching a resource: conditional requests, page following and 304 reuse (no network)."""
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from shared import c42
+from shared.entry import Validator
+from shared.errors import UpstreamError
+from worker.fetch import fetch
+from worker.upstream import Response
+
+
+@dataclass
+class FakeUpstream:
+    """Answers from a dict of path -> (body, etag); 304 when the sent ETag matches."""
+
+    pages: dict[str, tuple[object, str]]
+    page_size: int = 2
+    seen: list[tuple[str, Validator | None]] = field(default_factory=list)
+
+    def get(self, path: str, validator: Validator | None = None) -> Response:
+        self.seen.append((path, validator))
+        body, etag = self.pages[path]
+        if validator is not None and validator.etag == etag:
+            return Response(304, None, validator)
+        return Response(200, body, Validator(etag, None))
+
+
+def sub_page(names, count):
+    return {"data": [{"subscriber": {"first_name": n}} for n in names],
+            "meta_data": {"count": count}}
+
+
+SUBS = "c42:subscriptions:e1"
+BASE = "/event-subscriptions/?event_ids=[e1]"
+
+
+def three_pages(third="E"):
+    return {
+        f"{BASE}&limit=2&offset=0": (sub_page(["A", "B"], 5), '"p0"'),
+        f"{BASE}&limit=2&offset=2": (sub_page(["C", "D"], 5), '"p1"'),
+        f"{BASE}&limit=2&offset=4": (sub_page([third], 5), f'"p2-{third}"'),
+    }
+
+
+def test_single_resource_fetch_then_304_revalidates():
+    """An event is fetched once; the next fetch is conditional and a 304 keeps the data."""
+    upstream = FakeUpstream({"/events/e1/": ({"data": [{"id": "e1", "title": "T"}]}, '"v1"')})
+    first = fetch(upstream, c42.EVENT, "c42:event:e1", None, now=0.0, ttl=10)
+    assert first.changed and first.entry.data == {"id": "e1", "title": "T"}
+    second = fetch(upstream, c42.EVENT, "c42:event:e1", first.entry, now=20.0, ttl=10)
+    assert not second.changed
+    assert second.entry.data == first.entry.data and second.entry.fresh_until == 30.0
+    assert upstream.seen[1] == ("/events/e1/", Validator('"v1"', None))
+
+
+def test_all_pages_are_followed_in_order():
+    """Subscriptions are read page by page until meta_data.count is covered."""
+    upstream = FakeUpstream(three_pages())
+    result = fetch(upstream, c42.SUBSCRIPTIONS, SUBS, None, now=0.0, ttl=10)
+    assert c42.subscriber_names(result.entry.data) == ["A", "B", "C", "D", "E"]
+    assert result.requests == 3
+    assert [v for _, v in upstream.seen] == [None, None, None]
+
+
+def test_unchanged_pages_cost_only_304s():
+    """A second pass sends each page's validator; all 304 means only timestamps change."""
+    upstream = FakeUpstream(three_pages())
+    first = fetch(upstream, c42.SUBSCRIPTIONS, SUBS, None, now=0.0, ttl=10)
+    second = fetch(upstream, c42.SUBSCRIPTIONS, SUBS, first.entry, now=5.0, ttl=10)
+    assert not second.changed and second.entry.fetched_at == 0.0
+    assert [v.etag for _, v in upstream.seen[3:]] == ['"p0"', '"p1"', '"p2-E"']
+
+
+def test_one_changed_page_is_merged_with_the_unchanged_ones():
+    """A page answered 200 replaces only itself; 304 pages keep their stored names."""
+    upstream = FakeUpstream(three_pages())
+    first = fetch(upstream, c42.SUBSCRIPTIONS, SUBS, None, now=0.0, ttl=10)
+    upstream.pages = three_pages(third="Zoë")
+    second = fetch(upstream, c42.SUBSCRIPTIONS, SUBS, first.entry, now=5.0, ttl=10)
+    assert second.changed
+    assert c42.subscriber_names(second.entry.data) == ["A", "B", "C", "D", "Zoë"]
+
+
+def test_empty_subscriptions_need_one_request():
+    """An event nobody subscribed to is one request and no names."""
+    upstream = FakeUpstream({f"{BASE}&limit=2&offset=0": (sub_page([], 0), '"e"')})
+    result = fetch(upstream, c42.SUBSCRIPTIONS, SUBS, None, now=0.0, ttl=10)
+    assert c42.subscriber_names(result.entry.data) == [] and result.requests == 1
+
+
+def test_malformed_page_fails_the_whole_fetch():
+    """A bad page aborts the fetch, so a half-read resource is never stored."""
+    pages = three_pages()
+    pages[f"{BASE}&limit=2&offset=2"] = ({"data": "garbage"}, '"bad"')
+    with pytest.raises(UpstreamError):
+        fetch(FakeUpstream(pages), c42.SUBSCRIPTIONS, SUBS, None, now=0.0, ttl=10)
