@@ -3,10 +3,12 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
+ENSURE_REDIS := scripts/ensure-command redis-server redis-server "or set REDIS_URL to a Redis 7 you run"
+
 .PHONY: run test lint bench clean redis-server
 
 run: $(VENV)/.installed
-	@[ -n "$$REDIS_URL" ] || scripts/ensure-redis-server
+	@[ -n "$$REDIS_URL" ] || $(ENSURE_REDIS)
 	$(BIN)/python -m launcher
 
 test: $(VENV)/.installed redis-server
@@ -17,10 +19,11 @@ lint: $(VENV)/.installed
 	$(BIN)/mypy
 
 bench: $(VENV)/.installed redis-server
+	@scripts/ensure-command wrk wrk
 	$(BIN)/python -m benchmarks
 
 redis-server:
-	@scripts/ensure-redis-server
+	@$(ENSURE_REDIS)
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

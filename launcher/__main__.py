@@ -15,10 +15,11 @@ import sys
 import time
 
 from launcher.services import (
+    celery,
     free_port,
-    http_ok,
     port_open,
     spawn,
+    start_api,
     start_redis,
     stop,
     wait_for,
@@ -46,7 +47,6 @@ def main() -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     python = sys.executable
-    celery = [python, "-m", "celery", "-A", "worker"]
     try:
         if "REDIS_URL" not in env:
             port = free_port()
@@ -62,15 +62,11 @@ def main() -> int:
             say(f"upstream   {env['C42_BASE_URL']} (demo)")
         settings = load_settings(env)
         RUN_DIR.mkdir(exist_ok=True)
-        procs.append(spawn([*celery, "worker", "--hostname", "worker@%h"], env))
-        procs.append(spawn(
-            [*celery, "beat", "--schedule", str(RUN_DIR / "celerybeat-schedule")], env
-        ))
-        procs.append(spawn([*celery, "flower"], env))
-        api = spawn([python, "-m", "api"], env)
-        procs.append(api)
+        procs.append(celery(env, "worker", "--hostname", "worker@%h"))
+        procs.append(celery(env, "beat", "--schedule", str(RUN_DIR / "celerybeat-schedule")))
+        procs.append(celery(env, "flower"))
+        procs.append(start_api(env))
         base = f"http://{settings.api.host}:{settings.api.port}"
-        wait_for(lambda: http_ok(f"{base}/healthz"), 20, "API", api)
         say(f"api        {base}/events-with-subscriptions/launch-party/")
         say(f"flower     http://{settings.flower.address}:{settings.flower.port}/")
         say("running; Ctrl-C stops everything")

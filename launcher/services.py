@@ -8,15 +8,19 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
+from shared.queue import celery_app
+from shared.settings import PROJECT_DIR, load_settings
+
 REDIS_MISSING = (
     "redis-server was not found: install it (Debian/Ubuntu: apt-get install redis-server; "
     "macOS: brew install redis) or set REDIS_URL to a Redis 7 you run."
-)
+)  # scripts/ensure-command says the same before make run and make test get here
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -77,6 +81,27 @@ def stop(procs: Sequence[subprocess.Popen], timeout: float = 8.0) -> None:
 def _signal_group(proc: subprocess.Popen, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
+
+
+def celery(env: dict[str, str], *args: str, **popen: object) -> subprocess.Popen:
+    """``celery -A worker <args>`` from the project directory."""
+    return spawn([sys.executable, "-m", "celery", "-A", "worker", *args], env, cwd=PROJECT_DIR,
+                 **popen)
+
+
+def start_api(env: dict[str, str], **popen: object) -> subprocess.Popen:
+    """``python -m api``, returning once its /healthz answers."""
+    proc = spawn([sys.executable, "-m", "api"], env, cwd=PROJECT_DIR, **popen)
+    settings = load_settings(env)
+    url = f"http://{settings.api.host}:{settings.api.port}/healthz"
+    wait_for(lambda: http_ok(url), 30, "API", proc)
+    return proc
+
+
+def wait_for_worker(env: dict[str, str], proc: subprocess.Popen, timeout: float = 60) -> None:
+    """Return once a worker on this deployment's broker answers a ping."""
+    control = celery_app(load_settings(env)).control
+    wait_for(lambda: bool(control.ping(timeout=0.3)), timeout, "celery worker", proc)
 
 
 def redis_server_binary() -> str:

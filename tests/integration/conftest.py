@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,10 +16,9 @@ import redis
 
 from api.app import app_from_settings
 from demo.server import API, DemoUpstream, make_demo_server, threaded_wsgi_server
-from launcher.services import free_port, http_ok, spawn, start_redis, stop, wait_for
+from launcher.services import celery, free_port, start_api, start_redis, stop, wait_for_worker
 from shared.keys import Keys
-from shared.queue import celery_app
-from shared.settings import PROJECT_DIR, Settings, load_settings, options
+from shared.settings import Settings, load_settings, options
 
 PREFIX = "cptest"
 
@@ -89,13 +87,9 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def worker(env: dict[str, str], settings: Settings, logs: Path) -> Iterator[subprocess.Popen]:
     """A real ``celery -A worker worker`` with two prefork processes."""
     with (logs / "worker.log").open("w") as out:
-        proc = spawn(
-            [sys.executable, "-m", "celery", "-A", "worker", "worker", "--concurrency", "2",
-             "--without-mingle", "--without-gossip", "--hostname", f"test-{os.getpid()}@%h"],
-            env, stdout=out, stderr=subprocess.STDOUT, cwd=PROJECT_DIR,
-        )
-    control = celery_app(settings)
-    wait_for(lambda: bool(control.control.ping(timeout=0.3)), 60, "celery worker", proc)
+        proc = celery(env, "worker", "--concurrency", "2", "--without-mingle", "--without-gossip",
+                      "--hostname", f"test-{os.getpid()}@%h", stdout=out, stderr=subprocess.STDOUT)
+    wait_for_worker(env, proc)
     yield proc
     stop([proc])
 
@@ -104,12 +98,9 @@ def worker(env: dict[str, str], settings: Settings, logs: Path) -> Iterator[subp
 def api(env: dict[str, str], worker: subprocess.Popen, logs: Path) -> Iterator[str]:
     """The API as deployed: ``python -m api`` (gunicorn, gevent workers) on a free port."""
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
     with (logs / "api.log").open("w") as out:
-        proc = spawn([sys.executable, "-m", "api"], {**env, "API_PORT": str(port)},
-                     stdout=out, stderr=subprocess.STDOUT, cwd=PROJECT_DIR)
-    wait_for(lambda: http_ok(f"{url}/healthz"), 30, "API", proc)
-    yield url
+        proc = start_api({**env, "API_PORT": str(port)}, stdout=out, stderr=subprocess.STDOUT)
+    yield f"http://127.0.0.1:{port}"
     stop([proc])
 
 

@@ -44,17 +44,17 @@ def test_trailing_slash_is_optional(api):
 
 
 def test_concurrent_cold_requests_cause_one_upstream_pass(api, demo):
-    """50 simultaneous misses: one event request, one pass over the 3 subscription pages."""
-    start = threading.Barrier(50)
+    """100 simultaneous misses: one event request, one pass over the 3 subscription pages."""
+    start = threading.Barrier(100)
 
     def one(_: int) -> tuple[int, object]:
         start.wait(timeout=10)
         r = get(f"{api}{VIEW}/launch-party/")
         return r.status_code, r.json()
 
-    with ThreadPoolExecutor(50) as pool:
-        results = list(pool.map(one, range(50)))
-    assert results == [(200, expected("launch-party"))] * 50
+    with ThreadPoolExecutor(100) as pool:
+        results = list(pool.map(one, range(100)))
+    assert results == [(200, expected("launch-party"))] * 100
     assert demo.upstream.counters() == {
         "event": {"launch-party": {"200": 1}},
         "subscriptions": {"launch-party": {"200": 3}},

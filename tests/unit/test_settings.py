@@ -90,3 +90,10 @@ def test_example_config_documents_every_option():
         assert f"[{opt.section}]" in text
         assert f"{opt.key} =" in text, opt.key
     assert load_settings({"CACHEDPROXY_CONFIG": str(example)}) == Settings()
+
+
+def test_readme_documents_every_option():
+    """The README's configuration table names each option's ini key and variable."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for opt in options():
+        assert f"| `[{opt.section}] {opt.key}` | `{opt.env}` |" in readme, opt.env
