@@ -7,6 +7,7 @@ answering hits; see docs/BENCHMARKS.md for the measurements behind the choice.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -15,9 +16,19 @@ from shared.logs import configure_logging
 from shared.settings import Settings, load_settings
 
 
+def _load_api(settings: Settings) -> Any:
+    # Imported here, in the worker after gevent has patched the standard library.
+    from api.app import app_from_settings
+
+    return app_from_settings(settings)
+
+
 class ApiServer(BaseApplication):
-    def __init__(self, settings: Settings) -> None:
+    """gunicorn serving ``load(settings)`` (the API by default) with gevent workers."""
+
+    def __init__(self, settings: Settings, load: Callable[[Settings], Any] = _load_api) -> None:
         self.settings = settings
+        self._load = load
         super().__init__()
 
     def load_config(self) -> None:
@@ -49,10 +60,7 @@ class ApiServer(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self) -> Any:
-        # Imported here, in the worker after gevent has patched the standard library.
-        from api.app import app_from_settings
-
-        return app_from_settings(self.settings)
+        return self._load(self.settings)
 
 
 def main(argv: list[str] | None = None) -> None:

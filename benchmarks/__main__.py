@@ -1,0 +1,196 @@
+"""``python -m benchmarks``: hit throughput, cold-miss latency and the cold burst.
+
+Every figure is printed next to a reference measured in the same run on the same machine:
+- hit: the API's view vs. the same server stack returning one Redis GET (benchmarks.reference);
+- hit during misses: the same hit load while four other events' fetches stall upstream;
+- cold miss: the API's first answer vs. a client making the same upstream requests itself,
+  one after another (the event and each subscription page, at the demo's latency);
+- burst: N concurrent cold requests must cost one upstream pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import redis
+import requests
+
+from benchmarks.reference import REFERENCE_KEY
+from demo.server import API, DemoUpstream, make_demo_server
+from launcher.services import (
+    celery,
+    free_port,
+    http_ok,
+    spawn,
+    start_api,
+    start_redis,
+    stop,
+    wait_for,
+    wait_for_worker,
+)
+from shared.keys import Keys
+from shared.settings import PROJECT_DIR, options
+
+EVENT = "launch-party"
+VIEW = f"/events-with-subscriptions/{EVENT}/"
+
+
+def wrk(url: str, seconds: int, connections: int) -> dict[str, float]:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    result = {"rps": rps}
+    for pct in ("50", "99"):
+        m = re.search(rf"\s{pct}%\s+([\d.]+)(us|ms|s)", out)
+        if m:
+            value = float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+            result[f"p{pct}_ms"] = value
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        raise RuntimeError(f"wrk saw {errors.group(1)} errors on {url}")
+    return result
+
+
+def timed(fn: Callable[[], object], times: int) -> list[float]:
+    samples = []
+    for _ in range(times):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--seconds", type=int, default=10, help="length of each load run")
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--latency-ms", type=float, default=50, help="demo upstream latency")
+    parser.add_argument("--burst", type=int, default=100)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="cachedproxy-bench-"))
+    procs: list[subprocess.Popen] = []
+    upstream = DemoUpstream(secrets.token_urlsafe(12))
+    server = make_demo_server(upstream, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base_url = f"http://127.0.0.1:{server.server_address[1]}{API}"
+    try:
+        redis_port = free_port()
+        procs.append(start_redis(work / "redis", redis_port, appendonly=False))
+        config = work / "config.ini"
+        config.write_text("")
+        env = {k: v for k, v in os.environ.items() if k not in {o.env for o in options()}}
+        env |= {
+            "CACHEDPROXY_CONFIG": str(config),
+            "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+            "C42_BASE_URL": base_url, "C42_TOKEN": upstream.token,
+            "LOG_LEVEL": "WARNING",
+        }
+        logs = (work / "processes.log").open("w")
+        quiet = {"stdout": logs, "stderr": subprocess.STDOUT}
+        worker = celery(env, "worker", "--without-mingle", "--without-gossip", **quiet)
+        procs.append(worker)
+        wait_for_worker(env, worker)
+        api_port, ref_port = free_port(), free_port()
+        procs.append(start_api({**env, "API_PORT": str(api_port)}, **quiet))
+        ref = spawn([sys.executable, "-m", "benchmarks.reference"],
+                    {**env, "API_PORT": str(ref_port)}, cwd=PROJECT_DIR, **quiet)
+        procs.append(ref)
+        api = f"http://127.0.0.1:{api_port}"
+        store = redis.Redis(port=redis_port)
+        keys = Keys("cachedproxy")
+
+        # Hit path against the reference, same body size.
+        body = requests.get(api + VIEW, timeout=30).content
+        store.set(f"cachedproxy:{REFERENCE_KEY}", body)
+        wait_for(lambda: http_ok(f"http://127.0.0.1:{ref_port}/reference"), 30, "reference", ref)
+        wrk(api + VIEW, 2, args.connections)  # warm-up
+        hit = wrk(api + VIEW, args.seconds, args.connections)
+        reference = wrk(f"http://127.0.0.1:{ref_port}/reference", args.seconds, args.connections)
+
+        # Hits while slow misses wait: other events' fetches stall upstream for 3 s.
+        slow = ["team-standup", "board-meeting", "quiet-evening", "conference_2026"]
+        upstream.set_fault_from({"mode": "timeout", "kind": "event", "seconds": 3})
+        with ThreadPoolExecutor(len(slow)) as pool:
+            waiting = [pool.submit(requests.get, f"{api}/events-with-subscriptions/{e}/",
+                                   timeout=30) for e in slow]
+            time.sleep(0.3)  # let the misses start waiting before the load starts
+            during = wrk(api + VIEW, 2, args.connections)
+            assert all(f.result().status_code == 200 for f in waiting)
+        upstream.set_fault(None)
+
+        # Cold misses against a direct client making the same upstream requests.
+        upstream.set_latency(args.latency_ms / 1000)
+        pages = -(-len(upstream.events[EVENT].subscribers) // 10)
+        session = requests.Session()
+        auth = {"Authorization": f"Token {upstream.token}"}
+
+        def direct() -> None:
+            session.get(f"{base_url}/events/{EVENT}/", headers=auth, timeout=30)
+            for page in range(pages):
+                session.get(f"{base_url}/event-subscriptions/?event_ids=[{EVENT}]"
+                            f"&limit=10&offset={page * 10}", headers=auth, timeout=30)
+
+        def cold() -> None:
+            store.delete(*(keys.entry(f"c42:{k}:{EVENT}") for k in ("event", "subscriptions")))
+            assert requests.get(api + VIEW, timeout=30).status_code == 200
+
+        direct_ms = timed(direct, 10)
+        cold_ms = timed(cold, 20)
+
+        # Burst: N concurrent cold requests, one upstream pass.
+        upstream.reset()
+        upstream.set_latency(args.latency_ms / 1000)
+        store.delete(*(keys.entry(f"c42:{k}:{EVENT}") for k in ("event", "subscriptions")))
+        barrier = threading.Barrier(args.burst)
+
+        def one(_: int) -> bytes:
+            barrier.wait(30)
+            return requests.get(api + VIEW, timeout=30).content
+
+        with ThreadPoolExecutor(args.burst) as pool:
+            bodies = set(pool.map(one, range(args.burst)))
+        counts = upstream.counters()
+    finally:
+        upstream.release()
+        server.shutdown()
+        stop(list(reversed(procs)))
+
+    p50 = statistics.median
+    report = {
+        "hit": hit,
+        "reference_redis_get": reference,
+        "hit_vs_reference_rps": round(hit["rps"] / reference["rps"], 3),
+        "hit_during_4_slow_misses": during,
+        "hit_during_misses_vs_hit_rps": round(during["rps"] / hit["rps"], 3),
+        "cold_miss_p50_ms": round(p50(cold_ms), 1),
+        "upstream_direct_sequential_p50_ms": round(p50(direct_ms), 1),
+        "cold_miss_vs_upstream_direct": round(p50(cold_ms) / p50(direct_ms), 3),
+        "burst": {"requests": args.burst, "distinct_bodies": len(bodies),
+                  "upstream_requests": counts},
+    }
+    print(json.dumps(report, indent=2, ensure_ascii=False))
+    ok = len(bodies) == 1 and counts == {
+        "event": {EVENT: {"200": 1}}, "subscriptions": {EVENT: {"200": pages}}}
+    print("burst: one upstream pass" if ok else "burst: MORE THAN ONE UPSTREAM PASS",
+          file=sys.stderr)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
