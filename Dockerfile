@@ -1,0 +1,16 @@
+# The cachedproxy image: one image for the API, worker, beat, Flower and the demo upstream.
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY shared/ shared/
+COPY worker/ worker/
+COPY api/ api/
+COPY demo/ demo/
+COPY launcher/ launcher/
+COPY benchmarks/ benchmarks/
+COPY celeryconfig.py flowerconfig.py ./
+RUN pip install --no-cache-dir . && useradd --system --home-dir /app cachedproxy
+USER cachedproxy
+EXPOSE 8080
+CMD ["python", "-m", "api"]
