@@ -58,6 +58,7 @@ class DemoUpstream:
         self.token = token
         self._initial = events if events is not None else sample_events()
         self._lock = threading.Lock()
+        self._started = threading.Condition(self._lock)
         self._release = threading.Event()  # wakes stalled responses on reset/shutdown
         self.reset()
         self.app = self._build_app()
@@ -66,6 +67,7 @@ class DemoUpstream:
         with self._lock:
             self.events = copy.deepcopy(self._initial)
             self.requests: Counter[tuple[str, str, int]] = Counter()
+            self.started: Counter[tuple[str, str]] = Counter()
             self.fault: Fault | None = None
             self.latency = 0.0
         self._release.set()
@@ -89,6 +91,11 @@ class DemoUpstream:
                 n for (k, i, s), n in self.requests.items()
                 if k == kind and i == event_id and status in (None, s)
             )
+
+    def wait_for_request(self, kind: str, event_id: str, timeout: float) -> bool:
+        """Block until a request for (kind, event id) has arrived since the last reset."""
+        with self._started:
+            return self._started.wait_for(lambda: self.started[(kind, event_id)] > 0, timeout)
 
     def put_event(self, event_id: str, title: str | None, names: list[str] | None) -> None:
         with self._lock:
@@ -139,6 +146,9 @@ class DemoUpstream:
     ) -> bottle.HTTPResponse:
         """Count, delay and fault a response; ``build`` makes the normal one."""
         release = self._release
+        with self._started:
+            self.started[(kind, event_id)] += 1
+            self._started.notify_all()
         if self.latency:
             release.wait(self.latency)
         fault = self._take_fault(kind, event_id)

@@ -6,6 +6,7 @@
     ├── UpstreamError           502  upstream_error    upstream 5xx/4xx, refused, bad body
     │   └── UpstreamTimeout     504  upstream_timeout  upstream did not answer in time
     ├── FetchTimeout            504  fetch_timeout     a miss waited longer than allowed
+    ├── FetchFailed             503  fetch_failed      the fetch's worker process died
     └── StoreUnavailable        503  store_unavailable Redis or the broker is unreachable
 """
 
@@ -51,6 +52,11 @@ class FetchTimeout(CachedProxyError):
     code = "fetch_timeout"
 
 
+class FetchFailed(CachedProxyError):
+    status = 503
+    code = "fetch_failed"
+
+
 class StoreUnavailable(CachedProxyError):
     status = 503
     code = "store_unavailable"
@@ -59,7 +65,7 @@ class StoreUnavailable(CachedProxyError):
 _BY_CODE: dict[str, type[CachedProxyError]] = {
     cls.code: cls
     for cls in (CachedProxyError, InvalidRequest, NotFound, UpstreamError, UpstreamTimeout,
-                FetchTimeout, StoreUnavailable)
+                FetchTimeout, FetchFailed, StoreUnavailable)
 }
 
 

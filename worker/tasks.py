@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import time
 
+from billiard.exceptions import WorkerLostError
 from celery import Task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from celery.signals import task_failure
 
 from shared.catalog import kind_of
 from shared.entry import keep_until, not_found
-from shared.errors import CachedProxyError, NotFound, UpstreamTimeout
+from shared.errors import CachedProxyError, FetchFailed, NotFound, UpstreamTimeout
 from shared.flight import Flight, Outcome
 from shared.queue import FETCH_TASK
 from shared.settings import load_settings
@@ -85,3 +87,21 @@ def fetch_resource(self: ContextTask, resource: str, token: str) -> str:
     finally:
         ctx.flights.finish(Flight(resource, token, leader=True), outcome)
     return outcome.code
+
+
+@task_failure.connect(sender=fetch_resource)
+def _fetch_lost(exception: BaseException, args: list[str], **_: object) -> None:
+    """The fetch's process died or hit the hard time limit: answer its waiters now.
+
+    Runs in the worker's main process; without it the waiters would wait out their
+    timeout and the lock would block the resource until it expires.
+    """
+    if isinstance(exception, WorkerLostError):
+        outcome = Outcome.failed(FetchFailed("the fetch's worker process was lost"))
+    elif isinstance(exception, TimeLimitExceeded):
+        outcome = Outcome.failed(UpstreamTimeout("fetch took longer than its time limit"))
+    else:
+        return
+    resource, token = args
+    log.error("fetch lost", extra={"resource": resource, "error": repr(exception)})
+    fetch_resource.context.flights.finish(Flight(resource, token, leader=True), outcome)

@@ -1,0 +1,91 @@
+"""Recovery from infrastructure faults: a worker process killed mid-fetch, Redis restarting."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from api.app import app_from_settings
+from demo.server import threaded_wsgi_server
+from launcher.services import celery, free_port, start_redis, stop, wait_for_worker
+from tests.integration.test_events_view import VIEW, expected, get
+
+
+def children(pid: int) -> list[int]:
+    """The direct children of a process, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_killed_worker_process_fails_its_flight_at_once(api, demo, worker):
+    """Waiters on a fetch whose process dies get a 503 now, not after their timeout;
+    the next request fetches again."""
+    demo.upstream.set_latency(8)
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(get, f"{api}{VIEW}/team-standup/")
+        assert demo.upstream.wait_for_request("event", "team-standup", timeout=10)
+        killed_at = time.monotonic()
+        for child in children(worker.pid):
+            os.kill(child, signal.SIGKILL)
+        r = pending.result(timeout=15)
+    assert r.status_code == 503
+    assert r.json()["error"]["code"] == "fetch_failed"
+    assert time.monotonic() - killed_at < 5  # well before the 8 s upstream or 10 s wait
+    demo.upstream.set_latency(0)
+    assert get(f"{api}{VIEW}/team-standup/").json() == expected("team-standup")
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path, env: dict[str, str]):
+    """A Redis with AOF that this test may restart, and a worker using it."""
+    port = free_port()
+    data = tmp_path / "redis"
+    procs = [start_redis(data, port, appendonly=True)]
+    url = f"redis://127.0.0.1:{port}/0"
+    with (tmp_path / "worker.log").open("w") as out:
+        worker = celery({**env, "REDIS_URL": url}, "worker", "--concurrency", "1",
+                        "--without-mingle", "--without-gossip", "--hostname", "restart@%h",
+                        stdout=out, stderr=subprocess.STDOUT)
+    wait_for_worker({**env, "REDIS_URL": url}, worker)
+    yield url, port, data, procs
+    stop([worker, *procs])
+
+
+def test_redis_restart_loses_nothing_and_service_resumes(own_redis, settings, demo):
+    """While Redis is down the API answers 503; once it is back, cached data is still
+    there (no upstream call) and misses are fetched again."""
+    url, port, data, procs = own_redis
+    server = threaded_wsgi_server(
+        app_from_settings(settings.replace(redis={"url": url, "socket_timeout": 1.0})),
+        "127.0.0.1", 0,
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    api = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        assert get(f"{api}{VIEW}/launch-party/").json() == expected("launch-party")
+        stop([procs.pop()])
+        r = requests.get(f"{api}{VIEW}/launch-party/", timeout=10)
+        assert r.status_code == 503 and r.json()["error"]["code"] == "store_unavailable"
+        procs.append(start_redis(data, port, appendonly=True))
+        calls = demo.upstream.counters()
+        assert get(f"{api}{VIEW}/launch-party/").json() == expected("launch-party")
+        assert demo.upstream.counters() == calls
+        assert get(f"{api}{VIEW}/team-standup/").json() == expected("team-standup")
+    finally:
+        server.shutdown()
+        server.server_close()
