@@ -65,6 +65,11 @@ SUBSCRIPTIONS = ResourceKind(
 KINDS = (EVENT, SUBSCRIPTIONS)
 
 
+def event_resources(event_id: str) -> list[str]:
+    """The resources an event's views are made of."""
+    return [EVENT.resource(event_id), SUBSCRIPTIONS.resource(event_id)]
+
+
 def subscriber_names(data: Any) -> list[str]:
     """All first names of a subscriptions entry, pages joined in upstream order."""
     return [name for page in data["pages"] for name in page]

@@ -73,9 +73,9 @@ class Flights:
         self.keys = keys
         self._finish = client.register_script(_FINISH)
 
-    def join(self, resource: str) -> Flight:
+    def join(self, resource: str, token: str | None = None) -> Flight:
         """Lead a new flight for the resource, or follow the one under way."""
-        token = secrets.token_hex(12)
+        token = token or secrets.token_hex(12)
         current = self.redis.set(
             self.keys.lock(resource), token, nx=True, px=LOCK_TIMEOUT_MS, get=True
         )

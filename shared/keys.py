@@ -24,6 +24,18 @@ class Keys:
         """List holding the outcome of one flight, read by every waiter."""
         return self._key("result", resource, token)
 
+    def schedule(self) -> str:
+        """Sorted set: live resource -> when to refresh it next (epoch ms)."""
+        return self._key("schedule")
+
+    def reads(self) -> str:
+        """Sorted set: resource -> when a client last read it (epoch ms)."""
+        return self._key("reads")
+
+    def failures(self) -> str:
+        """Hash: resource -> refreshes failed in a row."""
+        return self._key("failures")
+
     def pattern(self, kind: str | None = None) -> str:
         """Glob matching every key of this deployment, or of one kind ("entry", "lock")."""
         return self._key(kind, "*") if kind else self._key("*")

@@ -5,12 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
+from kombu import Exchange, Queue
 
 from shared.flight import FETCH_SOFT_TIME_LIMIT, FETCH_TIME_LIMIT
 from shared.settings import Settings
 
 FETCH_TASK = "cachedproxy.fetch"
-FETCH_QUEUE = "fetch"
+REFRESH_TASK = "cachedproxy.refresh"
+TICK_TASK = "cachedproxy.tick"
+FETCH_QUEUE = "fetch"  # misses: a client is waiting
+REFRESH_QUEUE = "refresh"  # ticks and refreshes ahead of expiry
+
+# Tasks go through the default (nameless) exchange straight to their queue. Named
+# exchanges on the Redis transport route through _kombu.binding.* keys, and publishing
+# fails once those are lost with Redis's data (celery/kombu#1063).
+_DIRECT = Exchange("", type="direct")
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -33,6 +42,21 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         },
         "broker_connection_retry_on_startup": True,
         "task_default_queue": FETCH_QUEUE,
+        "task_default_exchange": "",
+        "task_queues": [Queue(q, _DIRECT, routing_key=q) for q in (FETCH_QUEUE, REFRESH_QUEUE)],
+        "task_routes": {
+            FETCH_TASK: {"queue": FETCH_QUEUE, "exchange": "", "routing_key": FETCH_QUEUE},
+            REFRESH_TASK: {"queue": REFRESH_QUEUE, "exchange": "", "routing_key": REFRESH_QUEUE},
+            TICK_TASK: {"queue": REFRESH_QUEUE, "exchange": "", "routing_key": REFRESH_QUEUE},
+        },
+        # Beat only ticks; the schedule itself lives in Redis (shared/schedule.py).
+        "beat_schedule": {
+            "tick": {
+                "task": TICK_TASK,
+                "schedule": settings.refresh.tick_interval,
+                "options": {"expires": max(5 * settings.refresh.tick_interval, 5.0)},
+            }
+        },
         # Task events for Flower.
         "worker_send_task_events": True,
         "task_send_sent_event": True,

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from shared.resources import KEY_RE
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 CONFIG_ENV = "CACHEDPROXY_CONFIG"
 CONFIG_SEARCH_PATH = (Path("/etc/cachedproxy/config.ini"), PROJECT_DIR / "config.ini")
@@ -61,12 +63,35 @@ class CacheSettings:
 
 
 @dataclass(frozen=True)
+class RefreshSettings:
+    ratio: float = option(
+        0.8, "REFRESH_RATIO", "Refresh a live resource after this fraction of its TTL"
+    )
+    idle_timeout: int = option(
+        1800, "REFRESH_IDLE_TIMEOUT", "Seconds without reads before a resource stops refreshing"
+    )
+    tick_interval: float = option(
+        1.0, "REFRESH_TICK_INTERVAL", "Seconds between beat's ticks that claim due refreshes"
+    )
+    max_claims: int = option(200, "REFRESH_MAX_CLAIMS", "Refreshes one tick claims at most")
+    retry_base: float = option(
+        2.0, "REFRESH_RETRY_BASE", "Seconds before the first retry of a failed refresh"
+    )
+    retry_max: float = option(
+        300.0, "REFRESH_RETRY_MAX", "Longest wait between retries of a failing refresh"
+    )
+
+
+@dataclass(frozen=True)
 class C42Settings:
     base_url: str = option(
         "http://127.0.0.1:8042/api/v2", "C42_BASE_URL", "Calendar42 API base URL"
     )
     token: str = option("", "C42_TOKEN", "Calendar42 API token (sent as 'Token <token>')")
     page_size: int = option(10, "C42_PAGE_SIZE", "Subscriptions per upstream page (1-100)")
+    prefetch: tuple[str, ...] = option(
+        (), "C42_PREFETCH", "Event ids kept warm always, comma-separated"
+    )
 
 
 @dataclass(frozen=True)
@@ -105,6 +130,7 @@ class LogSettings:
 class Settings:
     redis: RedisSettings = field(default_factory=RedisSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
+    refresh: RefreshSettings = field(default_factory=RefreshSettings)
     c42: C42Settings = field(default_factory=C42Settings)
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
@@ -172,6 +198,8 @@ def parse_value(opt: Option, raw: str, source: str) -> Any:
     name = f"{opt.section}.{opt.key} ({source})"
     raw = raw.strip()
     try:
+        if opt.type == tuple[str, ...]:
+            return tuple(item.strip() for item in raw.split(",") if item.strip())
         if opt.type is bool:
             lowered = raw.lower()
             if lowered not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
@@ -179,9 +207,8 @@ def parse_value(opt: Option, raw: str, source: str) -> Any:
             return lowered in {"1", "true", "yes", "on"}
         return opt.type(raw)
     except ValueError:
-        raise SettingsError(
-            f"{name}: {raw!r} is not a valid {opt.type.__name__}"
-        ) from None
+        kind = getattr(opt.type, "__name__", "list")
+        raise SettingsError(f"{name}: {raw!r} is not a valid {kind}") from None
 
 
 def build(layers: Sequence[tuple[str, Layer]]) -> Settings:
@@ -209,6 +236,14 @@ def validate(settings: Settings) -> Settings:
          "upstream timeouts must be positive"),
         (settings.api.miss_wait_timeout > 0, "api.miss_wait_timeout must be positive"),
         (settings.api.workers >= 1, "api.workers must be at least 1"),
+        (0.1 <= settings.refresh.ratio < 1, "refresh.ratio must be at least 0.1 and below 1"),
+        (settings.refresh.idle_timeout > 0, "refresh.idle_timeout must be positive"),
+        (settings.refresh.tick_interval > 0, "refresh.tick_interval must be positive"),
+        (settings.refresh.max_claims >= 1, "refresh.max_claims must be at least 1"),
+        (0 < settings.refresh.retry_base <= settings.refresh.retry_max,
+         "refresh.retry_base must be positive and at most refresh.retry_max"),
+        (all(KEY_RE.fullmatch(k) for k in settings.c42.prefetch),
+         "c42.prefetch must list event ids (letters, digits, '_' and '-')"),
         (settings.log.level.upper() in {"DEBUG", "INFO", "WARNING", "ERROR"},
          "log.level must be DEBUG, INFO, WARNING or ERROR"),
     ]

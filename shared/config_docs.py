@@ -1,0 +1,63 @@
+"""The configuration reference, rendered from the option declarations.
+
+``python -m shared.config_docs`` rewrites ``config.ini.example`` and the table in
+README.md; a test fails when either differs from what this renders.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from shared.settings import PROJECT_DIR, options
+
+TABLE_START = "<!-- config-table:start -->"
+TABLE_END = "<!-- config-table:end -->"
+
+
+def ini_value(value: Any) -> str:
+    return ", ".join(value) if isinstance(value, tuple) else str(value)
+
+
+def ini_example() -> str:
+    lines = [
+        "# cachedproxy configuration.",
+        "#",
+        "# Copy to config.ini (or /etc/cachedproxy/config.ini, or point CACHEDPROXY_CONFIG at it).",
+        "# Precedence, lowest first: built-in defaults < this file < environment variables.",
+        "# Every value below is the default; each option's environment variable is named above it.",
+    ]
+    section = None
+    for opt in options():
+        if opt.section != section:
+            lines += ["", f"[{opt.section}]"]
+            section = opt.section
+        lines.append(f"# {opt.help}. Environment: {opt.env}")
+        lines.append(f"{opt.key} = {ini_value(opt.default)}".rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def markdown_table() -> str:
+    rows = [
+        "| ini `[section] key` | environment | default | meaning |",
+        "|---|---|---|---|",
+    ]
+    for opt in options():
+        default = ini_value(opt.default) or "(empty)"
+        rows.append(f"| `[{opt.section}] {opt.key}` | `{opt.env}` | `{default}` | {opt.help} |")
+    return "\n".join([TABLE_START, *rows, TABLE_END])
+
+
+def readme_with_table(readme: str) -> str:
+    pattern = re.compile(re.escape(TABLE_START) + ".*?" + re.escape(TABLE_END), re.S)
+    return pattern.sub(lambda _: markdown_table(), readme)
+
+
+def main() -> None:
+    (PROJECT_DIR / "config.ini.example").write_text(ini_example())
+    readme = PROJECT_DIR / "README.md"
+    readme.write_text(readme_with_table(readme.read_text()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""When to refresh: the pure timing rules of refresh-ahead, and the API's read throttle."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable
+
+
+def next_refresh(checked_at: float, ttl: float, ratio: float,
+                 rng: Callable[[], float] = random.random) -> float:
+    """``ttl × ratio`` after the last validation, up to 10 % earlier at random.
+
+    The jitter spreads resources fetched together over time, so they do not refresh in
+    one burst forever; it only ever moves a refresh earlier, never past ``ttl × ratio``.
+    """
+    return checked_at + ttl * ratio * (1 - 0.1 * rng())
+
+
+def recently_checked(checked_at: float, now: float, ttl: float, ratio: float) -> bool:
+    """True when a refresh would repeat one done less than half a period ago."""
+    return now - checked_at < ttl * ratio / 2
+
+
+def retry_delay(failures: int, base: float, cap: float, retry_after: float | None = None
+                ) -> float:
+    """Exponential backoff after ``failures`` failed refreshes in a row, capped; a
+    429's Retry-After is honoured when it asks for longer."""
+    delay = min(base * 2 ** max(failures - 1, 0), cap)
+    return max(delay, retry_after or 0.0)
+
+
+def read_period(ttl: float, ratio: float, idle_timeout: float) -> float:
+    """How often a process records reads of a resource it serves: once per refresh
+    period, and at least four times per idle timeout, so the recorded last read lags
+    the real one by a small part of the idle timeout."""
+    return min(ttl * ratio, idle_timeout / 4)
+
+
+class ReadThrottle:
+    """Lets a process record a read of each resource at most once per ``period`` seconds."""
+
+    def __init__(self, period: float) -> None:
+        self.period = period
+        self._next: dict[str, float] = {}
+
+    def due(self, resources: Iterable[str], now: float) -> list[str]:
+        due = [r for r in resources if self._next.get(r, 0.0) <= now]
+        for resource in due:
+            self._next[resource] = now + self.period
+        return due

@@ -1,0 +1,102 @@
+"""The refresh schedule in Redis: which live resource to refresh when.
+
+``schedule`` scores each live resource by its next refresh time; ``reads`` by when a
+client last read it. Beat's tick calls ``claim``: one script, timed by Redis ``TIME``,
+that puts configured resources back if they are missing (after Redis lost its data),
+drops resources nobody read for the idle timeout (a resource with no read on record
+starts that clock now), and leases the due ones by moving their
+score past the lease, so a second beat or a tick that overlaps claims nothing twice.
+A refresh that never finishes is claimed again when its lease runs out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import redis
+
+from shared.keys import Keys
+
+_CLAIM = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local limit, lease, idle = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local pinned = {}
+for i = 4, #ARGV do
+  pinned[ARGV[i]] = true
+  redis.call('ZADD', KEYS[1], 'NX', now, ARGV[i])
+end
+local claimed, dropped = {}, 0
+local due = redis.call('ZRANGE', KEYS[1], '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)
+for _, resource in ipairs(due) do
+  local read = redis.call('ZSCORE', KEYS[2], resource)
+  if not read then
+    -- No read on record (Redis lost it, or only a fetch touched it): start the clock.
+    redis.call('ZADD', KEYS[2], now, resource)
+    read = now
+  end
+  if not pinned[resource] and now - tonumber(read) > idle then
+    redis.call('ZREM', KEYS[1], resource)
+    redis.call('ZREM', KEYS[2], resource)
+    dropped = dropped + 1
+  else
+    redis.call('ZADD', KEYS[1], 'XX', now + lease, resource)
+    table.insert(claimed, resource)
+  end
+end
+return {dropped, claimed}
+"""
+
+
+def _ms(seconds: float) -> int:
+    return math.ceil(seconds * 1000)
+
+
+class Schedule:
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self.redis = client
+        self.keys = keys
+        self._claim = client.register_script(_CLAIM)
+
+    def claim(self, limit: int, lease: float, idle: float, pinned: Sequence[str] = ()
+              ) -> tuple[list[str], int]:
+        """Lease up to ``limit`` due resources; returns them and how many idle ones left."""
+        dropped, claimed = self._claim(
+            keys=[self.keys.schedule(), self.keys.reads()],
+            args=[limit, _ms(lease), _ms(idle), *pinned],
+        )
+        return [r.decode() if isinstance(r, bytes) else r for r in claimed], int(dropped)
+
+    def plan(self, resource: str, at: float) -> None:
+        """Refresh ``resource`` at ``at`` (epoch seconds); adds it to the live set."""
+        self.redis.zadd(self.keys.schedule(), {resource: _ms(at)})
+
+    def note_failure(self, resource: str) -> int:
+        """Count a failed refresh; returns how many failed in a row."""
+        return int(self.redis.hincrby(self.keys.failures(), resource, 1))
+
+    def postpone(self, resource: str, at: float) -> None:
+        """Retry at ``at`` (epoch seconds), if the resource is still live."""
+        self.redis.zadd(self.keys.schedule(), {resource: _ms(at)}, xx=True)
+
+    def succeeded(self, resource: str, at: float) -> None:
+        """A refresh worked: clear its failures and plan the next one."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(self.keys.failures(), resource)
+            pipe.zadd(self.keys.schedule(), {resource: _ms(at)})
+            pipe.execute()
+
+    def drop(self, resource: str) -> None:
+        """The resource is gone upstream: stop refreshing it."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(self.keys.schedule(), resource)
+            pipe.zrem(self.keys.reads(), resource)
+            pipe.hdel(self.keys.failures(), resource)
+            pipe.execute()
+
+    def record_reads(self, pipe: redis.client.Pipeline, resources: Sequence[str], now: float
+                     ) -> None:
+        """Queue 'read at ``now``' for resources on a pipeline the caller executes."""
+        if resources:
+            pipe.zadd(self.keys.reads(), {r: _ms(now) for r in resources}, gt=True)

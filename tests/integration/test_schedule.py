@@ -1,0 +1,103 @@
+"""The claim script on a real Redis: limits, leases, idle drops and configured resources."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from shared.keys import Keys
+from shared.schedule import Schedule
+from tests.integration.conftest import PREFIX
+
+KEYS = Keys(PREFIX)
+
+
+@pytest.fixture
+def schedule(store: redis.Redis) -> Schedule:
+    for key in (KEYS.schedule(), KEYS.reads(), KEYS.failures()):
+        store.delete(key)
+    return Schedule(store, KEYS)
+
+
+def read_now(schedule: Schedule, *resources: str) -> None:
+    pipe = schedule.redis.pipeline()
+    schedule.record_reads(pipe, resources, time.time())
+    pipe.execute()
+
+
+def test_claim_takes_due_resources_once_and_leases_them(schedule: Schedule, store):
+    """Due resources are claimed once; their score moves past the lease, so a second
+    tick (or a second beat) claims nothing; future ones are left alone."""
+    now = time.time()
+    read_now(schedule, "r:1", "r:2", "r:3")
+    schedule.plan("r:1", now - 1)
+    schedule.plan("r:2", now - 2)
+    schedule.plan("r:3", now + 60)
+    claimed, dropped = schedule.claim(limit=10, lease=30, idle=600)
+    assert sorted(claimed) == ["r:1", "r:2"] and dropped == 0
+    assert schedule.claim(limit=10, lease=30, idle=600) == ([], 0)
+    assert store.zscore(KEYS.schedule(), "r:1") / 1000 == pytest.approx(now + 30, abs=2)
+
+
+def test_claim_is_bounded_and_oldest_first(schedule: Schedule):
+    """One tick claims at most ``limit``, the longest overdue first; the rest wait."""
+    now = time.time()
+    for i in range(5):
+        read_now(schedule, f"r:{i}")
+        schedule.plan(f"r:{i}", now - 10 + i)
+    assert schedule.claim(limit=2, lease=30, idle=600)[0] == ["r:0", "r:1"]
+    assert schedule.claim(limit=10, lease=30, idle=600)[0] == ["r:2", "r:3", "r:4"]
+
+
+def test_unread_resources_leave_the_schedule(schedule: Schedule, store):
+    """A due resource last read longer ago than the idle time is dropped, not claimed."""
+    now = time.time()
+    schedule.plan("read", now - 1)
+    schedule.plan("unread", now - 1)
+    read_now(schedule, "read")
+    pipe = schedule.redis.pipeline()
+    schedule.record_reads(pipe, ["unread"], now - 700)
+    pipe.execute()
+    claimed, dropped = schedule.claim(limit=10, lease=30, idle=600)
+    assert claimed == ["read"] and dropped == 1
+    assert store.zscore(KEYS.schedule(), "unread") is None
+    assert store.zscore(KEYS.reads(), "unread") is None
+
+
+def test_resource_without_a_read_record_starts_its_idle_clock(schedule: Schedule, store):
+    """After Redis lost the reads (or nothing recorded one yet) a due resource is kept
+    and its idle time counted from now, so a popular view is not dropped by accident."""
+    schedule.plan("r", time.time() - 1)
+    assert schedule.claim(limit=10, lease=30, idle=600) == (["r"], 0)
+    assert store.zscore(KEYS.reads(), "r") / 1000 == pytest.approx(time.time(), abs=2)
+
+
+def test_configured_resources_are_added_and_never_dropped(schedule: Schedule, store):
+    """Configured resources join the schedule if missing, due at once, and are claimed
+    though nobody reads them."""
+    claimed, _ = schedule.claim(limit=10, lease=30, idle=600, pinned=["p:1", "p:2"])
+    assert sorted(claimed) == ["p:1", "p:2"]
+    assert store.zcard(KEYS.schedule()) == 2
+
+
+def test_reads_only_move_forward(schedule: Schedule, store):
+    """Recording an older read never makes a resource look idle sooner."""
+    pipe = schedule.redis.pipeline()
+    schedule.record_reads(pipe, ["r"], 2000.0)
+    schedule.record_reads(pipe, ["r"], 1000.0)
+    pipe.execute()
+    assert store.zscore(KEYS.reads(), "r") == 2_000_000
+
+
+def test_failed_refresh_is_postponed_only_while_live(schedule: Schedule, store):
+    """A failure postpones a scheduled resource, but does not add an unscheduled one."""
+    schedule.plan("live", time.time())
+    assert schedule.note_failure("live") == 1
+    assert schedule.note_failure("live") == 2
+    schedule.postpone("live", time.time() + 100)
+    schedule.postpone("gone", time.time() + 100)
+    assert store.zscore(KEYS.schedule(), "gone") is None
+    schedule.succeeded("live", time.time() + 5)
+    assert store.hget(KEYS.failures(), "live") is None

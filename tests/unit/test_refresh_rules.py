@@ -1,0 +1,59 @@
+"""Refresh-ahead timing rules and the API's read throttle, without Redis."""
+
+import pytest
+
+from shared.refresh import (
+    ReadThrottle,
+    next_refresh,
+    read_period,
+    recently_checked,
+    retry_delay,
+)
+
+
+@pytest.mark.parametrize("u", [0.0, 0.5, 0.999])
+def test_next_refresh_is_within_the_last_tenth_before_ttl_times_ratio(u):
+    """Jitter only moves a refresh earlier, by at most 10 % of the refresh period."""
+    at = next_refresh(checked_at=1000.0, ttl=100, ratio=0.8, rng=lambda: u)
+    assert 1000 + 72 < at <= 1000 + 80
+    assert at == pytest.approx(1000 + 80 * (1 - 0.1 * u))
+
+
+def test_jitter_spreads_resources_fetched_together():
+    """Two resources fetched at the same moment get different refresh times."""
+    values = iter([0.1, 0.9])
+    first = next_refresh(0.0, 100, 0.8, rng=lambda: next(values))
+    second = next_refresh(0.0, 100, 0.8, rng=lambda: next(values))
+    assert abs(first - second) > 5
+
+
+def test_recently_checked_is_half_a_refresh_period():
+    """A refresh of something validated under half a period ago is skipped."""
+    assert recently_checked(checked_at=100.0, now=139.9, ttl=100, ratio=0.8)
+    assert not recently_checked(checked_at=100.0, now=140.0, ttl=100, ratio=0.8)
+
+
+def test_retry_delay_doubles_up_to_the_cap():
+    """Backoff is base, 2×base, 4×base ... never above the cap."""
+    assert [retry_delay(n, base=2, cap=30) for n in range(1, 7)] == [2, 4, 8, 16, 30, 30]
+
+
+def test_retry_after_wins_when_longer():
+    """A 429's Retry-After is honoured when it asks for more than the backoff."""
+    assert retry_delay(1, base=2, cap=30, retry_after=120) == 120
+    assert retry_delay(4, base=2, cap=30, retry_after=1) == 16
+
+
+def test_reads_are_recorded_at_least_four_times_per_idle_timeout():
+    """Once per refresh period, but often enough that idle detection stays accurate."""
+    assert read_period(ttl=252, ratio=0.8, idle_timeout=1800) == pytest.approx(201.6)
+    assert read_period(ttl=2, ratio=0.8, idle_timeout=3) == 0.75
+
+
+def test_read_throttle_records_each_resource_once_per_period():
+    """A process writes a read of a resource at most once per period."""
+    throttle = ReadThrottle(period=10)
+    assert throttle.due(["a", "b"], now=0) == ["a", "b"]
+    assert throttle.due(["a", "b"], now=9.9) == []
+    assert throttle.due(["a", "c"], now=5) == ["c"]
+    assert throttle.due(["a", "b", "c"], now=10) == ["a", "b"]
