@@ -11,6 +11,7 @@ import redis
 from shared import c42
 from shared.flight import Flights
 from shared.keys import Keys
+from shared.schedule import Schedule
 from shared.settings import Settings
 from shared.store import EntryStore
 from worker.upstream import UpstreamClient
@@ -22,6 +23,7 @@ class WorkerContext:
     redis: redis.Redis
     entries: EntryStore
     flights: Flights
+    schedule: Schedule
     upstreams: dict[str, UpstreamClient]
     clock: Callable[[], float] = field(default=time.time)
 
@@ -43,4 +45,5 @@ class WorkerContext:
                 settings.c42.page_size,
             )
         }
-        return cls(settings, client, EntryStore(client, keys), Flights(client, keys), upstreams)
+        return cls(settings, client, EntryStore(client, keys), Flights(client, keys),
+                   Schedule(client, keys), upstreams)

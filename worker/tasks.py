@@ -1,4 +1,10 @@
-"""Celery tasks: fetch one resource into the cache and tell the waiting requests."""
+"""Celery tasks: fetch a resource for waiting requests, refresh live ones ahead of expiry.
+
+- ``cachedproxy.fetch`` (queue ``fetch``): a miss's fetch; the API leads its flight.
+- ``cachedproxy.tick`` (queue ``refresh``): sent by beat; claims due resources.
+- ``cachedproxy.refresh`` (queue ``refresh``): one claimed resource; it leads a flight of
+  its own, so a refresh and a miss never fetch the same resource at once.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +16,23 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.signals import task_failure
 
+from shared import c42
 from shared.catalog import kind_of
 from shared.entry import keep_until, not_found
 from shared.errors import CachedProxyError, FetchFailed, NotFound, UpstreamTimeout
-from shared.flight import Flight, Outcome
-from shared.queue import FETCH_TASK
+from shared.flight import FETCH_TIME_LIMIT, Flight, Outcome
+from shared.queue import FETCH_TASK, REFRESH_TASK, TICK_TASK
+from shared.refresh import next_refresh, recently_checked, retry_delay
 from shared.settings import load_settings
 from worker import app
 from worker.context import WorkerContext
 from worker.fetch import fetch
+from worker.upstream import RateLimited
 
 log = logging.getLogger(__name__)
+
+# A claimed refresh that has not finished by then is claimed again.
+REFRESH_LEASE = FETCH_TIME_LIMIT + 5
 
 
 class ContextTask(Task):
@@ -35,15 +47,24 @@ class ContextTask(Task):
         return ContextTask._context
 
 
-def refresh(ctx: WorkerContext, resource: str) -> Outcome:
-    """Fetch a resource (conditionally when cached) and store what upstream said.
+def refresh(ctx: WorkerContext, resource: str, ahead: bool = False) -> Outcome:
+    """Fetch a resource (conditionally when cached), store what upstream said, and plan
+    its next refresh.
 
-    Upstream errors leave the stored entry as it was; a 404 is remembered briefly.
+    Upstream errors leave the stored entry as it was and retry with capped exponential
+    backoff; a 404 is remembered briefly and the resource leaves the schedule. With
+    ``ahead`` (a scheduled refresh) a resource validated less than half a period ago is
+    not fetched again.
     """
     kind = kind_of(resource)
     client = ctx.upstreams[kind.upstream]
-    cache = ctx.settings.cache
+    cache, plan = ctx.settings.cache, ctx.settings.refresh
     previous = ctx.entries.read([resource])[0]
+    if (ahead and previous is not None and previous.status == 200
+            and recently_checked(previous.checked_at, ctx.clock(), cache.ttl, plan.ratio)):
+        ctx.schedule.succeeded(
+            resource, next_refresh(previous.checked_at, cache.ttl, plan.ratio))
+        return Outcome()
     started = time.perf_counter()
     try:
         result = fetch(client, kind, resource, previous, ctx.clock(), cache.ttl)
@@ -57,51 +78,93 @@ def refresh(ctx: WorkerContext, resource: str) -> Outcome:
     except NotFound as exc:
         entry = not_found(ctx.clock(), cache.negative_ttl)
         ctx.entries.save(resource, entry, keep_until(entry, cache.stale_if_error))
-        log.info("fetched", extra=_fields(resource, started, outcome="not_found"))
+        ctx.schedule.drop(resource)
+        log.info("fetched", extra=_fields(resource, started, ahead, outcome="not_found"))
         return Outcome.failed(exc)
     except CachedProxyError as exc:
-        log.warning("fetch failed", extra=_fields(resource, started, outcome=exc.code,
-                                                  error=exc.message))
+        failures = ctx.schedule.note_failure(resource)
+        retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
+        delay = retry_delay(failures, plan.retry_base, plan.retry_max, retry_after)
+        ctx.schedule.postpone(resource, ctx.clock() + delay)
+        log.warning("fetch failed", extra=_fields(
+            resource, started, ahead, outcome=exc.code, error=exc.message,
+            failures=failures, retry_in_s=round(delay, 1),
+        ))
         return Outcome.failed(exc)
+    ctx.schedule.succeeded(
+        resource, next_refresh(result.entry.checked_at, cache.ttl, plan.ratio))
     log.info("fetched", extra=_fields(
-        resource, started, outcome="modified" if result.changed else "not_modified",
+        resource, started, ahead, outcome="modified" if result.changed else "not_modified",
         upstream_requests=result.requests,
     ))
     return Outcome()
 
 
-def _fields(resource: str, started: float, **extra: object) -> dict[str, object]:
+def _fields(resource: str, started: float, ahead: bool, **extra: object) -> dict[str, object]:
     duration_ms = round((time.perf_counter() - started) * 1000, 1)
-    return {"resource": resource, "duration_ms": duration_ms, **extra}
+    return {"resource": resource, "ahead": ahead, "duration_ms": duration_ms, **extra}
+
+
+def _run_flight(ctx: WorkerContext, flight: Flight, ahead: bool) -> str:
+    outcome = Outcome.failed(CachedProxyError("fetch failed unexpectedly"))
+    try:
+        outcome = refresh(ctx, flight.resource, ahead)
+    except SoftTimeLimitExceeded:
+        outcome = Outcome.failed(UpstreamTimeout("fetch took longer than its time limit"))
+    finally:
+        ctx.flights.finish(flight, outcome)
+    return outcome.code
 
 
 @app.task(bind=True, base=ContextTask, name=FETCH_TASK)
 def fetch_resource(self: ContextTask, resource: str, token: str) -> str:
-    """Fetch one resource for the flight ``token`` and publish its outcome."""
+    """Fetch one resource for the flight ``token`` (led by the API) and publish the outcome."""
+    return _run_flight(self.context, Flight(resource, token, leader=True), ahead=False)
+
+
+@app.task(bind=True, base=ContextTask, name=REFRESH_TASK)
+def refresh_resource(self: ContextTask, resource: str) -> str:
+    """Refresh one live resource ahead of its expiry, unless a fetch of it is under way."""
     ctx = self.context
-    outcome = Outcome.failed(CachedProxyError("fetch failed unexpectedly"))
-    try:
-        outcome = refresh(ctx, resource)
-    except SoftTimeLimitExceeded:
-        outcome = Outcome.failed(UpstreamTimeout("fetch took longer than its time limit"))
-    finally:
-        ctx.flights.finish(Flight(resource, token, leader=True), outcome)
-    return outcome.code
+    # The task id is the flight's token, so _fetch_lost can end the flight too.
+    flight = ctx.flights.join(resource, token=self.request.id)
+    if not flight.leader:
+        return "in_flight"  # that fetch plans the next refresh
+    return _run_flight(ctx, flight, ahead=True)
 
 
-@task_failure.connect(sender=fetch_resource)
-def _fetch_lost(exception: BaseException, args: list[str], **_: object) -> None:
-    """The fetch's process died or hit the hard time limit: answer its waiters now.
+@app.task(bind=True, base=ContextTask, name=TICK_TASK, ignore_result=True)
+def tick(self: ContextTask) -> int:
+    """Claim the resources due for refresh and enqueue a refresh for each."""
+    ctx = self.context
+    plan = ctx.settings.refresh
+    pinned = [r for event_id in ctx.settings.c42.prefetch for r in c42.event_resources(event_id)]
+    claimed, dropped = ctx.schedule.claim(
+        plan.max_claims, REFRESH_LEASE, plan.idle_timeout, pinned)
+    for resource in claimed:
+        refresh_resource.apply_async((resource,), expires=REFRESH_LEASE)
+    if claimed or dropped:
+        log.info("tick", extra={"claimed": len(claimed), "idle_dropped": dropped})
+    return len(claimed)
+
+
+@task_failure.connect
+def _fetch_lost(sender: Task, task_id: str, exception: BaseException, args: list[str],
+                **_: object) -> None:
+    """A fetch's process died or hit the hard time limit: answer its waiters now.
 
     Runs in the worker's main process; without it the waiters would wait out their
     timeout and the lock would block the resource until it expires.
     """
+    if sender.name not in (FETCH_TASK, REFRESH_TASK):
+        return
     if isinstance(exception, WorkerLostError):
         outcome = Outcome.failed(FetchFailed("the fetch's worker process was lost"))
     elif isinstance(exception, TimeLimitExceeded):
         outcome = Outcome.failed(UpstreamTimeout("fetch took longer than its time limit"))
     else:
         return
-    resource, token = args
+    resource = args[0]
+    token = args[1] if sender.name == FETCH_TASK else task_id
     log.error("fetch lost", extra={"resource": resource, "error": repr(exception)})
     fetch_resource.context.flights.finish(Flight(resource, token, leader=True), outcome)
