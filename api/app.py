@@ -12,13 +12,15 @@ import redis
 from celery import Celery
 from kombu.exceptions import OperationalError
 
-from api.reader import Enqueue, Reader
+from api.reader import Enqueue, Read, Reader
 from api.views import EVENTS_WITH_SUBSCRIPTIONS, View
 from shared.errors import CachedProxyError, StoreUnavailable
 from shared.flight import Flights
 from shared.keys import Keys
 from shared.queue import FETCH_TASK, celery_app
+from shared.refresh import read_period
 from shared.resources import check_key
+from shared.schedule import Schedule
 from shared.settings import Settings
 from shared.store import EntryStore, store_errors
 
@@ -33,6 +35,16 @@ def json_response(status: int, body: Any) -> bottle.HTTPResponse:
     return bottle.HTTPResponse(payload, status, {"Content-Type": JSON_TYPE})
 
 
+def cache_status(read: Read, now: float) -> str:
+    """RFC 9211 Cache-Status: hit, or a miss forwarded upstream (collapsed onto another
+    request's fetch when it did not lead one)."""
+    ttl = f"ttl={int(read.fresh_for(now))}"
+    if not read.fetched:
+        return f"cachedproxy; hit; {ttl}"
+    collapsed = "; collapsed" if read.collapsed else ""
+    return f"cachedproxy; fwd=miss; stored{collapsed}; {ttl}"
+
+
 def error_response(error: CachedProxyError) -> bottle.HTTPResponse:
     return json_response(error.status, error.body())
 
@@ -45,8 +57,10 @@ def create_app(reader: Reader) -> bottle.Bottle:
             try:
                 check_key(key)
                 with store_errors():
-                    entries = reader.read(view.resources(key))
-                return json_response(200, view.build(key, entries))
+                    read = reader.read(view.resources(key))
+                response = json_response(200, view.build(key, read.entries))
+                response.set_header("Cache-Status", cache_status(read, reader.clock()))
+                return response
             except CachedProxyError as exc:
                 return error_response(exc)
             except Exception:
@@ -111,8 +125,11 @@ def app_from_settings(settings: Settings) -> bottle.Bottle:
     reader = Reader(
         EntryStore(client, keys),
         Flights(client, keys),
+        Schedule(client, keys),
         celery_enqueue(queue),
         settings.api.miss_wait_timeout,
         waiting,
+        read_period=read_period(
+            settings.cache.ttl, settings.refresh.ratio, settings.refresh.idle_timeout),
     )
     return create_app(reader)

@@ -28,6 +28,6 @@ def _event_with_subscriptions(key: str, parts: Sequence[Entry]) -> dict[str, Any
 
 EVENTS_WITH_SUBSCRIPTIONS = View(
     name="events-with-subscriptions",
-    resources=lambda key: [c42.EVENT.resource(key), c42.SUBSCRIPTIONS.resource(key)],
+    resources=c42.event_resources,
     build=_event_with_subscriptions,
 )

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import pytest
 
 from api.app import create_app
-from shared.entry import Entry, fetched
+from api.reader import Read
+from shared.entry import fetched
 from shared.errors import (
     CachedProxyError,
     FetchTimeout,
@@ -28,11 +29,14 @@ class StubReader:
         self.error = error
         self.asked: list[Sequence[str]] = []
 
-    def read(self, resources: Sequence[str]) -> list[Entry]:
+    def read(self, resources: Sequence[str]) -> Read:
         self.asked.append(list(resources))
         if self.error is not None:
             raise self.error
-        return [EVENT, SUBS]
+        return Read([EVENT, SUBS])
+
+    def clock(self) -> float:
+        return 0.0
 
 
 def call(app, path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
