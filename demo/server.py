@@ -6,6 +6,7 @@ Last-Modified, 304s and C42 error bodies.
 
 Control part, under ``/_demo`` (for tests and demonstrations):
 ``GET counters``, ``POST reset``, ``PUT events/<id>`` (change or add an event),
+``DELETE events/<id>``,
 ``PUT fault`` / ``DELETE fault`` (5xx, timeout, 429, malformed JSON) and ``PUT latency``.
 """
 
@@ -110,6 +111,10 @@ class DemoUpstream:
             event.modified = max(time.time(), event.modified + 1)
             self.events[event_id] = event
 
+    def remove_event(self, event_id: str) -> None:
+        with self._lock:
+            self.events.pop(event_id, None)
+
     def set_fault(self, fault: Fault | None) -> None:
         with self._lock:
             self.fault = fault
@@ -213,6 +218,11 @@ class DemoUpstream:
             body = bottle.request.json or {}
             self.put_event(event_id, body.get("title"), body.get("names"))
             return json_body(200, {"status": "changed"})
+
+        @app.delete("/_demo/events/<event_id>")
+        def delete_event(event_id: str) -> bottle.HTTPResponse:
+            self.remove_event(event_id)
+            return json_body(200, {"status": "removed"})
 
         @app.put("/_demo/fault")
         def put_fault() -> bottle.HTTPResponse:

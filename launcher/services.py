@@ -85,7 +85,8 @@ def _signal_group(proc: subprocess.Popen, sig: signal.Signals) -> None:
 
 def celery(env: dict[str, str], *args: str, **popen: object) -> subprocess.Popen:
     """``celery -A worker <args>`` from the project directory."""
-    return spawn([sys.executable, "-m", "celery", "-A", "worker", *args], env, cwd=PROJECT_DIR,
+    return spawn([sys.executable, "-m", "celery", "-A", "worker", "--quiet", *args], env,
+                 cwd=PROJECT_DIR,
                  **popen)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import redis
@@ -40,12 +40,20 @@ class EntryStore:
         self.keys = keys
         self._revalidate = client.register_script(_REVALIDATE)
 
-    def read(self, resources: Sequence[str]) -> list[Entry | None]:
-        """The entries of several resources, in one round trip."""
+    def read(
+        self,
+        resources: Sequence[str],
+        also: Callable[[redis.client.Pipeline], None] | None = None,
+    ) -> list[Entry | None]:
+        """The entries of several resources in one round trip, with any commands ``also``
+        adds to the same pipeline."""
         pipe = self.redis.pipeline(transaction=False)
         for resource in resources:
             pipe.hgetall(self.keys.entry(resource))
-        return [Entry.from_fields(fields) for fields in pipe.execute()]
+        if also is not None:
+            also(pipe)
+        replies = pipe.execute()
+        return [Entry.from_fields(fields) for fields in replies[: len(resources)]]
 
     def save(self, resource: str, entry: Entry, keep_until: float) -> None:
         """Replace an entry whole; a reader never sees half of one."""

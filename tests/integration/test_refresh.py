@@ -1,0 +1,259 @@
+"""Refresh ahead: beat ticks, workers refresh live resources before they expire.
+
+These tests run their own stack: a Redis they may flush, a worker and beat with a 2 s TTL
+and a 0.25 s tick, and an API reading from it; the demo upstream is the session's.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+
+from api.app import app_from_settings
+from demo.server import threaded_wsgi_server
+from launcher.services import celery, free_port, start_redis, stop, wait_for_worker
+from shared.entry import Entry
+from shared.keys import Keys
+from shared.settings import Settings, load_settings
+from tests.integration.conftest import Demo
+from tests.integration.test_events_view import VIEW, expected
+
+TTL = 2.0
+RATIO = 0.8
+TICK = 0.25
+IDLE = 3.0
+PINNED = "quiet-evening"
+KEYS = Keys("cprefresh")
+
+
+@dataclass
+class Stack:
+    api: str
+    store: redis.Redis
+    settings: Settings
+    env: dict[str, str]
+    logs: Path
+    worker: subprocess.Popen | None = None
+
+    def get(self, event_id: str) -> requests.Response:
+        return requests.get(f"{self.api}{VIEW}/{event_id}/", timeout=15)
+
+    def entry(self, resource: str) -> Entry | None:
+        return Entry.from_fields(self.store.hgetall(KEYS.entry(resource)))
+
+    def scheduled(self, resource: str) -> bool:
+        return self.store.zscore(KEYS.schedule(), resource) is not None
+
+    def start_worker(self, name: str) -> None:
+        with (self.logs / f"{name}.log").open("w") as out:
+            self.worker = celery(self.env, "worker", "--concurrency", "2", "--without-mingle",
+                                 "--without-gossip", "--hostname", f"{name}@%h",
+                                 stdout=out, stderr=subprocess.STDOUT)
+        wait_for_worker(self.env, self.worker)
+
+    def stop_worker(self) -> None:
+        if self.worker is not None:
+            stop([self.worker])
+        self.worker = None
+
+    def beat(self, name: str) -> subprocess.Popen:
+        with (self.logs / f"{name}.log").open("w") as out:
+            return celery(self.env, "beat", "--schedule", str(self.logs / f"{name}-schedule"),
+                          stdout=out, stderr=subprocess.STDOUT)
+
+
+def eventually(check: Callable[[], bool], timeout: float, what: str) -> None:
+    """Wait, bounded, for a state only observable by looking (a Redis key, a counter)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def stack(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    logs = tmp_path_factory.mktemp("refresh")
+    port = free_port()
+    procs = [start_redis(logs / "redis", port, appendonly=False)]
+    env = {
+        **env,
+        "REDIS_URL": f"redis://127.0.0.1:{port}/0",
+        "KEY_PREFIX": KEYS.prefix,
+        "CACHE_TTL": str(int(TTL)),
+        "REFRESH_RATIO": str(RATIO),
+        "REFRESH_TICK_INTERVAL": str(TICK),
+        "REFRESH_IDLE_TIMEOUT": str(int(IDLE)),
+        "REFRESH_RETRY_BASE": "0.5",
+        "REFRESH_RETRY_MAX": "2",
+        "C42_PREFETCH": PINNED,
+    }
+    settings = load_settings(env)
+    server = threaded_wsgi_server(app_from_settings(settings), "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    store = redis.Redis(port=port, decode_responses=True)
+    stack = Stack(f"http://127.0.0.1:{server.server_address[1]}", store, settings, env, logs)
+    stack.start_worker("worker")
+    procs.append(stack.beat("beat"))
+    yield stack
+    server.shutdown()
+    server.server_close()
+    stack.stop_worker()
+    stop(list(reversed(procs)))
+
+
+@pytest.fixture(autouse=True)
+def forget_unpinned(stack: Stack) -> None:
+    """Each test starts with nothing cached or scheduled but the configured event."""
+    for key in stack.store.scan_iter(KEYS.pattern()):
+        if PINNED not in key and key.split(":")[1] in {"entry", "lock", "result"}:
+            stack.store.delete(key)
+    for key in (KEYS.schedule(), KEYS.reads()):
+        for member in stack.store.zrange(key, 0, -1):
+            if PINNED not in member:
+                stack.store.zrem(key, member)
+    stack.store.delete(KEYS.failures())
+
+
+def read_steadily(stack: Stack, event_id: str, seconds: float, every: float = 0.2
+                  ) -> list[requests.Response]:
+    """A client reading a view every ``every`` seconds for ``seconds``."""
+    responses = []
+    start = time.monotonic()
+    for i in range(int(seconds / every)):
+        responses.append(stack.get(event_id))
+        time.sleep(max(start + (i + 1) * every - time.monotonic(), 0))
+    return responses
+
+
+def test_popular_view_is_never_a_miss_and_costs_only_304s(stack: Stack, demo: Demo):
+    """Read every 200 ms for 10 TTL periods: after the first request every answer is a
+    hit, and upstream sees only conditional requests, answered 304."""
+    responses = read_steadily(stack, "launch-party", seconds=10 * TTL)
+    assert all(r.status_code == 200 for r in responses)
+    assert all(r.json() == expected("launch-party") for r in responses)
+    assert "fwd=miss" in responses[0].headers["Cache-Status"]
+    misses = [r.headers["Cache-Status"] for r in responses[1:] if "hit" not in
+              r.headers["Cache-Status"]]
+    assert misses == []
+    counts = demo.upstream.counters()
+    event, pages = counts["event"]["launch-party"], counts["subscriptions"]["launch-party"]
+    assert set(event) == {"200", "304"} and event["200"] == 1
+    assert set(pages) == {"200", "304"} and pages["200"] == 3
+    periods = 10 * TTL / (TTL * RATIO)
+    assert periods * 0.8 <= event["304"] <= periods * 1.3
+    # Each pass revalidates all 3 pages; the two resources refresh on their own jitter.
+    assert pages["304"] % 3 == 0 and abs(pages["304"] // 3 - event["304"]) <= 1
+
+
+def test_change_upstream_is_served_within_a_refresh_period(stack: Stack, demo: Demo):
+    """A title changed upstream reaches clients within ttl × ratio plus one tick."""
+    assert stack.get("team-standup").json()["title"] == "Team stand-up"
+    demo.upstream.put_event("team-standup", "Stand-up (moved to 10:00)", None)
+    changed = time.monotonic()
+    eventually(lambda: stack.get("team-standup").json()["title"] == "Stand-up (moved to 10:00)",
+               TTL * RATIO + TICK + 1.0, "the new title")
+    assert time.monotonic() - changed <= TTL * RATIO + TICK + 0.5
+
+
+def test_two_beats_do_not_double_upstream_calls(stack: Stack, demo: Demo):
+    """With a second beat running, each resource is still refreshed once per period."""
+    second = stack.beat("second-beat")
+    try:
+        read_steadily(stack, "board-meeting", seconds=5 * TTL, every=0.5)
+    finally:
+        stop([second])
+    refreshes = demo.upstream.count("event", "board-meeting", 304)
+    assert refreshes <= 5 * TTL / (TTL * RATIO * 0.9) + 1
+
+
+def test_idle_resource_leaves_the_schedule_but_a_configured_one_stays(stack: Stack, demo: Demo):
+    """Unread for the idle timeout, a resource stops refreshing; a prefetch one never does."""
+    stack.get("team-standup")
+    assert stack.scheduled("c42:event:team-standup")
+    eventually(lambda: not stack.scheduled("c42:event:team-standup"),
+               IDLE + TTL + 2, "idle event dropped")
+    calls = demo.upstream.count("event", "team-standup")
+    assert stack.scheduled(f"c42:event:{PINNED}")
+    before = demo.upstream.count("event", PINNED)
+    eventually(lambda: demo.upstream.count("event", PINNED) >= before + 2, 2 * TTL + 1,
+               "configured event keeps refreshing")
+    assert stack.scheduled(f"c42:event:{PINNED}")
+    assert demo.upstream.count("event", "team-standup") == calls
+
+
+@pytest.mark.parametrize("fault", [{"mode": "error", "status": 500},
+                                   {"mode": "timeout", "seconds": 3}])
+def test_failing_refreshes_keep_data_and_back_off(stack: Stack, demo: Demo, fault):
+    """Refreshes failing with 5xx or timeouts leave the cached data as it was, and are
+    retried with growing delays rather than every tick; recovery clears the failures."""
+    event = f"c42:event:{PINNED}"  # configured, so it stays live without reads
+    eventually(lambda: stack.entry(event) is not None, 5, "warmed")
+    before = stack.store.hgetall(KEYS.entry(event))
+    demo.upstream.set_fault_from({**fault, "kind": "event", "id": PINNED})
+    failed = time.monotonic()
+    calls = demo.upstream.count("event", PINNED)
+    eventually(lambda: stack.store.hget(KEYS.failures(), event) == "3", 12,
+               "three failed refreshes")
+    after = stack.store.hgetall(KEYS.entry(event))
+    assert after["data"] == before["data"] and after["validators"] == before["validators"]
+    attempts = demo.upstream.count("event", PINNED) - calls
+    assert attempts <= (time.monotonic() - failed) / TICK / 2  # far fewer than ticks
+    demo.upstream.set_fault(None)
+    eventually(lambda: stack.store.hget(KEYS.failures(), event) is None, 5,
+               "failures cleared by a good refresh")
+    assert stack.entry(event).data == Entry.from_fields(before).data
+
+
+def test_rate_limited_refresh_waits_for_retry_after(stack: Stack, demo: Demo):
+    """A 429 postpones the next attempt by at least its Retry-After."""
+    stack.get("team-standup")
+    demo.upstream.set_fault_from({"mode": "rate_limit", "retry_after": 4, "kind": "event"})
+    eventually(lambda: demo.upstream.count("event", "team-standup", 429) == 1, 5, "a 429")
+    eventually(lambda: stack.store.hget(KEYS.failures(), "c42:event:team-standup") == "1",
+               2, "failure counted")
+    due = stack.store.zscore(KEYS.schedule(), "c42:event:team-standup")
+    assert due / 1000 - time.time() > 3.0
+
+
+def test_resource_gone_upstream_stops_refreshing(stack: Stack, demo: Demo):
+    """An upstream 404 on refresh is cached as not found and the resource leaves the schedule."""
+    assert stack.get("team-standup").status_code == 200
+    demo.upstream.remove_event("team-standup")
+    eventually(lambda: not stack.scheduled("c42:event:team-standup"), TTL + 1, "dropped")
+    assert stack.get("team-standup").status_code == 404
+    entry = stack.entry("c42:event:team-standup")
+    assert entry is not None and entry.status == 404
+
+
+def test_schedule_of_configured_resources_rebuilds_after_redis_loses_data(stack: Stack,
+                                                                          demo: Demo):
+    """After a FLUSHALL the configured event is scheduled and cached again by itself,
+    and misses work as before."""
+    eventually(lambda: stack.entry(f"c42:event:{PINNED}") is not None, 5, "warmed at start")
+    stack.store.flushall()
+    eventually(lambda: stack.entry(f"c42:event:{PINNED}") is not None
+               and stack.entry(f"c42:subscriptions:{PINNED}") is not None, 5, "rebuilt")
+    assert stack.scheduled(f"c42:event:{PINNED}")
+    assert stack.get("team-standup").json() == expected("team-standup")
+
+
+def test_worker_restart_loses_no_schedule_and_causes_no_burst(stack: Stack, demo: Demo):
+    """Workers down for a while: the schedule is intact, and the ticks queued meanwhile
+    do not turn into a burst of upstream calls when a worker is back."""
+    eventually(lambda: stack.entry(f"c42:event:{PINNED}") is not None, 5, "warmed")
+    scheduled = set(stack.store.zrange(KEYS.schedule(), 0, -1))
+    stack.stop_worker()
+    time.sleep(TTL)  # downtime: beat keeps ticking into the queue
+    assert set(stack.store.zrange(KEYS.schedule(), 0, -1)) == scheduled
+    stack.start_worker("worker-again")
+    back = demo.upstream.count("event", PINNED)
+    time.sleep(2 * TTL)  # two refresh periods of normal running
+    assert demo.upstream.count("event", PINNED) - back <= 2 * TTL / (TTL * RATIO * 0.9) + 1
