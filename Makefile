@@ -21,6 +21,7 @@ lint: $(VENV)/.installed
 bench: $(VENV)/.installed redis-server
 	@scripts/ensure-command wrk wrk
 	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks.refresh
 
 redis-server:
 	@$(ENSURE_REDIS)

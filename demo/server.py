@@ -6,7 +6,7 @@ Last-Modified, 304s and C42 error bodies.
 
 Control part, under ``/_demo`` (for tests and demonstrations):
 ``GET counters``, ``POST reset``, ``PUT events/<id>`` (change or add an event),
-``DELETE events/<id>``,
+``DELETE events/<id>``, ``PUT validators`` (``{"enabled": false}``: no validators, no 304s),
 ``PUT fault`` / ``DELETE fault`` (5xx, timeout, 429, malformed JSON) and ``PUT latency``.
 """
 
@@ -69,6 +69,8 @@ class DemoUpstream:
             self.events = copy.deepcopy(self._initial)
             self.requests: Counter[tuple[str, str, int]] = Counter()
             self.started: Counter[tuple[str, str]] = Counter()
+            self.bytes_sent: Counter[tuple[str, str]] = Counter()
+            self.validators = True  # False: no ETag/Last-Modified, never a 304
             self.fault: Fault | None = None
             self.latency = 0.0
         self._release.set()
@@ -85,6 +87,18 @@ class DemoUpstream:
             for (kind, event_id, status), n in self.requests.items():
                 out.setdefault(kind, {}).setdefault(event_id, {})[str(status)] = n
         return out
+
+    def body_bytes(self) -> dict[str, dict[str, int]]:
+        """Response body bytes sent, as {kind: {event id: bytes}}."""
+        out: dict[str, dict[str, int]] = {}
+        with self._lock:
+            for (kind, event_id), n in self.bytes_sent.items():
+                out.setdefault(kind, {})[event_id] = n
+        return out
+
+    def set_validators(self, enabled: bool) -> None:
+        with self._lock:
+            self.validators = enabled
 
     def count(self, kind: str, event_id: str, status: int | None = None) -> int:
         with self._lock:
@@ -170,6 +184,7 @@ class DemoUpstream:
             response = build()
         with self._lock:
             self.requests[(kind, event_id, response.status_code)] += 1
+            self.bytes_sent[(kind, event_id)] += len(response.body or b"")
         return response
 
     def _authorized(self) -> bool:
@@ -206,7 +221,12 @@ class DemoUpstream:
 
         @app.get("/_demo/counters")
         def counters() -> bottle.HTTPResponse:
-            return json_body(200, {"requests": self.counters()})
+            return json_body(200, {"requests": self.counters(), "bytes": self.body_bytes()})
+
+        @app.put("/_demo/validators")
+        def put_validators() -> bottle.HTTPResponse:
+            self.set_validators(bool((bottle.request.json or {}).get("enabled", True)))
+            return json_body(200, {"status": "validators set"})
 
         @app.post("/_demo/reset")
         def reset() -> bottle.HTTPResponse:
@@ -260,7 +280,7 @@ class DemoUpstream:
                 "description": f"{event.title} (demo data)",
             }],
         }
-        return conditional(body, event)
+        return conditional(body, event, self.validators)
 
     def _subscriptions(self, event_id: str, limit: int, offset: int) -> bottle.HTTPResponse:
         with self._lock:
@@ -275,12 +295,14 @@ class DemoUpstream:
             ],
             "meta_data": {"count": len(subscribers), "offset": offset, "limit": limit},
         }
-        return conditional(body, event)
+        return conditional(body, event, self.validators)
 
 
-def conditional(body: Any, event: Event | None) -> bottle.HTTPResponse:
+def conditional(body: Any, event: Event | None, validators: bool = True) -> bottle.HTTPResponse:
     """200 with validators, or 304 when the request's validators still match."""
     payload = json.dumps(body, ensure_ascii=False).encode()
+    if not validators:
+        return bottle.HTTPResponse(payload, 200, {"Content-Type": "application/json"})
     tag = '"' + hashlib.sha256(payload).hexdigest()[:32] + '"'
     etag = "W/" + tag if event is not None and event.weak_etag else tag
     headers = {"ETag": etag, "Content-Type": "application/json; charset=utf-8"}
