@@ -22,7 +22,6 @@ import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
-from email.utils import formatdate, parsedate_to_datetime
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -30,6 +29,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import bottle
 
 from demo.data import Event, Subscriber, sample_events
+from shared.http import http_date, not_modified
 
 log = logging.getLogger(__name__)
 
@@ -307,27 +307,12 @@ def conditional(body: Any, event: Event | None, validators: bool = True) -> bott
     etag = "W/" + tag if event is not None and event.weak_etag else tag
     headers = {"ETag": etag, "Content-Type": "application/json; charset=utf-8"}
     modified = event.modified if event is not None else 1_700_000_000.0
-    headers["Last-Modified"] = formatdate(modified, usegmt=True)
+    headers["Last-Modified"] = http_date(modified)
     if not_modified(bottle.request.get_header("If-None-Match"),
                     bottle.request.get_header("If-Modified-Since"), etag, modified):
         return bottle.HTTPResponse(b"", 304, {"ETag": etag,
                                               "Last-Modified": headers["Last-Modified"]})
     return bottle.HTTPResponse(payload, 200, headers)
-
-
-def not_modified(
-    if_none_match: str | None, if_modified_since: str | None, etag: str, modified: float
-) -> bool:
-    """RFC 9110 13.1: If-None-Match (weak comparison) wins over If-Modified-Since."""
-    if if_none_match is not None:
-        tags = [t.strip() for t in if_none_match.split(",")]
-        return "*" in tags or any(t.removeprefix("W/") == etag.removeprefix("W/") for t in tags)
-    if if_modified_since is not None:
-        try:
-            return int(modified) <= parsedate_to_datetime(if_modified_since).timestamp()
-        except (TypeError, ValueError):
-            return False
-    return False
 
 
 def json_body(status: int, body: Any) -> bottle.HTTPResponse:

@@ -7,12 +7,13 @@ A 304 changes only the timestamps (``revalidated``); a 200 replaces the entry wh
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class Entry:
     checked_at: float
     fresh_until: float
     page_size: int = 0  # the page size the validators belong to (paginated kinds)
+    digest: str = ""  # of the data: the same data has the same digest, in any process
 
     def is_fresh(self, now: float) -> bool:
         return now < self.fresh_until
@@ -60,6 +62,7 @@ class Entry:
             "checked_at": repr(self.checked_at),
             "fresh_until": repr(self.fresh_until),
             "page_size": str(self.page_size),
+            "digest": self.digest,
         }
 
     @classmethod
@@ -77,9 +80,15 @@ class Entry:
                 checked_at=float(f["checked_at"]),
                 fresh_until=float(f["fresh_until"]),
                 page_size=int(f["page_size"]),
+                digest=f["digest"],
             )
         except (KeyError, ValueError, TypeError):
             return None
+
+
+def digest(data: Any) -> str:
+    canonical = json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
 def _text(value: Any) -> str:
@@ -90,12 +99,12 @@ def fetched(
     data: Any, validators: tuple[Validator, ...], now: float, ttl: float, page_size: int = 0
 ) -> Entry:
     """The entry of a fresh 200."""
-    return Entry(200, data, validators, now, now, now + ttl, page_size)
+    return Entry(200, data, validators, now, now, now + ttl, page_size, digest(data))
 
 
 def not_found(now: float, negative_ttl: float) -> Entry:
     """The entry remembering an upstream 404 for a short while."""
-    return Entry(404, None, (), now, now, now + negative_ttl)
+    return Entry(404, None, (), now, now, now + negative_ttl, digest=digest(None))
 
 
 def revalidated(entry: Entry, now: float, ttl: float) -> Entry:

@@ -19,9 +19,12 @@ class CachedProxyError(Exception):
     status = 500
     code = "internal"
 
-    def __init__(self, message: str = "internal error") -> None:
+    def __init__(self, message: str = "internal error", upstream_status: int | None = None
+                 ) -> None:
         super().__init__(message)
         self.message = message
+        self.upstream_status = upstream_status  # what upstream answered, when it answered
+        self.cache_hit = False  # answered from a stored entry (a cached 404)
 
     def body(self) -> dict[str, Any]:
         return {"error": {"status": self.status, "code": self.code, "message": self.message}}
@@ -69,6 +72,7 @@ _BY_CODE: dict[str, type[CachedProxyError]] = {
 }
 
 
-def from_code(code: str, message: str) -> CachedProxyError:
+def from_code(code: str, message: str, upstream_status: int | None = None
+              ) -> CachedProxyError:
     """Rebuild an error that crossed a process boundary as (code, message)."""
-    return _BY_CODE.get(code, CachedProxyError)(message)
+    return _BY_CODE.get(code, CachedProxyError)(message, upstream_status)

@@ -39,6 +39,7 @@ class Outcome:
 
     code: str = "ok"
     message: str = ""
+    upstream_status: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -46,18 +47,19 @@ class Outcome:
 
     @classmethod
     def failed(cls, error: CachedProxyError) -> Outcome:
-        return cls(error.code, error.message)
+        return cls(error.code, error.message, error.upstream_status)
 
     def error(self) -> CachedProxyError:
-        return from_code(self.code, self.message)
+        return from_code(self.code, self.message, self.upstream_status)
 
     def encode(self) -> str:
-        return json.dumps({"code": self.code, "message": self.message})
+        return json.dumps(
+            {"code": self.code, "message": self.message, "upstream_status": self.upstream_status})
 
     @classmethod
     def decode(cls, raw: bytes | str) -> Outcome:
         value = json.loads(raw)
-        return cls(value["code"], value["message"])
+        return cls(value["code"], value["message"], value.get("upstream_status"))
 
 
 @dataclass(frozen=True)

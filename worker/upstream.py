@@ -22,7 +22,7 @@ class RateLimited(UpstreamError):
     """Upstream answered 429; ``retry_after`` is its Retry-After in seconds, if given."""
 
     def __init__(self, message: str, retry_after: float | None) -> None:
-        super().__init__(message)
+        super().__init__(message, upstream_status=429)
         self.retry_after = retry_after
 
 
@@ -58,15 +58,15 @@ class UpstreamClient:
         if r.status_code == 304 and validator is not None:
             return Response(304, None, _validator(r, fallback=validator))
         if r.status_code == 404:
-            raise NotFound("upstream has no such resource")
+            raise NotFound("upstream has no such resource", upstream_status=404)
         if r.status_code == 429:
             raise RateLimited("upstream rate limit (429)", _retry_after(r))
         if r.status_code != 200:
-            raise UpstreamError(f"upstream answered {r.status_code}")
+            raise UpstreamError(f"upstream answered {r.status_code}", r.status_code)
         try:
             body = r.json()
         except ValueError as exc:
-            raise UpstreamError("upstream sent malformed JSON") from exc
+            raise UpstreamError("upstream sent malformed JSON", 200) from exc
         return Response(200, body, _validator(r))
 
 

@@ -1,8 +1,8 @@
-"""The demo upstream's conditional-request rules (RFC 9110 section 13)."""
+"""Conditional-request rules (RFC 9110 section 13), used by the API and the demo."""
 
 import pytest
 
-from demo.server import not_modified
+from shared.http import not_modified
 
 LM = 1_700_000_000.0  # Tue, 14 Nov 2023 22:13:20 GMT
 
