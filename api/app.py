@@ -1,4 +1,10 @@
-"""The Bottle app: combined views read from Redis, JSON errors, health."""
+"""The Bottle app: combined views read from Redis, with HTTP caching done right.
+
+Every view response carries a strong ETag derived from its parts, Last-Modified,
+Cache-Control (max-age, stale-while-revalidate, stale-if-error), Age and an RFC 9211
+Cache-Status. If-None-Match / If-Modified-Since get 304; HEAD works for every GET route.
+Errors are JSON with one status per kind (shared/errors.py).
+"""
 
 from __future__ import annotations
 
@@ -12,8 +18,10 @@ import redis
 from celery import Celery
 from kombu.exceptions import OperationalError
 
-from api.reader import Enqueue, Read, Reader
+from api import openapi
+from api.reader import HIT, MISS, STALE_IF_ERROR, Enqueue, Read, Reader, Windows
 from api.views import EVENTS_WITH_SUBSCRIPTIONS, View
+from shared import http
 from shared.errors import CachedProxyError, StoreUnavailable
 from shared.flight import Flights
 from shared.keys import Keys
@@ -27,30 +35,56 @@ from shared.store import EntryStore, store_errors
 log = logging.getLogger(__name__)
 
 JSON_TYPE = "application/json; charset=utf-8"
+CACHE = "cachedproxy"
 VIEWS = (EVENTS_WITH_SUBSCRIPTIONS,)
 
 
-def json_response(status: int, body: Any) -> bottle.HTTPResponse:
-    payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-    return bottle.HTTPResponse(payload, status, {"Content-Type": JSON_TYPE})
+def encode(body: Any) -> bytes:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None
+                  ) -> bottle.HTTPResponse:
+    return bottle.HTTPResponse(encode(body), status, {"Content-Type": JSON_TYPE, **(headers or {})})
 
 
 def cache_status(read: Read, now: float) -> str:
-    """RFC 9211 Cache-Status: hit, or a miss forwarded upstream (collapsed onto another
-    request's fetch when it did not lead one)."""
+    """RFC 9211: hit; a miss forwarded upstream (collapsed onto another request's fetch
+    when it led none); or stale data served while revalidating or because upstream failed."""
     ttl = f"ttl={int(read.fresh_for(now))}"
-    if not read.fetched:
-        return f"cachedproxy; hit; {ttl}"
-    collapsed = "; collapsed" if read.collapsed else ""
-    return f"cachedproxy; fwd=miss; stored{collapsed}; {ttl}"
+    if read.served == HIT:
+        return http.cache_status(CACHE, ["hit", ttl])
+    if read.served == MISS:
+        return http.cache_status(CACHE, ["fwd=miss", "stored",
+                                         *(["collapsed"] if read.collapsed else []), ttl])
+    params = ["fwd=stale"]
+    if read.served == STALE_IF_ERROR and read.upstream_status is not None:
+        params.append(f"fwd-status={read.upstream_status}")
+    return http.cache_status(CACHE, [*params, ttl, f"detail={read.served}"])
 
 
-def error_response(error: CachedProxyError) -> bottle.HTTPResponse:
-    return json_response(error.status, error.body())
+def error_response(error: CachedProxyError, negative_ttl: float = 0) -> bottle.HTTPResponse:
+    """A JSON error; errors that went through the cache say how in Cache-Status."""
+    headers: dict[str, str] = {}
+    if error.status == 404 and (error.cache_hit or error.upstream_status == 404):
+        headers["Cache-Control"] = f"max-age={int(negative_ttl)}"  # remembered that long
+    if error.cache_hit:
+        headers["Cache-Status"] = http.cache_status(CACHE, ["hit"])
+    elif error.upstream_status is not None or error.status in (502, 503, 504):
+        params = ["fwd=miss"]
+        if error.upstream_status is not None:
+            params.append(f"fwd-status={error.upstream_status}")
+        if error.status == 404:
+            params.append("stored")
+        headers["Cache-Status"] = http.cache_status(CACHE, params)
+    if error.status >= 500:
+        headers["Cache-Control"] = "no-store"
+    return json_response(error.status, error.body(), headers)
 
 
-def create_app(reader: Reader) -> bottle.Bottle:
+def create_app(reader: Reader, settings: Settings) -> bottle.Bottle:
     app = bottle.Bottle()
+    cache = settings.cache
 
     def serve(view: View) -> Callable[[str], bottle.HTTPResponse]:
         def handler(key: str) -> bottle.HTTPResponse:
@@ -58,14 +92,27 @@ def create_app(reader: Reader) -> bottle.Bottle:
                 check_key(key)
                 with store_errors():
                     read = reader.read(view.resources(key))
-                response = json_response(200, view.build(key, read.entries))
-                response.set_header("Cache-Status", cache_status(read, reader.clock()))
-                return response
             except CachedProxyError as exc:
-                return error_response(exc)
+                return error_response(exc, negative_ttl=cache.negative_ttl)
             except Exception:
                 log.exception("request failed", extra={"view": view.name, "id": key})
                 return error_response(CachedProxyError())
+            now = reader.clock()
+            etag = http.strong_etag(view.name, key, *(e.digest for e in read.entries))
+            modified = max(e.fetched_at for e in read.entries)
+            headers = {
+                "ETag": etag,
+                "Last-Modified": http.http_date(modified),
+                "Cache-Control": http.cache_control(
+                    read.fresh_for(now), cache.stale_while_revalidate, cache.stale_if_error),
+                "Age": str(int(read.age(now))),
+                "Cache-Status": cache_status(read, now),
+            }
+            request = bottle.request
+            if http.not_modified(request.get_header("If-None-Match"),
+                                 request.get_header("If-Modified-Since"), etag, modified):
+                return bottle.HTTPResponse(None, 304, headers)
+            return json_response(200, view.build(key, read.entries), headers)
 
         return handler
 
@@ -78,13 +125,19 @@ def create_app(reader: Reader) -> bottle.Bottle:
     def healthz() -> bottle.HTTPResponse:
         return json_response(200, {"status": "ok"})
 
-    def http_error(err: bottle.HTTPError) -> str:
+    spec = encode(openapi.spec())
+
+    @app.get("/openapi.json")
+    def openapi_json() -> bottle.HTTPResponse:
+        return bottle.HTTPResponse(spec, 200, {"Content-Type": JSON_TYPE})
+
+    def http_error(err: bottle.HTTPError) -> bytes:
         bottle.response.content_type = JSON_TYPE
         status = err.status_code
         message = {404: "no such route", 405: "method not allowed"}.get(status, "internal error")
         if status >= 500:
             log.error("unhandled error", extra={"error": repr(err.exception)})
-        return json.dumps({"error": {"status": status, "code": _code(status), "message": message}})
+        return encode({"error": {"status": status, "code": _code(status), "message": message}})
 
     app.error_handler.update({status: http_error for status in (400, 404, 405, 500)})
     return app
@@ -108,6 +161,7 @@ def celery_enqueue(queue: Celery) -> Enqueue:
 
 def app_from_settings(settings: Settings) -> bottle.Bottle:
     """Wire the app to Redis and the task queue; call once per server process."""
+    api, cache = settings.api, settings.cache
     common = {
         "socket_connect_timeout": settings.redis.socket_timeout,
         "health_check_interval": 30,
@@ -115,10 +169,9 @@ def app_from_settings(settings: Settings) -> bottle.Bottle:
     client = redis.Redis.from_url(
         settings.redis.url, socket_timeout=settings.redis.socket_timeout, **common
     )
+    longest_wait = max(api.miss_wait_timeout, api.stale_wait_timeout)
     waiting = redis.Redis.from_url(
-        settings.redis.url,
-        socket_timeout=settings.api.miss_wait_timeout + settings.redis.socket_timeout,
-        **common,
+        settings.redis.url, socket_timeout=longest_wait + settings.redis.socket_timeout, **common
     )
     keys = Keys(settings.redis.key_prefix)
     queue = celery_app(settings, main="cachedproxy-api")
@@ -127,9 +180,10 @@ def app_from_settings(settings: Settings) -> bottle.Bottle:
         Flights(client, keys),
         Schedule(client, keys),
         celery_enqueue(queue),
-        settings.api.miss_wait_timeout,
+        Windows(cache.stale_while_revalidate, cache.stale_if_error,
+                api.miss_wait_timeout, api.stale_wait_timeout),
         waiting,
-        read_period=read_period(
-            settings.cache.ttl, settings.refresh.ratio, settings.refresh.idle_timeout),
+        read_period=read_period(cache.ttl, settings.refresh.ratio,
+                                settings.refresh.idle_timeout),
     )
-    return create_app(reader)
+    return create_app(reader, settings)

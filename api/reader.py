@@ -1,13 +1,22 @@
-"""The API's read path: a hit is one Redis round trip; a miss joins a single flight.
+"""The API's read path: hits, single-flight misses, and serving stale (RFC 5861).
 
-On a miss every missing or expired resource gets one flight: the leader enqueues the
-fetch task, and leader and followers alike wait on the flight's result key. Reads are
-recorded for the refresh schedule in the same round trip, at most once per resource per
-refresh period in each process. The API never calls upstream itself.
+For each resource of a view the stored entry is:
+- fresh: served (a hit is one Redis round trip);
+- stale within ``stale_while_revalidate``: served at once, and one refresh is enqueued;
+- older, or missing: the request joins the resource's flight (the leader enqueues the
+  fetch task) and waits on the flight's result key. If the fetch fails and good data is
+  stored, that data is served for up to ``stale_if_error`` past its freshness, and the
+  wait for upstream is capped at ``stale_wait_timeout`` since there is data to fall back on.
+  While the worker is backing off a failing resource, such data is served without asking
+  upstream at all.
+
+Reads are recorded for the refresh schedule in the hit's own round trip, at most once
+per resource per read period in each process. The API never calls upstream itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,7 +24,13 @@ from dataclasses import dataclass
 import redis
 
 from shared.entry import Entry
-from shared.errors import CachedProxyError, FetchTimeout, NotFound
+from shared.errors import (
+    CachedProxyError,
+    FetchFailed,
+    FetchTimeout,
+    NotFound,
+    UpstreamError,
+)
 from shared.flight import Flight, Flights, Outcome
 from shared.refresh import ReadThrottle
 from shared.schedule import Schedule
@@ -23,16 +38,33 @@ from shared.store import EntryStore
 
 Enqueue = Callable[[str, str], None]  # (resource, flight token) -> fetch task enqueued
 
+HIT, MISS, STALE, STALE_IF_ERROR = "hit", "miss", "stale-while-revalidate", "stale-if-error"
+# Failures that stored good data may stand in for (RFC 5861 section 4).
+FALLBACK_ERRORS = (UpstreamError, FetchTimeout, FetchFailed)
+
+
+@dataclass(frozen=True)
+class Windows:
+    stale_while_revalidate: float
+    stale_if_error: float
+    miss_wait: float
+    stale_wait: float
+
 
 @dataclass(frozen=True)
 class Read:
     entries: list[Entry]
-    fetched: bool = False  # the request waited for upstream
-    collapsed: bool = False  # ... and every fetch it waited on was another request's
+    served: str = HIT  # HIT, MISS, STALE or STALE_IF_ERROR
+    collapsed: bool = False  # a miss that only waited on other requests' fetches
+    upstream_status: int | None = None  # what upstream answered when it failed
 
     def fresh_for(self, now: float) -> float:
-        """Seconds until the first of the entries stops being fresh."""
-        return max(min(e.fresh_until for e in self.entries) - now, 0.0)
+        """Seconds until the first entry stops being fresh; negative once stale."""
+        return min(e.fresh_until for e in self.entries) - now
+
+    def age(self, now: float) -> float:
+        """Seconds since upstream last confirmed the oldest part."""
+        return max(now - min(e.checked_at for e in self.entries), 0.0)
 
 
 class Reader:
@@ -42,7 +74,7 @@ class Reader:
         flights: Flights,
         schedule: Schedule,
         enqueue: Enqueue,
-        wait_timeout: float,
+        windows: Windows,
         waiting_redis: redis.Redis,
         read_period: float,
         clock: Callable[[], float] = time.time,
@@ -51,28 +83,46 @@ class Reader:
         self.flights = flights
         self.schedule = schedule
         self.enqueue = enqueue
-        self.wait_timeout = wait_timeout
-        self.waiting_redis = waiting_redis  # socket timeout above wait_timeout
+        self.windows = windows
+        self.waiting_redis = waiting_redis  # socket timeout above the longest wait
         self.reads = ReadThrottle(read_period)
         self.clock = clock
 
     def read(self, resources: Sequence[str]) -> Read:
-        """Fresh entries of all resources, fetching the missing ones; raises on errors."""
+        """Entries to serve for all resources, fetching as needed; raises on errors."""
         now = self.clock()
         record = self.reads.due(resources, now)
         entries = self.entries.read(
             resources, lambda pipe: self.schedule.record_reads(pipe, record, now))
-        missing = [r for r, e in zip(resources, entries, strict=True) if not _usable(e, now)]
-        if not missing:
-            return Read(_checked(entries))
-        collapsed = self._fetch(missing)
-        return Read(_checked(self.entries.read(resources)), True, collapsed)
+        stale = [r for r, e in zip(resources, entries, strict=True) if not _fresh(e, now)]
+        if not stale:
+            return Read(_checked(entries, hit=True))
+        grace = self.windows.stale_while_revalidate
+        if all(_good_until(e, now, grace) for e in entries):
+            # The refresh is best effort: the stored data is the answer either way.
+            if not self.schedule.backing_off(stale, now):
+                with contextlib.suppress(CachedProxyError):
+                    self._lead([f for f in map(self.flights.join, stale) if f.leader])
+            return Read(_checked(entries), STALE)
+        fallback = all(_good_until(e, now, self.windows.stale_if_error) for e in entries)
+        if fallback and self.schedule.backing_off(stale, now):
+            # Upstream failed these lately and the worker's retry is not due: asking
+            # again per request would hammer a failing upstream.
+            return Read(_checked(entries), STALE_IF_ERROR)
+        wait = self.windows.stale_wait if fallback else self.windows.miss_wait
+        try:
+            collapsed = self._fetch(stale, wait)
+        except FALLBACK_ERRORS as exc:
+            if not fallback:
+                raise
+            return Read(_checked(entries), STALE_IF_ERROR, upstream_status=exc.upstream_status)
+        return Read(_checked(self.entries.read(resources)), MISS, collapsed)
 
-    def _fetch(self, resources: Sequence[str]) -> bool:
+    def _fetch(self, resources: Sequence[str], wait: float) -> bool:
         flights = [self.flights.join(r) for r in resources]
         self._lead([f for f in flights if f.leader])
-        deadline = time.monotonic() + self.wait_timeout
-        outcomes = [self._wait(f, deadline) for f in flights]
+        deadline = time.monotonic() + wait
+        outcomes = [self._wait(f, deadline, wait) for f in flights]
         # In the view's resource order, so an unknown event is a 404 whatever else failed.
         for outcome in outcomes:
             if not outcome.ok:
@@ -86,7 +136,7 @@ class Reader:
         current = self.entries.read([f.resource for f in flights])
         now = self.clock()
         for flight, entry in zip(flights, current, strict=True):
-            if _usable(entry, now):
+            if _fresh(entry, now):
                 self.flights.finish(flight, Outcome())
                 continue
             try:
@@ -95,23 +145,31 @@ class Reader:
                 self.flights.finish(flight, Outcome.failed(exc))
                 raise
 
-    def _wait(self, flight: Flight, deadline: float) -> Outcome:
+    def _wait(self, flight: Flight, deadline: float, wait: float) -> Outcome:
         remaining = max(deadline - time.monotonic(), 0.001)
         outcome = self.flights.wait(flight, remaining, self.waiting_redis)
         if outcome is None:
-            raise FetchTimeout(f"upstream fetch did not finish within {self.wait_timeout:g} s")
+            raise FetchTimeout(f"upstream fetch did not finish within {wait:g} s")
         return outcome
 
 
-def _usable(entry: Entry | None, now: float) -> bool:
+def _fresh(entry: Entry | None, now: float) -> bool:
     return entry is not None and entry.is_fresh(now)
 
 
-def _checked(entries: Sequence[Entry | None]) -> list[Entry]:
+def _good_until(entry: Entry | None, now: float, grace: float) -> bool:
+    """Fresh, or good data at most ``grace`` seconds past its freshness."""
+    return entry is not None and (
+        entry.is_fresh(now) or (entry.status == 200 and now < entry.fresh_until + grace))
+
+
+def _checked(entries: Sequence[Entry | None], hit: bool = False) -> list[Entry]:
     """Entries that exist and are not negative, or the error that says why not."""
     for entry in entries:
         if entry is not None and entry.status == 404:
-            raise NotFound("no such event upstream")
+            error = NotFound("no such event upstream")
+            error.cache_hit = hit
+            raise error
     if any(entry is None for entry in entries):
         raise CachedProxyError("cache entry vanished after its fetch")
     return list(entries)  # type: ignore[arg-type]

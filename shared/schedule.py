@@ -95,6 +95,17 @@ class Schedule:
             pipe.hdel(self.keys.failures(), resource)
             pipe.execute()
 
+    def backing_off(self, resources: Sequence[str], now: float) -> bool:
+        """Whether every resource failed its last refresh and its retry is not due yet."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(self.keys.failures(), list(resources))
+            pipe.zmscore(self.keys.schedule(), list(resources))
+            failures, retry_at = pipe.execute()
+        return all(
+            count is not None and int(count) > 0 and at is not None and at > _ms(now)
+            for count, at in zip(failures, retry_at, strict=True)
+        )
+
     def record_reads(self, pipe: redis.client.Pipeline, resources: Sequence[str], now: float
                      ) -> None:
         """Queue 'read at ``now``' for resources on a pipeline the caller executes."""

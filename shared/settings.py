@@ -55,10 +55,15 @@ class CacheSettings:
     negative_ttl: int = option(
         30, "CACHE_NEGATIVE_TTL", "Seconds an upstream 404 is remembered"
     )
+    stale_while_revalidate: int = option(
+        60,
+        "CACHE_STALE_WHILE_REVALIDATE",
+        "Seconds past freshness an entry is served at once while one refresh runs",
+    )
     stale_if_error: int = option(
         86400,
         "CACHE_STALE_IF_ERROR",
-        "Seconds an entry is kept past its freshness, for conditional refreshes",
+        "Seconds past freshness an entry is served when upstream fails",
     )
 
 
@@ -111,6 +116,10 @@ class ApiSettings:
     workers: int = option(2, "API_WORKERS", "API server processes")
     miss_wait_timeout: float = option(
         10.0, "API_MISS_WAIT_TIMEOUT", "Seconds a cache miss waits for its fetch (then 504)"
+    )
+    stale_wait_timeout: float = option(
+        2.0, "API_STALE_WAIT_TIMEOUT",
+        "Seconds a request with stale data to fall back on waits for upstream",
     )
 
 
@@ -226,7 +235,8 @@ def validate(settings: Settings) -> Settings:
     checks = [
         (settings.cache.ttl > 0, "cache.ttl must be positive"),
         (settings.cache.negative_ttl > 0, "cache.negative_ttl must be positive"),
-        (settings.cache.stale_if_error >= 0, "cache.stale_if_error must not be negative"),
+        (0 <= settings.cache.stale_while_revalidate <= settings.cache.stale_if_error,
+         "cache.stale_while_revalidate must be between 0 and cache.stale_if_error"),
         (1 <= settings.c42.page_size <= 100, "c42.page_size must be between 1 and 100"),
         (urlsplit(settings.c42.base_url).scheme in {"http", "https"},
          "c42.base_url must be an http(s) URL"),
@@ -234,7 +244,8 @@ def validate(settings: Settings) -> Settings:
          "redis.url must be a redis://, rediss:// or unix:// URL"),
         (settings.upstream.connect_timeout > 0 and settings.upstream.read_timeout > 0,
          "upstream timeouts must be positive"),
-        (settings.api.miss_wait_timeout > 0, "api.miss_wait_timeout must be positive"),
+        (settings.api.miss_wait_timeout > 0 and settings.api.stale_wait_timeout > 0,
+         "api.miss_wait_timeout and api.stale_wait_timeout must be positive"),
         (settings.api.workers >= 1, "api.workers must be at least 1"),
         (0.1 <= settings.refresh.ratio < 1, "refresh.ratio must be at least 0.1 and below 1"),
         (settings.refresh.idle_timeout > 0, "refresh.idle_timeout must be positive"),

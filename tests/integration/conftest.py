@@ -7,6 +7,7 @@ import os
 import secrets
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,14 @@ from shared.keys import Keys
 from shared.settings import Settings, load_settings, options
 
 PREFIX = "cptest"
+
+
+def eventually(check: Callable[[], bool], timeout: float, what: str) -> None:
+    """Wait, bounded, for a state only observable by looking (a Redis key, a counter)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(0.05)
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from launcher.services import celery, free_port, start_redis, stop, wait_for_wor
 from shared.entry import Entry
 from shared.keys import Keys
 from shared.settings import Settings, load_settings
-from tests.integration.conftest import Demo
+from tests.integration.conftest import Demo, eventually
 from tests.integration.test_events_view import VIEW, expected
 
 TTL = 2.0
@@ -70,14 +70,6 @@ class Stack:
                           stdout=out, stderr=subprocess.STDOUT)
 
 
-def eventually(check: Callable[[], bool], timeout: float, what: str) -> None:
-    """Wait, bounded, for a state only observable by looking (a Redis key, a counter)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
-        time.sleep(0.05)
-
-
 @pytest.fixture(scope="module")
 def stack(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     logs = tmp_path_factory.mktemp("refresh")
@@ -93,6 +85,7 @@ def stack(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iter
         "REFRESH_IDLE_TIMEOUT": str(int(IDLE)),
         "REFRESH_RETRY_BASE": "0.5",
         "REFRESH_RETRY_MAX": "2",
+        "CACHE_STALE_WHILE_REVALIDATE": "1",
         "C42_PREFETCH": PINNED,
     }
     settings = load_settings(env)
@@ -257,3 +250,19 @@ def test_worker_restart_loses_no_schedule_and_causes_no_burst(stack: Stack, demo
     back = demo.upstream.count("event", PINNED)
     time.sleep(2 * TTL)  # two refresh periods of normal running
     assert demo.upstream.count("event", PINNED) - back <= 2 * TTL / (TTL * RATIO * 0.9) + 1
+
+
+def test_upstream_outage_longer_than_the_ttl_is_not_an_outage(stack: Stack, demo: Demo):
+    """Upstream answering 500 for longer than the TTL: clients keep getting 200 with the
+    last good data and a stale Cache-Status, and upstream is not asked once per request."""
+    assert stack.get("team-standup").status_code == 200
+    demo.upstream.set_fault_from({"mode": "error", "status": 500, "kind": "event",
+                                  "id": "team-standup"})
+    responses = read_steadily(stack, "team-standup", seconds=3 * TTL, every=0.1)
+    assert all(r.status_code == 200 for r in responses)
+    assert all(r.json() == expected("team-standup") for r in responses)
+    statuses = [r.headers["Cache-Status"] for r in responses]
+    assert any("detail=stale-if-error" in s for s in statuses)
+    assert "fwd=stale" in statuses[-1]
+    upstream_calls = demo.upstream.count("event", "team-standup") - 1
+    assert upstream_calls < len(responses) / 4

@@ -101,3 +101,16 @@ def test_failed_refresh_is_postponed_only_while_live(schedule: Schedule, store):
     assert store.zscore(KEYS.schedule(), "gone") is None
     schedule.succeeded("live", time.time() + 5)
     assert store.hget(KEYS.failures(), "live") is None
+
+
+def test_backing_off_means_failed_and_retry_not_due(schedule: Schedule):
+    """A resource is backing off only while it has failures and its retry lies ahead."""
+    now = time.time()
+    schedule.plan("failing", now)
+    schedule.plan("healthy", now + 60)
+    schedule.note_failure("failing")
+    schedule.postpone("failing", now + 30)
+    assert schedule.backing_off(["failing"], now)
+    assert not schedule.backing_off(["failing", "healthy"], now)
+    assert not schedule.backing_off(["failing"], now + 31)
+    assert not schedule.backing_off(["unknown"], now)

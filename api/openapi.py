@@ -1,0 +1,117 @@
+"""The OpenAPI 3 description of the API, served at /openapi.json and kept true by tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.resources import KEY_RE
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+_CACHE_HEADERS = {
+    "ETag": {"description": "Strong validator of the view, derived from its parts",
+             "schema": {"type": "string"}},
+    "Last-Modified": {"description": "When the newest part last changed upstream",
+                      "schema": {"type": "string"}},
+    "Cache-Control": {"description": "max-age (freshness left), stale-while-revalidate, "
+                                     "stale-if-error", "schema": {"type": "string"}},
+    "Age": {"description": "Seconds since upstream last confirmed the oldest part",
+            "schema": {"type": "integer", "minimum": 0}},
+    "Cache-Status": {"description": "RFC 9211: hit, fwd=miss (collapsed), fwd=stale, ttl, "
+                                    "fwd-status", "schema": {"type": "string"}},
+}
+
+
+def _view(alias: bool) -> dict[str, Any]:
+    return {
+        "get": {
+            "operationId": "eventWithSubscriptions" + ("NoSlash" if alias else ""),
+            "summary": "A Calendar42 event's title and its subscribers' first names"
+                       + (" (the same without the trailing slash)" if alias else ""),
+            "parameters": [
+                {"name": "id", "in": "path", "required": True,
+                 "description": "Calendar42 event id",
+                 "example": "launch-party",
+                 "schema": {"type": "string", "pattern": f"^{KEY_RE.pattern}$"}},
+                {"name": "If-None-Match", "in": "header", "required": False,
+                 "description": "ETags (weak comparison), a list, or *",
+                 "schema": {"type": "string"}},
+                {"name": "If-Modified-Since", "in": "header", "required": False,
+                 "description": "An HTTP date; ignored when If-None-Match is sent",
+                 "schema": {"type": "string"}},
+            ],
+            "responses": {
+                "200": {
+                    "description": "The view",
+                    "headers": _CACHE_HEADERS,
+                    "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/EventWithSubscriptions"}}},
+                },
+                "304": {"description": "The client's copy is current", "headers": _CACHE_HEADERS},
+                "400": _error("The id is not 1-128 letters, digits, '_' or '-'"),
+                "404": _error("Upstream has no such event"),
+                "502": _error("Upstream failed and nothing usable is cached"),
+                "503": _error("Redis is unreachable, or the fetch's worker died"),
+                "504": _error("Upstream or the fetch took too long"),
+            },
+        }
+    }
+
+
+def spec() -> dict[str, Any]:
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "cachedproxy",
+            "version": "0.1.0",
+            "description": "Combined views of slow upstream APIs, served from Redis.",
+        },
+        "paths": {
+            "/events-with-subscriptions/{id}/": _view(alias=False),
+            "/events-with-subscriptions/{id}": _view(alias=True),
+            "/healthz": {"get": {
+                "operationId": "healthz", "summary": "The API process is alive",
+                "responses": {"200": {"description": "Alive", "content": {"application/json": {
+                    "schema": {"type": "object", "required": ["status"],
+                               "properties": {"status": {"type": "string", "enum": ["ok"]}}}}}}},
+            }},
+            "/openapi.json": {"get": {
+                "operationId": "openapi", "summary": "This description",
+                "responses": {"200": {"description": "OpenAPI 3 document",
+                                      "content": {"application/json": {
+                                          "schema": {"type": "object"}}}}},
+            }},
+        },
+        "components": {"schemas": {
+            "EventWithSubscriptions": {
+                "type": "object",
+                "required": ["id", "title", "names"],
+                "additionalProperties": False,
+                "properties": {
+                    "id": {"type": "string"},
+                    "title": {"type": "string"},
+                    "names": {"type": "array", "items": {"type": "string"},
+                              "description": "Subscribers' first names, in upstream order"},
+                },
+            },
+            "Error": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {"error": {
+                    "type": "object",
+                    "required": ["status", "code", "message"],
+                    "properties": {
+                        "status": {"type": "integer"},
+                        "code": {"type": "string"},
+                        "message": {"type": "string"},
+                    },
+                }},
+            },
+        }},
+    }

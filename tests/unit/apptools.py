@@ -1,0 +1,59 @@
+"""Calling the Bottle app in-process through WSGI, with a stub read path."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+from requests.structures import CaseInsensitiveDict
+
+from api.reader import Read
+from shared.entry import Entry, fetched
+
+NOW = 1_800_000_000.0
+EVENT = fetched({"id": "e1", "title": "Zoë's launch"}, (), NOW - 100, 252)
+SUBS = fetched({"count": 3, "pages": [["Zoë", "Søren"], ["José"]]}, (), NOW - 50, 252)
+
+
+class StubReader:
+    """Answers a fixed Read, or raises a fixed error; records what was asked."""
+
+    def __init__(self, error: Exception | None = None, read: Read | None = None) -> None:
+        self.error = error
+        self.result = read or Read([EVENT, SUBS])
+        self.asked: list[Sequence[str]] = []
+
+    def read(self, resources: Sequence[str]) -> Read:
+        self.asked.append(list(resources))
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+    def clock(self) -> float:
+        return NOW
+
+
+def call(app, path: str, method: str = "GET", headers: dict[str, str] | None = None
+         ) -> tuple[int, CaseInsensitiveDict, bytes]:
+    environ = {
+        # PEP 3333: PATH_INFO carries the URL's bytes as latin-1.
+        "PATH_INFO": path.encode().decode("latin-1"),
+        "REQUEST_METHOD": method, "QUERY_STRING": "", "SERVER_NAME": "t", "SERVER_PORT": "80",
+        "wsgi.input": io.BytesIO(), "wsgi.url_scheme": "http", "wsgi.errors": io.StringIO(),
+    }
+    for name, value in (headers or {}).items():
+        environ["HTTP_" + name.upper().replace("-", "_")] = value
+    out = {}
+
+    def start_response(status, response_headers, exc_info=None):
+        out["status"] = int(status.split()[0])
+        out["headers"] = CaseInsensitiveDict(response_headers)  # names are case-insensitive
+
+    body = b"".join(app(environ, start_response))
+    return out["status"], out["headers"], body
+
+
+def entries(*fresh_for: float) -> list[Entry]:
+    """Entries fresh for these many seconds from NOW (negative: stale)."""
+    return [fetched({"id": "e1", "title": "t"} if i == 0 else {"count": 0, "pages": []}, (),
+                    NOW - 252 + f, 252) for i, f in enumerate(fresh_for)]

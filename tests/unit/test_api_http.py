@@ -1,0 +1,130 @@
+"""HTTP caching semantics of the app, in-process: validators, 304s, freshness headers,
+Cache-Status and the OpenAPI description."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from api import openapi
+from api.app import create_app
+from api.reader import MISS, STALE, STALE_IF_ERROR, Read
+from shared.errors import NotFound, UpstreamError
+from shared.http import http_date
+from shared.settings import Settings
+from tests.unit.apptools import NOW, StubReader, call, entries
+
+URL = "/events-with-subscriptions/e1/"
+SETTINGS = Settings()
+
+
+def get(read: Read | None = None, headers: dict[str, str] | None = None, method: str = "GET",
+        error: Exception | None = None):
+    return call(create_app(StubReader(error, read), SETTINGS), URL, method, headers)
+
+
+def test_view_has_validators_and_freshness_headers():
+    """ETag, Last-Modified, Cache-Control with the freshness left, Age and Cache-Status."""
+    status, headers, _ = get(Read(entries(120, 200)))
+    assert status == 200
+    assert headers["ETag"].startswith('"') and len(headers["ETag"]) == 34
+    assert headers["Last-Modified"] == http_date(NOW - 252 + 200)
+    assert headers["Cache-Control"] == (
+        "max-age=120, stale-while-revalidate=60, stale-if-error=86400")
+    assert headers["Age"] == str(252 - 120)
+    assert headers["Cache-Status"] == "cachedproxy; hit; ttl=120"
+
+
+def test_etag_depends_only_on_the_parts_data():
+    """The same data gives the same ETag (any process, any time); other data another."""
+    _, first, _ = get(Read(entries(120, 200)))
+    _, later, _ = get(Read(entries(10, 20)))
+    assert first["ETag"] == later["ETag"]
+    other = entries(120, 200)
+    other[0] = type(other[0])(**{**other[0].__dict__, "digest": "changed"})
+    _, changed, _ = get(Read(other))
+    assert changed["ETag"] != first["ETag"]
+
+
+@pytest.mark.parametrize("inm", ["{etag}", "W/{etag}", '"nope", {etag}', "*"])
+def test_if_none_match_gets_304_with_caching_headers_and_no_body(inm):
+    """A matching If-None-Match (weak comparison, lists, *) is a 304 with the same
+    caching headers and no body (RFC 9110 15.4.5: no Last-Modified next to an ETag)."""
+    _, headers, _ = get(Read(entries(120, 200)))
+    status, again, body = get(Read(entries(120, 200)),
+                              {"If-None-Match": inm.format(etag=headers["ETag"])})
+    assert status == 304 and body == b""
+    for name in ("ETag", "Cache-Control", "Age", "Cache-Status"):
+        assert again[name] == headers[name]
+    assert "Content-Type" not in again
+
+
+@pytest.mark.parametrize("inm", ['"other"', "garbage", "", 'W/"x", "y"'])
+def test_other_or_garbage_if_none_match_gets_the_body(inm):
+    """A non-matching or malformed If-None-Match is answered in full."""
+    status, _, body = get(Read(entries(120, 200)), {"If-None-Match": inm})
+    assert status == 200 and json.loads(body)["id"] == "e1"
+
+
+def test_if_modified_since_when_no_if_none_match():
+    """If-Modified-Since at or after Last-Modified is a 304; before it, or garbage, a 200;
+    If-None-Match wins when both are sent."""
+    modified = NOW - 252 + 200
+    assert get(Read(entries(120, 200)), {"If-Modified-Since": http_date(modified)})[0] == 304
+    assert get(Read(entries(120, 200)), {"If-Modified-Since": http_date(modified - 5)})[0] == 200
+    assert get(Read(entries(120, 200)), {"If-Modified-Since": "yesterday"})[0] == 200
+    assert get(Read(entries(120, 200)), {"If-Modified-Since": http_date(modified),
+                                          "If-None-Match": '"other"'})[0] == 200
+
+
+def test_head_gets_headers_without_body():
+    """HEAD is answered like GET, without the body."""
+    status, headers, body = get(Read(entries(120, 200)), method="HEAD")
+    assert status == 200 and body == b""
+    assert headers["Cache-Status"] == "cachedproxy; hit; ttl=120"
+
+
+@pytest.mark.parametrize(
+    ("read", "expected"),
+    [
+        (Read(entries(252, 252), MISS), "cachedproxy; fwd=miss; stored; ttl=252"),
+        (Read(entries(252, 252), MISS, collapsed=True),
+         "cachedproxy; fwd=miss; stored; collapsed; ttl=252"),
+        (Read(entries(-5, 100), STALE),
+         "cachedproxy; fwd=stale; ttl=-5; detail=stale-while-revalidate"),
+        (Read(entries(-600, -600), STALE_IF_ERROR, upstream_status=503),
+         "cachedproxy; fwd=stale; fwd-status=503; ttl=-600; detail=stale-if-error"),
+    ],
+)
+def test_cache_status_says_what_happened(read, expected):
+    """RFC 9211 Cache-Status for misses, collapsed misses and the two kinds of stale."""
+    status, headers, _ = get(read)
+    assert status == 200 and headers["Cache-Status"] == expected
+    if read.served != MISS:
+        assert headers["Cache-Control"].startswith("max-age=0,")
+
+
+def test_errors_say_how_they_came_about():
+    """A cached 404 is a hit with max-age of the negative TTL; an upstream failure is a
+    forwarded miss with the upstream's status, and is not stored by clients."""
+    hit = NotFound("gone")
+    hit.cache_hit = True
+    status, headers, _ = get(error=hit)
+    assert (status, headers["Cache-Status"]) == (404, "cachedproxy; hit")
+    assert headers["Cache-Control"] == "max-age=30"
+    status, headers, _ = get(error=NotFound("gone", upstream_status=404))
+    assert headers["Cache-Status"] == "cachedproxy; fwd=miss; fwd-status=404; stored"
+    status, headers, _ = get(error=UpstreamError("boom", upstream_status=500))
+    assert status == 502
+    assert headers["Cache-Status"] == "cachedproxy; fwd=miss; fwd-status=500"
+    assert headers["Cache-Control"] == "no-store"
+
+
+def test_openapi_describes_exactly_the_routes():
+    """Every route of the app is in /openapi.json, and every documented path is a route."""
+    app = create_app(StubReader(), SETTINGS)
+    routes = {r.rule.replace("<key>", "{id}") for r in app.routes}
+    assert routes == set(openapi.spec()["paths"])
+    status, headers, body = call(app, "/openapi.json")
+    assert status == 200 and json.loads(body) == openapi.spec()
