@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from shared.live import START_SECTIONS
 from shared.settings import PROJECT_DIR, options
 
 TABLE_START = "<!-- config-table:start -->"
@@ -24,7 +25,7 @@ def ini_example() -> str:
         "# cachedproxy configuration.",
         "#",
         "# Copy to config.ini (or /etc/cachedproxy/config.ini, or point CACHEDPROXY_CONFIG at it).",
-        "# Precedence, lowest first: built-in defaults < this file < environment variables.",
+        "# Precedence, lowest first: built-in defaults < this file < Consul KV < environment.",
         "# Every value below is the default; each option's environment variable is named above it.",
     ]
     section = None
@@ -39,12 +40,15 @@ def ini_example() -> str:
 
 def markdown_table() -> str:
     rows = [
-        "| ini `[section] key` | environment | default | meaning |",
-        "|---|---|---|---|",
+        "| ini `[section] key` | Consul key | environment | default | applies | meaning |",
+        "|---|---|---|---|---|---|",
     ]
     for opt in options():
         default = ini_value(opt.default) or "(empty)"
-        rows.append(f"| `[{opt.section}] {opt.key}` | `{opt.env}` | `{default}` | {opt.help} |")
+        consul = "—" if opt.section in START_SECTIONS else f"`<prefix>/{opt.section}/{opt.key}`"
+        applies = "live" if opt.live else "restart"
+        rows.append(f"| `[{opt.section}] {opt.key}` | {consul} | `{opt.env}` | `{default}` "
+                    f"| {applies} | {opt.help} |")
     return "\n".join([TABLE_START, *rows, TABLE_END])
 
 

@@ -2,8 +2,9 @@
 
 Precedence, lowest first: built-in defaults < ``config.ini`` < extra layers (Consul KV)
 < environment variables. Every option is declared once, below, with its ini section and
-key, its environment variable and its default; the loader, the docs and the
-``config.ini.example`` all follow from these declarations.
+key, its environment variable, its default and whether a running process applies a change
+(``live``) or needs a restart; the loader, the docs and ``config.ini.example`` all follow
+from these declarations.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 CONFIG_ENV = "CACHEDPROXY_CONFIG"
 CONFIG_SEARCH_PATH = (Path("/etc/cachedproxy/config.ini"), PROJECT_DIR / "config.ini")
 
+MAX_WAIT = 60.0  # longest wait a request may be configured to make for upstream
+
 # A layer maps ini section -> key -> raw string value.
 Layer = Mapping[str, Mapping[str, str]]
 
@@ -32,8 +35,8 @@ class SettingsError(ValueError):
     """A configuration value is missing or malformed; the message names the key."""
 
 
-def option(default: Any, env: str, help: str) -> Any:
-    return field(default=default, metadata={"env": env, "help": help})
+def option(default: Any, env: str, help: str, live: bool = False) -> Any:
+    return field(default=default, metadata={"env": env, "help": help, "live": live})
 
 
 @dataclass(frozen=True)
@@ -51,39 +54,46 @@ class RedisSettings:
 
 @dataclass(frozen=True)
 class CacheSettings:
-    ttl: int = option(252, "CACHE_TTL", "Seconds an upstream response stays fresh")
+    ttl: int = option(252, "CACHE_TTL", "Seconds an upstream response stays fresh", live=True)
     negative_ttl: int = option(
-        30, "CACHE_NEGATIVE_TTL", "Seconds an upstream 404 is remembered"
+        30, "CACHE_NEGATIVE_TTL", "Seconds an upstream 404 is remembered", live=True
     )
     stale_while_revalidate: int = option(
         60,
         "CACHE_STALE_WHILE_REVALIDATE",
         "Seconds past freshness an entry is served at once while one refresh runs",
+        live=True,
     )
     stale_if_error: int = option(
         86400,
         "CACHE_STALE_IF_ERROR",
         "Seconds past freshness an entry is served when upstream fails",
+        live=True,
     )
 
 
 @dataclass(frozen=True)
 class RefreshSettings:
     ratio: float = option(
-        0.8, "REFRESH_RATIO", "Refresh a live resource after this fraction of its TTL"
+        0.8, "REFRESH_RATIO", "Refresh a live resource after this fraction of its TTL", live=True
     )
     idle_timeout: int = option(
-        1800, "REFRESH_IDLE_TIMEOUT", "Seconds without reads before a resource stops refreshing"
+        1800,
+        "REFRESH_IDLE_TIMEOUT",
+        "Seconds without reads before a resource stops refreshing",
+        live=True,
     )
     tick_interval: float = option(
         1.0, "REFRESH_TICK_INTERVAL", "Seconds between beat's ticks that claim due refreshes"
     )
-    max_claims: int = option(200, "REFRESH_MAX_CLAIMS", "Refreshes one tick claims at most")
+    max_claims: int = option(
+        200, "REFRESH_MAX_CLAIMS", "Refreshes one tick claims at most", live=True
+    )
     retry_base: float = option(
-        2.0, "REFRESH_RETRY_BASE", "Seconds before the first retry of a failed refresh"
+        2.0, "REFRESH_RETRY_BASE", "Seconds before the first retry of a failed refresh", live=True
     )
     retry_max: float = option(
-        300.0, "REFRESH_RETRY_MAX", "Longest wait between retries of a failing refresh"
+        300.0, "REFRESH_RETRY_MAX", "Longest wait between retries of a failing refresh", live=True
     )
 
 
@@ -92,20 +102,27 @@ class C42Settings:
     base_url: str = option(
         "http://127.0.0.1:8042/api/v2", "C42_BASE_URL", "Calendar42 API base URL"
     )
-    token: str = option("", "C42_TOKEN", "Calendar42 API token (sent as 'Token <token>')")
-    page_size: int = option(10, "C42_PAGE_SIZE", "Subscriptions per upstream page (1-100)")
+    token: str = option(
+        "", "C42_TOKEN", "Calendar42 API token (sent as 'Token <token>')", live=True
+    )
+    ttl: int = option(
+        0, "C42_TTL", "Seconds Calendar42 responses stay fresh; 0: cache.ttl", live=True
+    )
+    page_size: int = option(
+        10, "C42_PAGE_SIZE", "Subscriptions per upstream page (1-100)", live=True
+    )
     prefetch: tuple[str, ...] = option(
-        (), "C42_PREFETCH", "Event ids kept warm always, comma-separated"
+        (), "C42_PREFETCH", "Event ids kept warm always, comma-separated", live=True
     )
 
 
 @dataclass(frozen=True)
 class UpstreamSettings:
     connect_timeout: float = option(
-        3.05, "UPSTREAM_CONNECT_TIMEOUT", "Seconds to connect to an upstream"
+        3.05, "UPSTREAM_CONNECT_TIMEOUT", "Seconds to connect to an upstream", live=True
     )
     read_timeout: float = option(
-        10.0, "UPSTREAM_READ_TIMEOUT", "Seconds to wait for an upstream's response"
+        10.0, "UPSTREAM_READ_TIMEOUT", "Seconds to wait for an upstream's response", live=True
     )
 
 
@@ -115,11 +132,16 @@ class ApiSettings:
     port: int = option(8080, "API_PORT", "Port the API listens on")
     workers: int = option(2, "API_WORKERS", "API server processes")
     miss_wait_timeout: float = option(
-        10.0, "API_MISS_WAIT_TIMEOUT", "Seconds a cache miss waits for its fetch (then 504)"
+        10.0,
+        "API_MISS_WAIT_TIMEOUT",
+        "Seconds a cache miss waits for its fetch (then 504)",
+        live=True,
     )
     stale_wait_timeout: float = option(
-        2.0, "API_STALE_WAIT_TIMEOUT",
+        2.0,
+        "API_STALE_WAIT_TIMEOUT",
         "Seconds a request with stale data to fall back on waits for upstream",
+        live=True,
     )
 
 
@@ -131,8 +153,18 @@ class FlowerSettings:
 
 
 @dataclass(frozen=True)
+class ConsulSettings:
+    # Where the Consul configuration comes from cannot itself come from Consul.
+    address: str = option(
+        "", "CONSUL_HTTP_ADDR", "Consul agent host:port (or URL); empty: no Consul"
+    )
+    prefix: str = option("cachedproxy", "CONSUL_PREFIX", "KV prefix: <prefix>/<section>/<key>")
+    token: str = option("", "CONSUL_HTTP_TOKEN", "Consul ACL token (sent as X-Consul-Token)")
+
+
+@dataclass(frozen=True)
 class LogSettings:
-    level: str = option("INFO", "LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR")
+    level: str = option("INFO", "LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR", live=True)
 
 
 @dataclass(frozen=True)
@@ -144,7 +176,13 @@ class Settings:
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     flower: FlowerSettings = field(default_factory=FlowerSettings)
+    consul: ConsulSettings = field(default_factory=ConsulSettings)
     log: LogSettings = field(default_factory=LogSettings)
+
+    def ttl_for(self, upstream: str) -> int:
+        """The TTL of an upstream's resources: its own ``ttl`` if set, else cache.ttl."""
+        own = getattr(getattr(self, upstream, None), "ttl", 0)
+        return own or self.cache.ttl
 
     def replace(self, **sections: Mapping[str, Any]) -> Settings:
         """A copy with some options changed, e.g. ``replace(cache={"ttl": 5})``."""
@@ -163,6 +201,7 @@ class Option:
     type: type
     default: Any
     help: str
+    live: bool
 
 
 def options() -> Iterator[Option]:
@@ -172,7 +211,15 @@ def options() -> Iterator[Option]:
         hints = typing.get_type_hints(section_type)
         for f in dataclasses.fields(section_type):
             meta = f.metadata
-            yield Option(section.name, f.name, meta["env"], hints[f.name], f.default, meta["help"])
+            yield Option(
+                section.name,
+                f.name,
+                meta["env"],
+                hints[f.name],
+                f.default,
+                meta["help"],
+                meta["live"],
+            )
 
 
 def find_config_file(environ: Mapping[str, str]) -> Path | None:
@@ -234,29 +281,47 @@ def build(layers: Sequence[tuple[str, Layer]]) -> Settings:
 def validate(settings: Settings) -> Settings:
     checks = [
         (settings.cache.ttl > 0, "cache.ttl must be positive"),
+        (settings.c42.ttl >= 0, "c42.ttl must not be negative (0: cache.ttl)"),
         (settings.cache.negative_ttl > 0, "cache.negative_ttl must be positive"),
-        (0 <= settings.cache.stale_while_revalidate <= settings.cache.stale_if_error,
-         "cache.stale_while_revalidate must be between 0 and cache.stale_if_error"),
+        (
+            0 <= settings.cache.stale_while_revalidate <= settings.cache.stale_if_error,
+            "cache.stale_while_revalidate must be between 0 and cache.stale_if_error",
+        ),
         (1 <= settings.c42.page_size <= 100, "c42.page_size must be between 1 and 100"),
-        (urlsplit(settings.c42.base_url).scheme in {"http", "https"},
-         "c42.base_url must be an http(s) URL"),
-        (urlsplit(settings.redis.url).scheme in {"redis", "rediss", "unix"},
-         "redis.url must be a redis://, rediss:// or unix:// URL"),
-        (settings.upstream.connect_timeout > 0 and settings.upstream.read_timeout > 0,
-         "upstream timeouts must be positive"),
-        (settings.api.miss_wait_timeout > 0 and settings.api.stale_wait_timeout > 0,
-         "api.miss_wait_timeout and api.stale_wait_timeout must be positive"),
+        (
+            urlsplit(settings.c42.base_url).scheme in {"http", "https"},
+            "c42.base_url must be an http(s) URL",
+        ),
+        (
+            urlsplit(settings.redis.url).scheme in {"redis", "rediss", "unix"},
+            "redis.url must be a redis://, rediss:// or unix:// URL",
+        ),
+        (
+            settings.upstream.connect_timeout > 0 and settings.upstream.read_timeout > 0,
+            "upstream timeouts must be positive",
+        ),
+        (
+            0 < settings.api.miss_wait_timeout <= MAX_WAIT
+            and 0 < settings.api.stale_wait_timeout <= MAX_WAIT,
+            f"api.miss_wait_timeout and api.stale_wait_timeout must be 0-{MAX_WAIT:g} s",
+        ),
         (settings.api.workers >= 1, "api.workers must be at least 1"),
         (0.1 <= settings.refresh.ratio < 1, "refresh.ratio must be at least 0.1 and below 1"),
         (settings.refresh.idle_timeout > 0, "refresh.idle_timeout must be positive"),
         (settings.refresh.tick_interval > 0, "refresh.tick_interval must be positive"),
         (settings.refresh.max_claims >= 1, "refresh.max_claims must be at least 1"),
-        (0 < settings.refresh.retry_base <= settings.refresh.retry_max,
-         "refresh.retry_base must be positive and at most refresh.retry_max"),
-        (all(KEY_RE.fullmatch(k) for k in settings.c42.prefetch),
-         "c42.prefetch must list event ids (letters, digits, '_' and '-')"),
-        (settings.log.level.upper() in {"DEBUG", "INFO", "WARNING", "ERROR"},
-         "log.level must be DEBUG, INFO, WARNING or ERROR"),
+        (
+            0 < settings.refresh.retry_base <= settings.refresh.retry_max,
+            "refresh.retry_base must be positive and at most refresh.retry_max",
+        ),
+        (
+            all(KEY_RE.fullmatch(k) for k in settings.c42.prefetch),
+            "c42.prefetch must list event ids (letters, digits, '_' and '-')",
+        ),
+        (
+            settings.log.level.upper() in {"DEBUG", "INFO", "WARNING", "ERROR"},
+            "log.level must be DEBUG, INFO, WARNING or ERROR",
+        ),
     ]
     for ok, message in checks:
         if not ok:
@@ -265,14 +330,20 @@ def validate(settings: Settings) -> Settings:
 
 
 def load_settings(
-    environ: Mapping[str, str] | None = None, extra_layers: Sequence[tuple[str, Layer]] = ()
+    environ: Mapping[str, str] | None = None,
+    extra_layers: Sequence[tuple[str, Layer]] = (),
+    ini: Sequence[tuple[str, Layer]] | None = None,
 ) -> Settings:
-    """Build the settings of this process: defaults < config.ini < extra layers < env."""
+    """Build the settings of this process: defaults < config.ini < extra layers < env.
+
+    ``ini`` is the config file's layer when the caller has read it already.
+    """
     environ = os.environ if environ is None else environ
     layers: list[tuple[str, Layer]] = []
-    path = find_config_file(environ)
-    if path is not None:
-        layers.append((str(path), read_ini(path)))
+    if ini is None:
+        path = find_config_file(environ)
+        ini = [] if path is None else [(str(path), read_ini(path))]
+    layers.extend(ini)
     layers.extend(extra_layers)
     layers.append(("environment", env_layer(environ)))
     return build(layers)
