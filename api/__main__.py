@@ -7,6 +7,7 @@ answering hits; see docs/BENCHMARKS.md for the measurements behind the choice.
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -19,8 +20,11 @@ from shared.settings import Settings, load_settings
 def _load_api(settings: Settings) -> Any:
     # Imported here, in the worker after gevent has patched the standard library.
     from api.app import app_from_settings
+    from shared.live import apply_log_level, live_settings
 
-    return app_from_settings(settings)
+    live = live_settings(os.environ)  # one per server process, following Consul
+    live.subscribe(apply_log_level)
+    return app_from_settings(live.get(), live.get)
 
 
 class ApiServer(BaseApplication):
@@ -65,7 +69,11 @@ class ApiServer(BaseApplication):
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m api", description=__doc__)
-    parser.parse_args(argv)
+    parser.add_argument("--consul", help="Consul agent host:port for live settings "
+                        "(default: $CONSUL_HTTP_ADDR)")
+    args = parser.parse_args(argv)
+    if args.consul:
+        os.environ["CONSUL_HTTP_ADDR"] = args.consul
     settings = load_settings()
     configure_logging(settings.log.level)
     ApiServer(settings).run()

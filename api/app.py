@@ -19,17 +19,16 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 
 from api import openapi
-from api.reader import HIT, MISS, STALE_IF_ERROR, Enqueue, Read, Reader, Windows
+from api.reader import HIT, MISS, STALE_IF_ERROR, Enqueue, Read, Reader
 from api.views import EVENTS_WITH_SUBSCRIPTIONS, View
 from shared import http
 from shared.errors import CachedProxyError, StoreUnavailable
 from shared.flight import Flights
 from shared.keys import Keys
 from shared.queue import FETCH_TASK, celery_app
-from shared.refresh import read_period
 from shared.resources import check_key
 from shared.schedule import Schedule
-from shared.settings import Settings
+from shared.settings import MAX_WAIT, Settings
 from shared.store import EntryStore, store_errors
 
 log = logging.getLogger(__name__)
@@ -82,9 +81,9 @@ def error_response(error: CachedProxyError, negative_ttl: float = 0) -> bottle.H
     return json_response(error.status, error.body(), headers)
 
 
-def create_app(reader: Reader, settings: Settings) -> bottle.Bottle:
+def create_app(reader: Reader, current: Callable[[], Settings]) -> bottle.Bottle:
+    """The app; ``current`` gives the settings in force now (they may change live)."""
     app = bottle.Bottle()
-    cache = settings.cache
 
     def serve(view: View) -> Callable[[str], bottle.HTTPResponse]:
         def handler(key: str) -> bottle.HTTPResponse:
@@ -93,11 +92,12 @@ def create_app(reader: Reader, settings: Settings) -> bottle.Bottle:
                 with store_errors():
                     read = reader.read(view.resources(key))
             except CachedProxyError as exc:
-                return error_response(exc, negative_ttl=cache.negative_ttl)
+                return error_response(exc, negative_ttl=current().cache.negative_ttl)
             except Exception:
                 log.exception("request failed", extra={"view": view.name, "id": key})
                 return error_response(CachedProxyError())
             now = reader.clock()
+            cache = current().cache
             etag = http.strong_etag(view.name, key, *(e.digest for e in read.entries))
             modified = max(e.fetched_at for e in read.entries)
             headers = {
@@ -159,9 +159,15 @@ def celery_enqueue(queue: Celery) -> Enqueue:
     return enqueue
 
 
-def app_from_settings(settings: Settings) -> bottle.Bottle:
-    """Wire the app to Redis and the task queue; call once per server process."""
-    api, cache = settings.api, settings.cache
+def app_from_settings(
+    settings: Settings, current: Callable[[], Settings] | None = None
+) -> bottle.Bottle:
+    """Wire the app to Redis and the task queue; call once per server process.
+
+    ``settings`` are those the process started with (connections, prefix); ``current``
+    gives the settings in force at each request, when they follow Consul.
+    """
+    current = current or (lambda: settings)
     common = {
         "socket_connect_timeout": settings.redis.socket_timeout,
         "health_check_interval": 30,
@@ -169,9 +175,9 @@ def app_from_settings(settings: Settings) -> bottle.Bottle:
     client = redis.Redis.from_url(
         settings.redis.url, socket_timeout=settings.redis.socket_timeout, **common
     )
-    longest_wait = max(api.miss_wait_timeout, api.stale_wait_timeout)
+    # Blocking waits need a socket timeout above the longest wait they may be given.
     waiting = redis.Redis.from_url(
-        settings.redis.url, socket_timeout=longest_wait + settings.redis.socket_timeout, **common
+        settings.redis.url, socket_timeout=MAX_WAIT + settings.redis.socket_timeout, **common
     )
     keys = Keys(settings.redis.key_prefix)
     queue = celery_app(settings, main="cachedproxy-api")
@@ -180,10 +186,7 @@ def app_from_settings(settings: Settings) -> bottle.Bottle:
         Flights(client, keys),
         Schedule(client, keys),
         celery_enqueue(queue),
-        Windows(cache.stale_while_revalidate, cache.stale_if_error,
-                api.miss_wait_timeout, api.stale_wait_timeout),
+        current,
         waiting,
-        read_period=read_period(cache.ttl, settings.refresh.ratio,
-                                settings.refresh.idle_timeout),
     )
-    return create_app(reader, settings)
+    return create_app(reader, current)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import redis
 
+from shared.catalog import kind_of
 from shared.entry import Entry
 from shared.errors import (
     CachedProxyError,
@@ -32,8 +33,9 @@ from shared.errors import (
     UpstreamError,
 )
 from shared.flight import Flight, Flights, Outcome
-from shared.refresh import ReadThrottle
+from shared.refresh import ReadThrottle, read_period
 from shared.schedule import Schedule
+from shared.settings import Settings
 from shared.store import EntryStore
 
 Enqueue = Callable[[str, str], None]  # (resource, flight token) -> fetch task enqueued
@@ -41,14 +43,6 @@ Enqueue = Callable[[str, str], None]  # (resource, flight token) -> fetch task e
 HIT, MISS, STALE, STALE_IF_ERROR = "hit", "miss", "stale-while-revalidate", "stale-if-error"
 # Failures that stored good data may stand in for (RFC 5861 section 4).
 FALLBACK_ERRORS = (UpstreamError, FetchTimeout, FetchFailed)
-
-
-@dataclass(frozen=True)
-class Windows:
-    stale_while_revalidate: float
-    stale_if_error: float
-    miss_wait: float
-    stale_wait: float
 
 
 @dataclass(frozen=True)
@@ -74,42 +68,45 @@ class Reader:
         flights: Flights,
         schedule: Schedule,
         enqueue: Enqueue,
-        windows: Windows,
+        current: Callable[[], Settings],
         waiting_redis: redis.Redis,
-        read_period: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.entries = entries
         self.flights = flights
         self.schedule = schedule
         self.enqueue = enqueue
-        self.windows = windows
+        self.current = current  # the settings in force now; they may change live
         self.waiting_redis = waiting_redis  # socket timeout above the longest wait
-        self.reads = ReadThrottle(read_period)
+        self.reads = ReadThrottle(0)
         self.clock = clock
 
     def read(self, resources: Sequence[str]) -> Read:
         """Entries to serve for all resources, fetching as needed; raises on errors."""
         now = self.clock()
+        settings = self.current()
+        cache, api = settings.cache, settings.api
+        ttl = min(settings.ttl_for(kind_of(r).upstream) for r in resources)
+        self.reads.period = read_period(ttl, settings.refresh.ratio,
+                                        settings.refresh.idle_timeout)
         record = self.reads.due(resources, now)
         entries = self.entries.read(
             resources, lambda pipe: self.schedule.record_reads(pipe, record, now))
         stale = [r for r, e in zip(resources, entries, strict=True) if not _fresh(e, now)]
         if not stale:
             return Read(_checked(entries, hit=True))
-        grace = self.windows.stale_while_revalidate
-        if all(_good_until(e, now, grace) for e in entries):
+        if all(_good_until(e, now, cache.stale_while_revalidate) for e in entries):
             # The refresh is best effort: the stored data is the answer either way.
             if not self.schedule.backing_off(stale, now):
                 with contextlib.suppress(CachedProxyError):
                     self._lead([f for f in map(self.flights.join, stale) if f.leader])
             return Read(_checked(entries), STALE)
-        fallback = all(_good_until(e, now, self.windows.stale_if_error) for e in entries)
+        fallback = all(_good_until(e, now, cache.stale_if_error) for e in entries)
         if fallback and self.schedule.backing_off(stale, now):
             # Upstream failed these lately and the worker's retry is not due: asking
             # again per request would hammer a failing upstream.
             return Read(_checked(entries), STALE_IF_ERROR)
-        wait = self.windows.stale_wait if fallback else self.windows.miss_wait
+        wait = api.stale_wait_timeout if fallback else api.miss_wait_timeout
         try:
             collapsed = self._fetch(stale, wait)
         except FALLBACK_ERRORS as exc:

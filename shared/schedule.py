@@ -49,6 +49,22 @@ return {dropped, claimed}
 """
 
 
+# A shorter refresh period (a live TTL change) moves later refreshes of one upstream's
+# resources into the new period, spread evenly over it.
+_PULL_IN = """
+local members = redis.call('ZRANGE', KEYS[1], '(' .. ARGV[1], '+inf', 'BYSCORE')
+local mine = {}
+for _, m in ipairs(members) do
+  if string.sub(m, 1, #ARGV[4]) == ARGV[4] then table.insert(mine, m) end
+end
+for i, m in ipairs(mine) do
+  local at = tonumber(ARGV[2]) + math.floor(tonumber(ARGV[3]) * (i - 1) / #mine)
+  redis.call('ZADD', KEYS[1], 'XX', at, m)
+end
+return #mine
+"""
+
+
 def _ms(seconds: float) -> int:
     return math.ceil(seconds * 1000)
 
@@ -58,6 +74,7 @@ class Schedule:
         self.redis = client
         self.keys = keys
         self._claim = client.register_script(_CLAIM)
+        self._pull_in = client.register_script(_PULL_IN)
 
     def claim(self, limit: int, lease: float, idle: float, pinned: Sequence[str] = ()
               ) -> tuple[list[str], int]:
@@ -67,6 +84,14 @@ class Schedule:
             args=[limit, _ms(lease), _ms(idle), *pinned],
         )
         return [r.decode() if isinstance(r, bytes) else r for r in claimed], int(dropped)
+
+    def pull_in(self, name_prefix: str, now: float, period: float) -> int:
+        """Refreshes of resources named ``name_prefix...`` planned later than one
+        ``period`` from ``now`` are moved into it, spread evenly; returns how many."""
+        return int(self._pull_in(
+            keys=[self.keys.schedule()],
+            args=[_ms(now + period), _ms(now), _ms(period), name_prefix],
+        ))
 
     def plan(self, resource: str, at: float) -> None:
         """Refresh ``resource`` at ``at`` (epoch seconds); adds it to the live set."""

@@ -3,11 +3,24 @@
 Its settings come from ``celeryconfig.py`` (read when Celery first needs them).
 """
 
+import os
+
+import click
 from celery import Celery
-from celery.signals import setup_logging
+from celery.signals import setup_logging, user_preload_options
 
 app = Celery("cachedproxy", include=["worker.tasks"])
 app.config_from_object("celeryconfig")
+app.user_options["preload"].add(
+    click.Option(["--consul"], default=None, help="Consul agent host:port for live settings")
+)
+
+
+@user_preload_options.connect
+def _consul_address(options: dict[str, object], **_: object) -> None:
+    """``celery -A worker --consul host:port ...``: the same as CONSUL_HTTP_ADDR."""
+    if options.get("consul"):
+        os.environ["CONSUL_HTTP_ADDR"] = str(options["consul"])
 
 
 @setup_logging.connect

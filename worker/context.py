@@ -1,4 +1,4 @@
-"""What a worker process needs, built once per process from its settings."""
+"""What a worker process needs, built once per process; settings follow Consul live."""
 
 from __future__ import annotations
 
@@ -11,15 +11,28 @@ import redis
 from shared import c42
 from shared.flight import Flights
 from shared.keys import Keys
+from shared.live import LiveSettings, apply_log_level
 from shared.schedule import Schedule
 from shared.settings import Settings
 from shared.store import EntryStore
 from worker.upstream import UpstreamClient
 
 
+def upstream_clients(settings: Settings) -> dict[str, UpstreamClient]:
+    return {
+        c42.UPSTREAM: UpstreamClient(
+            settings.c42.base_url,
+            settings.c42.token,
+            settings.upstream.connect_timeout,
+            settings.upstream.read_timeout,
+            settings.c42.page_size,
+        )
+    }
+
+
 @dataclass
 class WorkerContext:
-    settings: Settings
+    current: Callable[[], Settings]  # the settings in force now
     redis: redis.Redis
     entries: EntryStore
     flights: Flights
@@ -27,8 +40,13 @@ class WorkerContext:
     upstreams: dict[str, UpstreamClient]
     clock: Callable[[], float] = field(default=time.time)
 
+    @property
+    def settings(self) -> Settings:
+        return self.current()
+
     @classmethod
-    def from_settings(cls, settings: Settings) -> WorkerContext:
+    def from_live(cls, live: LiveSettings) -> WorkerContext:
+        settings = live.get()
         client = redis.Redis.from_url(
             settings.redis.url,
             socket_timeout=settings.redis.socket_timeout,
@@ -36,14 +54,18 @@ class WorkerContext:
             health_check_interval=30,
         )
         keys = Keys(settings.redis.key_prefix)
-        upstreams = {
-            c42.UPSTREAM: UpstreamClient(
-                settings.c42.base_url,
-                settings.c42.token,
-                settings.upstream.connect_timeout,
-                settings.upstream.read_timeout,
-                settings.c42.page_size,
-            )
-        }
-        return cls(settings, client, EntryStore(client, keys), Flights(client, keys),
-                   Schedule(client, keys), upstreams)
+        ctx = cls(live.get, client, EntryStore(client, keys), Flights(client, keys),
+                  Schedule(client, keys), upstream_clients(settings))
+
+        def on_change(old: Settings, new: Settings) -> None:
+            if (old.c42, old.upstream) != (new.c42, new.upstream):
+                ctx.upstreams = upstream_clients(new)  # new token, timeouts, page size
+            for upstream in ctx.upstreams:
+                period = new.ttl_for(upstream) * new.refresh.ratio
+                if period < old.ttl_for(upstream) * old.refresh.ratio:
+                    # Refreshes planned under the longer period would come too late.
+                    ctx.schedule.pull_in(f"{upstream}:", ctx.clock(), period)
+
+        live.subscribe(on_change)
+        live.subscribe(apply_log_level)
+        return ctx

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 from billiard.exceptions import WorkerLostError
@@ -21,9 +22,9 @@ from shared.catalog import kind_of
 from shared.entry import keep_until, not_found
 from shared.errors import CachedProxyError, FetchFailed, NotFound, UpstreamTimeout
 from shared.flight import FETCH_TIME_LIMIT, Flight, Outcome
+from shared.live import live_settings
 from shared.queue import FETCH_TASK, REFRESH_TASK, TICK_TASK
 from shared.refresh import next_refresh, recently_checked, retry_delay
-from shared.settings import load_settings
 from worker import app
 from worker.context import WorkerContext
 from worker.fetch import fetch
@@ -43,7 +44,7 @@ class ContextTask(Task):
     @property
     def context(self) -> WorkerContext:
         if ContextTask._context is None:
-            ContextTask._context = WorkerContext.from_settings(load_settings())
+            ContextTask._context = WorkerContext.from_live(live_settings(os.environ))
         return ContextTask._context
 
 
@@ -58,20 +59,22 @@ def refresh(ctx: WorkerContext, resource: str, ahead: bool = False) -> Outcome:
     """
     kind = kind_of(resource)
     client = ctx.upstreams[kind.upstream]
-    cache, plan = ctx.settings.cache, ctx.settings.refresh
+    settings = ctx.settings
+    cache, plan = settings.cache, settings.refresh
+    ttl = settings.ttl_for(kind.upstream)
     previous = ctx.entries.read([resource])[0]
     if (ahead and previous is not None and previous.status == 200
-            and recently_checked(previous.checked_at, ctx.clock(), cache.ttl, plan.ratio)):
+            and recently_checked(previous.checked_at, ctx.clock(), ttl, plan.ratio)):
         ctx.schedule.succeeded(
-            resource, next_refresh(previous.checked_at, cache.ttl, plan.ratio))
+            resource, next_refresh(previous.checked_at, ttl, plan.ratio))
         return Outcome()
     started = time.perf_counter()
     try:
-        result = fetch(client, kind, resource, previous, ctx.clock(), cache.ttl)
+        result = fetch(client, kind, resource, previous, ctx.clock(), ttl)
         kept = keep_until(result.entry, cache.stale_if_error)
         if not result.changed and not ctx.entries.revalidate(resource, result.entry, kept):
             # The entry expired while upstream said 304: take the data whole.
-            result = fetch(client, kind, resource, None, ctx.clock(), cache.ttl)
+            result = fetch(client, kind, resource, None, ctx.clock(), ttl)
             kept = keep_until(result.entry, cache.stale_if_error)
         if result.changed:
             ctx.entries.save(resource, result.entry, kept)
@@ -92,7 +95,7 @@ def refresh(ctx: WorkerContext, resource: str, ahead: bool = False) -> Outcome:
         ))
         return Outcome.failed(exc)
     ctx.schedule.succeeded(
-        resource, next_refresh(result.entry.checked_at, cache.ttl, plan.ratio))
+        resource, next_refresh(result.entry.checked_at, ttl, plan.ratio))
     log.info("fetched", extra=_fields(
         resource, started, ahead, outcome="modified" if result.changed else "not_modified",
         upstream_requests=result.requests,

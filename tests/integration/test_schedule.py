@@ -114,3 +114,19 @@ def test_backing_off_means_failed_and_retry_not_due(schedule: Schedule):
     assert not schedule.backing_off(["failing", "healthy"], now)
     assert not schedule.backing_off(["failing"], now + 31)
     assert not schedule.backing_off(["unknown"], now)
+
+
+def test_pull_in_moves_later_refreshes_of_one_upstream_into_the_period(schedule: Schedule,
+                                                                       store):
+    """After a TTL cut, refreshes planned beyond the new period move into it, spread out;
+    other upstreams' and earlier ones stay."""
+    now = time.time()
+    schedule.plan("c42:event:1", now + 200)
+    schedule.plan("c42:event:2", now + 150)
+    schedule.plan("c42:event:3", now + 2)
+    schedule.plan("gh:repo:1", now + 200)
+    assert schedule.pull_in("c42:", now, period=10) == 2
+    moved = sorted(store.zscore(KEYS.schedule(), f"c42:event:{i}") / 1000 for i in (1, 2))
+    assert now <= moved[0] < moved[1] <= now + 10
+    assert store.zscore(KEYS.schedule(), "c42:event:3") / 1000 == pytest.approx(now + 2, abs=1)
+    assert store.zscore(KEYS.schedule(), "gh:repo:1") / 1000 == pytest.approx(now + 200, abs=1)

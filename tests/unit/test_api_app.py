@@ -25,7 +25,7 @@ SETTINGS = Settings()
 def test_view_is_served_with_and_without_trailing_slash(path):
     """The view joins event title and subscriber names, as UTF-8 JSON."""
     reader = StubReader()
-    status, headers, body = call(create_app(reader, SETTINGS), path)
+    status, headers, body = call(create_app(reader, lambda: SETTINGS), path)
     assert status == 200
     assert headers["Content-Type"] == "application/json; charset=utf-8"
     assert json.loads(body) == {"id": "e1", "title": "Zoë's launch",
@@ -39,7 +39,7 @@ def test_invalid_ids_are_400_without_reading_the_cache(bad):
     from urllib.parse import unquote
 
     reader = StubReader()
-    app = create_app(reader, SETTINGS)
+    app = create_app(reader, lambda: SETTINGS)
     status, _, body = call(app, "/events-with-subscriptions/" + unquote(bad))
     assert status == 400
     assert json.loads(body)["error"]["code"] == "invalid_request"
@@ -60,7 +60,7 @@ def test_invalid_ids_are_400_without_reading_the_cache(bad):
 )
 def test_errors_become_json_with_their_status(error, status):
     """Every failure is a JSON error body with the status of its kind."""
-    app = create_app(StubReader(error), SETTINGS)
+    app = create_app(StubReader(error), lambda: SETTINGS)
     code, headers, body = call(app, "/events-with-subscriptions/e1")
     assert code == status
     assert headers["Content-Type"] == "application/json; charset=utf-8"
@@ -69,7 +69,7 @@ def test_errors_become_json_with_their_status(error, status):
 
 def test_unknown_route_and_method_are_json_errors():
     """404 and 405 from routing are JSON too."""
-    app = create_app(StubReader(), SETTINGS)
+    app = create_app(StubReader(), lambda: SETTINGS)
     status, headers, body = call(app, "/nope")
     assert status == 404 and json.loads(body)["error"]["code"] == "not_found"
     assert headers["Content-Type"] == "application/json; charset=utf-8"
@@ -80,6 +80,6 @@ def test_unknown_route_and_method_are_json_errors():
 def test_healthz_answers_without_touching_the_cache():
     """/healthz says the process is alive."""
     reader = StubReader(StoreUnavailable("down"))
-    status, _, body = call(create_app(reader, SETTINGS), "/healthz")
+    status, _, body = call(create_app(reader, lambda: SETTINGS), "/healthz")
     assert status == 200 and json.loads(body) == {"status": "ok"}
     assert reader.asked == []

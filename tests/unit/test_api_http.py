@@ -21,7 +21,7 @@ SETTINGS = Settings()
 
 def get(read: Read | None = None, headers: dict[str, str] | None = None, method: str = "GET",
         error: Exception | None = None):
-    return call(create_app(StubReader(error, read), SETTINGS), URL, method, headers)
+    return call(create_app(StubReader(error, read), lambda: SETTINGS), URL, method, headers)
 
 
 def test_view_has_validators_and_freshness_headers():
@@ -123,7 +123,7 @@ def test_errors_say_how_they_came_about():
 
 def test_openapi_describes_exactly_the_routes():
     """Every route of the app is in /openapi.json, and every documented path is a route."""
-    app = create_app(StubReader(), SETTINGS)
+    app = create_app(StubReader(), lambda: SETTINGS)
     routes = {r.rule.replace("<key>", "{id}") for r in app.routes}
     assert routes == set(openapi.spec()["paths"])
     status, headers, body = call(app, "/openapi.json")
