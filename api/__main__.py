@@ -50,8 +50,10 @@ class ApiServer(BaseApplication):
                 "version": 1,
                 "disable_existing_loggers": False,
                 "formatters": {"json": {"()": "shared.logs.json_formatter"}},
+                "filters": {"context": {"()": "shared.logs.ContextFilter"}},
                 "handlers": {
-                    "stderr": {"class": "logging.StreamHandler", "formatter": "json"}
+                    "stderr": {"class": "logging.StreamHandler", "formatter": "json",
+                               "filters": ["context"]}
                 },
                 "root": {"level": s.log.level.upper(), "handlers": ["stderr"]},
                 "loggers": {

@@ -20,11 +20,13 @@ from kombu.exceptions import OperationalError
 
 from api import openapi
 from api.reader import HIT, MISS, STALE_IF_ERROR, Enqueue, Read, Reader
+from api.requests_log import RequestLog
 from api.views import EVENTS_WITH_SUBSCRIPTIONS, View
-from shared import http
+from shared import health, http
 from shared.errors import CachedProxyError, StoreUnavailable
 from shared.flight import Flights
 from shared.keys import Keys
+from shared.logs import context_value
 from shared.queue import FETCH_TASK, celery_app
 from shared.resources import check_key
 from shared.schedule import Schedule
@@ -81,8 +83,13 @@ def error_response(error: CachedProxyError, negative_ttl: float = 0) -> bottle.H
     return json_response(error.status, error.body(), headers)
 
 
-def create_app(reader: Reader, current: Callable[[], Settings]) -> bottle.Bottle:
-    """The app; ``current`` gives the settings in force now (they may change live)."""
+def create_app(
+    reader: Reader,
+    current: Callable[[], Settings],
+    readiness: Callable[[], dict[str, Any]] | None = None,
+) -> bottle.Bottle:
+    """The app; ``current`` gives the settings in force now (they may change live);
+    ``readiness`` checks Redis, workers and beat for /readyz."""
     app = bottle.Bottle()
 
     def serve(view: View) -> Callable[[str], bottle.HTTPResponse]:
@@ -125,6 +132,12 @@ def create_app(reader: Reader, current: Callable[[], Settings]) -> bottle.Bottle
     def healthz() -> bottle.HTTPResponse:
         return json_response(200, {"status": "ok"})
 
+    @app.get("/readyz")
+    def readyz() -> bottle.HTTPResponse:
+        report = readiness() if readiness else {"status": "ready", "checks": {}}
+        return json_response(200 if report["status"] == "ready" else 503, report,
+                             {"Cache-Control": "no-store"})
+
     spec = encode(openapi.spec())
 
     @app.get("/openapi.json")
@@ -152,7 +165,8 @@ def _code(status: int) -> str:
 def celery_enqueue(queue: Celery) -> Enqueue:
     def enqueue(resource: str, token: str) -> None:
         try:
-            queue.send_task(FETCH_TASK, args=(resource, token))
+            queue.send_task(FETCH_TASK, args=(resource, token),
+                            kwargs={"request_id": context_value("request_id")})
         except (OperationalError, redis.RedisError) as exc:
             raise StoreUnavailable("task queue unavailable") from exc
 
@@ -161,7 +175,7 @@ def celery_enqueue(queue: Celery) -> Enqueue:
 
 def app_from_settings(
     settings: Settings, current: Callable[[], Settings] | None = None
-) -> bottle.Bottle:
+) -> RequestLog:
     """Wire the app to Redis and the task queue; call once per server process.
 
     ``settings`` are those the process started with (connections, prefix); ``current``
@@ -189,4 +203,7 @@ def app_from_settings(
         current,
         waiting,
     )
-    return create_app(reader, current)
+    return RequestLog(create_app(
+        reader, current,
+        lambda: health.readiness(client, keys, current().refresh.tick_interval),
+    ))

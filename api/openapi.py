@@ -81,6 +81,17 @@ def spec() -> dict[str, Any]:
                     "schema": {"type": "object", "required": ["status"],
                                "properties": {"status": {"type": "string", "enum": ["ok"]}}}}}}},
             }},
+            "/readyz": {"get": {
+                "operationId": "readyz",
+                "summary": "Redis reachable, a worker seen and beat ticking recently",
+                "responses": {
+                    "200": {"description": "Ready", "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/Readiness"}}}},
+                    "503": {"description": "Not ready; the checks say why",
+                            "content": {"application/json": {
+                                "schema": {"$ref": "#/components/schemas/Readiness"}}}},
+                },
+            }},
             "/openapi.json": {"get": {
                 "operationId": "openapi", "summary": "This description",
                 "responses": {"200": {"description": "OpenAPI 3 document",
@@ -98,6 +109,14 @@ def spec() -> dict[str, Any]:
                     "title": {"type": "string"},
                     "names": {"type": "array", "items": {"type": "string"},
                               "description": "Subscribers' first names, in upstream order"},
+                },
+            },
+            "Readiness": {
+                "type": "object",
+                "required": ["status", "checks"],
+                "properties": {
+                    "status": {"type": "string", "enum": ["ready", "not_ready"]},
+                    "checks": {"type": "object"},
                 },
             },
             "Error": {

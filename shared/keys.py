@@ -36,6 +36,14 @@ class Keys:
         """Hash: resource -> refreshes failed in a row."""
         return self._key("failures")
 
+    def workers(self) -> str:
+        """Sorted set: worker hostname -> its last heartbeat (epoch ms)."""
+        return self._key("health", "workers")
+
+    def last_tick(self) -> str:
+        """When a tick last claimed refreshes (epoch seconds)."""
+        return self._key("health", "tick")
+
     def pattern(self, kind: str | None = None) -> str:
         """Glob matching every key of this deployment, or of one kind ("entry", "lock")."""
         return self._key(kind, "*") if kind else self._key("*")

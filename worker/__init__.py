@@ -9,7 +9,7 @@ import click
 from celery import Celery
 from celery.signals import setup_logging, user_preload_options
 
-app = Celery("cachedproxy", include=["worker.tasks"])
+app = Celery("cachedproxy", include=["worker.tasks", "worker.health"])
 app.config_from_object("celeryconfig")
 app.user_options["preload"].add(
     click.Option(["--consul"], default=None, help="Consul agent host:port for live settings")

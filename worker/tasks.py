@@ -22,7 +22,9 @@ from shared.catalog import kind_of
 from shared.entry import keep_until, not_found
 from shared.errors import CachedProxyError, FetchFailed, NotFound, UpstreamTimeout
 from shared.flight import FETCH_TIME_LIMIT, Flight, Outcome
+from shared.health import ticked
 from shared.live import live_settings
+from shared.logs import log_context
 from shared.queue import FETCH_TASK, REFRESH_TASK, TICK_TASK
 from shared.refresh import next_refresh, recently_checked, retry_delay
 from worker import app
@@ -120,9 +122,12 @@ def _run_flight(ctx: WorkerContext, flight: Flight, ahead: bool) -> str:
 
 
 @app.task(bind=True, base=ContextTask, name=FETCH_TASK)
-def fetch_resource(self: ContextTask, resource: str, token: str) -> str:
-    """Fetch one resource for the flight ``token`` (led by the API) and publish the outcome."""
-    return _run_flight(self.context, Flight(resource, token, leader=True), ahead=False)
+def fetch_resource(self: ContextTask, resource: str, token: str,
+                   request_id: str | None = None) -> str:
+    """Fetch one resource for the flight ``token`` (led by the API) and publish the outcome;
+    logs carry the id of the request that caused it."""
+    with log_context(request_id=request_id, task_id=self.request.id):
+        return _run_flight(self.context, Flight(resource, token, leader=True), ahead=False)
 
 
 @app.task(bind=True, base=ContextTask, name=REFRESH_TASK)
@@ -133,7 +138,8 @@ def refresh_resource(self: ContextTask, resource: str) -> str:
     flight = ctx.flights.join(resource, token=self.request.id)
     if not flight.leader:
         return "in_flight"  # that fetch plans the next refresh
-    return _run_flight(ctx, flight, ahead=True)
+    with log_context(task_id=self.request.id):
+        return _run_flight(ctx, flight, ahead=True)
 
 
 @app.task(bind=True, base=ContextTask, name=TICK_TASK, ignore_result=True)
@@ -144,6 +150,7 @@ def tick(self: ContextTask) -> int:
     pinned = [r for event_id in ctx.settings.c42.prefetch for r in c42.event_resources(event_id)]
     claimed, dropped = ctx.schedule.claim(
         plan.max_claims, REFRESH_LEASE, plan.idle_timeout, pinned)
+    ticked(ctx.redis, ctx.schedule.keys, ctx.clock())
     for resource in claimed:
         refresh_resource.apply_async((resource,), expires=REFRESH_LEASE)
     if claimed or dropped:

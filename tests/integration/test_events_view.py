@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -10,7 +12,7 @@ import requests
 
 from demo.data import sample_events
 from shared.keys import Keys
-from tests.integration.conftest import PREFIX
+from tests.integration.conftest import PREFIX, eventually
 
 SAMPLES = sample_events()
 VIEW = "/events-with-subscriptions"
@@ -140,3 +142,38 @@ def test_unknown_route_is_json_404(api):
 def test_healthz(api):
     """/healthz answers 200 while the process is alive."""
     assert get(f"{api}/healthz").json() == {"status": "ok"}
+
+
+def json_lines(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
+
+
+def test_request_id_reaches_the_worker_log_of_the_fetch_it_caused(api, logs):
+    """X-Request-ID is echoed (or generated), and the worker's log line for the fetch
+    the request caused carries it."""
+    r = requests.get(f"{api}{VIEW}/quiet-evening/", headers={"X-Request-ID": "req-42.a"},
+                     timeout=20)
+    assert r.headers["X-Request-ID"] == "req-42.a"
+    generated = requests.get(f"{api}/nope", headers={"X-Request-ID": "bad id!"}, timeout=5)
+    assert re.fullmatch(r"[0-9a-f]{32}", generated.headers["X-Request-ID"])
+
+    def fetch_logged() -> bool:
+        return any(line.get("event") == "fetched" and line.get("request_id") == "req-42.a"
+                   and line.get("resource") == "c42:event:quiet-evening"
+                   for line in json_lines(logs / "worker.log"))
+
+    eventually(fetch_logged, 5, "the worker's fetch log line with the request id")
+    api_lines = [line for line in json_lines(logs / "api.log")
+                 if line.get("request_id") == "req-42.a" and line.get("event") == "request"]
+    assert api_lines and api_lines[0]["status"] == 200
+    assert "fwd=miss" in api_lines[0]["cache"] and api_lines[0]["duration_ms"] > 0
+
+
+def test_logs_are_json_and_hold_no_secrets(api, demo, logs):
+    """Every record the API and worker log is a JSON line; the upstream token is in none."""
+    get(f"{api}{VIEW}/team-standup/")
+    for name in ("api.log", "worker.log"):
+        text = (logs / name).read_text()
+        assert demo.upstream.token not in text
+        records = [line for line in text.splitlines() if line.startswith("{")]
+        assert records and all(json.loads(line)["level"] for line in records)

@@ -81,3 +81,20 @@ def test_wrong_token_is_an_upstream_error(api, demo):
         demo.upstream.token = token
     assert r.status_code == 502
     assert token not in r.text
+
+
+def test_readyz_without_redis_is_503_with_detail(serve_api):
+    """With Redis unreachable /readyz answers 503 and says the Redis check failed."""
+    url = serve_api(redis={"url": f"redis://127.0.0.1:{free_port()}/0", "socket_timeout": 0.5})
+    r = requests.get(f"{url}/readyz", timeout=10)
+    assert r.status_code == 503
+    assert r.json()["status"] == "not_ready"
+    assert r.json()["checks"]["redis"]["ok"] is False
+
+
+def test_readyz_without_beat_is_503(api):
+    """The session stack runs no beat: /readyz says beat is not ticking."""
+    body = requests.get(f"{api}/readyz", timeout=10).json()
+    assert body["status"] == "not_ready"
+    assert body["checks"]["workers"]["ok"] is True
+    assert body["checks"]["beat"]["ok"] is False

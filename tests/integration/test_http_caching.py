@@ -10,6 +10,7 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
 
 from api import openapi
 from shared.keys import Keys
@@ -141,5 +142,7 @@ schema = schemathesis.openapi.from_dict(openapi.spec())
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_honours_its_openapi_description(case, api):
     """For generated inputs the API never answers 5xx, and every answer matches the
-    OpenAPI description (status, headers, body)."""
-    case.call_and_validate(base_url=api)
+    OpenAPI description (status, headers, body). /readyz's 503 is its documented answer
+    while not ready (this stack runs no beat), so there only the description is checked."""
+    excluded = [not_a_server_error] if case.operation.path == "/readyz" else []
+    case.call_and_validate(base_url=api, excluded_checks=excluded)

@@ -266,3 +266,22 @@ def test_upstream_outage_longer_than_the_ttl_is_not_an_outage(stack: Stack, demo
     assert "fwd=stale" in statuses[-1]
     upstream_calls = demo.upstream.count("event", "team-standup") - 1
     assert upstream_calls < len(responses) / 4
+
+
+def test_readyz_follows_workers_and_beat(stack: Stack):
+    """/readyz is 200 with a worker and beat running, 503 while the worker is stopped
+    (saying which check failed), and 200 again once it is back."""
+    def readyz() -> requests.Response:
+        return requests.get(f"{stack.api}/readyz", timeout=10)
+
+    eventually(lambda: readyz().status_code == 200, 10, "ready")
+    body = readyz().json()
+    assert body["status"] == "ready" and body["checks"]["workers"]["seen"]
+    assert body["checks"]["beat"]["last_tick_s_ago"] < 5
+    stack.stop_worker()
+    r = readyz()
+    assert r.status_code == 503
+    assert r.json()["checks"]["workers"] == {"ok": False, "seen": []}
+    assert r.json()["checks"]["redis"] == {"ok": True}
+    stack.start_worker("worker-back")
+    eventually(lambda: readyz().status_code == 200, 10, "ready again")

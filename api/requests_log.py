@@ -1,0 +1,56 @@
+"""WSGI middleware: a request id for every request, and a log line for it.
+
+``X-Request-ID`` is taken from the client when it looks like one (1-128 of letters,
+digits, ``.``, ``_``, ``:`` and ``-``), otherwise generated; it is sent back on every
+response, added to every log record made while the request runs, and passed on to the
+fetch task a miss enqueues. Hits are logged at DEBUG, everything else at INFO.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from shared.logs import log_context
+
+log = logging.getLogger("api.requests")
+REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+StartResponse = Callable[..., Any]
+
+
+def request_id(given: str | None) -> str:
+    return given if given and REQUEST_ID_RE.fullmatch(given) else uuid.uuid4().hex
+
+
+class RequestLog:
+    def __init__(self, app: Callable[[dict[str, Any], StartResponse], Iterable[bytes]]) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse
+                 ) -> Iterable[bytes]:
+        rid = request_id(environ.get("HTTP_X_REQUEST_ID"))
+        started = time.perf_counter()
+        seen: dict[str, Any] = {}
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            seen["status"], seen["headers"] = int(status.split()[0]), headers
+            return start_response(status, [*headers, ("X-Request-ID", rid)], exc_info)
+
+        with log_context(request_id=rid):
+            body = self.app(environ, start)
+            cache = next((v for k, v in seen.get("headers", []) if k.lower() == "cache-status"),
+                         None)
+            hit = cache is not None and "; hit" in cache and seen.get("status") == 200
+            log.log(logging.DEBUG if hit else logging.INFO, "request", extra={
+                "method": environ.get("REQUEST_METHOD"),
+                "path": environ.get("PATH_INFO"),
+                "status": seen.get("status"),
+                "cache": cache,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            })
+        return body

@@ -1,0 +1,58 @@
+"""Liveness records in Redis: which workers beat recently, when beat last ticked.
+
+Workers add themselves on every Celery heartbeat (every 2 s) and leave on shutdown; the
+tick task records its time. ``readiness`` reads both and Redis itself in one round trip.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis
+
+from shared.keys import Keys
+
+WORKER_GONE_AFTER = 10.0  # seconds without a heartbeat
+
+
+def worker_seen(client: redis.Redis, keys: Keys, hostname: str, now: float) -> None:
+    with client.pipeline(transaction=False) as pipe:
+        pipe.zadd(keys.workers(), {hostname: int(now * 1000)})
+        pipe.zremrangebyscore(keys.workers(), "-inf", int((now - 3600) * 1000))
+        pipe.execute()
+
+
+def worker_gone(client: redis.Redis, keys: Keys, hostname: str) -> None:
+    client.zrem(keys.workers(), hostname)
+
+
+def ticked(client: redis.Redis, keys: Keys, now: float) -> None:
+    client.set(keys.last_tick(), repr(now), ex=3600)
+
+
+def readiness(client: redis.Redis, keys: Keys, tick_interval: float,
+              now: float | None = None) -> dict[str, Any]:
+    """Redis reachable, at least one worker seen recently, beat ticking recently."""
+    now = time.time() if now is None else now
+    tick_late_after = max(5 * tick_interval, 5.0)
+    try:
+        with client.pipeline(transaction=False) as pipe:
+            pipe.zrange(keys.workers(), int((now - WORKER_GONE_AFTER) * 1000), "+inf",
+                        byscore=True)
+            pipe.get(keys.last_tick())
+            workers, tick = pipe.execute()
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        return {"status": "not_ready", "checks": {
+            "redis": {"ok": False, "error": type(exc).__name__},
+            "workers": {"ok": False}, "beat": {"ok": False}}}
+    names = sorted(w.decode() if isinstance(w, bytes) else w for w in workers)
+    tick_age = None if tick is None else round(now - float(tick), 1)
+    checks: dict[str, dict[str, Any]] = {
+        "redis": {"ok": True},
+        "workers": {"ok": bool(names), "seen": names},
+        "beat": {"ok": tick_age is not None and tick_age <= tick_late_after,
+                 "last_tick_s_ago": tick_age},
+    }
+    ready = all(check["ok"] for check in checks.values())
+    return {"status": "ready" if ready else "not_ready", "checks": checks}
