@@ -7,7 +7,10 @@ answering hits; see docs/BENCHMARKS.md for the measurements behind the choice.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +18,22 @@ from gunicorn.app.base import BaseApplication
 
 from shared.logs import configure_logging
 from shared.settings import Settings, load_settings
+
+
+def _child_exit(_server: Any, worker: Any) -> None:
+    """A gunicorn worker ended: its live gauges leave the shared metrics."""
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+
+def _metrics_dir() -> None:
+    """prometheus_client's multiprocess mode, in a fresh directory unless one is given."""
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        path = tempfile.mkdtemp(prefix="cachedproxy-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+        atexit.register(shutil.rmtree, path, ignore_errors=True)
 
 
 def _load_api(settings: Settings) -> Any:
@@ -46,6 +65,7 @@ class ApiServer(BaseApplication):
             "timeout": 30,
             "keepalive": 5,
             "control_socket_disable": True,
+            "child_exit": _child_exit,
             "logconfig_dict": {
                 "version": 1,
                 "disable_existing_loggers": False,
@@ -78,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["CONSUL_HTTP_ADDR"] = args.consul
     settings = load_settings()
     configure_logging(settings.log.level)
+    _metrics_dir()
     ApiServer(settings).run()
 
 

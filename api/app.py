@@ -19,6 +19,7 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 
 from api import openapi
+from api.metrics import renderer
 from api.reader import HIT, MISS, STALE_IF_ERROR, Enqueue, Read, Reader
 from api.requests_log import RequestLog
 from api.views import EVENTS_WITH_SUBSCRIPTIONS, View
@@ -27,7 +28,8 @@ from shared.errors import CachedProxyError, StoreUnavailable
 from shared.flight import Flights
 from shared.keys import Keys
 from shared.logs import context_value
-from shared.queue import FETCH_TASK, celery_app
+from shared.metrics import RedisCollector
+from shared.queue import FETCH_TASK, QUEUES, celery_app
 from shared.resources import check_key
 from shared.schedule import Schedule
 from shared.settings import MAX_WAIT, Settings
@@ -87,6 +89,7 @@ def create_app(
     reader: Reader,
     current: Callable[[], Settings],
     readiness: Callable[[], dict[str, Any]] | None = None,
+    metrics: Callable[[], tuple[bytes, str]] | None = None,
 ) -> bottle.Bottle:
     """The app; ``current`` gives the settings in force now (they may change live);
     ``readiness`` checks Redis, workers and beat for /readyz."""
@@ -137,6 +140,16 @@ def create_app(
         report = readiness() if readiness else {"status": "ready", "checks": {}}
         return json_response(200 if report["status"] == "ready" else 503, report,
                              {"Cache-Control": "no-store"})
+
+    @app.get("/metrics")
+    def metrics_page() -> bottle.HTTPResponse:
+        if metrics is None:
+            raise bottle.HTTPError(404)
+        try:
+            body, content_type = metrics()
+        except (redis.ConnectionError, redis.TimeoutError):
+            return error_response(StoreUnavailable("metrics store unavailable"))
+        return bottle.HTTPResponse(body, 200, {"Content-Type": content_type})
 
     spec = encode(openapi.spec())
 
@@ -206,4 +219,5 @@ def app_from_settings(
     return RequestLog(create_app(
         reader, current,
         lambda: health.readiness(client, keys, current().refresh.tick_interval),
+        renderer(RedisCollector(client, keys, [keys.queue(q) for q in QUEUES])),
     ))

@@ -92,6 +92,15 @@ def spec() -> dict[str, Any]:
                                 "schema": {"$ref": "#/components/schemas/Readiness"}}}},
                 },
             }},
+            "/metrics": {"get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics of all API processes and of the workers",
+                "responses": {
+                    "200": {"description": "Prometheus text format", "content": {
+                        "text/plain": {"schema": {"type": "string"}}}},
+                    "503": _error("Redis is unreachable"),
+                },
+            }},
             "/openapi.json": {"get": {
                 "operationId": "openapi", "summary": "This description",
                 "responses": {"200": {"description": "OpenAPI 3 document",

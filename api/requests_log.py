@@ -1,4 +1,4 @@
-"""WSGI middleware: a request id for every request, and a log line for it.
+"""WSGI middleware: a request id for every request, a log line and metrics for it.
 
 ``X-Request-ID`` is taken from the client when it looks like one (1-128 of letters,
 digits, ``.``, ``_``, ``:`` and ``-``), otherwise generated; it is sent back on every
@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from api import metrics
 from shared.logs import log_context
 
 log = logging.getLogger("api.requests")
@@ -43,14 +44,18 @@ class RequestLog:
 
         with log_context(request_id=rid):
             body = self.app(environ, start)
+            seconds = time.perf_counter() - started
+            status = seen.get("status", 500)
             cache = next((v for k, v in seen.get("headers", []) if k.lower() == "cache-status"),
                          None)
-            hit = cache is not None and "; hit" in cache and seen.get("status") == 200
+            route = getattr(environ.get("bottle.route"), "rule", "unmatched")
+            metrics.observe(route, environ.get("REQUEST_METHOD", ""), status, cache, seconds)
+            hit = cache is not None and "; hit" in cache and status == 200
             log.log(logging.DEBUG if hit else logging.INFO, "request", extra={
                 "method": environ.get("REQUEST_METHOD"),
                 "path": environ.get("PATH_INFO"),
-                "status": seen.get("status"),
+                "status": status,
                 "cache": cache,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                "duration_ms": round(seconds * 1000, 2),
             })
         return body

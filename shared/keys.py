@@ -44,6 +44,18 @@ class Keys:
         """When a tick last claimed refreshes (epoch seconds)."""
         return self._key("health", "tick")
 
+    def metrics(self) -> str:
+        """Hash of the workers' counters and histogram buckets (shared/metrics.py)."""
+        return self._key("metrics")
+
+    def celery_prefix(self) -> str:
+        """Prefix of the broker's keys (kombu's global_keyprefix)."""
+        return self._key("celery") + ":"
+
+    def queue(self, name: str) -> str:
+        """The broker's list holding a queue's waiting tasks."""
+        return self.celery_prefix() + name
+
     def pattern(self, kind: str | None = None) -> str:
         """Glob matching every key of this deployment, or of one kind ("entry", "lock")."""
         return self._key(kind, "*") if kind else self._key("*")

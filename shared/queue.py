@@ -8,6 +8,7 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from shared.flight import FETCH_SOFT_TIME_LIMIT, FETCH_TIME_LIMIT
+from shared.keys import Keys
 from shared.settings import Settings
 
 FETCH_TASK = "cachedproxy.fetch"
@@ -15,6 +16,7 @@ REFRESH_TASK = "cachedproxy.refresh"
 TICK_TASK = "cachedproxy.tick"
 FETCH_QUEUE = "fetch"  # misses: a client is waiting
 REFRESH_QUEUE = "refresh"  # ticks and refreshes ahead of expiry
+QUEUES = (FETCH_QUEUE, REFRESH_QUEUE)
 
 # Tasks go through the default (nameless) exchange straight to their queue. Named
 # exchanges on the Redis transport route through _kombu.binding.* keys, and publishing
@@ -38,12 +40,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_time_limit": FETCH_TIME_LIMIT,
         "broker_transport_options": {
             "visibility_timeout": FETCH_TIME_LIMIT * 4,
-            "global_keyprefix": f"{settings.redis.key_prefix}:celery:",
+            "global_keyprefix": Keys(settings.redis.key_prefix).celery_prefix(),
         },
         "broker_connection_retry_on_startup": True,
         "task_default_queue": FETCH_QUEUE,
         "task_default_exchange": "",
-        "task_queues": [Queue(q, _DIRECT, routing_key=q) for q in (FETCH_QUEUE, REFRESH_QUEUE)],
+        "task_queues": [Queue(q, _DIRECT, routing_key=q) for q in QUEUES],
         "task_routes": {
             FETCH_TASK: {"queue": FETCH_QUEUE, "exchange": "", "routing_key": FETCH_QUEUE},
             REFRESH_TASK: {"queue": REFRESH_QUEUE, "exchange": "", "routing_key": REFRESH_QUEUE},

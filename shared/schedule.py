@@ -28,8 +28,10 @@ for i = 4, #ARGV do
   redis.call('ZADD', KEYS[1], 'NX', now, ARGV[i])
 end
 local claimed, dropped = {}, 0
-local due = redis.call('ZRANGE', KEYS[1], '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)
-for _, resource in ipairs(due) do
+local due = redis.call('ZRANGE', KEYS[1], '-inf', now, 'BYSCORE', 'LIMIT', 0, limit,
+                      'WITHSCORES')
+for i = 1, #due, 2 do
+  local resource, due_at = due[i], due[i + 1]
   local read = redis.call('ZSCORE', KEYS[2], resource)
   if not read then
     -- No read on record (Redis lost it, or only a fetch touched it): start the clock.
@@ -43,6 +45,7 @@ for _, resource in ipairs(due) do
   else
     redis.call('ZADD', KEYS[1], 'XX', now + lease, resource)
     table.insert(claimed, resource)
+    table.insert(claimed, due_at)
   end
 end
 return {dropped, claimed}
@@ -79,11 +82,19 @@ class Schedule:
     def claim(self, limit: int, lease: float, idle: float, pinned: Sequence[str] = ()
               ) -> tuple[list[str], int]:
         """Lease up to ``limit`` due resources; returns them and how many idle ones left."""
-        dropped, claimed = self._claim(
+        due, dropped = self.claim_due(limit, lease, idle, pinned)
+        return [resource for resource, _ in due], dropped
+
+    def claim_due(self, limit: int, lease: float, idle: float, pinned: Sequence[str] = ()
+                  ) -> tuple[list[tuple[str, float]], int]:
+        """Like ``claim``, with the time (epoch seconds) each claimed refresh was due."""
+        dropped, flat = self._claim(
             keys=[self.keys.schedule(), self.keys.reads()],
             args=[limit, _ms(lease), _ms(idle), *pinned],
         )
-        return [r.decode() if isinstance(r, bytes) else r for r in claimed], int(dropped)
+        names = [r.decode() if isinstance(r, bytes) else r for r in flat[0::2]]
+        return [(n, float(at) / 1000) for n, at in zip(names, flat[1::2], strict=True)], int(
+            dropped)
 
     def pull_in(self, name_prefix: str, now: float, period: float) -> int:
         """Refreshes of resources named ``name_prefix...`` planned later than one

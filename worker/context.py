@@ -12,6 +12,7 @@ from shared import c42
 from shared.flight import Flights
 from shared.keys import Keys
 from shared.live import LiveSettings, apply_log_level
+from shared.metrics import WorkerMetrics
 from shared.schedule import Schedule
 from shared.settings import Settings
 from shared.store import EntryStore
@@ -37,6 +38,7 @@ class WorkerContext:
     entries: EntryStore
     flights: Flights
     schedule: Schedule
+    metrics: WorkerMetrics
     upstreams: dict[str, UpstreamClient]
     clock: Callable[[], float] = field(default=time.time)
 
@@ -55,7 +57,7 @@ class WorkerContext:
         )
         keys = Keys(settings.redis.key_prefix)
         ctx = cls(live.get, client, EntryStore(client, keys), Flights(client, keys),
-                  Schedule(client, keys), upstream_clients(settings))
+                  Schedule(client, keys), WorkerMetrics(client, keys), upstream_clients(settings))
 
         def on_change(old: Settings, new: Settings) -> None:
             if (old.c42, old.upstream) != (new.c42, new.upstream):

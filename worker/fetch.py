@@ -7,12 +7,20 @@ refresh sends a conditional GET per page and a page answered 304 reuses what we 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from shared.entry import Entry, Validator, fetched, revalidated
 from shared.errors import UpstreamError
 from shared.resources import ResourceKind
-from worker.upstream import UpstreamClient
+from worker.upstream import Response
+
+
+class Upstream(Protocol):
+    """What fetching needs of an upstream client (UpstreamClient, Recorder, fakes)."""
+
+    page_size: int
+
+    def get(self, path: str, validator: Validator | None = None) -> Response: ...
 
 MAX_PAGES = 1000
 
@@ -25,7 +33,7 @@ class Fetched:
 
 
 def fetch(
-    client: UpstreamClient,
+    client: Upstream,
     kind: ResourceKind,
     resource: str,
     previous: Entry | None,
@@ -40,7 +48,7 @@ def fetch(
 
 
 def _fetch_single(
-    client: UpstreamClient,
+    client: Upstream,
     kind: ResourceKind,
     resource: str,
     previous: Entry | None,
@@ -55,7 +63,7 @@ def _fetch_single(
 
 
 def _fetch_pages(
-    client: UpstreamClient,
+    client: Upstream,
     kind: ResourceKind,
     resource: str,
     previous: Entry | None,

@@ -8,10 +8,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
 
+import redis
 from billiard.exceptions import WorkerLostError
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
@@ -27,10 +29,11 @@ from shared.live import live_settings
 from shared.logs import log_context
 from shared.queue import FETCH_TASK, REFRESH_TASK, TICK_TASK
 from shared.refresh import next_refresh, recently_checked, retry_delay
+from shared.resources import ResourceKind
 from worker import app
 from worker.context import WorkerContext
 from worker.fetch import fetch
-from worker.upstream import RateLimited
+from worker.upstream import RateLimited, Recorder
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +63,17 @@ def refresh(ctx: WorkerContext, resource: str, ahead: bool = False) -> Outcome:
     not fetched again.
     """
     kind = kind_of(resource)
-    client = ctx.upstreams[kind.upstream]
+    client = Recorder(ctx.upstreams[kind.upstream])
+    try:
+        return _refresh(ctx, kind, client, resource, ahead)
+    finally:
+        if client.responses:
+            with contextlib.suppress(redis.RedisError):  # metrics never fail a fetch
+                ctx.metrics.upstream(kind.name, client.responses)
+
+
+def _refresh(ctx: WorkerContext, kind: ResourceKind, client: Recorder, resource: str,
+             ahead: bool) -> Outcome:
     settings = ctx.settings
     cache, plan = settings.cache, settings.refresh
     ttl = settings.ttl_for(kind.upstream)
@@ -131,9 +144,13 @@ def fetch_resource(self: ContextTask, resource: str, token: str,
 
 
 @app.task(bind=True, base=ContextTask, name=REFRESH_TASK)
-def refresh_resource(self: ContextTask, resource: str) -> str:
-    """Refresh one live resource ahead of its expiry, unless a fetch of it is under way."""
+def refresh_resource(self: ContextTask, resource: str, due: float | None = None) -> str:
+    """Refresh one live resource ahead of its expiry, unless a fetch of it is under way;
+    ``due`` is when the schedule wanted it (for the refresh-lag metric)."""
     ctx = self.context
+    if due is not None:
+        with contextlib.suppress(redis.RedisError):
+            ctx.metrics.refresh_lag(ctx.clock() - due)
     # The task id is the flight's token, so _fetch_lost can end the flight too.
     flight = ctx.flights.join(resource, token=self.request.id)
     if not flight.leader:
@@ -148,11 +165,11 @@ def tick(self: ContextTask) -> int:
     ctx = self.context
     plan = ctx.settings.refresh
     pinned = [r for event_id in ctx.settings.c42.prefetch for r in c42.event_resources(event_id)]
-    claimed, dropped = ctx.schedule.claim(
+    claimed, dropped = ctx.schedule.claim_due(
         plan.max_claims, REFRESH_LEASE, plan.idle_timeout, pinned)
     ticked(ctx.redis, ctx.schedule.keys, ctx.clock())
-    for resource in claimed:
-        refresh_resource.apply_async((resource,), expires=REFRESH_LEASE)
+    for resource, due in claimed:
+        refresh_resource.apply_async((resource, due), expires=REFRESH_LEASE)
     if claimed or dropped:
         log.info("tick", extra={"claimed": len(claimed), "idle_dropped": dropped})
     return len(claimed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,3 +83,27 @@ def _validator(r: requests.Response, fallback: Validator | None = None) -> Valid
 def _retry_after(r: requests.Response) -> float | None:
     value = r.headers.get("Retry-After", "")
     return float(value) if value.isdigit() else None
+
+
+class Recorder:
+    """An UpstreamClient that notes each answer (status, or timeout / error) and its time."""
+
+    def __init__(self, client: UpstreamClient) -> None:
+        self.client = client
+        self.page_size = client.page_size
+        self.responses: list[tuple[str, float]] = []
+
+    def get(self, path: str, validator: Validator | None = None) -> Response:
+        started = time.perf_counter()
+        try:
+            response = self.client.get(path, validator)
+        except UpstreamError as exc:
+            label = "timeout" if isinstance(exc, UpstreamTimeout) else str(
+                exc.upstream_status or "error")
+            self.responses.append((label, time.perf_counter() - started))
+            raise
+        except NotFound:
+            self.responses.append(("404", time.perf_counter() - started))
+            raise
+        self.responses.append((str(response.status), time.perf_counter() - started))
+        return response

@@ -1,0 +1,73 @@
+"""The API's Prometheus metrics and the /metrics page.
+
+Request metrics are kept per process by prometheus_client; under ``python -m api`` the
+gunicorn workers share them through its multiprocess mode (PROMETHEUS_MULTIPROC_DIR,
+set up by api/__main__.py), so a scrape of any worker sums all of them. What the workers
+count comes from Redis (shared/metrics.py). Recording a request writes nothing to Redis.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from shared.metrics import RedisCollector
+
+REQUESTS = Counter("cachedproxy_http_requests", "API requests by route and status",
+                   ["route", "method", "status"])
+LATENCY = Histogram("cachedproxy_http_request_duration_seconds", "API request latency",
+                    ["route"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                        0.5, 1.0, 2.5, 5.0, 10.0))
+OUTCOMES = Counter("cachedproxy_cache_outcomes", "How view requests were served: hit, miss, "
+                   "collapsed, stale, stale_if_error, negative (a cached 404), error",
+                   ["outcome"])
+
+
+def outcome(status: int, cache_status: str | None) -> str | None:
+    """The cache outcome of a response, from its status and Cache-Status."""
+    if cache_status is None:
+        return None
+    if "detail=stale-if-error" in cache_status:
+        return "stale_if_error"
+    if "fwd=stale" in cache_status:
+        return "stale"
+    if "; hit" in cache_status:
+        return "hit" if status == 200 else "negative"
+    if status >= 500:
+        return "error"
+    return "collapsed" if "collapsed" in cache_status else "miss"
+
+
+def observe(route: str, method: str, status: int, cache_status: str | None,
+            seconds: float) -> None:
+    REQUESTS.labels(route, method, str(status)).inc()
+    LATENCY.labels(route).observe(seconds)
+    kind = outcome(status, cache_status)
+    if kind is not None:
+        OUTCOMES.labels(kind).inc()
+
+
+def renderer(redis_collector: RedisCollector) -> Callable[[], tuple[bytes, str]]:
+    """The /metrics body: this API's metrics (all gunicorn workers') and the workers'."""
+    from_redis = CollectorRegistry(auto_describe=False)
+    from_redis.register(redis_collector)
+
+    def render() -> tuple[bytes, str]:
+        if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+            local = CollectorRegistry(auto_describe=False)
+            MultiProcessCollector(local)
+        else:
+            local = REGISTRY
+        return generate_latest(local) + generate_latest(from_redis), CONTENT_TYPE_LATEST
+
+    return render

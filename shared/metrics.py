@@ -1,0 +1,137 @@
+"""Worker-side metrics kept in Redis, and the Prometheus collector that exposes them.
+
+Workers may run as many processes on many hosts, so what they count (upstream requests
+by resource kind and status, upstream latency, how late refreshes run) is added to one
+Redis hash with HINCRBY / HINCRBYFLOAT: one pipeline per fetch, exact however many
+workers there are. The API's /metrics reads that hash, the live-set size, the number of
+cached entries and the queue lengths in one round trip at scrape time.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import redis
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+
+from shared.keys import Keys
+
+UPSTREAM_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+LAG_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
+SEP = "|"
+ENTRY_SCAN_LIMIT = 100_000  # counting entries is a SCAN; bounded per scrape
+
+
+def _bucket(value: float, buckets: Sequence[float]) -> str:
+    i = bisect.bisect_left(buckets, value)
+    return repr(buckets[i]) if i < len(buckets) else "+Inf"
+
+
+class WorkerMetrics:
+    """What a worker records; every call is one pipeline."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self.redis = client
+        self.key = keys.metrics()
+
+    def upstream(self, kind: str, responses: Iterable[tuple[str, float]]) -> None:
+        """Upstream answers of one fetch: (status or 'timeout'/'error', seconds) each."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for status, seconds in responses:
+                pipe.hincrby(self.key, SEP.join(("upstream_requests", kind, status)), 1)
+                pipe.hincrby(self.key, SEP.join(
+                    ("upstream_seconds_bucket", kind, _bucket(seconds, UPSTREAM_BUCKETS))), 1)
+                pipe.hincrbyfloat(self.key, SEP.join(("upstream_seconds_sum", kind)), seconds)
+            pipe.execute()
+
+    def refresh_lag(self, seconds: float) -> None:
+        """How late a refresh ran against the time it was due."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hincrby(self.key, SEP.join(("refresh_lag_bucket", _bucket(seconds, LAG_BUCKETS))),
+                         1)
+            pipe.hincrbyfloat(self.key, "refresh_lag_sum", max(seconds, 0.0))
+            pipe.execute()
+
+
+def _cumulative(counts: dict[str, int], buckets: Sequence[float]) -> list[tuple[str, float]]:
+    total, out = 0, []
+    for le in [*map(repr, buckets), "+Inf"]:
+        total += counts.get(le, 0)
+        out.append((le, float(total)))
+    return out
+
+
+class RedisCollector:
+    """A prometheus_client collector reading the worker metrics and Redis gauges."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, queues: Sequence[str]) -> None:
+        self.redis = client
+        self.keys = keys
+        self.queues = queues  # the broker's queue list keys
+
+    def collect(self) -> Iterator[Metric]:
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.keys.metrics())
+            pipe.zcard(self.keys.schedule())
+            for queue in self.queues:
+                pipe.llen(queue)
+            replies = pipe.execute()
+        raw: dict[str, Any] = {_text(k): _text(v) for k, v in replies[0].items()}
+        live, lengths = replies[1], replies[2:]
+
+        requests = CounterMetricFamily(
+            "cachedproxy_upstream_requests", "Upstream requests by resource kind and status "
+            "(304 counted apart; timeout and error when upstream did not answer)",
+            labels=["kind", "status"])
+        buckets: dict[str, dict[str, int]] = {}
+        sums: dict[str, float] = {}
+        lag: dict[str, int] = {}
+        for field, value in raw.items():
+            name, *labels = field.split(SEP)
+            if name == "upstream_requests":
+                requests.add_metric(labels, float(value))
+            elif name == "upstream_seconds_bucket":
+                buckets.setdefault(labels[0], {})[labels[1]] = int(value)
+            elif name == "upstream_seconds_sum":
+                sums[labels[0]] = float(value)
+            elif name == "refresh_lag_bucket":
+                lag[labels[0]] = int(value)
+        yield requests
+        latency = HistogramMetricFamily(
+            "cachedproxy_upstream_duration_seconds", "Upstream request latency",
+            labels=["kind"])
+        for kind, counts in sorted(buckets.items()):
+            latency.add_metric([kind], _cumulative(counts, UPSTREAM_BUCKETS), sums.get(kind, 0.0))
+        yield latency
+        lag_hist = HistogramMetricFamily(
+            "cachedproxy_refresh_lag_seconds", "How late refreshes ran against their due time")
+        lag_hist.add_metric([], _cumulative(lag, LAG_BUCKETS), float(raw.get("refresh_lag_sum", 0)))
+        yield lag_hist
+        yield GaugeMetricFamily("cachedproxy_live_resources",
+                                "Resources in the refresh schedule", value=live)
+        yield GaugeMetricFamily("cachedproxy_cache_entries", "Cache entries in Redis "
+                                f"(counted up to {ENTRY_SCAN_LIMIT})", value=self._entries())
+        queue_len = GaugeMetricFamily("cachedproxy_queue_length", "Tasks waiting in a queue",
+                                      labels=["queue"])
+        for queue, length in zip(self.queues, lengths, strict=True):
+            queue_len.add_metric([queue.rsplit(":", 1)[-1]], length)
+        yield queue_len
+
+    def _entries(self) -> int:
+        count = 0
+        for _ in self.redis.scan_iter(self.keys.pattern("entry"), count=1000):
+            count += 1
+            if count >= ENTRY_SCAN_LIMIT:
+                break
+        return count
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,77 @@
+"""/metrics: numbers that agree with what was done, across API and worker processes."""
+
+from __future__ import annotations
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.integration.test_events_view import VIEW, get
+
+
+def scrape(api: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    r = requests.get(f"{api}/metrics", timeout=10)
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/plain")
+    samples = {}
+    for family in text_string_to_metric_families(r.text):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+def delta(before, after, name: str, **labels: str) -> float:
+    key = (name, tuple(sorted(labels.items())))
+    return after.get(key, 0.0) - before.get(key, 0.0)
+
+
+def test_metrics_count_requests_outcomes_and_upstream_calls(api, demo, store):
+    """Hits, misses and upstream requests (304s apart) in /metrics agree with what was
+    done, summed over the API's gunicorn workers and taken from the worker via Redis."""
+    before = scrape(api)
+    assert get(f"{api}{VIEW}/launch-party/").status_code == 200  # miss: 1 + 3 upstream
+    for _ in range(20):  # hits, spread over both gunicorn workers
+        assert get(f"{api}{VIEW}/launch-party/").status_code == 200
+    assert get(f"{api}{VIEW}/no-such-one/").status_code == 404
+    assert get(f"{api}{VIEW}/no-such-one/").status_code == 404
+    after = scrape(api)
+    route = "/events-with-subscriptions/<key>/"
+    assert delta(before, after, "cachedproxy_http_requests_total",
+                 route=route, method="GET", status="200") == 21
+    assert delta(before, after, "cachedproxy_http_requests_total",
+                 route=route, method="GET", status="404") == 2
+    assert delta(before, after, "cachedproxy_cache_outcomes_total", outcome="hit") == 20
+    assert delta(before, after, "cachedproxy_cache_outcomes_total", outcome="miss") == 2
+    assert delta(before, after, "cachedproxy_cache_outcomes_total", outcome="negative") == 1
+    assert delta(before, after, "cachedproxy_upstream_requests_total",
+                 kind="c42:event", status="200") == 1
+    # 3 pages for launch-party, and the unknown event's one (empty) page
+    assert delta(before, after, "cachedproxy_upstream_requests_total",
+                 kind="c42:subscriptions", status="200") == 4
+    assert delta(before, after, "cachedproxy_upstream_requests_total",
+                 kind="c42:event", status="404") == 1
+    assert delta(before, after, "cachedproxy_http_request_duration_seconds_count",
+                 route=route) == 23
+
+
+def test_revalidation_counts_304_apart(api, demo, store):
+    """A conditional refresh shows up as upstream 304s, not 200s."""
+    from tests.integration.test_events_view import expire
+
+    get(f"{api}{VIEW}/team-standup/")
+    before = scrape(api)
+    expire(store, "team-standup")
+    get(f"{api}{VIEW}/team-standup/")
+    after = scrape(api)
+    assert delta(before, after, "cachedproxy_upstream_requests_total",
+                 kind="c42:event", status="304") == 1
+    assert delta(before, after, "cachedproxy_upstream_requests_total",
+                 kind="c42:event", status="200") == 0
+
+
+def test_gauges_for_live_set_entries_and_queues(api):
+    """Live-set size, cached entries and queue lengths are exported."""
+    get(f"{api}{VIEW}/team-standup/")
+    samples = scrape(api)
+    assert samples[("cachedproxy_live_resources", ())] >= 2
+    assert samples[("cachedproxy_cache_entries", ())] >= 2
+    assert ("cachedproxy_queue_length", (("queue", "fetch"),)) in samples
+    assert ("cachedproxy_queue_length", (("queue", "refresh"),)) in samples
