@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -48,13 +49,25 @@ def outcome(status: int, cache_status: str | None) -> str | None:
     return "collapsed" if "collapsed" in cache_status else "miss"
 
 
+# labels() validates and locks on every call; the hot path keeps its children here.
+_children: dict[tuple[Any, ...], Any] = {}
+
+
+def _child(metric: Any, *labels: str) -> Any:
+    key = (metric, *labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
+
+
 def observe(route: str, method: str, status: int, cache_status: str | None,
             seconds: float) -> None:
-    REQUESTS.labels(route, method, str(status)).inc()
-    LATENCY.labels(route).observe(seconds)
+    _child(REQUESTS, route, method, str(status)).inc()
+    _child(LATENCY, route).observe(seconds)
     kind = outcome(status, cache_status)
     if kind is not None:
-        OUTCOMES.labels(kind).inc()
+        _child(OUTCOMES, kind).inc()
 
 
 def renderer(redis_collector: RedisCollector) -> Callable[[], tuple[bytes, str]]:

@@ -9,9 +9,9 @@ fetch task a miss enqueues. Hits are logged at DEBUG, everything else at INFO.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -25,7 +25,7 @@ StartResponse = Callable[..., Any]
 
 
 def request_id(given: str | None) -> str:
-    return given if given and REQUEST_ID_RE.fullmatch(given) else uuid.uuid4().hex
+    return given if given and REQUEST_ID_RE.fullmatch(given) else os.urandom(16).hex()
 
 
 class RequestLog:
@@ -51,11 +51,13 @@ class RequestLog:
             route = getattr(environ.get("bottle.route"), "rule", "unmatched")
             metrics.observe(route, environ.get("REQUEST_METHOD", ""), status, cache, seconds)
             hit = cache is not None and "; hit" in cache and status == 200
-            log.log(logging.DEBUG if hit else logging.INFO, "request", extra={
-                "method": environ.get("REQUEST_METHOD"),
-                "path": environ.get("PATH_INFO"),
-                "status": status,
-                "cache": cache,
-                "duration_ms": round(seconds * 1000, 2),
-            })
+            level = logging.DEBUG if hit else logging.INFO
+            if log.isEnabledFor(level):
+                log.log(level, "request", extra={
+                    "method": environ.get("REQUEST_METHOD"),
+                    "path": environ.get("PATH_INFO"),
+                    "status": status,
+                    "cache": cache,
+                    "duration_ms": round(seconds * 1000, 2),
+                })
         return body
