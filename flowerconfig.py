@@ -1,11 +1,14 @@
 """Flower's settings, read by ``celery -A worker flower`` from the working directory.
 
-Flower binds to loopback unless ``[flower] address`` / ``FLOWER_ADDRESS`` says otherwise.
+Flower binds to loopback unless ``[flower] address`` / ``FLOWER_ADDRESS`` says otherwise,
+and always asks for a login: ``[flower] basic_auth`` / ``FLOWER_BASIC_AUTH``, or one
+generated at first start into run/flower-credentials.
 """
 
+from shared.credentials import flower_basic_auth
 from shared.settings import load_settings
 
 _settings = load_settings()
 address = _settings.flower.address
 port = _settings.flower.port
-
+basic_auth = flower_basic_auth(_settings)[0]

@@ -24,6 +24,7 @@ from launcher.services import (
     stop,
     wait_for,
 )
+from shared.credentials import CREDENTIALS_FILE, flower_basic_auth
 from shared.settings import PROJECT_DIR, SettingsError, load_settings
 
 RUN_DIR = PROJECT_DIR / "run"
@@ -64,11 +65,17 @@ def main() -> int:
         RUN_DIR.mkdir(exist_ok=True)
         procs.append(celery(env, "worker", "--hostname", "worker@%h"))
         procs.append(celery(env, "beat", "--schedule", str(RUN_DIR / "celerybeat-schedule")))
+        login, generated = flower_basic_auth(settings)
         procs.append(celery(env, "flower"))
         procs.append(start_api(env))
         base = f"http://{settings.api.host}:{settings.api.port}"
         say(f"api        {base}/events-with-subscriptions/launch-party/")
         say(f"flower     http://{settings.flower.address}:{settings.flower.port}/")
+        if generated:
+            user, _, password = login[0].partition(":")
+            say(f"flower     login {user} / {password} (generated; kept in {CREDENTIALS_FILE})")
+        elif not settings.flower.basic_auth:
+            say(f"flower     login in {CREDENTIALS_FILE}")
         say("running; Ctrl-C stops everything")
         while True:
             for proc in procs:

@@ -150,6 +150,10 @@ class FlowerSettings:
     # FLOWER_* variables are also read by Flower itself, so only its own names are used.
     address: str = option("127.0.0.1", "FLOWER_ADDRESS", "Address Flower listens on")
     port: int = option(5555, "FLOWER_PORT", "Port Flower listens on")
+    basic_auth: str = option(
+        "", "FLOWER_BASIC_AUTH",
+        "user:password for Flower (comma-separated for several); empty: generated at first run",
+    )
 
 
 @dataclass(frozen=True)
