@@ -10,7 +10,9 @@ COPY demo/ demo/
 COPY launcher/ launcher/
 COPY benchmarks/ benchmarks/
 COPY celeryconfig.py flowerconfig.py ./
-RUN pip install --no-cache-dir . && useradd --system --home-dir /app cachedproxy
+# Editable, so the project directory (config.ini, run/) is /app.
+RUN pip install --no-cache-dir -e . && useradd --system --home-dir /app cachedproxy \
+    && mkdir -p /app/run && chown cachedproxy /app/run
 USER cachedproxy
 EXPOSE 8080
 CMD ["python", "-m", "api"]

@@ -56,3 +56,23 @@ def readiness(client: redis.Redis, keys: Keys, tick_interval: float,
     }
     ready = all(check["ok"] for check in checks.values())
     return {"status": "ready" if ready else "not_ready", "checks": checks}
+
+
+def main(argv: list[str]) -> int:
+    """``python -m shared.health beat``: exit 0 while ticks run (a container healthcheck)."""
+    from shared.settings import load_settings
+
+    if argv != ["beat"]:
+        print("usage: python -m shared.health beat")
+        return 2
+    settings = load_settings()
+    report = readiness(redis.Redis.from_url(settings.redis.url, socket_timeout=2),
+                       Keys(settings.redis.key_prefix), settings.refresh.tick_interval)
+    print(report["checks"]["beat"])
+    return 0 if report["checks"]["beat"]["ok"] else 1
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))
