@@ -3,28 +3,30 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-ENSURE_REDIS := scripts/ensure-command redis-server redis-server "or set REDIS_URL to a Redis 7 you run"
+ENSURE := scripts/ensure-command
 
-.PHONY: run test lint bench clean redis-server
+.PHONY: run test lint bench clean test-tools
 
 run: $(VENV)/.installed
-	@[ -n "$$REDIS_URL" ] || $(ENSURE_REDIS)
+	@[ -n "$$REDIS_URL" ] || $(ENSURE) redis-server=redis-server
 	$(BIN)/python -m launcher
 
-test: $(VENV)/.installed redis-server
+test: $(VENV)/.installed test-tools
 	$(BIN)/pytest
+
+# What the tests run besides Python: their own Redis, compose's validator, a browser.
+test-tools:
+	@$(ENSURE) redis-server=redis-server docker-compose=docker-compose \
+		chromium=chromium chromedriver=chromium-driver
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-bench: $(VENV)/.installed redis-server
-	@scripts/ensure-command wrk wrk
+bench: $(VENV)/.installed
+	@$(ENSURE) redis-server=redis-server wrk=wrk
 	$(BIN)/python -m benchmarks
 	$(BIN)/python -m benchmarks.refresh
-
-redis-server:
-	@$(ENSURE_REDIS)
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -99,10 +99,18 @@ def start_api(env: dict[str, str], **popen: object) -> subprocess.Popen:
     return proc
 
 
-def wait_for_worker(env: dict[str, str], proc: subprocess.Popen, timeout: float = 60) -> None:
-    """Return once a worker on this deployment's broker answers a ping."""
+def wait_for_worker(env: dict[str, str], proc: subprocess.Popen, timeout: float = 60,
+                    hostname: str | None = None) -> None:
+    """Return once the worker ``hostname`` (any worker, if None) on this deployment's
+    broker answers a ping."""
     control = celery_app(load_settings(env)).control
-    wait_for(lambda: bool(control.ping(timeout=0.3)), timeout, "celery worker", proc)
+    destination = [hostname] if hostname else None
+
+    def answered() -> bool:
+        replies = control.ping(destination=destination, timeout=0.3)
+        return any(hostname is None or hostname in reply for reply in replies)
+
+    wait_for(answered, timeout, "celery worker", proc)
 
 
 def redis_server_binary() -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import subprocess
 import threading
 import time
@@ -19,11 +20,12 @@ from shared.entry import Entry
 from shared.keys import Keys
 from shared.live import LiveSettings, live_settings, seed
 from shared.settings import Settings
-from tests.integration.conftest import PREFIX, eventually
+from tests.integration.conftest import eventually
 from tests.integration.fake_consul import FakeConsul
 from tests.integration.test_events_view import VIEW
 
 TOKEN = "consul-acl-token"
+CONSUL_PREFIX = "cpconsul"
 
 
 @pytest.fixture
@@ -38,8 +40,9 @@ def consul() -> Iterator[FakeConsul]:
 def consul_env(env: dict[str, str], tmp_path: Path, consul: FakeConsul) -> dict[str, str]:
     ini = tmp_path / "config.ini"
     ini.write_text("[cache]\nttl = 60\nnegative_ttl = 20\n")
+    # Its own key prefix, so its worker's queues are its own.
     return {**env, "CACHEDPROXY_CONFIG": str(ini), "CONSUL_HTTP_ADDR": consul.address,
-            "CONSUL_HTTP_TOKEN": TOKEN}
+            "CONSUL_HTTP_TOKEN": TOKEN, "KEY_PREFIX": CONSUL_PREFIX}
 
 
 @pytest.fixture
@@ -186,11 +189,12 @@ def max_age(response: requests.Response) -> int:
 @pytest.fixture
 def consul_worker(consul_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen]:
     """A worker following Consul, on the session's Redis and demo upstream."""
+    name = f"consul@{socket.gethostname()}"
     with (tmp_path / "worker.log").open("w") as out:
         proc = celery(consul_env, "worker", "--concurrency", "1", "--without-mingle",
-                      "--without-gossip", "--hostname", "consul@%h",
+                      "--without-gossip", "--hostname", name,
                       stdout=out, stderr=subprocess.STDOUT)
-    wait_for_worker(consul_env, proc)
+    wait_for_worker(consul_env, proc, hostname=name)
     yield proc
     stop([proc])
 
@@ -203,20 +207,20 @@ def test_live_ttl_change_reaches_worker_and_api(consul, consul_env, started, con
     server = threaded_wsgi_server(app_from_settings(live.get(), live.get), "127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     api = f"http://127.0.0.1:{server.server_address[1]}"
-    key = Keys(PREFIX).entry("c42:event:team-standup")
+    key = Keys(CONSUL_PREFIX).entry("c42:event:team-standup")
     try:
         first = requests.get(f"{api}{VIEW}/team-standup/", timeout=10)
         assert 55 <= max_age(first) <= 60  # config.ini's ttl
         requests.get(f"{api}{VIEW}/board-meeting/", timeout=10)  # not asked for again
 
         def board_due() -> float:
-            return store.zscore(Keys(PREFIX).schedule(), "c42:event:board-meeting") / 1000
+            return store.zscore(Keys(CONSUL_PREFIX).schedule(), "c42:event:board-meeting") / 1000
 
         assert board_due() - time.time() > 40  # planned at ttl 60 x 0.8, less jitter
         consul.put("cachedproxy/c42/ttl", "7")
 
         def refetched_with_new_ttl() -> bool:
-            store.delete(key, Keys(PREFIX).entry("c42:subscriptions:team-standup"))
+            store.delete(key, Keys(CONSUL_PREFIX).entry("c42:subscriptions:team-standup"))
             r = requests.get(f"{api}{VIEW}/team-standup/", timeout=10)
             entry = Entry.from_fields(store.hgetall(key))
             return (max_age(r) <= 7
