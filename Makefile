@@ -9,7 +9,7 @@ ENSURE := scripts/ensure-command
 
 run: $(VENV)/.installed
 	@[ -n "$$REDIS_URL" ] || $(ENSURE) redis-server=redis-server
-	$(BIN)/python -m launcher
+	@$(BIN)/python -m launcher
 
 test: $(VENV)/.installed test-tools
 	$(BIN)/pytest
@@ -29,8 +29,9 @@ bench: $(VENV)/.installed
 	$(BIN)/python -m benchmarks.refresh
 
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@echo "cachedproxy: installing into $(VENV)" >&2
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $@
 
 clean:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from shared.queue import celery_app
@@ -62,6 +65,37 @@ def spawn(argv: Sequence[str], env: dict[str, str] | None = None, **kwargs: obje
           ) -> subprocess.Popen:
     """Start a process in its own process group, so stopping it stops its children too."""
     return subprocess.Popen(list(argv), env=env, start_new_session=True, **kwargs)  # type: ignore[call-overload]
+
+
+def relay(proc: subprocess.Popen, service: str) -> threading.Thread:
+    """Copy a child's output to our stderr as JSON lines: its JSON lines as they are,
+    anything else (a library printing outside logging) wrapped in a record of its own."""
+
+    def run() -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            if not line.strip():
+                continue
+            if not (line.startswith("{") and _is_json(line)):
+                line = json.dumps({
+                    "timestamp": datetime.now(UTC).isoformat(), "level": "INFO",
+                    "logger": service, "event": line,
+                }, ensure_ascii=False)
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+
+    thread = threading.Thread(target=run, name=f"relay-{service}", daemon=True)
+    thread.start()
+    return thread
+
+
+def _is_json(line: str) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
 
 
 def stop(procs: Sequence[subprocess.Popen], timeout: float = 8.0) -> None:
