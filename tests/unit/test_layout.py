@@ -1,0 +1,34 @@
+"""Architecture rules that keep the layers honest."""
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HTTP_CLIENTS = {"requests", "urllib3", "httpx", "http.client", "urllib.request", "aiohttp"}
+
+
+def imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_api_never_imports_an_http_client_or_the_worker():
+    """The API reads Redis only: no module of api/ imports an HTTP client or worker/."""
+    for path in (ROOT / "api").glob("*.py"):
+        found = {n for n in imports(path)
+                 if n in HTTP_CLIENTS or n.split(".")[0] in {"requests", "worker"}}
+        assert not found, f"{path.name} imports {found}"
+
+
+def test_every_redis_key_comes_from_shared_keys():
+    """No module outside shared/keys.py spells a key of the deployment's prefix."""
+    for path in [*ROOT.glob("api/*.py"), *ROOT.glob("worker/*.py"), *ROOT.glob("shared/*.py")]:
+        if path.name == "keys.py":
+            continue
+        text = path.read_text()
+        assert 'f"{prefix}:' not in text and "key_prefix}:" not in text, path
