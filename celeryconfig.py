@@ -1,7 +1,7 @@
 """Celery settings of ``celery -A worker``, built from cachedproxy's settings.
 
-The values themselves are defined in ``shared/queue.py`` (one place for the worker and the
-API); see DESIGN.md decision 7 for the reasons.
+The values themselves, and the reasons for them, are in ``shared/queue.py`` (one place
+for the worker and the API).
 """
 
 from shared.queue import celery_config

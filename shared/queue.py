@@ -25,7 +25,9 @@ _DIRECT = Exchange("", type="direct")
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
-    """Celery settings for cachedproxy (DESIGN.md decision 7)."""
+    """Celery settings for cachedproxy: fetches are short, so they are acked early, taken
+    one at a time and bounded in run time; their outcome travels through the flight's
+    result key, not a result backend; task events are on for Flower."""
     return {
         "broker_url": settings.redis.url,
         # Outcomes travel through the flight's result key, not Celery's result backend.
