@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import secrets
 import statistics
@@ -34,6 +33,7 @@ from launcher.services import (
     celery,
     free_port,
     http_ok,
+    isolated_env,
     spawn,
     start_api,
     start_redis,
@@ -42,7 +42,7 @@ from launcher.services import (
     wait_for_worker,
 )
 from shared.keys import Keys
-from shared.settings import PROJECT_DIR, options
+from shared.settings import PROJECT_DIR
 
 EVENT = "launch-party"
 VIEW = f"/events-with-subscriptions/{EVENT}/"
@@ -92,15 +92,8 @@ def main() -> int:
     try:
         redis_port = free_port()
         procs.append(start_redis(work / "redis", redis_port, appendonly=False))
-        config = work / "config.ini"
-        config.write_text("")
-        env = {k: v for k, v in os.environ.items() if k not in {o.env for o in options()}}
-        env |= {
-            "CACHEDPROXY_CONFIG": str(config),
-            "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-            "C42_BASE_URL": base_url, "C42_TOKEN": upstream.token,
-            "LOG_LEVEL": "WARNING",
-        }
+        env = isolated_env(work, f"redis://127.0.0.1:{redis_port}/0", base_url, upstream.token,
+                           LOG_LEVEL="WARNING")
         logs = (work / "processes.log").open("w")
         quiet = {"stdout": logs, "stderr": subprocess.STDOUT}
         worker = celery(env, "worker", "--without-mingle", "--without-gossip", **quiet)

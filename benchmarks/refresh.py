@@ -27,6 +27,7 @@ import requests
 from launcher.services import (
     celery,
     free_port,
+    isolated_env,
     port_open,
     spawn,
     start_api,
@@ -35,7 +36,7 @@ from launcher.services import (
     wait_for,
     wait_for_worker,
 )
-from shared.settings import PROJECT_DIR, options
+from shared.settings import PROJECT_DIR
 
 EVENT = "launch-party"
 
@@ -53,15 +54,10 @@ def run(args: argparse.Namespace, validators: bool, work: Path) -> dict[str, Any
         control = f"http://127.0.0.1:{demo_port}/_demo"
         requests.put(f"{control}/validators", json={"enabled": validators}, timeout=5)
         procs.append(start_redis(work / f"redis-{validators}", redis_port, appendonly=False))
-        config = work / "config.ini"
-        config.write_text("")
-        env = {k: v for k, v in os.environ.items() if k not in {o.env for o in options()}}
-        env |= {
-            "CACHEDPROXY_CONFIG": str(config),
-            "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-            "C42_BASE_URL": f"http://127.0.0.1:{demo_port}/api/v2", "C42_TOKEN": token,
-            "CACHE_TTL": str(args.ttl), "API_PORT": str(api_port), "LOG_LEVEL": "WARNING",
-        }
+        env = isolated_env(
+            work, f"redis://127.0.0.1:{redis_port}/0", f"http://127.0.0.1:{demo_port}/api/v2",
+            token, CACHE_TTL=str(args.ttl), API_PORT=str(api_port), LOG_LEVEL="WARNING",
+        )
         worker = celery(env, "worker", "--without-mingle", "--without-gossip", **quiet)
         procs.append(worker)
         wait_for_worker(env, worker)

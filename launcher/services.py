@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from shared.queue import celery_app
-from shared.settings import PROJECT_DIR, load_settings
+from shared.settings import PROJECT_DIR, load_settings, options
 
 REDIS_MISSING = (
     "redis-server was not found: install it (Debian/Ubuntu: apt-get install redis-server; "
@@ -145,6 +145,23 @@ def wait_for_worker(env: dict[str, str], proc: subprocess.Popen, timeout: float 
         return any(hostname is None or hostname in reply for reply in replies)
 
     wait_for(answered, timeout, "celery worker", proc)
+
+
+def isolated_env(work_dir: Path, redis_url: str, c42_base_url: str, c42_token: str,
+                 **extra: str) -> dict[str, str]:
+    """The environment of a system started for a test or a benchmark: the caller's, less
+    any cachedproxy option it sets, with an empty config.ini, and these values."""
+    config = work_dir / "config.ini"
+    config.write_text("")
+    ours = {opt.env for opt in options()}
+    return {
+        **{k: v for k, v in os.environ.items() if k not in ours},
+        "CACHEDPROXY_CONFIG": str(config),
+        "REDIS_URL": redis_url,
+        "C42_BASE_URL": c42_base_url,
+        "C42_TOKEN": c42_token,
+        **extra,
+    }
 
 
 def redis_server_binary() -> str:

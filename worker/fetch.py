@@ -40,67 +40,65 @@ def fetch(
     now: float,
     ttl: float,
 ) -> Fetched:
+    """Fetch ``resource``: conditionally against ``previous`` when it holds good data."""
     if previous is not None and previous.status != 200:
         previous = None
-    if kind.pagination is None:
-        return _fetch_single(client, kind, resource, previous, now, ttl)
-    return _fetch_pages(client, kind, resource, previous, now, ttl)
+    request = _Fetch(client, kind, resource, previous, now, ttl)
+    return request.single() if kind.pagination is None else request.pages()
 
 
-def _fetch_single(
-    client: Upstream,
-    kind: ResourceKind,
-    resource: str,
-    previous: Entry | None,
-    now: float,
-    ttl: float,
-) -> Fetched:
-    stored = previous.validator(0) if previous is not None else None
-    response = client.get(kind.path_for(resource), stored)
-    if response.status == 304 and previous is not None:
-        return Fetched(revalidated(previous, now, ttl), changed=False, requests=1)
-    return Fetched(fetched(kind.trim(response.body), (response.validator,), now, ttl), True, 1)
+@dataclass(frozen=True)
+class _Fetch:
+    client: Upstream
+    kind: ResourceKind
+    resource: str
+    previous: Entry | None
+    now: float
+    ttl: float
 
+    def single(self) -> Fetched:
+        previous = self.previous
+        stored = previous.validator(0) if previous is not None else None
+        response = self.client.get(self.kind.path_for(self.resource), stored)
+        if response.status == 304 and previous is not None:
+            return Fetched(revalidated(previous, self.now, self.ttl), changed=False, requests=1)
+        entry = fetched(self.kind.trim(response.body), (response.validator,), self.now, self.ttl)
+        return Fetched(entry, changed=True, requests=1)
 
-def _fetch_pages(
-    client: Upstream,
-    kind: ResourceKind,
-    resource: str,
-    previous: Entry | None,
-    now: float,
-    ttl: float,
-) -> Fetched:
-    assert kind.pagination is not None
-    paging = kind.pagination
-    page_size = client.page_size
-    path = kind.path_for(resource)
-    separator = "&" if "?" in path else "?"
-    old_pages: list[Any] = previous.data["pages"] if previous is not None else []
-    count = previous.data["count"] if previous is not None else 0
-    pages: list[Any] = []
-    validators: list[Validator] = []
-    changed = False
-    offset = 0
-    while True:
-        page = len(pages)
-        if page >= MAX_PAGES:
-            raise UpstreamError(f"upstream has more than {MAX_PAGES} pages")
-        stored = previous.validator(page, page_size) if previous is not None else None
-        response = client.get(
-            f"{path}{separator}{paging.limit_param}={page_size}&{paging.offset_param}={offset}",
-            stored,
-        )
-        if response.status == 304 and page < len(old_pages):
-            pages.append(old_pages[page])
-        else:
-            changed = True
-            count = paging.total(response.body)
-            pages.append(kind.trim(response.body))
-        validators.append(response.validator)
-        offset += page_size
-        if offset >= count:
-            break
-    if not changed and previous is not None and len(pages) == len(old_pages):
-        return Fetched(revalidated(previous, now, ttl), changed=False, requests=len(pages))
-    data = {"count": count, "pages": pages}
-    return Fetched(fetched(data, tuple(validators), now, ttl, page_size), True, len(pages))
+    def pages(self) -> Fetched:
+        kind, previous, page_size = self.kind, self.previous, self.client.page_size
+        assert kind.pagination is not None
+        paging = kind.pagination
+        path = kind.path_for(self.resource)
+        separator = "&" if "?" in path else "?"
+        old_pages: list[Any] = previous.data["pages"] if previous is not None else []
+        count = previous.data["count"] if previous is not None else 0
+        pages: list[Any] = []
+        validators: list[Validator] = []
+        changed = False
+        offset = 0
+        while True:
+            page = len(pages)
+            if page >= MAX_PAGES:
+                raise UpstreamError(f"upstream has more than {MAX_PAGES} pages")
+            stored = previous.validator(page, page_size) if previous is not None else None
+            response = self.client.get(
+                f"{path}{separator}{paging.limit_param}={page_size}&{paging.offset_param}={offset}",
+                stored,
+            )
+            if response.status == 304 and page < len(old_pages):
+                pages.append(old_pages[page])
+            else:
+                changed = True
+                count = paging.total(response.body)
+                pages.append(kind.trim(response.body))
+            validators.append(response.validator)
+            offset += page_size
+            if offset >= count:
+                break
+        if not changed and previous is not None and len(pages) == len(old_pages):
+            return Fetched(revalidated(previous, self.now, self.ttl), changed=False,
+                           requests=len(pages))
+        data = {"count": count, "pages": pages}
+        entry = fetched(data, tuple(validators), self.now, self.ttl, page_size)
+        return Fetched(entry, changed=True, requests=len(pages))

@@ -17,9 +17,17 @@ import redis
 
 from api.app import app_from_settings
 from demo.server import API, DemoUpstream, make_demo_server, threaded_wsgi_server
-from launcher.services import celery, free_port, start_api, start_redis, stop, wait_for_worker
+from launcher.services import (
+    celery,
+    free_port,
+    isolated_env,
+    start_api,
+    start_redis,
+    stop,
+    wait_for_worker,
+)
 from shared.keys import Keys
-from shared.settings import Settings, load_settings, options
+from shared.settings import Settings, load_settings
 
 PREFIX = "cptest"
 
@@ -60,21 +68,11 @@ def demo() -> Iterator[Demo]:
 @pytest.fixture(scope="session")
 def env(redis_url: str, demo: Demo, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The environment of every process under test; nothing from the caller's shell leaks in."""
-    config = tmp_path_factory.mktemp("config") / "config.ini"
-    config.write_text("")
-    ours = {opt.env for opt in options()}
-    base = {k: v for k, v in os.environ.items() if k not in ours}
-    return {
-        **base,
-        "CACHEDPROXY_CONFIG": str(config),
-        "REDIS_URL": redis_url,
-        "KEY_PREFIX": PREFIX,
-        "C42_BASE_URL": demo.base_url,
-        "C42_TOKEN": demo.upstream.token,
-        "UPSTREAM_CONNECT_TIMEOUT": "1",
-        "UPSTREAM_READ_TIMEOUT": "1.5",
-        "CACHE_NEGATIVE_TTL": "30",
-    }
+    return isolated_env(
+        tmp_path_factory.mktemp("config"), redis_url, demo.base_url, demo.upstream.token,
+        KEY_PREFIX=PREFIX, UPSTREAM_CONNECT_TIMEOUT="1", UPSTREAM_READ_TIMEOUT="1.5",
+        CACHE_NEGATIVE_TTL="30",
+    )
 
 
 @pytest.fixture(scope="session")
