@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import redis
 
-from shared.catalog import kind_of
+from shared.catalog import upstream_of
 from shared.entry import Entry
 from shared.errors import (
     CachedProxyError,
@@ -86,7 +86,7 @@ class Reader:
         now = self.clock()
         settings = self.current()
         cache, api = settings.cache, settings.api
-        ttl = min(settings.ttl_for(kind_of(r).upstream) for r in resources)
+        ttl = min(settings.ttl_for(upstream_of(r)) for r in resources)
         self.reads.period = read_period(ttl, settings.refresh.ratio,
                                         settings.refresh.idle_timeout)
         record = self.reads.due(resources, now)

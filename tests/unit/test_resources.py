@@ -65,3 +65,10 @@ def test_each_error_has_one_status_and_survives_a_process_boundary(cls, status):
     assert error.body() == {"error": {"status": status, "code": cls.code, "message": "why"}}
     rebuilt = errors.from_code(error.code, error.message)
     assert type(rebuilt) is cls and rebuilt.message == "why"
+
+
+def test_upstream_of_a_resource():
+    """Resource names map to the upstream serving them."""
+    from shared.catalog import upstream_of
+
+    assert upstream_of("c42:event:1") == upstream_of("c42:subscriptions:x") == "c42"
