@@ -19,6 +19,9 @@ from gunicorn.app.base import BaseApplication
 from shared.logs import configure_logging
 from shared.settings import Settings, load_settings
 
+# Seconds a stopping server gives in-flight requests; within make run's stop budget.
+GRACEFUL_TIMEOUT = 7
+
 
 def _child_exit(_server: Any, worker: Any) -> None:
     """A gunicorn worker ended: its live gauges leave the shared metrics."""
@@ -61,7 +64,7 @@ class ApiServer(BaseApplication):
             "workers": s.api.workers,
             "worker_class": "gevent",
             "worker_connections": 1000,
-            "graceful_timeout": 10,
+            "graceful_timeout": GRACEFUL_TIMEOUT,
             "timeout": 30,
             "keepalive": 5,
             "control_socket_disable": True,

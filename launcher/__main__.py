@@ -1,119 +1,240 @@
-"""``python -m launcher`` (``make run``): the whole system in the foreground.
+"""``python -m launcher`` (``make run``): the whole system in the foreground, supervised.
 
 Starts a private redis-server (unless REDIS_URL is set), the demo C42 upstream (unless
 C42_BASE_URL is set), a Celery worker, Celery beat, Flower and the API; logs where each
-listens; Ctrl-C or SIGTERM stops them all. Everything it prints is JSON lines: the
-children's logs as they are, anything else they print wrapped in a record.
+listens. A process that exits unasked is logged and restarted with back-off
+(launcher/supervise.py) while the others keep serving. Ctrl-C or SIGTERM stops them in
+order: the API first, finishing its in-flight requests while the worker still runs
+their fetches, then worker, beat and Flower, then the demo upstream and Redis. Everything
+it prints is JSON lines: the children's logs as they are, anything else wrapped.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from launcher.services import (
+    api_ready,
     celery,
     free_port,
+    kill_group,
     port_open,
     relay,
     spawn,
-    start_api,
-    start_redis,
-    stop,
+    spawn_api,
+    spawn_redis,
     wait_for,
 )
+from launcher.supervise import after_exit, on_stop_signal
 from shared.credentials import CREDENTIALS_FILE, flower_basic_auth
 from shared.logs import configure_logging
 from shared.settings import PROJECT_DIR, SettingsError, load_settings
 
-RUN_DIR = PROJECT_DIR / "run"
 PIPE = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT}
+STOP_BUDGET = 10.0  # seconds from a stop request until every process is gone
+API_DRAIN = 7.0  # of which the API may take this long to finish its requests
+POLL = 0.2
 log = logging.getLogger("cachedproxy")
 
 
-class Stop(Exception):
-    pass
+@dataclass
+class Service:
+    """One supervised process; ``stage`` orders the stop (lowest stops first)."""
+
+    name: str
+    start: Callable[[], subprocess.Popen]
+    stage: int
+    ready: Callable[[], bool] | None = None
+    proc: subprocess.Popen | None = None
+    started_at: float = 0.0
+    crashes: int = 0
+    restart_at: float | None = None
+    relays: list[threading.Thread] = field(default_factory=list)
+
+    def run(self) -> None:
+        self.proc = self.start()
+        self.started_at = time.monotonic()
+        self.restart_at = None
+        if self.proc.stdout is not None:
+            self.relays.append(relay(self.proc, self.name))
 
 
-def main() -> int:
+class GaveUp(Exception):
+    """A process kept crashing right after its start."""
+
+
+class Supervisor:
+    def __init__(self) -> None:
+        self.services: list[Service] = []
+        self.stop_requested = threading.Event()
+        self.signals: list[str] = []
+        self.killed = False
+        self._signals_logged = 1  # the first is logged as "stopping"
+
+    def add(self, service: Service, timeout: float = 30) -> Service:
+        """Start a service and wait until it is ready (or a stop is requested)."""
+        if self.stop_requested.is_set():
+            return service
+        self.services.append(service)
+        service.run()
+        ready = service.ready
+        if ready is not None:
+            wait_for(lambda: self.stop_requested.is_set() or ready(), timeout, service.name,
+                     service.proc)
+        return service
+
+    def on_signal(self, signum: int, _frame: object) -> None:
+        """Never raises: the first signal starts the stop, a second is absorbed, a third
+        kills everything at once."""
+        step = on_stop_signal(len(self.signals))
+        self.signals.append(signal.Signals(signum).name)
+        if step.action == "kill":
+            self.killed = True
+            for service in self.services:
+                if service.proc is not None:
+                    kill_group(service.proc)
+        self.stop_requested.set()
+
+    def watch(self) -> None:
+        """Supervise until a stop is requested; raises GaveUp."""
+        while not self.stop_requested.wait(POLL):
+            now = time.monotonic()
+            for service in self.services:
+                self._check(service, now)
+
+    def _check(self, service: Service, now: float) -> None:
+        proc = service.proc
+        if service.restart_at is not None:
+            if now >= service.restart_at:
+                service.run()
+                log.info("restarted", extra={"service": service.name,
+                                             "restarts_in_a_row": service.crashes})
+            return
+        if proc is None or proc.poll() is None:
+            return
+        kill_group(proc)  # children the dead leader left behind
+        code = proc.returncode
+        decision = after_exit(service.crashes, now - service.started_at)
+        exited = {"service": service.name, "pid": proc.pid, "exit_code": code,
+                  "signal": signal.Signals(-code).name if code < 0 else None}
+        if decision is None:
+            log.error("process keeps exiting; giving up", extra=exited)
+            raise GaveUp(service.name)
+        service.crashes = decision.crashes
+        service.restart_at = now + decision.delay
+        log.error("process exited; restarting", extra={**exited,
+                                                        "restart_in_s": decision.delay})
+
+    def stop(self) -> None:
+        """Stop stage by stage within STOP_BUDGET; SIGKILL whatever is left at the end."""
+        deadline = time.monotonic() + STOP_BUDGET - 0.5
+        for stage in sorted({s.stage for s in self.services}):
+            procs = [s.proc for s in self.services
+                     if s.stage == stage and s.proc is not None and s.proc.poll() is None]
+            for proc in procs:
+                proc.send_signal(signal.SIGTERM)  # the leader stops its own children
+            stage_end = deadline if stage else min(deadline, time.monotonic() + API_DRAIN)
+            for proc in procs:
+                while proc.poll() is None and time.monotonic() < stage_end and not self.killed:
+                    self._note_signals()
+                    time.sleep(0.05)
+        for service in self.services:
+            if service.proc is not None:
+                kill_group(service.proc)
+                if service.proc.poll() is None:
+                    service.proc.wait(5)
+        for service in self.services:
+            for thread in service.relays:
+                thread.join(timeout=1)  # their last lines come before ours
+
+    def _note_signals(self) -> None:
+        """Log signals that arrived while stopping (logging is not for signal handlers)."""
+        while self._signals_logged < len(self.signals):
+            name = self.signals[self._signals_logged]
+            self._signals_logged += 1
+            if self._signals_logged == 2:
+                log.info("already stopping; a third signal kills everything",
+                         extra={"signal": name})
+            else:
+                log.warning("killing every process now", extra={"signal": name})
+
+
+def build(sup: Supervisor, env: dict[str, str], run_dir: Path) -> None:
+    """Start every service, in order, each ready before the next."""
+    if "REDIS_URL" not in env:
+        port = free_port()
+        data = run_dir / "redis"
+        sup.add(Service("redis", lambda: spawn_redis(data, port), stage=3,
+                        ready=lambda: port_open("127.0.0.1", port)), timeout=10)
+        env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+        log.info("started", extra={"service": "redis", "url": env["REDIS_URL"],
+                                   "data": str(data)})
+    if "C42_BASE_URL" not in env:
+        port = free_port()
+        env["C42_TOKEN"] = secrets.token_urlsafe(16)
+        env["C42_BASE_URL"] = f"http://127.0.0.1:{port}/api/v2"
+        sup.add(Service("demo", lambda: spawn(
+            [sys.executable, "-m", "demo", "--port", str(port)], env, **PIPE), stage=2,
+            ready=lambda: port_open("127.0.0.1", port)), timeout=10)
+        log.info("started", extra={"service": "demo upstream", "url": env["C42_BASE_URL"]})
+    settings = load_settings(env)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    sup.add(Service("worker", lambda: celery(env, "worker", "--hostname", "worker@%h", **PIPE),
+                    stage=1))
+    sup.add(Service("beat", lambda: celery(
+        env, "beat", "--schedule", str(run_dir / "celerybeat-schedule"), **PIPE), stage=1))
+    _, generated = flower_basic_auth(settings)
+    sup.add(Service("flower", lambda: celery(env, "flower", **PIPE), stage=1))
+    sup.add(Service("api", lambda: spawn_api(env, **PIPE), stage=0,
+                    ready=lambda: api_ready(env)))
+    base = f"http://{settings.api.host}:{settings.api.port}"
+    log.info("started", extra={"service": "api",
+                               "url": f"{base}/events-with-subscriptions/launch-party/"})
+    flower_login = ("FLOWER_BASIC_AUTH" if settings.flower.basic_auth
+                    else f"user:password in {CREDENTIALS_FILE}"
+                    + (" (generated now)" if generated else ""))
+    log.info("started", extra={
+        "service": "flower", "url": f"http://{settings.flower.address}:{settings.flower.port}/",
+        "login": flower_login})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m launcher", description=__doc__)
+    parser.add_argument("--run-dir", type=Path, default=PROJECT_DIR / "run",
+                        help="where the private Redis keeps its data (default: ./run)")
+    args = parser.parse_args(argv)
     env = dict(os.environ)
     configure_logging(env.get("LOG_LEVEL", "INFO"))
-    procs: list[subprocess.Popen] = []
-
-    def on_signal(signum: int, _frame: object) -> None:
-        raise Stop(signal.Signals(signum).name)
-
-    def started(service: str, start: Callable[[], subprocess.Popen]) -> subprocess.Popen:
-        proc = start()
-        procs.append(proc)
-        if proc.stdout is not None:
-            relay(proc, service)
-        return proc
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    sup = Supervisor()
+    signal.signal(signal.SIGINT, sup.on_signal)
+    signal.signal(signal.SIGTERM, sup.on_signal)
+    code = 0
     try:
-        if "REDIS_URL" not in env:
-            port = free_port()
-            procs.append(start_redis(RUN_DIR / "redis", port))
-            env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
-            log.info("started", extra={"service": "redis", "url": env["REDIS_URL"],
-                                       "data": str(RUN_DIR / "redis")})
-        if "C42_BASE_URL" not in env:
-            port = free_port()
-            env["C42_TOKEN"] = secrets.token_urlsafe(16)
-            env["C42_BASE_URL"] = f"http://127.0.0.1:{port}/api/v2"
-            demo = started("demo", lambda: spawn(
-                [sys.executable, "-m", "demo", "--port", str(port)], env, **PIPE))
-            wait_for(lambda: port_open("127.0.0.1", port), 10, "demo upstream", demo)
-            log.info("started", extra={"service": "demo upstream", "url": env["C42_BASE_URL"]})
-        settings = load_settings(env)
-        RUN_DIR.mkdir(exist_ok=True)
-        started("worker", lambda: celery(env, "worker", "--hostname", "worker@%h", **PIPE))
-        started("beat", lambda: celery(
-            env, "beat", "--schedule", str(RUN_DIR / "celerybeat-schedule"), **PIPE))
-        _, generated = flower_basic_auth(settings)
-        started("flower", lambda: celery(env, "flower", **PIPE))
-        started("api", lambda: start_api(env, **PIPE))
-        base = f"http://{settings.api.host}:{settings.api.port}"
-        log.info("started", extra={"service": "api",
-                                   "url": f"{base}/events-with-subscriptions/launch-party/"})
-        flower_login = ("FLOWER_BASIC_AUTH" if settings.flower.basic_auth
-                        else f"user:password in {CREDENTIALS_FILE}"
-                        + (" (generated now)" if generated else ""))
-        log.info("started", extra={
-            "service": "flower", "url": f"http://{settings.flower.address}:{settings.flower.port}/",
-            "login": flower_login})
-        log.info("running; Ctrl-C stops everything")
-        while True:
-            for proc in procs:
-                if proc.poll() is not None:
-                    log.error("a process exited; stopping",
-                              extra={"process": _name(proc), "code": proc.returncode})
-                    return 1
-            time.sleep(0.5)
-    except Stop as why:
-        log.info("stopping", extra={"signal": str(why)})
-        return 0
+        build(sup, env, args.run_dir)
+        if not sup.stop_requested.is_set():
+            log.info("running; Ctrl-C stops everything")
+        sup.watch()
+    except GaveUp:
+        code = 1
     except (RuntimeError, TimeoutError, SettingsError) as exc:
         log.error("cannot start", extra={"error": str(exc)})
-        return 1
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        stop(list(reversed(procs)))
-        log.info("stopped")
-
-
-def _name(proc: subprocess.Popen) -> str:
-    args = proc.args if isinstance(proc.args, list) else [str(proc.args)]
-    return " ".join(str(a) for a in args[:5])
+        code = 1
+    if sup.signals:
+        log.info("stopping", extra={"signal": sup.signals[0]})
+    sup.stop()
+    log.info("stopped", extra={"exit_code": code})
+    return code
 
 
 if __name__ == "__main__":

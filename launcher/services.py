@@ -99,9 +99,15 @@ def _is_json(line: str) -> bool:
 
 
 def stop(procs: Sequence[subprocess.Popen], timeout: float = 8.0) -> None:
-    """SIGTERM every process group, wait up to ``timeout`` in all, then SIGKILL the rest."""
+    """SIGTERM each process, wait up to ``timeout`` in all, then SIGKILL their groups.
+
+    Only the leader is asked to stop: a Celery worker or gunicorn stops its own children
+    gracefully, which a signal to the whole group would cut short.
+    """
     for proc in procs:
-        _signal_group(proc, signal.SIGTERM)
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + timeout
     for proc in procs:
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -110,6 +116,11 @@ def stop(procs: Sequence[subprocess.Popen], timeout: float = 8.0) -> None:
         _signal_group(proc, signal.SIGKILL)  # also any child the leader left behind
         if proc.poll() is None:
             proc.wait(5)
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL a process's whole group: whatever its leader left behind goes too."""
+    _signal_group(proc, signal.SIGKILL)
 
 
 def _signal_group(proc: subprocess.Popen, sig: signal.Signals) -> None:
@@ -124,12 +135,20 @@ def celery(env: dict[str, str], *args: str, **popen: object) -> subprocess.Popen
                  **popen)
 
 
+def spawn_api(env: dict[str, str], **popen: object) -> subprocess.Popen:
+    """``python -m api`` from the project directory."""
+    return spawn([sys.executable, "-m", "api"], env, cwd=PROJECT_DIR, **popen)
+
+
+def api_ready(env: dict[str, str]) -> bool:
+    settings = load_settings(env)
+    return http_ok(f"http://{settings.api.host}:{settings.api.port}/healthz")
+
+
 def start_api(env: dict[str, str], **popen: object) -> subprocess.Popen:
     """``python -m api``, returning once its /healthz answers."""
-    proc = spawn([sys.executable, "-m", "api"], env, cwd=PROJECT_DIR, **popen)
-    settings = load_settings(env)
-    url = f"http://{settings.api.host}:{settings.api.port}/healthz"
-    wait_for(lambda: http_ok(url), 30, "API", proc)
+    proc = spawn_api(env, **popen)
+    wait_for(lambda: api_ready(env), 30, "API", proc)
     return proc
 
 
@@ -171,16 +190,23 @@ def redis_server_binary() -> str:
     return binary
 
 
-def start_redis(data_dir: Path, port: int, appendonly: bool = True) -> subprocess.Popen:
-    """A private redis-server on loopback; returns once it accepts connections."""
+def spawn_redis(data_dir: Path, port: int, appendonly: bool = True, *options: str
+                ) -> subprocess.Popen:
+    """A private redis-server on loopback (``options``: more ``--name value`` pairs)."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    proc = spawn(
+    return spawn(
         [
             redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
             "--dir", str(data_dir), "--save", "", "--appendonly", "yes" if appendonly else "no",
-            "--logfile", str(data_dir / "redis.log"), "--daemonize", "no",
+            "--logfile", str(data_dir / "redis.log"), "--daemonize", "no", *options,
         ],
         stdout=subprocess.DEVNULL,
     )
+
+
+def start_redis(data_dir: Path, port: int, appendonly: bool = True, *options: str
+                ) -> subprocess.Popen:
+    """``spawn_redis``, returning once it accepts connections."""
+    proc = spawn_redis(data_dir, port, appendonly, *options)
     wait_for(lambda: port_open("127.0.0.1", port), 10, "redis-server", proc)
     return proc

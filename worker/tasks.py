@@ -124,7 +124,9 @@ def _fields(resource: str, started: float, ahead: bool, **extra: object) -> dict
 
 
 def _run_flight(ctx: WorkerContext, flight: Flight, ahead: bool) -> str:
-    outcome = Outcome.failed(CachedProxyError("fetch failed unexpectedly"))
+    # What waiters hear if the fetch never gets to say: the process is being torn down
+    # (SIGTERM/SIGINT raise out of the task) or something unexpected was raised.
+    outcome = Outcome.failed(FetchFailed("the fetch was interrupted"))
     try:
         outcome = refresh(ctx, flight.resource, ahead)
     except SoftTimeLimitExceeded:

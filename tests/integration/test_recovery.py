@@ -32,16 +32,17 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def test_killed_worker_process_fails_its_flight_at_once(api, demo, worker):
-    """Waiters on a fetch whose process dies get a 503 now, not after their timeout;
-    the next request fetches again."""
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_worker_process_fails_its_flight_at_once(api, demo, worker, sig):
+    """Waiters on a fetch whose process dies, whatever killed it, get 503 fetch_failed
+    now, not after their timeout; the next request fetches again."""
     demo.upstream.set_latency(8)
     with ThreadPoolExecutor(1) as pool:
         pending = pool.submit(get, f"{api}{VIEW}/team-standup/")
         assert demo.upstream.wait_for_request("event", "team-standup", timeout=10)
         killed_at = time.monotonic()
         for child in children(worker.pid):
-            os.kill(child, signal.SIGKILL)
+            os.kill(child, sig)
         r = pending.result(timeout=15)
     assert r.status_code == 503
     assert r.json()["error"]["code"] == "fetch_failed"

@@ -1,0 +1,184 @@
+"""``make run`` as users meet it: ``python -m launcher`` supervising the whole system.
+
+Each test starts the launcher with its own Redis, demo upstream, worker, beat, Flower and
+API on free ports, then kills or signals processes the way an operator (or a crash) would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from launcher.services import free_port, stop, wait_for, wait_for_worker
+from shared.settings import PROJECT_DIR, options
+from tests.integration.conftest import eventually
+from tests.integration.test_events_view import VIEW, expected, get
+
+
+@dataclass
+class Launched:
+    proc: subprocess.Popen
+    output: Path
+    api: str
+    env: dict[str, str]
+
+    def lines(self) -> list[str]:
+        return [line for line in self.output.read_text().splitlines() if line.strip()]
+
+    def records(self) -> list[dict]:
+        return [json.loads(line) for line in self.lines()]
+
+    def started(self, service: str) -> dict:
+        return next(r for r in self.records()
+                    if r.get("event") == "started" and r.get("service") == service)
+
+    def demo(self, path: str) -> str:
+        base = self.started("demo upstream")["url"].removesuffix("/api/v2")
+        return f"{base}/_demo/{path}"
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """Every process below ``pid`` with its command line, from /proc."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    found, frontier = {}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, ppid in parents.items():
+            if ppid == parent:
+                try:
+                    cmd = (Path("/proc") / str(child) / "cmdline").read_bytes()
+                except OSError:
+                    continue
+                found[child] = cmd.replace(b"\0", b" ").decode(errors="replace")
+                frontier.append(child)
+    return found
+
+
+def leader(launched: Launched, marker: str) -> int | None:
+    """The pid of the launcher's direct child whose command line has ``marker``."""
+    for pid, cmd in descendants(launched.proc.pid).items():
+        if marker in cmd and _ppid(pid) == launched.proc.pid:
+            return pid
+    return None
+
+
+def _ppid(pid: int) -> int:
+    try:
+        return int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return -1
+
+
+@pytest.fixture
+def launched(tmp_path: Path) -> Iterator[Launched]:
+    """``python -m launcher`` on free ports, its output (stderr) in a file."""
+    config = tmp_path / "config.ini"
+    config.write_text("")
+    ours = {opt.env for opt in options()}
+    api_port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ours},
+        "CACHEDPROXY_CONFIG": str(config),
+        "API_PORT": str(api_port),
+        "FLOWER_PORT": str(free_port()),
+        "FLOWER_BASIC_AUTH": "test:launcher-test",
+        "KEY_PREFIX": "cplaunch",
+    }
+    output = tmp_path / "launcher.log"
+    with output.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "launcher", "--run-dir", str(tmp_path / "run")],
+            env=env, cwd=PROJECT_DIR, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True)
+    launched = Launched(proc, output, f"http://127.0.0.1:{api_port}", env)
+    try:
+        wait_for(lambda: any('"running; Ctrl-C' in line for line in launched.lines()), 60,
+                 "launcher", proc)
+        env["REDIS_URL"] = launched.started("redis")["url"]
+        wait_for_worker(env, proc, hostname=None)
+        yield launched
+    finally:
+        stop([proc], timeout=15)
+
+
+def test_killed_processes_come_back_while_cached_views_stay_up(launched: Launched):
+    """kill -9 of the worker's main process, beat, Flower or the demo upstream: the
+    cached view answers 200 throughout, the process is back within 5 s, misses work."""
+    view = f"{launched.api}{VIEW}/launch-party/"
+    assert get(view).json() == expected("launch-party")
+    statuses: list[int] = []
+    done = threading.Event()
+
+    def read_steadily() -> None:
+        while not done.is_set():
+            statuses.append(requests.get(view, timeout=5).status_code)
+            done.wait(0.05)  # a client reading 20 times a second
+
+    reader = threading.Thread(target=read_steadily)
+    reader.start()
+    try:
+        for marker in (" worker --hostname", " beat --schedule", " flower", "-m demo"):
+            old = leader(launched, marker)
+            assert old is not None, marker
+            os.kill(old, signal.SIGKILL)
+            eventually(lambda m=marker, o=old: leader(launched, m) not in (None, o), 5,
+                       f"{marker} restarted")
+    finally:
+        done.set()
+        reader.join(10)
+    assert statuses and set(statuses) == {200}
+    wait_for_worker(launched.env, launched.proc, timeout=10)
+    assert get(f"{launched.api}{VIEW}/team-standup/").json() == expected("team-standup")
+    exits = [r for r in launched.records() if r.get("event") == "process exited; restarting"]
+    assert [r["service"] for r in exits] == ["worker", "beat", "flower", "demo"]
+    assert {r["signal"] for r in exits} == {"SIGKILL"}
+    assert launched.proc.poll() is None
+
+
+def test_ctrl_c_lets_slow_misses_finish_and_stops_everything(launched: Launched):
+    """SIGINT to the launcher's process group (Ctrl-C), twice, with 4 slow misses in
+    flight: all 4 get their view, every process is gone within 10 s, exit code 0, and
+    every line printed is JSON."""
+    requests.put(launched.demo("latency"), json={"seconds": 0.5}, timeout=5)
+    children = descendants(launched.proc.pid)
+    events = ["team-standup", "quiet-evening", "board-meeting", "launch-party"]
+    with ThreadPoolExecutor(4) as pool:
+        pending = [pool.submit(get, f"{launched.api}{VIEW}/{e}/") for e in events]
+
+        def all_asked() -> bool:
+            seen = requests.get(launched.demo("counters"), timeout=5).json()["requests"]
+            return all(e in seen.get("event", {}) for e in events)
+
+        eventually(all_asked, 10, "every miss reached upstream")
+        os.killpg(launched.proc.pid, signal.SIGINT)
+        stopping = time.monotonic()
+        time.sleep(0.2)  # make forwards the same Ctrl-C a moment later
+        os.killpg(launched.proc.pid, signal.SIGINT)
+        answers = [p.result(timeout=15) for p in pending]
+    assert [r.status_code for r in answers] == [200] * 4
+    assert [r.json() for r in answers] == [expected(e) for e in events]
+    assert launched.proc.wait(timeout=12) == 0
+    assert time.monotonic() - stopping < 10.5
+    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()
+                and "(Z)" not in Path(f"/proc/{pid}/stat").read_text()]
+    records = launched.records()  # raises if any line is not JSON
+    assert any(r.get("event") == "already stopping; a third signal kills everything"
+               for r in records)
+    assert records[-1]["event"] == "stopped" and records[-1]["exit_code"] == 0
