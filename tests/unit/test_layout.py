@@ -1,6 +1,7 @@
 """Architecture rules that keep the layers honest."""
 
 import ast
+import logging
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,3 +33,22 @@ def test_every_redis_key_comes_from_shared_keys():
             continue
         text = path.read_text()
         assert 'f"{prefix}:' not in text and "key_prefix}:" not in text, path
+
+
+RESERVED_LOG_FIELDS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+def test_log_extra_fields_never_overwrite_log_record_attributes():
+    """A log call whose ``extra`` names a LogRecord attribute ("process", "name", ...)
+    raises KeyError at run time; no module makes one."""
+    for path in ROOT.glob("*/*.py"):
+        if path.parts[-2] in {"tests", ".venv"}:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            for kw in node.keywords:
+                if kw.arg == "extra" and isinstance(kw.value, ast.Dict):
+                    names = {k.value for k in kw.value.keys if isinstance(k, ast.Constant)}
+                    clash = names & RESERVED_LOG_FIELDS
+                    assert not clash, f"{path.relative_to(ROOT)}:{node.lineno} uses {clash}"
