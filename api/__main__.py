@@ -62,7 +62,7 @@ class ApiServer(BaseApplication):
         options: dict[str, Any] = {
             "bind": f"{s.api.host}:{s.api.port}",
             "workers": s.api.workers,
-            "worker_class": "gevent",
+            "worker_class": "api.edge.JsonErrorWorker",
             "worker_connections": 1000,
             "graceful_timeout": GRACEFUL_TIMEOUT,
             "timeout": 30,

@@ -160,19 +160,21 @@ def create_app(
     def http_error(err: bottle.HTTPError) -> bytes:
         bottle.response.content_type = JSON_TYPE
         status = err.status_code
-        message = {404: "no such route", 405: "method not allowed"}.get(status, "internal error")
+        reason = err.status_line.partition(" ")[2].lower()
+        message = {404: "no such route", 405: "method not allowed"}.get(
+            status, "internal error" if status >= 500 else reason)
         if status >= 500:
             log.error("unhandled error", extra={"error": repr(err.exception)})
         return encode({"error": {"status": status, "code": _code(status), "message": message}})
 
-    app.error_handler.update({status: http_error for status in (400, 404, 405, 500)})
+    app.default_error_handler = http_error
     return app
 
 
 def _code(status: int) -> str:
-    return {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}.get(
-        status, "internal"
-    )
+    if status >= 500:
+        return "internal"
+    return {404: "not_found", 405: "method_not_allowed"}.get(status, "invalid_request")
 
 
 def celery_enqueue(queue: Celery) -> Enqueue:
