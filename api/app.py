@@ -33,7 +33,7 @@ from shared.queue import FETCH_TASK, QUEUES, celery_app
 from shared.resources import check_key
 from shared.schedule import Schedule
 from shared.settings import MAX_WAIT, Settings
-from shared.store import EntryStore, store_errors
+from shared.store import EntryStore, store_error, store_errors
 
 log = logging.getLogger(__name__)
 
@@ -183,9 +183,22 @@ def celery_enqueue(queue: Celery) -> Enqueue:
             queue.send_task(FETCH_TASK, args=(resource, token),
                             kwargs={"request_id": context_value("request_id")})
         except (OperationalError, redis.RedisError) as exc:
+            cause = _redis_cause(exc)
+            if isinstance(cause, redis.exceptions.OutOfMemoryError):
+                raise store_error(cause) from exc
             raise StoreUnavailable("task queue unavailable") from exc
 
     return enqueue
+
+
+def _redis_cause(exc: BaseException) -> BaseException:
+    """The Redis error under kombu's wrapping, or ``exc`` itself."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, redis.RedisError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return exc
 
 
 def app_from_settings(

@@ -40,6 +40,7 @@ from shared.store import EntryStore
 
 Enqueue = Callable[[str, str], None]  # (resource, flight token) -> fetch task enqueued
 
+PENDING_MARGIN = 1.0  # seconds a led flight's lock outlasts its waiters before the task starts
 HIT, MISS, STALE, STALE_IF_ERROR = "hit", "miss", "stale-while-revalidate", "stale-if-error"
 # Failures that stored good data may stand in for (RFC 5861 section 4).
 FALLBACK_ERRORS = (UpstreamError, FetchTimeout, FetchFailed)
@@ -98,8 +99,9 @@ class Reader:
         if all(_good_until(e, now, cache.stale_while_revalidate) for e in entries):
             # The refresh is best effort: the stored data is the answer either way.
             if not self.schedule.backing_off(stale, now):
-                with contextlib.suppress(CachedProxyError):
-                    self._lead([f for f in map(self.flights.join, stale) if f.leader])
+                with contextlib.suppress(CachedProxyError, redis.RedisError):
+                    self._lead([f for f in self._join(stale, api.miss_wait_timeout)
+                                if f.leader])
             return Read(_checked(entries), STALE)
         fallback = all(_good_until(e, now, cache.stale_if_error) for e in entries)
         if fallback and self.schedule.backing_off(stale, now):
@@ -116,7 +118,7 @@ class Reader:
         return Read(_checked(self.entries.read(resources)), MISS, collapsed)
 
     def _fetch(self, resources: Sequence[str], wait: float) -> bool:
-        flights = [self.flights.join(r) for r in resources]
+        flights = self._join(resources, self.current().api.miss_wait_timeout)
         self._lead([f for f in flights if f.leader])
         deadline = time.monotonic() + wait
         outcomes = [self._wait(f, deadline, wait) for f in flights]
@@ -125,6 +127,12 @@ class Reader:
             if not outcome.ok:
                 raise outcome.error()
         return not any(f.leader for f in flights)
+
+    def _join(self, resources: Sequence[str], longest_wait: float) -> list[Flight]:
+        # Until its task starts, a flight we lead is held as long as anyone may wait
+        # on it: a task message lost on its way then blocks the resource no longer.
+        hold_ms = int((longest_wait + PENDING_MARGIN) * 1000)
+        return [self.flights.join(r, hold_ms=hold_ms) for r in resources]
 
     def _lead(self, flights: Sequence[Flight]) -> None:
         if not flights:

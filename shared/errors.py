@@ -7,7 +7,9 @@
     │   └── UpstreamTimeout     504  upstream_timeout  upstream did not answer in time
     ├── FetchTimeout            504  fetch_timeout     a miss waited longer than allowed
     ├── FetchFailed             503  fetch_failed      the fetch's worker process died
-    └── StoreUnavailable        503  store_unavailable Redis or the broker is unreachable
+    ├── StoreUnavailable        503  store_unavailable Redis or the broker is unreachable,
+    │                                                  or read-only (a failover under way)
+    └── StoreFull               503  store_full        Redis refused a write: out of memory
 """
 
 from __future__ import annotations
@@ -65,10 +67,15 @@ class StoreUnavailable(CachedProxyError):
     code = "store_unavailable"
 
 
+class StoreFull(CachedProxyError):
+    status = 503
+    code = "store_full"
+
+
 _BY_CODE: dict[str, type[CachedProxyError]] = {
     cls.code: cls
     for cls in (CachedProxyError, InvalidRequest, NotFound, UpstreamError, UpstreamTimeout,
-                FetchTimeout, FetchFailed, StoreUnavailable)
+                FetchTimeout, FetchFailed, StoreUnavailable, StoreFull)
 }
 
 

@@ -2,10 +2,14 @@
 
 A miss joins the flight of its resource with ``SET lock <token> NX PX <ms> GET``: the first
 caller becomes the leader (and enqueues the fetch); every later caller gets the leader's
-token back in the same round trip. Everyone then waits on the flight's result list with
-``BLMOVE key key``, which hands every waiter the same element without consuming it. The
-fetch task writes the entry first, then the outcome, then releases the lock with a
-compare-and-delete, all in one script.
+token back in the same round trip. A flight led by the API holds the lock only for its
+waiters' longest wait until the fetch task starts and extends it (``start``): a task
+message that never reaches a worker (a worker killed with it, a broker out of memory)
+blocks the resource for seconds, not for the fetch's whole time limit.
+
+Everyone waits on the flight's result list with ``BLMOVE key key``, which hands every
+waiter the same element without consuming it. The fetch task writes the entry first,
+then the outcome, then releases the lock with a compare-and-delete, all in one script.
 """
 
 from __future__ import annotations
@@ -25,11 +29,27 @@ FETCH_TIME_LIMIT = 30
 LOCK_TIMEOUT_MS = (FETCH_TIME_LIMIT + 5) * 1000
 RESULT_TTL_MS = 30_000
 
-_FINISH = """
+# allow-oom: the outcome (a few bytes, expiring) must reach the waiters even when Redis
+# is out of memory, or they would wait out their timeout for "store full".
+_FINISH = """#!lua flags=allow-oom
 redis.call('RPUSH', KEYS[2], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
+"""
+
+
+_START = """
+local current = redis.call('GET', KEYS[1])
+if current == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if not current then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
 """
 
 
@@ -74,16 +94,26 @@ class Flights:
         self.redis = client
         self.keys = keys
         self._finish = client.register_script(_FINISH)
+        self._start = client.register_script(_START)
 
-    def join(self, resource: str, token: str | None = None) -> Flight:
-        """Lead a new flight for the resource, or follow the one under way."""
+    def join(self, resource: str, token: str | None = None, hold_ms: int = LOCK_TIMEOUT_MS
+             ) -> Flight:
+        """Lead a new flight for the resource, or follow the one under way. A new lock
+        is held ``hold_ms`` at first: until the fetch task starts, when it is led by a
+        request that enqueues one."""
         token = token or secrets.token_hex(12)
         current = self.redis.set(
-            self.keys.lock(resource), token, nx=True, px=LOCK_TIMEOUT_MS, get=True
+            self.keys.lock(resource), token, nx=True, px=hold_ms, get=True
         )
         if current is None:
             return Flight(resource, token, leader=True)
         return Flight(resource, _text(current), leader=False)  # type: ignore[arg-type]
+
+    def start(self, flight: Flight) -> bool:
+        """The fetch task begins: hold the lock for the fetch's time limit. False when
+        the lock expired while the task was queued and another flight holds it now."""
+        return bool(self._start(keys=[self.keys.lock(flight.resource)],
+                                args=[flight.token, LOCK_TIMEOUT_MS]))
 
     def finish(self, flight: Flight, outcome: Outcome) -> None:
         """Publish the outcome to every waiter and release the lock if still ours."""

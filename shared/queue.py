@@ -45,6 +45,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "global_keyprefix": Keys(settings.redis.key_prefix).celery_prefix(),
         },
         "broker_connection_retry_on_startup": True,
+        # A Redis error reply (out of memory, read-only during a failover) restarts the
+        # consumer like a lost connection does, instead of ending the worker.
+        "broker_channel_error_retry": True,
         "task_default_queue": FETCH_QUEUE,
         "task_default_exchange": "",
         "task_queues": [Queue(q, _DIRECT, routing_key=q) for q in QUEUES],

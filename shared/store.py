@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import redis
 
 from shared.entry import Entry
-from shared.errors import StoreUnavailable
+from shared.errors import CachedProxyError, StoreFull, StoreUnavailable
 from shared.keys import Keys
 
 # A 304 touches only the timestamps, and only of an entry that still exists.
@@ -21,13 +21,21 @@ return 1
 """
 
 
+def store_error(exc: redis.RedisError) -> CachedProxyError:
+    """What a Redis error means to a client: full (out of memory) or unavailable
+    (unreachable, timing out, loading, or read-only during a failover)."""
+    if isinstance(exc, redis.exceptions.OutOfMemoryError):
+        return StoreFull("cache store is full (Redis maxmemory reached)")
+    return StoreUnavailable(f"cache store unavailable: {type(exc).__name__}")
+
+
 @contextmanager
 def store_errors() -> Iterator[None]:
-    """Turn an unreachable Redis into ``StoreUnavailable`` (503)."""
+    """Turn a Redis error into ``StoreFull`` or ``StoreUnavailable`` (503)."""
     try:
         yield
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise StoreUnavailable(f"cache store unavailable: {type(exc).__name__}") from exc
+    except redis.RedisError as exc:
+        raise store_error(exc) from exc
 
 
 def _ms(epoch_seconds: float) -> int:
@@ -52,8 +60,13 @@ class EntryStore:
             pipe.hgetall(self.keys.entry(resource))
         if also is not None:
             also(pipe)
-        replies = pipe.execute()
-        return [Entry.from_fields(fields) for fields in replies[: len(resources)]]
+        # What ``also`` adds is best effort (recording a read must not fail a hit when
+        # Redis is out of memory); the entries' own replies must be good.
+        replies = pipe.execute(raise_on_error=False)[: len(resources)]
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return [Entry.from_fields(fields) for fields in replies]
 
     def save(self, resource: str, entry: Entry, keep_until: float) -> None:
         """Replace an entry whole; a reader never sees half of one."""

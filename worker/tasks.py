@@ -22,7 +22,13 @@ from celery.signals import task_failure
 from shared import c42
 from shared.catalog import kind_of
 from shared.entry import keep_until, not_found
-from shared.errors import CachedProxyError, FetchFailed, NotFound, UpstreamTimeout
+from shared.errors import (
+    CachedProxyError,
+    FetchFailed,
+    FetchTimeout,
+    NotFound,
+    UpstreamTimeout,
+)
 from shared.flight import FETCH_TIME_LIMIT, Flight, Outcome
 from shared.health import ticked
 from shared.live import live_settings
@@ -30,6 +36,7 @@ from shared.logs import log_context
 from shared.queue import FETCH_TASK, REFRESH_TASK, TICK_TASK
 from shared.refresh import next_refresh, recently_checked, retry_delay
 from shared.resources import ResourceKind
+from shared.store import store_error
 from worker import app
 from worker.context import WorkerContext
 from worker.fetch import fetch
@@ -131,8 +138,16 @@ def _run_flight(ctx: WorkerContext, flight: Flight, ahead: bool) -> str:
         outcome = refresh(ctx, flight.resource, ahead)
     except SoftTimeLimitExceeded:
         outcome = Outcome.failed(UpstreamTimeout("fetch took longer than its time limit"))
+    except redis.RedisError as exc:
+        outcome = Outcome.failed(store_error(exc))
+        log.warning("fetch could not use the store", extra={
+            "resource": flight.resource, "outcome": outcome.code, "error": repr(exc)})
     finally:
-        ctx.flights.finish(flight, outcome)
+        try:
+            ctx.flights.finish(flight, outcome)
+        except redis.RedisError as exc:
+            log.warning("fetch outcome not published; its waiters time out",
+                        extra={"resource": flight.resource, "error": repr(exc)})
     return outcome.code
 
 
@@ -141,8 +156,21 @@ def fetch_resource(self: ContextTask, resource: str, token: str,
                    request_id: str | None = None) -> str:
     """Fetch one resource for the flight ``token`` (led by the API) and publish the outcome;
     logs carry the id of the request that caused it."""
+    ctx = self.context
+    flight = Flight(resource, token, leader=True)
     with log_context(request_id=request_id, task_id=self.request.id):
-        return _run_flight(self.context, Flight(resource, token, leader=True), ahead=False)
+        try:
+            started = ctx.flights.start(flight)
+        except redis.RedisError as exc:
+            ctx.flights.finish(flight, Outcome.failed(store_error(exc)))
+            return store_error(exc).code
+        if not started:
+            # Queued past its waiters' deadline, and another flight leads now.
+            log.info("fetch superseded", extra={"resource": resource})
+            ctx.flights.finish(flight, Outcome.failed(
+                FetchTimeout("the fetch started after its waiters gave up")))
+            return "superseded"
+        return _run_flight(ctx, flight, ahead=False)
 
 
 @app.task(bind=True, base=ContextTask, name=REFRESH_TASK)
@@ -154,7 +182,13 @@ def refresh_resource(self: ContextTask, resource: str, due: float | None = None)
         with contextlib.suppress(redis.RedisError):
             ctx.metrics.refresh_lag(ctx.clock() - due)
     # The task id is the flight's token, so _fetch_lost can end the flight too.
-    flight = ctx.flights.join(resource, token=self.request.id)
+    try:
+        flight = ctx.flights.join(resource, token=self.request.id)
+    except redis.RedisError as exc:
+        # Out of memory or away: the schedule's lease brings the refresh back.
+        log.warning("refresh skipped: store unusable",
+                    extra={"resource": resource, "error": repr(exc)})
+        return store_error(exc).code
     if not flight.leader:
         return "in_flight"  # that fetch plans the next refresh
     with log_context(task_id=self.request.id):
@@ -167,11 +201,22 @@ def tick(self: ContextTask) -> int:
     ctx = self.context
     plan = ctx.settings.refresh
     pinned = [r for event_id in ctx.settings.c42.prefetch for r in c42.event_resources(event_id)]
-    claimed, dropped = ctx.schedule.claim_due(
-        plan.max_claims, REFRESH_LEASE, plan.idle_timeout, pinned)
-    ticked(ctx.redis, ctx.schedule.keys, ctx.clock())
-    for resource, due in claimed:
-        refresh_resource.apply_async((resource, due), expires=REFRESH_LEASE)
+    try:
+        claimed, dropped = ctx.schedule.claim_due(
+            plan.max_claims, REFRESH_LEASE, plan.idle_timeout, pinned)
+        ticked(ctx.redis, ctx.schedule.keys, ctx.clock())
+    except redis.RedisError as exc:
+        # Out of memory or away: nothing was claimed; the next tick tries again.
+        log.warning("tick skipped: store unusable", extra={"error": repr(exc)})
+        return 0
+    for sent, (resource, due) in enumerate(claimed):
+        try:
+            refresh_resource.apply_async((resource, due), expires=REFRESH_LEASE)
+        except Exception as exc:  # kombu wraps Redis's errors in its own
+            # The claimed leases bring the rest back once they run out.
+            log.warning("tick could not enqueue refreshes", extra={
+                "error": repr(exc), "enqueued": sent, "claimed": len(claimed)})
+            return sent
     if claimed or dropped:
         log.info("tick", extra={"claimed": len(claimed), "idle_dropped": dropped})
     return len(claimed)

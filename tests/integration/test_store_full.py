@@ -1,0 +1,170 @@
+"""Redis out of memory (``maxmemory`` with ``noeviction``): clear answers, no dead process.
+
+Hits keep being served (recording a read is best effort), a miss that cannot store
+answers 503 ``store_full``, and the worker and beat stay up and carry on once Redis has
+room again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+
+from api.app import app_from_settings
+from demo.server import threaded_wsgi_server
+from launcher.services import celery, free_port, start_redis, stop, wait_for_worker
+from shared.errors import StoreFull
+from shared.flight import Flights, Outcome
+from shared.keys import Keys
+from shared.queue import FETCH_TASK, celery_app
+from shared.settings import load_settings
+from tests.integration.conftest import eventually
+from tests.integration.test_events_view import VIEW, expected, get
+
+PREFIX = "cpfull"
+JUNK = "junk-not-cachedproxy"
+COLD_EVENTS = [f"cold-{i}" for i in range(40)]
+
+
+@dataclass
+class FullStack:
+    api: str
+    redis: redis.Redis
+    worker: subprocess.Popen
+    beat: subprocess.Popen
+    env: dict[str, str]
+    logs: Path
+
+    def fill(self) -> None:
+        """Write junk until Redis refuses writes."""
+        i = 0
+        while True:
+            try:
+                self.redis.set(f"{JUNK}:{i}", "x" * 2000)
+            except redis.exceptions.OutOfMemoryError:
+                break
+            i += 1
+        for j in range(2000):  # top it up with small keys, right to the limit
+            with contextlib.suppress(redis.exceptions.OutOfMemoryError):
+                self.redis.set(f"{JUNK}:small:{j}", "y" * 50)
+
+    def make_room(self) -> None:
+        for key in self.redis.scan_iter(f"{JUNK}:*", count=1000):
+            self.redis.delete(key)
+
+
+@pytest.fixture
+def full_stack(env, demo, tmp_path: Path) -> Iterator[FullStack]:
+    """A Redis capped at 10 MB with noeviction, a worker and beat on it, and the API."""
+    port = free_port()
+    procs = [start_redis(tmp_path / "redis", port, False,
+                         "--maxmemory", "10mb", "--maxmemory-policy", "noeviction")]
+    url = f"redis://127.0.0.1:{port}/0"
+    env = {**env, "REDIS_URL": url, "KEY_PREFIX": PREFIX, "REFRESH_TICK_INTERVAL": "0.5"}
+    with (tmp_path / "worker.log").open("w") as out:
+        worker = celery(env, "worker", "--concurrency", "2", "--without-mingle",
+                        "--without-gossip", "--hostname", "full@%h",
+                        stdout=out, stderr=subprocess.STDOUT)
+    with (tmp_path / "beat.log").open("w") as out:
+        beat = celery(env, "beat", "--schedule", str(tmp_path / "beat-schedule"),
+                      stdout=out, stderr=subprocess.STDOUT)
+    procs += [beat, worker]
+    wait_for_worker(env, worker)
+    for event in COLD_EVENTS:
+        demo.upstream.put_event(event, f"Event {event}", ["Ada"])
+    # A miss whose task message the full broker could not hand to the worker waits out
+    # its timeout (504): keep that short here.
+    settings = load_settings(env).replace(api={"miss_wait_timeout": 2.0})
+    server = threaded_wsgi_server(app_from_settings(settings), "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    client = redis.Redis.from_url(url)
+    try:
+        yield FullStack(f"http://127.0.0.1:{server.server_address[1]}", client, worker, beat,
+                        env, tmp_path)
+    finally:
+        server.shutdown()
+        server.server_close()
+        stop(procs)
+
+
+def test_full_redis_serves_hits_refuses_misses_and_nothing_dies(full_stack: FullStack):
+    """1,000 mixed requests against a full Redis: hits 200, misses 503 store_full (or
+    504 when the task was lost on its way), 0 × 500; worker and beat stay up, and once
+    Redis has room a miss is fetched."""
+    warm = ["launch-party", "team-standup", "board-meeting"]
+    for event in warm:
+        assert get(f"{full_stack.api}{VIEW}/{event}/").json() == expected(event)
+    full_stack.fill()
+    rng = random.Random(7)
+    plan = [rng.choice(warm) if rng.random() < 0.5 else rng.choice(COLD_EVENTS)
+            for _ in range(1000)]
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(
+            lambda e: (e, requests.get(f"{full_stack.api}{VIEW}/{e}/", timeout=15)), plan))
+    by_kind: dict[tuple[bool, int], int] = {}
+    for event, r in answers:
+        by_kind[(event in warm, r.status_code)] = by_kind.get((event in warm, r.status_code), 0) + 1
+        if r.status_code != 200:
+            assert (r.status_code, r.json()["error"]["code"]) in {
+                (503, "store_full"), (504, "fetch_timeout")}, r.text
+    assert set(by_kind) <= {(True, 200), (False, 200), (False, 503), (False, 504)}, by_kind
+    assert by_kind.get((False, 503), 0) > 0  # the cold misses met the full store
+    # The tick and the refreshes kept failing meanwhile; nothing died of it.
+    assert full_stack.worker.poll() is None and full_stack.beat.poll() is None
+    full_stack.make_room()
+    event = COLD_EVENTS[0]
+    eventually(lambda: get(f"{full_stack.api}{VIEW}/{event}/").status_code == 200, 10,
+               "a miss works again")
+    assert full_stack.worker.poll() is None and full_stack.beat.poll() is None
+
+
+def test_worker_consuming_from_a_full_redis_stays_up(full_stack: FullStack):
+    """Tasks waiting in the queue when Redis fills up: taking them fails, the worker
+    keeps running (no 'Unrecoverable error'), and works normally once there is room."""
+    os.kill(full_stack.worker.pid, signal.SIGSTOP)  # its consumer takes nothing meanwhile
+    try:
+        queue = celery_app(load_settings(full_stack.env))
+        for event in COLD_EVENTS[:5]:
+            queue.send_task(FETCH_TASK, args=(f"c42:event:{event}", "no-waiter"))
+        full_stack.fill()
+    finally:
+        os.kill(full_stack.worker.pid, signal.SIGCONT)
+    log = full_stack.logs / "worker.log"
+    eventually(lambda: "OutOfMemoryError" in log.read_text()
+               or "command not allowed" in log.read_text(), 15, "the worker met the full store")
+    assert full_stack.worker.poll() is None
+    assert "Unrecoverable error" not in log.read_text()
+    full_stack.make_room()
+    event = COLD_EVENTS[-1]
+    eventually(lambda: get(f"{full_stack.api}{VIEW}/{event}/").status_code == 200, 20,
+               "the worker fetches again")
+    assert full_stack.worker.poll() is None
+
+
+def test_outcome_reaches_waiters_when_redis_is_full(full_stack: FullStack):
+    """A fetch that finishes after Redis filled up still hands its outcome to the
+    requests already waiting (they hear it now rather than waiting out their timeout)."""
+    flights = Flights(full_stack.redis, Keys(PREFIX))
+    flight = flights.join("c42:event:cold-1")
+    assert flight.leader
+    waiting = redis.Redis.from_url(full_stack.env["REDIS_URL"], socket_timeout=20)
+    with ThreadPoolExecutor(1) as pool:
+        waiter = pool.submit(flights.wait, flight, 15.0, waiting)
+        eventually(lambda: full_stack.redis.info("clients")["blocked_clients"] >= 1, 5,
+                   "the waiter is blocked on the result key")
+        full_stack.fill()
+        flights.finish(flight, Outcome.failed(StoreFull("cache store is full")))
+        outcome = waiter.result(timeout=5)
+    assert outcome is not None and outcome.code == "store_full"
