@@ -154,6 +154,9 @@ class FlowerSettings:
         "", "FLOWER_BASIC_AUTH",
         "user:password for Flower (comma-separated for several); empty: generated at first run",
     )
+    max_tasks: int = option(
+        2000, "FLOWER_MAX_TASKS", "Tasks Flower keeps in memory; its memory grows with them",
+    )
 
 
 @dataclass(frozen=True)
@@ -310,6 +313,7 @@ def validate(settings: Settings) -> Settings:
             f"api.miss_wait_timeout and api.stale_wait_timeout must be 0-{MAX_WAIT:g} s",
         ),
         (settings.api.workers >= 1, "api.workers must be at least 1"),
+        (settings.flower.max_tasks >= 1, "flower.max_tasks must be at least 1"),
         (0.1 <= settings.refresh.ratio < 1, "refresh.ratio must be at least 0.1 and below 1"),
         (settings.refresh.idle_timeout > 0, "refresh.idle_timeout must be positive"),
         (settings.refresh.tick_interval > 0, "refresh.tick_interval must be positive"),

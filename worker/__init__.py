@@ -7,7 +7,7 @@ import os
 
 import click
 from celery import Celery
-from celery.signals import setup_logging, user_preload_options
+from celery.signals import beat_init, setup_logging, user_preload_options
 
 app = Celery("cachedproxy", include=["worker.tasks", "worker.health"])
 app.config_from_object("celeryconfig")
@@ -30,3 +30,10 @@ def _json_logging(**_: object) -> None:
     from shared.settings import load_settings
 
     configure_logging(load_settings().log.level)
+
+
+@beat_init.connect
+def _no_sent_events(sender: object, **_: object) -> None:
+    """Beat sends only the tick, once a second: no "task-sent" events for it, which
+    would fill Flower's task list (the tick task itself sends none either)."""
+    app.conf.task_send_sent_event = False

@@ -195,7 +195,8 @@ def refresh_resource(self: ContextTask, resource: str, due: float | None = None)
         return _run_flight(ctx, flight, ahead=True)
 
 
-@app.task(bind=True, base=ContextTask, name=TICK_TASK, ignore_result=True)
+# No task events for the tick: one a second would crowd Flower's task list and memory.
+@app.task(bind=True, base=ContextTask, name=TICK_TASK, ignore_result=True, send_events=False)
 def tick(self: ContextTask) -> int:
     """Claim the resources due for refresh and enqueue a refresh for each."""
     ctx = self.context

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,10 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.ui import WebDriverWait
 
 from launcher.services import celery, free_port, http_ok, stop, wait_for
+from shared.keys import Keys
+from shared.queue import celery_app
+from shared.settings import load_settings
+from tests.integration.conftest import PREFIX, eventually
 from tests.integration.test_events_view import VIEW, get
 
 LOGIN = ("ops", "flower-test-password")
@@ -67,3 +72,61 @@ def test_browser_sees_the_worker_and_a_fetch_task(flower, browser, api, logs):
     browser.get(f"{flower}/tasks")
     WebDriverWait(browser, 30).until(lambda d: "cachedproxy.fetch" in d.page_source)
     browser.save_screenshot(str(logs / "flower-tasks.png"))
+
+
+def test_flower_keeps_a_bounded_number_of_tasks(env, tmp_path: Path):
+    """Flower holds at most flower.max_tasks tasks however many it hears of, so its
+    memory stays bounded in a long run."""
+    port = free_port()
+    flower_env = {**env, "FLOWER_PORT": str(port), "FLOWER_BASIC_AUTH": ":".join(LOGIN),
+                  "FLOWER_MAX_TASKS": "50"}
+    with (tmp_path / "flower.log").open("w") as out:
+        proc = celery(flower_env, "flower", stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: http_ok(f"{url}/healthcheck"), 30, "flower", proc)
+        app = celery_app(load_settings(env))
+        sent = 0
+        with app.connection_for_write() as conn:
+            dispatcher = app.events.Dispatcher(conn, hostname="fake@test")
+            # Flower subscribes to events a moment after it answers: send until it has
+            # seen some, then 200 more.
+            def seen() -> int:
+                tasks = requests.get(f"{url}/api/tasks", auth=LOGIN, timeout=10).json()
+                return len(tasks)
+
+            while seen() == 0:
+                dispatcher.send("task-received", uuid=f"t-{sent}", name="cachedproxy.fetch")
+                sent += 1
+                assert sent < 5000, "flower never saw an event"
+                time.sleep(0.01)
+            for i in range(200):
+                dispatcher.send("task-received", uuid=f"more-{i}", name="cachedproxy.fetch")
+        eventually(lambda: "more-199" in requests.get(
+            f"{url}/api/tasks", auth=LOGIN, timeout=10).json(), 10, "the last event seen")
+        assert seen() <= 50
+    finally:
+        stop([proc])
+
+
+def test_ticks_stay_out_of_flower(flower, env, api, store, tmp_path: Path):
+    """Beat's tick (one a second) sends no task events: Flower lists the fetches a
+    miss causes, and no tick."""
+    with (tmp_path / "beat.log").open("w") as out:
+        beat = celery({**env, "REFRESH_TICK_INTERVAL": "0.2"}, "beat", "--schedule",
+                      str(tmp_path / "beat-schedule"), stdout=out, stderr=subprocess.STDOUT)
+    try:
+        tick_key = Keys(PREFIX).last_tick()
+        eventually(lambda: store.get(tick_key) is not None, 20, "beat ticks")
+        first = float(store.get(tick_key))
+        eventually(lambda: float(store.get(tick_key)) > first + 0.5, 10, "several ticks")
+        assert get(f"{api}{VIEW}/quiet-evening/").status_code == 200
+
+        def names() -> set[str]:
+            tasks = requests.get(f"{flower}/api/tasks", auth=LOGIN, timeout=10).json()
+            return {t.get("name") for t in tasks.values()}
+
+        eventually(lambda: "cachedproxy.fetch" in names(), 20, "flower lists the fetch")
+        assert "cachedproxy.tick" not in names()
+    finally:
+        stop([beat])
