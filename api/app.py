@@ -24,6 +24,7 @@ from api.reader import HIT, MISS, STALE_IF_ERROR, Enqueue, Read, Reader
 from api.requests_log import RequestLog
 from api.views import EVENTS_WITH_SUBSCRIPTIONS, View
 from shared import health, http
+from shared.breaker import UpstreamBreaker
 from shared.errors import CachedProxyError, StoreUnavailable
 from shared.flight import Flights
 from shared.keys import Keys
@@ -187,6 +188,11 @@ def celery_enqueue(queue: Celery) -> Enqueue:
             if isinstance(cause, redis.exceptions.OutOfMemoryError):
                 raise store_error(cause) from exc
             raise StoreUnavailable("task queue unavailable") from exc
+        except Exception as exc:
+            # kombu can fail in its own ways after a broker error (a channel closed
+            # under a concurrent publisher); the answer is the same.
+            log.warning("enqueue failed", exc_info=True)
+            raise StoreUnavailable("task queue unavailable") from exc
 
     return enqueue
 
@@ -227,6 +233,7 @@ def app_from_settings(
         EntryStore(client, keys),
         Flights(client, keys),
         Schedule(client, keys),
+        UpstreamBreaker(client, keys),
         celery_enqueue(queue),
         current,
         waiting,

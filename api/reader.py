@@ -7,8 +7,8 @@ For each resource of a view the stored entry is:
   fetch task) and waits on the flight's result key. If the fetch fails and good data is
   stored, that data is served for up to ``stale_if_error`` past its freshness, and the
   wait for upstream is capped at ``stale_wait_timeout`` since there is data to fall back on.
-  While the worker is backing off a failing resource, such data is served without asking
-  upstream at all.
+  While the worker is backing off a failing resource, or probing a failing upstream
+  (shared/breaker.py), such data is served without asking upstream at all.
 
 Reads are recorded for the refresh schedule in the hit's own round trip, at most once
 per resource per read period in each process. The API never calls upstream itself.
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import redis
 
+from shared.breaker import UpstreamBreaker
 from shared.catalog import upstream_of
 from shared.entry import Entry
 from shared.errors import (
@@ -40,6 +41,7 @@ from shared.store import EntryStore
 
 Enqueue = Callable[[str, str], None]  # (resource, flight token) -> fetch task enqueued
 
+PROBE_OVERDUE = 30.0  # seconds past due after which requests may probe an upstream
 PENDING_MARGIN = 1.0  # seconds a led flight's lock outlasts its waiters before the task starts
 HIT, MISS, STALE, STALE_IF_ERROR = "hit", "miss", "stale-while-revalidate", "stale-if-error"
 # Failures that stored good data may stand in for (RFC 5861 section 4).
@@ -68,6 +70,7 @@ class Reader:
         entries: EntryStore,
         flights: Flights,
         schedule: Schedule,
+        breaker: UpstreamBreaker,
         enqueue: Enqueue,
         current: Callable[[], Settings],
         waiting_redis: redis.Redis,
@@ -76,6 +79,7 @@ class Reader:
         self.entries = entries
         self.flights = flights
         self.schedule = schedule
+        self.breaker = breaker
         self.enqueue = enqueue
         self.current = current  # the settings in force now; they may change live
         self.waiting_redis = waiting_redis  # socket timeout above the longest wait
@@ -98,13 +102,13 @@ class Reader:
             return Read(_checked(entries, hit=True))
         if all(_good_until(e, now, cache.stale_while_revalidate) for e in entries):
             # The refresh is best effort: the stored data is the answer either way.
-            if not self.schedule.backing_off(stale, now):
+            if not self._backing_off(stale, now):
                 with contextlib.suppress(CachedProxyError, redis.RedisError):
                     self._lead([f for f in self._join(stale, api.miss_wait_timeout)
                                 if f.leader])
             return Read(_checked(entries), STALE)
         fallback = all(_good_until(e, now, cache.stale_if_error) for e in entries)
-        if fallback and self.schedule.backing_off(stale, now):
+        if fallback and self._backing_off(stale, now):
             # Upstream failed these lately and the worker's retry is not due: asking
             # again per request would hammer a failing upstream.
             return Read(_checked(entries), STALE_IF_ERROR)
@@ -127,6 +131,15 @@ class Reader:
             if not outcome.ok:
                 raise outcome.error()
         return not any(f.leader for f in flights)
+
+    def _backing_off(self, resources: Sequence[str], now: float) -> bool:
+        """Whether asking upstream for every one of these would only repeat a failure:
+        the resource failed and its retry is not due, or its upstream is failing (the
+        worker probes it; only a probe overdue by PROBE_OVERDUE is left to requests)."""
+        own = self.schedule.backing_off_each(resources, now)
+        upstream = self.breaker.failing([upstream_of(r) for r in resources], now,
+                                        grace=PROBE_OVERDUE)
+        return all(a or b for a, b in zip(own, upstream, strict=True))
 
     def _join(self, resources: Sequence[str], longest_wait: float) -> list[Flight]:
         # Until its task starts, a flight we lead is held as long as anyone may wait

@@ -36,6 +36,14 @@ class Keys:
         """Hash: resource -> refreshes failed in a row."""
         return self._key("failures")
 
+    def upstream_health(self, upstream: str) -> str:
+        """Hash of a failing upstream: failures in a row, next probe (epoch ms)."""
+        return self._key("upstream", upstream)
+
+    def held(self, upstream: str) -> str:
+        """Set of resources whose refreshes wait for a failing upstream to answer."""
+        return self._key("held", upstream)
+
     def workers(self) -> str:
         """Sorted set: worker hostname -> its last heartbeat (epoch ms)."""
         return self._key("health", "workers")

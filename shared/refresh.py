@@ -1,9 +1,12 @@
-"""When to refresh: the pure timing rules of refresh-ahead, and the API's read throttle."""
+"""When to refresh: the pure timing rules of refresh-ahead, of backing off a failing
+upstream and of catching up after it recovers, and the API's read throttle."""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+
+from shared.errors import CachedProxyError, UpstreamError
 
 
 def next_refresh(checked_at: float, ttl: float, ratio: float,
@@ -48,3 +51,25 @@ class ReadThrottle:
         for resource in due:
             self._next[resource] = now + self.period
         return due
+
+
+def upstream_failing(error: CachedProxyError) -> bool:
+    """Whether an error says the upstream as a whole is failing, not one resource:
+    unreachable, timing out, 5xx, rate limiting (429) or refusing our credentials
+    (401/403). A malformed body or another 4xx concerns the one resource."""
+    if not isinstance(error, UpstreamError):
+        return False
+    status = error.upstream_status
+    return status is None or status >= 500 or status in (401, 403, 429)
+
+
+def recovery_plan(resources: Sequence[str], now: float, per_second: float,
+                  least: float = 1.0) -> list[tuple[str, float]]:
+    """When to refresh the resources held back while their upstream failed, now that it
+    answers again: spread evenly over ``least`` seconds, or longer so that no more than
+    ``per_second`` are due in any second."""
+    if not resources:
+        return []
+    spread = max(least, len(resources) / per_second)
+    step = spread / len(resources)
+    return [(resource, now + i * step) for i, resource in enumerate(sorted(resources))]

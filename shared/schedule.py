@@ -133,14 +133,29 @@ class Schedule:
 
     def backing_off(self, resources: Sequence[str], now: float) -> bool:
         """Whether every resource failed its last refresh and its retry is not due yet."""
+        return all(self.backing_off_each(resources, now))
+
+    def backing_off_each(self, resources: Sequence[str], now: float) -> list[bool]:
+        """For each resource: it failed its last refresh and its retry is not due yet."""
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.hmget(self.keys.failures(), list(resources))
             pipe.zmscore(self.keys.schedule(), list(resources))
             failures, retry_at = pipe.execute()
-        return all(
+        return [
             count is not None and int(count) > 0 and at is not None and at > _ms(now)
             for count, at in zip(failures, retry_at, strict=True)
-        )
+        ]
+
+    def replan(self, plan: Sequence[tuple[str, float]]) -> None:
+        """Move live resources' next refreshes to the given times (epoch seconds), and
+        forget their failures; resources no longer live are left out."""
+        if not plan:
+            return
+        with self.redis.pipeline(transaction=True) as pipe:
+            for resource, at in plan:
+                pipe.zadd(self.keys.schedule(), {resource: _ms(at)}, xx=True)
+            pipe.hdel(self.keys.failures(), *[resource for resource, _ in plan])
+            pipe.execute()
 
     def record_reads(self, pipe: redis.client.Pipeline, resources: Sequence[str], now: float
                      ) -> None:

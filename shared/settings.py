@@ -95,6 +95,10 @@ class RefreshSettings:
     retry_max: float = option(
         300.0, "REFRESH_RETRY_MAX", "Longest wait between retries of a failing refresh", live=True
     )
+    probe_max: float = option(
+        5.0, "REFRESH_PROBE_MAX",
+        "Longest wait between probes of a failing upstream (one request each)", live=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -321,6 +325,10 @@ def validate(settings: Settings) -> Settings:
         (
             0 < settings.refresh.retry_base <= settings.refresh.retry_max,
             "refresh.retry_base must be positive and at most refresh.retry_max",
+        ),
+        (
+            settings.refresh.retry_base <= settings.refresh.probe_max,
+            "refresh.probe_max must be at least refresh.retry_base",
         ),
         (
             all(KEY_RE.fullmatch(k) for k in settings.c42.prefetch),

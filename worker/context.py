@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import redis
 
 from shared import c42
+from shared.breaker import UpstreamBreaker
 from shared.flight import Flights
 from shared.keys import Keys
 from shared.live import LiveSettings, apply_log_level
@@ -39,6 +40,7 @@ class WorkerContext:
     flights: Flights
     schedule: Schedule
     metrics: WorkerMetrics
+    breaker: UpstreamBreaker
     upstreams: dict[str, UpstreamClient]
     clock: Callable[[], float] = field(default=time.time)
 
@@ -57,7 +59,8 @@ class WorkerContext:
         )
         keys = Keys(settings.redis.key_prefix)
         ctx = cls(live.get, client, EntryStore(client, keys), Flights(client, keys),
-                  Schedule(client, keys), WorkerMetrics(client, keys), upstream_clients(settings))
+                  Schedule(client, keys), WorkerMetrics(client, keys),
+                  UpstreamBreaker(client, keys), upstream_clients(settings))
 
         def on_change(old: Settings, new: Settings) -> None:
             if (old.c42, old.upstream) != (new.c42, new.upstream):

@@ -27,6 +27,7 @@ from shared.errors import (
     FetchFailed,
     FetchTimeout,
     NotFound,
+    UpstreamError,
     UpstreamTimeout,
 )
 from shared.flight import FETCH_TIME_LIMIT, Flight, Outcome
@@ -34,7 +35,13 @@ from shared.health import ticked
 from shared.live import live_settings
 from shared.logs import log_context
 from shared.queue import FETCH_TASK, REFRESH_TASK, TICK_TASK
-from shared.refresh import next_refresh, recently_checked, retry_delay
+from shared.refresh import (
+    next_refresh,
+    recently_checked,
+    recovery_plan,
+    retry_delay,
+    upstream_failing,
+)
 from shared.resources import ResourceKind
 from shared.store import store_error
 from worker import app
@@ -90,6 +97,16 @@ def _refresh(ctx: WorkerContext, kind: ResourceKind, client: Recorder, resource:
         ctx.schedule.succeeded(
             resource, next_refresh(previous.checked_at, ttl, plan.ratio))
         return Outcome()
+    if ahead:
+        gate = ctx.breaker.gate(kind.upstream, resource, ctx.clock(), REFRESH_LEASE)
+        if not gate.allowed:
+            # Held until the upstream answers a probe (_answered brings it back); the
+            # far-off retry only matters if that never happens.
+            ctx.schedule.postpone(resource, ctx.clock() + plan.retry_max)
+            log.info("refresh held: upstream failing", extra={
+                "resource": resource, "upstream": kind.upstream,
+                "next_probe_in_s": round(gate.retry_at - ctx.clock(), 1)})
+            return Outcome.failed(UpstreamError("upstream is failing; refresh held"))
     started = time.perf_counter()
     try:
         result = fetch(client, kind, resource, previous, ctx.clock(), ttl)
@@ -104,25 +121,45 @@ def _refresh(ctx: WorkerContext, kind: ResourceKind, client: Recorder, resource:
         entry = not_found(ctx.clock(), cache.negative_ttl)
         ctx.entries.save(resource, entry, keep_until(entry, cache.stale_if_error))
         ctx.schedule.drop(resource)
+        _answered(ctx, kind.upstream)
         log.info("fetched", extra=_fields(resource, started, ahead, outcome="not_found"))
         return Outcome.failed(exc)
     except CachedProxyError as exc:
+        now = ctx.clock()
         failures = ctx.schedule.note_failure(resource)
         retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
-        delay = retry_delay(failures, plan.retry_base, plan.retry_max, retry_after)
-        ctx.schedule.postpone(resource, ctx.clock() + delay)
+        probe_at = None
+        if upstream_failing(exc):
+            probe_at = ctx.breaker.failed(kind.upstream, now, lambda past_threshold: (
+                retry_delay(past_threshold, plan.retry_base, plan.probe_max, retry_after)))
+        # With its upstream failing, this resource becomes the next probe.
+        retry_at = probe_at if probe_at is not None else now + retry_delay(
+            failures, plan.retry_base, plan.retry_max, retry_after)
+        ctx.schedule.postpone(resource, retry_at)
         log.warning("fetch failed", extra=_fields(
             resource, started, ahead, outcome=exc.code, error=exc.message,
-            failures=failures, retry_in_s=round(delay, 1),
+            failures=failures, retry_in_s=round(retry_at - now, 1),
         ))
         return Outcome.failed(exc)
     ctx.schedule.succeeded(
         resource, next_refresh(result.entry.checked_at, ttl, plan.ratio))
+    _answered(ctx, kind.upstream)
     log.info("fetched", extra=_fields(
         resource, started, ahead, outcome="modified" if result.changed else "not_modified",
         upstream_requests=result.requests,
     ))
     return Outcome()
+
+
+def _answered(ctx: WorkerContext, upstream: str) -> None:
+    """The upstream answered: if it was failing, refresh what was held back, promptly
+    and spread out."""
+    held = ctx.breaker.answered(upstream)
+    if held is None:
+        return
+    plan = ctx.settings.refresh
+    ctx.schedule.replan(recovery_plan(held, ctx.clock(), plan.max_claims / plan.tick_interval))
+    log.info("upstream answers again", extra={"upstream": upstream, "held": len(held)})
 
 
 def _fields(resource: str, started: float, ahead: bool, **extra: object) -> dict[str, object]:

@@ -31,6 +31,7 @@ TTL = 2.0
 RATIO = 0.8
 TICK = 0.25
 IDLE = 3.0
+PROBE_MAX = 1.0
 PINNED = "quiet-evening"
 KEYS = Keys("cprefresh")
 
@@ -86,6 +87,7 @@ def stack(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iter
         "REFRESH_IDLE_TIMEOUT": str(int(IDLE)),
         "REFRESH_RETRY_BASE": "0.5",
         "REFRESH_RETRY_MAX": "2",
+        "REFRESH_PROBE_MAX": str(PROBE_MAX),
         "CACHE_STALE_WHILE_REVALIDATE": "1",
         "C42_PREFETCH": PINNED,
     }
@@ -108,6 +110,8 @@ def forget_unpinned(stack: Stack) -> None:
     """Each test starts with nothing cached or scheduled but the configured event."""
     for key in stack.store.scan_iter(KEYS.pattern()):
         if PINNED not in key and key.split(":")[1] in {"entry", "lock", "result"}:
+            stack.store.delete(key)
+        if key.split(":")[1] in {"upstream", "held"}:
             stack.store.delete(key)
     for key in (KEYS.schedule(), KEYS.reads()):
         for member in stack.store.zrange(key, 0, -1):
@@ -291,3 +295,46 @@ def test_readyz_follows_workers_and_beat(stack: Stack):
     assert r.json()["checks"]["redis"] == {"ok": True}
     stack.start_worker("worker-back")
     eventually(lambda: readyz().status_code == 200, 10, "ready again")
+
+
+def upstream_requests(demo: Demo) -> int:
+    return sum(n for kind in demo.upstream.counters().values() for by_id in kind.values()
+               for n in by_id.values())
+
+
+def test_upstream_outage_costs_a_probe_per_interval_and_recovery_is_prompt(
+        stack: Stack, demo: Demo):
+    """The whole upstream failing for 6 s (3 TTLs) under 16 live resources: clients get
+    200 throughout, upstream sees about one request per probe interval instead of one
+    per resource and retry, and within probe_max (+ spread and a tick) of the end every
+    resource is refreshed."""
+    events = [f"outage-{i}" for i in range(8)]
+    for event in events:
+        demo.upstream.put_event(event, f"Outage {event}", ["Ada"])
+        assert stack.get(event).status_code == 200
+    resources = [f"c42:{kind}:{e}" for e in events for kind in ("event", "subscriptions")]
+    demo.upstream.set_fault_from({"mode": "error", "status": 503})
+    before = upstream_requests(demo)
+    outage = 3 * TTL
+    start = time.monotonic()
+    statuses = []
+    while time.monotonic() - start < outage:
+        for event in events:
+            statuses.append(stack.get(event).status_code)
+        time.sleep(0.1)
+    during = upstream_requests(demo) - before
+    demo.upstream.set_fault(None)
+    ended = time.time()
+    assert set(statuses) == {200}
+    # Per resource and retry it would be ~18 resources × 5 attempts; per upstream it is
+    # the failures that reach the threshold, then one probe per interval.
+    assert during <= outage / PROBE_MAX + 8, during
+    held = stack.store.smembers(KEYS.held("c42"))
+    assert held, "refreshes were held while the upstream failed"
+
+    def all_refreshed() -> bool:
+        entries = [stack.entry(r) for r in resources]
+        return all(e is not None and e.checked_at > ended for e in entries)
+
+    eventually(all_refreshed, PROBE_MAX + 3, "every resource refreshed after the outage")
+    assert stack.store.exists(KEYS.upstream_health("c42")) == 0

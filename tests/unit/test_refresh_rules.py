@@ -2,12 +2,21 @@
 
 import pytest
 
+from shared.errors import (
+    FetchTimeout,
+    NotFound,
+    StoreUnavailable,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from shared.refresh import (
     ReadThrottle,
     next_refresh,
     read_period,
     recently_checked,
+    recovery_plan,
     retry_delay,
+    upstream_failing,
 )
 
 
@@ -57,3 +66,46 @@ def test_read_throttle_records_each_resource_once_per_period():
     assert throttle.due(["a", "b"], now=9.9) == []
     assert throttle.due(["a", "c"], now=5) == ["c"]
     assert throttle.due(["a", "b", "c"], now=10) == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("error", "failing"),
+    [
+        (UpstreamError("refused"), True),  # no answer at all
+        (UpstreamTimeout("slow"), True),
+        (UpstreamError("5xx", upstream_status=500), True),
+        (UpstreamError("5xx", upstream_status=503), True),
+        (UpstreamError("limit", upstream_status=429), True),
+        (UpstreamError("token", upstream_status=401), True),
+        (UpstreamError("token", upstream_status=403), True),
+        (UpstreamError("bad body", upstream_status=200), False),  # one resource's body
+        (UpstreamError("teapot", upstream_status=418), False),
+        (NotFound("gone", upstream_status=404), False),
+        (FetchTimeout("waited"), False),
+        (StoreUnavailable("redis"), False),
+    ],
+)
+def test_upstream_failing(error, failing):
+    """Unreachable, slow, 5xx, 429, 401/403 concern the whole upstream; a bad body or
+    another 4xx concerns one resource; our own failures are not the upstream's."""
+    assert upstream_failing(error) is failing
+
+
+@pytest.mark.parametrize(
+    ("count", "per_second", "first", "last"),
+    [
+        (1, 200, 0.0, 0.0),
+        (4, 200, 0.0, 0.75),  # few: spread over the least second
+        (400, 200, 0.0, 1.995),  # many: no more than per_second in any second
+        (1000, 100, 0.0, 9.99),
+    ],
+)
+def test_recovery_plan_spreads_held_resources(count, per_second, first, last):
+    """Held resources come back spread over at least a second, at most per_second a
+    second, each once."""
+    resources = [f"r:{i:04}" for i in range(count)]
+    plan = recovery_plan(list(reversed(resources)), 100.0, per_second)
+    assert [r for r, _ in plan] == resources
+    assert plan[0][1] == pytest.approx(100.0 + first)
+    assert plan[-1][1] == pytest.approx(100.0 + last)
+    assert recovery_plan([], 100.0, per_second) == []

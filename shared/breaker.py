@@ -1,0 +1,126 @@
+"""Per-upstream back-off: while an upstream fails, one refresh a time probes it.
+
+Each upstream's health is a Redis hash (``Keys.upstream_health``): upstream-wide
+``failures`` in a row, of any of its resources, and ``probe_at`` (epoch ms), the earliest
+time the next probe may go. From ``THRESHOLD`` failures with no answer in between the
+upstream is failing (one bad resource among good ones never gets there: their answers
+reset the count), and:
+
+- a scheduled refresh asks ``gate`` before fetching. When the probe is due it *is* the
+  probe (``probe_at`` moves a lease ahead, so one probe goes at a time); otherwise it is
+  *held*: added to the upstream's held set, to be refreshed once the upstream answers.
+- a fetch failing the whole upstream (``refresh.upstream_failing``) calls ``failed``:
+  one more failure, and the next probe after a back-off that doubles up to
+  ``refresh.probe_max``.
+- a fetch the upstream answers (200, 304, 404) calls ``answered``: the health record
+  goes, and the held resources come back for a prompt refresh
+  (``refresh.recovery_plan``).
+
+A 60 s outage thus costs about one upstream request per back-off interval however
+many resources are live, and recovery is noticed within ``refresh.probe_max``. A miss
+with nothing stored still asks upstream (a client waits and nothing else can answer
+it); requests with stale data to serve leave probing to the worker and serve that data
+(``api/reader.py``), unless a probe is long overdue (no worker to make it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis
+
+from shared.keys import Keys
+
+THRESHOLD = 3  # upstream-wide failures in a row that make an upstream failing
+
+_GATE = """
+local failures = tonumber(redis.call('HGET', KEYS[1], 'failures') or '0')
+if failures < tonumber(ARGV[4]) then return {1, 0} end
+local now = tonumber(ARGV[1])
+local probe_at = tonumber(redis.call('HGET', KEYS[1], 'probe_at') or '0')
+if probe_at <= now then
+  redis.call('HSET', KEYS[1], 'probe_at', now + tonumber(ARGV[2]))
+  return {1, 1}
+end
+redis.call('SADD', KEYS[2], ARGV[3])
+return {0, probe_at}
+"""
+
+_ANSWERED = """
+local failures = redis.call('HGET', KEYS[1], 'failures')
+if not failures then return false end
+redis.call('DEL', KEYS[1])
+local held = redis.call('SMEMBERS', KEYS[2])
+redis.call('DEL', KEYS[2])
+return {tonumber(failures), held}
+"""
+
+
+@dataclass(frozen=True)
+class Gate:
+    """May this refresh fetch? ``probe``: it is the one probing a failing upstream;
+    when not allowed, ``retry_at`` (epoch seconds) is the next probe's time."""
+
+    allowed: bool
+    probe: bool = False
+    retry_at: float = 0.0
+
+
+def _ms(seconds: float) -> int:
+    return math.ceil(seconds * 1000)
+
+
+class UpstreamBreaker:
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self.redis = client
+        self.keys = keys
+        self._gate = client.register_script(_GATE)
+        self._answered = client.register_script(_ANSWERED)
+
+    def gate(self, upstream: str, resource: str, now: float, lease: float) -> Gate:
+        """Let a scheduled refresh of ``resource`` fetch, as the probe if the upstream
+        is failing and a probe is due; or hold it back until the upstream answers."""
+        allowed, value = self._gate(
+            keys=[self.keys.upstream_health(upstream), self.keys.held(upstream)],
+            args=[_ms(now), _ms(lease), resource, THRESHOLD],
+        )
+        if allowed:
+            return Gate(True, probe=bool(value))
+        return Gate(False, retry_at=int(value) / 1000)
+
+    def failed(self, upstream: str, now: float, delay: Callable[[int], float]
+               ) -> float | None:
+        """Count an upstream-wide failure. Once the upstream is failing, the next probe
+        goes ``delay(n)`` seconds after ``now`` (n: failures past the threshold, from 1);
+        returns that time, or None while the upstream is not failing yet."""
+        key = self.keys.upstream_health(upstream)
+        failures = int(self.redis.hincrby(key, "failures", 1))
+        if failures < THRESHOLD:
+            return None
+        probe_at = now + delay(failures - THRESHOLD + 1)
+        self.redis.hset(key, "probe_at", _ms(probe_at))
+        return probe_at
+
+    def answered(self, upstream: str) -> list[str] | None:
+        """The upstream answered: clear its failing state. Returns the resources held
+        back meanwhile, or None when it was not failing."""
+        reply = self._answered(
+            keys=[self.keys.upstream_health(upstream), self.keys.held(upstream)])
+        if reply is None:
+            return None
+        failures, held = reply
+        if int(failures) < THRESHOLD and not held:
+            return None
+        return sorted(r.decode() if isinstance(r, bytes) else r for r in held)
+
+    def failing(self, upstreams: list[str], now: float, grace: float = 0.0) -> list[bool]:
+        """For each upstream: failing, with its next probe not due yet, or due less
+        than ``grace`` seconds ago (the worker's probe is on its way)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for upstream in upstreams:
+                pipe.hmget(self.keys.upstream_health(upstream), ["failures", "probe_at"])
+            replies = pipe.execute()
+        return [f is not None and int(f) >= THRESHOLD and at is not None
+                and int(at) > _ms(now - grace) for f, at in replies]

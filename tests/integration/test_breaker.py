@@ -1,0 +1,76 @@
+"""The per-upstream back-off on a real Redis: threshold, one probe at a time, held
+resources returned when the upstream answers."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from shared.breaker import THRESHOLD, UpstreamBreaker
+from shared.keys import Keys
+from tests.integration.conftest import PREFIX
+
+KEYS = Keys(PREFIX)
+NOW = 1_800_000_000.0
+
+
+@pytest.fixture
+def breaker(store: redis.Redis) -> UpstreamBreaker:
+    for upstream in ("up", "other"):
+        store.delete(KEYS.upstream_health(upstream), KEYS.held(upstream))
+    return UpstreamBreaker(store, KEYS)
+
+
+def fail(breaker: UpstreamBreaker, times: int, now: float = NOW) -> float | None:
+    probe_at = None
+    for _ in range(times):
+        probe_at = breaker.failed("up", now, lambda n: 2.0 * n)
+    return probe_at
+
+
+def test_below_the_threshold_every_refresh_goes(breaker: UpstreamBreaker):
+    """Fewer than THRESHOLD failures in a row: not failing, nothing held."""
+    assert fail(breaker, THRESHOLD - 1) is None
+    assert breaker.gate("up", "r:1", NOW, lease=30).allowed
+    assert breaker.failing(["up"], NOW) == [False]
+
+
+def test_an_answer_resets_the_count(breaker: UpstreamBreaker):
+    """One bad resource among good ones never makes its upstream failing."""
+    fail(breaker, THRESHOLD - 1)
+    assert breaker.answered("up") is None  # was not failing: nothing to recover
+    assert fail(breaker, THRESHOLD - 1) is None
+
+
+def test_failing_upstream_lets_one_probe_go_per_interval(breaker: UpstreamBreaker):
+    """At the threshold the upstream is failing: refreshes are held until the probe is
+    due; then exactly one goes, and the others are held while it runs."""
+    probe_at = fail(breaker, THRESHOLD)
+    assert probe_at == NOW + 2.0  # delay(1): the first interval past the threshold
+    assert breaker.failing(["up", "other"], NOW) == [True, False]
+    held = breaker.gate("up", "r:1", NOW + 1, lease=30)
+    assert not held.allowed and held.retry_at == pytest.approx(probe_at)
+    probe = breaker.gate("up", "r:2", probe_at, lease=30)
+    assert probe.allowed and probe.probe
+    assert not breaker.gate("up", "r:3", probe_at + 1, lease=30).allowed  # one at a time
+    assert fail(breaker, 1, now=probe_at + 1) == probe_at + 1 + 4.0  # delay(2)
+
+
+def test_answer_returns_the_held_resources_once(breaker: UpstreamBreaker):
+    """When the upstream answers, the resources held meanwhile come back, once."""
+    fail(breaker, THRESHOLD)
+    for resource in ("r:b", "r:a", "r:b"):
+        breaker.gate("up", resource, NOW, lease=30)
+    assert breaker.answered("up") == ["r:a", "r:b"]
+    assert breaker.answered("up") is None
+    assert breaker.failing(["up"], NOW) == [False]
+    assert breaker.gate("up", "r:c", NOW, lease=30).allowed
+
+
+def test_failing_with_grace_covers_a_probe_on_its_way(breaker: UpstreamBreaker):
+    """For requests, an upstream stays failing a grace period past its probe's time
+    (the worker's probe is on its way), and not after."""
+    probe_at = fail(breaker, THRESHOLD)
+    assert breaker.failing(["up"], probe_at + 1) == [False]
+    assert breaker.failing(["up"], probe_at + 1, grace=30) == [True]
+    assert breaker.failing(["up"], probe_at + 31, grace=30) == [False]
