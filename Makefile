@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 
 ENSURE := scripts/ensure-command
 
-.PHONY: run test lint bench clean test-tools
+.PHONY: run test lint bench soak clean test-tools
 
 run: $(VENV)/.installed
 	@[ -n "$$REDIS_URL" ] || $(ENSURE) redis-server=redis-server
@@ -27,6 +27,12 @@ bench: $(VENV)/.installed
 	@$(ENSURE) redis-server=redis-server wrk=wrk
 	$(BIN)/python -m benchmarks
 	$(BIN)/python -m benchmarks.refresh
+
+# A bounded soak of the whole system (make run's launcher): SOAK_SECONDS=1800 make soak
+SOAK_SECONDS ?= 300
+soak: $(VENV)/.installed
+	@$(ENSURE) redis-server=redis-server
+	$(BIN)/python -m benchmarks.soak --seconds $(SOAK_SECONDS)
 
 $(VENV)/.installed: pyproject.toml
 	@echo "cachedproxy: installing into $(VENV)" >&2

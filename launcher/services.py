@@ -118,6 +118,30 @@ def stop(procs: Sequence[subprocess.Popen], timeout: float = 8.0) -> None:
             proc.wait(5)
 
 
+def process_tree(pid: int) -> dict[int, str]:
+    """Every process below ``pid`` with its command line, from /proc (Linux)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    found: dict[int, str] = {}
+    frontier = [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, ppid in parents.items():
+            if ppid != parent:
+                continue
+            try:
+                cmd = (Path("/proc") / str(child) / "cmdline").read_bytes()
+            except OSError:
+                continue
+            found[child] = cmd.replace(b"\0", b" ").decode(errors="replace").strip()
+            frontier.append(child)
+    return found
+
+
 def kill_group(proc: subprocess.Popen) -> None:
     """SIGKILL a process's whole group: whatever its leader left behind goes too."""
     _signal_group(proc, signal.SIGKILL)

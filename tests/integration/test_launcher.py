@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from launcher.services import free_port, stop, wait_for, wait_for_worker
+from launcher.services import free_port, process_tree, stop, wait_for, wait_for_worker
 from shared.settings import PROJECT_DIR, options
 from tests.integration.conftest import eventually
 from tests.integration.test_events_view import VIEW, expected, get
@@ -49,31 +49,9 @@ class Launched:
         return f"{base}/_demo/{path}"
 
 
-def descendants(pid: int) -> dict[int, str]:
-    """Every process below ``pid`` with its command line, from /proc."""
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-    found, frontier = {}, [pid]
-    while frontier:
-        parent = frontier.pop()
-        for child, ppid in parents.items():
-            if ppid == parent:
-                try:
-                    cmd = (Path("/proc") / str(child) / "cmdline").read_bytes()
-                except OSError:
-                    continue
-                found[child] = cmd.replace(b"\0", b" ").decode(errors="replace")
-                frontier.append(child)
-    return found
-
-
 def leader(launched: Launched, marker: str) -> int | None:
     """The pid of the launcher's direct child whose command line has ``marker``."""
-    for pid, cmd in descendants(launched.proc.pid).items():
+    for pid, cmd in process_tree(launched.proc.pid).items():
         if marker in cmd and _ppid(pid) == launched.proc.pid:
             return pid
     return None
@@ -157,7 +135,7 @@ def test_ctrl_c_lets_slow_misses_finish_and_stops_everything(launched: Launched)
     flight: all 4 get their view, every process is gone within 10 s, exit code 0, and
     every line printed is JSON."""
     requests.put(launched.demo("latency"), json={"seconds": 0.5}, timeout=5)
-    children = descendants(launched.proc.pid)
+    children = process_tree(launched.proc.pid)
     events = ["team-standup", "quiet-evening", "board-meeting", "launch-party"]
     with ThreadPoolExecutor(4) as pool:
         pending = [pool.submit(get, f"{launched.api}{VIEW}/{e}/") for e in events]
