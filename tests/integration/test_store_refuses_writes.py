@@ -1,8 +1,9 @@
-"""Redis out of memory (``maxmemory`` with ``noeviction``): clear answers, no dead process.
+"""Redis refusing writes: out of memory (``maxmemory`` with ``noeviction``), or read-only
+(a replica, as the old master is during a failover). Clear answers, no dead process.
 
 Hits keep being served (recording a read is best effort), a miss that cannot store
-answers 503 ``store_full``, and the worker and beat stay up and carry on once Redis has
-room again.
+answers 503 (``store_full`` / ``store_unavailable``), and the worker and beat stay up and
+carry on once Redis takes writes again.
 """
 
 from __future__ import annotations
@@ -170,3 +171,30 @@ def test_outcome_reaches_waiters_when_redis_is_full(full_stack: FullStack):
         flights.finish(flight, Outcome.failed(StoreFull("cache store is full")))
         outcome = waiter.result(timeout=5)
     assert outcome is not None and outcome.code == "store_full"
+
+
+def test_read_only_redis_serves_hits_and_nothing_dies(full_stack: FullStack):
+    """Redis turned into a replica (read-only, as the old master is during a failover):
+    hits 200, misses 503 store_unavailable, beat logs and carries on, worker and beat
+    stay up; once it is a master again, misses work."""
+    warm = "team-standup"
+    assert get(f"{full_stack.api}{VIEW}/{warm}/").json() == expected(warm)
+    # A replica of a master that is not there keeps its data and refuses writes.
+    full_stack.redis.replicaof("127.0.0.1", free_port())
+    try:
+        eventually(lambda: full_stack.redis.info("replication")["role"] == "slave", 5,
+                   "read-only replica")
+        hits = [requests.get(f"{full_stack.api}{VIEW}/{warm}/", timeout=15) for _ in range(20)]
+        assert {r.status_code for r in hits} == {200}
+        r = requests.get(f"{full_stack.api}{VIEW}/{COLD_EVENTS[2]}/", timeout=15)
+        assert r.status_code == 503 and r.json()["error"]["code"] == "store_unavailable"
+        # Beat cannot enqueue its tick into a read-only broker: it says so and goes on.
+        log = full_stack.logs / "beat.log"
+        eventually(lambda: "read only replica" in log.read_text(), 10,
+                   "beat met the read-only store")
+        assert full_stack.worker.poll() is None and full_stack.beat.poll() is None
+    finally:
+        full_stack.redis.replicaof("no", "one")
+    eventually(lambda: get(f"{full_stack.api}{VIEW}/{COLD_EVENTS[3]}/").status_code == 200,
+               20, "misses work once Redis is a master again")
+    assert full_stack.worker.poll() is None and full_stack.beat.poll() is None
