@@ -10,6 +10,11 @@ blocks the resource for seconds, not for the fetch's whole time limit.
 Everyone waits on the flight's result list with ``BLMOVE key key``, which hands every
 waiter the same element without consuming it. The fetch task writes the entry first,
 then the outcome, then releases the lock with a compare-and-delete, all in one script.
+
+A worker notes the flights it runs (``track``); one killed with flights running (its
+main process too, so no one is left to say) fails them when it starts again under the
+same name (``fail_abandoned``): waiters get 503 ``fetch_failed`` and the resource is
+free at once rather than after the lock's time limit.
 """
 
 from __future__ import annotations
@@ -121,6 +126,26 @@ class Flights:
             keys=[self.keys.lock(flight.resource), self.keys.result(flight.resource, flight.token)],
             args=[flight.token, outcome.encode(), RESULT_TTL_MS],
         )
+
+    def track(self, worker: str, flight: Flight) -> None:
+        """Note that ``worker`` runs ``flight`` (until ``untrack``)."""
+        self.redis.hset(self.keys.running(worker), flight.token, flight.resource)
+
+    def untrack(self, worker: str, flight: Flight) -> None:
+        self.redis.hdel(self.keys.running(worker), flight.token)
+
+    def fail_abandoned(self, worker: str, outcome: Outcome) -> list[Flight]:
+        """Finish every flight a previous run of ``worker`` left running (it was killed
+        with them), so their waiters hear now and their locks go."""
+        key = self.keys.running(worker)
+        running = self.redis.hgetall(key)
+        flights = [Flight(_text(resource), _text(token), leader=True)
+                   for token, resource in running.items()]
+        for flight in flights:
+            self.finish(flight, outcome)
+        if running:
+            self.redis.hdel(key, *running)
+        return flights
 
     def wait(self, flight: Flight, timeout: float, client: redis.Redis | None = None) -> (
         Outcome | None

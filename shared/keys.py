@@ -24,6 +24,11 @@ class Keys:
         """List holding the outcome of one flight, read by every waiter."""
         return self._key("result", resource, token)
 
+    def running(self, worker: str) -> str:
+        """Hash of the flights one worker (by Celery hostname) is running: token ->
+        resource; what it leaves there when killed is failed when it starts again."""
+        return self._key("running", worker)
+
     def schedule(self) -> str:
         """Sorted set: live resource -> when to refresh it next (epoch ms)."""
         return self._key("schedule")

@@ -1,18 +1,23 @@
-"""The worker's liveness record: a heartbeat in Redis, read by the API's /readyz."""
+"""The worker's liveness record (a heartbeat in Redis, read by the API's /readyz), and
+what a worker restarted after being killed does about the fetches it was running."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from typing import Any
 
 import redis
 from celery.signals import heartbeat_sent, worker_ready, worker_shutdown
 
+from shared.errors import FetchFailed
+from shared.flight import Flights, Outcome
 from shared.health import worker_gone, worker_seen
 from shared.keys import Keys
 from shared.settings import load_settings
 
+log = logging.getLogger(__name__)
 _client: tuple[redis.Redis, Keys] | None = None
 
 
@@ -40,6 +45,25 @@ def _beat(sender: Any = None, **_: object) -> None:
     if hostname:
         with contextlib.suppress(redis.RedisError):  # Redis away: /readyz says so itself
             worker_seen(*_store(), hostname, time.time())
+
+
+@worker_ready.connect
+def _fail_abandoned(sender: Any = None, **_: object) -> None:
+    """A worker starting under a name that was killed with fetches running (SIGKILL of
+    its main process, the machine gone): those flights get their answer now, 503
+    fetch_failed, and their resources are free for the next request."""
+    hostname = _hostname(sender)
+    if not hostname:
+        return
+    client, keys = _store()
+    try:
+        lost = Flights(client, keys).fail_abandoned(hostname, Outcome.failed(
+            FetchFailed("the worker running the fetch was killed")))
+    except redis.RedisError as exc:
+        log.warning("could not check for abandoned fetches", extra={"error": repr(exc)})
+        return
+    for flight in lost:
+        log.error("fetch lost with its worker", extra={"resource": flight.resource})
 
 
 @worker_shutdown.connect

@@ -167,11 +167,15 @@ def _fields(resource: str, started: float, ahead: bool, **extra: object) -> dict
     return {"resource": resource, "ahead": ahead, "duration_ms": duration_ms, **extra}
 
 
-def _run_flight(ctx: WorkerContext, flight: Flight, ahead: bool) -> str:
+def _run_flight(ctx: WorkerContext, flight: Flight, ahead: bool, worker: str | None) -> str:
+    """Run a flight this worker leads, noted as running in Redis meanwhile (so that a
+    restart of a killed worker can fail it: worker/health.py)."""
     # What waiters hear if the fetch never gets to say: the process is being torn down
     # (SIGTERM/SIGINT raise out of the task) or something unexpected was raised.
     outcome = Outcome.failed(FetchFailed("the fetch was interrupted"))
     try:
+        if worker:
+            ctx.flights.track(worker, flight)
         outcome = refresh(ctx, flight.resource, ahead)
     except SoftTimeLimitExceeded:
         outcome = Outcome.failed(UpstreamTimeout("fetch took longer than its time limit"))
@@ -182,6 +186,8 @@ def _run_flight(ctx: WorkerContext, flight: Flight, ahead: bool) -> str:
     finally:
         try:
             ctx.flights.finish(flight, outcome)
+            if worker:
+                ctx.flights.untrack(worker, flight)
         except redis.RedisError as exc:
             log.warning("fetch outcome not published; its waiters time out",
                         extra={"resource": flight.resource, "error": repr(exc)})
@@ -207,7 +213,7 @@ def fetch_resource(self: ContextTask, resource: str, token: str,
             ctx.flights.finish(flight, Outcome.failed(
                 FetchTimeout("the fetch started after its waiters gave up")))
             return "superseded"
-        return _run_flight(ctx, flight, ahead=False)
+        return _run_flight(ctx, flight, ahead=False, worker=self.request.hostname)
 
 
 @app.task(bind=True, base=ContextTask, name=REFRESH_TASK)
@@ -229,7 +235,7 @@ def refresh_resource(self: ContextTask, resource: str, due: float | None = None)
     if not flight.leader:
         return "in_flight"  # that fetch plans the next refresh
     with log_context(task_id=self.request.id):
-        return _run_flight(ctx, flight, ahead=True)
+        return _run_flight(ctx, flight, ahead=True, worker=self.request.hostname)
 
 
 # No task events for the tick: one a second would crowd Flower's task list and memory.

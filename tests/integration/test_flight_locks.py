@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import redis
 
-from shared.flight import LOCK_TIMEOUT_MS, Flights
+from shared.flight import LOCK_TIMEOUT_MS, Flights, Outcome
 from shared.keys import Keys
 from tests.integration.conftest import PREFIX, eventually
 from tests.integration.test_events_view import VIEW, expected, get
@@ -38,3 +38,20 @@ def test_task_start_extends_its_own_lock_and_yields_to_another(store: redis.Redi
     store.set(lock, "another", px=5000)
     assert not flights.start(mine)
     assert store.get(lock) == "another"
+
+
+def test_flights_abandoned_by_a_killed_worker_are_failed_once(store: redis.Redis):
+    """What a worker left running when it was killed is failed when it starts again:
+    waiters hear fetch_failed, the lock goes; flights it finished are not touched."""
+    flights = Flights(store, Keys(PREFIX))
+    lost = flights.join("c42:event:lost")
+    done = flights.join("c42:event:done")
+    flights.track("w@host", lost)
+    flights.track("w@host", done)
+    flights.finish(done, Outcome())
+    flights.untrack("w@host", done)
+    failed = flights.fail_abandoned("w@host", Outcome("fetch_failed", "killed"))
+    assert [f.resource for f in failed] == ["c42:event:lost"]
+    assert flights.wait(lost, 1.0).code == "fetch_failed"
+    assert store.exists(Keys(PREFIX).lock("c42:event:lost")) == 0
+    assert flights.fail_abandoned("w@host", Outcome("fetch_failed", "killed")) == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -19,9 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import redis
 import requests
 
 from launcher.services import free_port, process_tree, stop, wait_for, wait_for_worker
+from shared.keys import Keys
 from shared.settings import PROJECT_DIR, options
 from tests.integration.conftest import eventually
 from tests.integration.test_events_view import VIEW, expected, get
@@ -160,3 +163,26 @@ def test_ctrl_c_lets_slow_misses_finish_and_stops_everything(launched: Launched)
     assert any(r.get("event") == "already stopping; a third signal kills everything"
                for r in records)
     assert records[-1]["event"] == "stopped" and records[-1]["exit_code"] == 0
+
+
+def test_fetch_lost_with_a_killed_worker_fails_fast_and_frees_its_resource(
+        launched: Launched):
+    """kill -9 of the worker's main process during a slow miss: once the worker is back
+    the waiting request gets 503 fetch_failed (not a timeout), and the next request
+    fetches the resource at once instead of waiting for the dead fetch's lock."""
+    requests.put(launched.demo("latency"), json={"seconds": 8.0}, timeout=5)
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(get, f"{launched.api}{VIEW}/board-meeting/")
+
+        store = redis.Redis.from_url(launched.env["REDIS_URL"])
+        running = Keys("cplaunch").running(f"worker@{socket.gethostname()}")
+        eventually(lambda: store.hlen(running) == 2, 10, "both fetches running")
+        os.kill(leader(launched, " worker --hostname"), signal.SIGKILL)
+        killed = time.monotonic()
+        r = pending.result(timeout=15)
+    assert r.status_code == 503 and r.json()["error"]["code"] == "fetch_failed"
+    assert time.monotonic() - killed < 9  # before the 10 s miss wait ran out
+    requests.put(launched.demo("latency"), json={"seconds": 0}, timeout=5)
+    started = time.monotonic()
+    assert get(f"{launched.api}{VIEW}/board-meeting/").json() == expected("board-meeting")
+    assert time.monotonic() - started < 5  # not blocked by the dead fetch's 35 s lock
