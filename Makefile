@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 
 ENSURE := scripts/ensure-command
 
-.PHONY: run test lint bench soak clean test-tools
+.PHONY: run test lint bench soak mutate clean test-tools
 
 run: $(VENV)/.installed
 	@[ -n "$$REDIS_URL" ] || $(ENSURE) redis-server=redis-server
@@ -34,6 +34,12 @@ soak: $(VENV)/.installed
 	@$(ENSURE) redis-server=redis-server
 	$(BIN)/python -m benchmarks.soak --seconds $(SOAK_SECONDS)
 
+# Mutation testing of the caching decisions ([tool.mutmut] in pyproject.toml).
+mutate: $(VENV)/.installed
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children 2
+	$(BIN)/mutmut results
+
 $(VENV)/.installed: pyproject.toml
 	@echo "cachedproxy: installing into $(VENV)" >&2
 	@$(PYTHON) -m venv $(VENV)
@@ -41,4 +47,4 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 clean:
-	rm -rf $(VENV) run .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) run mutants .pytest_cache .ruff_cache .mypy_cache

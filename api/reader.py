@@ -34,6 +34,7 @@ from shared.errors import (
     UpstreamError,
 )
 from shared.flight import Flight, Flights, Outcome
+from shared.policy import ReadAction, Staleness, Windows, read_action, staleness
 from shared.refresh import ReadThrottle, read_period
 from shared.schedule import Schedule
 from shared.settings import Settings
@@ -41,7 +42,6 @@ from shared.store import EntryStore
 
 Enqueue = Callable[[str, str], None]  # (resource, flight token) -> fetch task enqueued
 
-PROBE_OVERDUE = 30.0  # seconds past due after which requests may probe an upstream
 PENDING_MARGIN = 1.0  # seconds a led flight's lock outlasts its waiters before the task starts
 HIT, MISS, STALE, STALE_IF_ERROR = "hit", "miss", "stale-while-revalidate", "stale-if-error"
 # Failures that stored good data may stand in for (RFC 5861 section 4).
@@ -97,21 +97,24 @@ class Reader:
         record = self.reads.due(resources, now)
         entries = self.entries.read(
             resources, lambda pipe: self.schedule.record_reads(pipe, record, now))
-        stale = [r for r, e in zip(resources, entries, strict=True) if not _fresh(e, now)]
-        if not stale:
+        state = staleness(entries, now, Windows(cache.stale_while_revalidate,
+                                                 cache.stale_if_error))
+        if state is Staleness.FRESH:
             return Read(_checked(entries, hit=True))
-        if all(_good_until(e, now, cache.stale_while_revalidate) for e in entries):
+        stale = [r for r, e in zip(resources, entries, strict=True) if not _fresh(e, now)]
+        backing_off = state is not Staleness.UNUSABLE and self._backing_off(stale, now)
+        action = read_action(state, backing_off)
+        if action is ReadAction.SERVE_STALE:
+            # Upstream failed these lately and its retry is not due: asking again per
+            # request would hammer a failing upstream.
+            return Read(_checked(entries),
+                        STALE if state is Staleness.REVALIDATE else STALE_IF_ERROR)
+        if action is ReadAction.SERVE_AND_REFRESH:
             # The refresh is best effort: the stored data is the answer either way.
-            if not self._backing_off(stale, now):
-                with contextlib.suppress(CachedProxyError, redis.RedisError):
-                    self._lead([f for f in self._join(stale, api.miss_wait_timeout)
-                                if f.leader])
+            with contextlib.suppress(CachedProxyError, redis.RedisError):
+                self._lead([f for f in self._join(stale, api.miss_wait_timeout) if f.leader])
             return Read(_checked(entries), STALE)
-        fallback = all(_good_until(e, now, cache.stale_if_error) for e in entries)
-        if fallback and self._backing_off(stale, now):
-            # Upstream failed these lately and the worker's retry is not due: asking
-            # again per request would hammer a failing upstream.
-            return Read(_checked(entries), STALE_IF_ERROR)
+        fallback = action is ReadAction.FETCH_OR_FALLBACK
         wait = api.stale_wait_timeout if fallback else api.miss_wait_timeout
         try:
             collapsed = self._fetch(stale, wait)
@@ -134,12 +137,16 @@ class Reader:
 
     def _backing_off(self, resources: Sequence[str], now: float) -> bool:
         """Whether asking upstream for every one of these would only repeat a failure:
-        the resource failed and its retry is not due, or its upstream is failing (the
-        worker probes it; only a probe overdue by PROBE_OVERDUE is left to requests)."""
+        the resource failed and its retry is not due, or its upstream is failing and
+        its next probe is not due. When the probe is due, this request's fetch takes
+        the probe's place (one at a time)."""
         own = self.schedule.backing_off_each(resources, now)
-        upstream = self.breaker.failing([upstream_of(r) for r in resources], now,
-                                        grace=PROBE_OVERDUE)
-        return all(a or b for a, b in zip(own, upstream, strict=True))
+        hold = self.current().api.miss_wait_timeout + PENDING_MARGIN
+        for resource, backing_off in zip(resources, own, strict=True):
+            if not backing_off and self.breaker.gate(
+                    upstream_of(resource), resource, now, hold).allowed:
+                return False
+        return True
 
     def _join(self, resources: Sequence[str], longest_wait: float) -> list[Flight]:
         # Until its task starts, a flight we lead is held as long as anyone may wait
@@ -173,12 +180,6 @@ class Reader:
 
 def _fresh(entry: Entry | None, now: float) -> bool:
     return entry is not None and entry.is_fresh(now)
-
-
-def _good_until(entry: Entry | None, now: float, grace: float) -> bool:
-    """Fresh, or good data at most ``grace`` seconds past its freshness."""
-    return entry is not None and (
-        entry.is_fresh(now) or (entry.status == 200 and now < entry.fresh_until + grace))
 
 
 def _checked(entries: Sequence[Entry | None], hit: bool = False) -> list[Entry]:

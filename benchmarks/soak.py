@@ -81,6 +81,7 @@ class Load:
         self.errors: list[str] = []
         self.latencies: list[float] = []
         self.faulty = threading.Event()
+        self.asking = 0  # requests in flight that may need upstream (not hits)
         self.local = threading.local()
 
     def one(self) -> None:
@@ -88,13 +89,15 @@ class Load:
             roll = self.rng.random()
             cold = self.rng.choice(self.cold)
             warm = self.rng.choice(WARM)
-        faulty = self.faulty.is_set()
-        if faulty or roll < 0.75:
-            kind, path, expect = "hit", f"{VIEW}/{warm}/", {200}
-        elif roll < 0.97:
-            kind, path, expect = "cold", f"{VIEW}/{cold}/", {200}
-        else:
-            kind, path, expect = "unknown", f"{VIEW}/no-such-{cold}/", {404}
+            faulty = self.faulty.is_set()
+            if faulty or roll < 0.75:
+                kind, path, expect = "hit", f"{VIEW}/{warm}/", {200}
+            elif roll < 0.97:
+                kind, path, expect = "cold", f"{VIEW}/{cold}/", {200}
+            else:
+                kind, path, expect = "unknown", f"{VIEW}/no-such-{cold}/", {404}
+            if kind != "hit":
+                self.asking += 1
         session = getattr(self.local, "session", None) or requests.Session()
         self.local.session = session
         started = time.perf_counter()
@@ -107,6 +110,8 @@ class Load:
             detail = ""
         seconds = time.perf_counter() - started
         with self.lock:
+            if kind != "hit":
+                self.asking -= 1
             self.answers[(kind, status)] += 1
             self.latencies.append(seconds)
             if status not in expect and not (faulty and kind == "hit" and status == 200):
@@ -132,8 +137,12 @@ class Load:
         """Upstream fails for ``length`` of every ``every`` seconds."""
         deadline = time.monotonic() + seconds
         while not stop.wait(every - length) and time.monotonic() + length < deadline:
-            self.faulty.set()
-            time.sleep(0.5)  # clients in flight finish their cold requests first
+            with self.lock:
+                self.faulty.set()
+            # Requests in flight that may need upstream finish before it fails.
+            drained = time.monotonic() + 30
+            while self.asking and time.monotonic() < drained:
+                time.sleep(0.05)
             requests.put(f"{self.demo}/fault", json={"mode": "error", "status": 503},
                          timeout=5)
             stop.wait(length)

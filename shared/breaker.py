@@ -19,8 +19,8 @@ reset the count), and:
 A 60 s outage thus costs about one upstream request per back-off interval however
 many resources are live, and recovery is noticed within ``refresh.probe_max``. A miss
 with nothing stored still asks upstream (a client waits and nothing else can answer
-it); requests with stale data to serve leave probing to the worker and serve that data
-(``api/reader.py``), unless a probe is long overdue (no worker to make it).
+it); a request with stale data to serve asks ``gate`` too, and serves that data unless
+its fetch may be the probe (``api/reader.py``).
 """
 
 from __future__ import annotations
@@ -114,13 +114,3 @@ class UpstreamBreaker:
         if int(failures) < THRESHOLD and not held:
             return None
         return sorted(r.decode() if isinstance(r, bytes) else r for r in held)
-
-    def failing(self, upstreams: list[str], now: float, grace: float = 0.0) -> list[bool]:
-        """For each upstream: failing, with its next probe not due yet, or due less
-        than ``grace`` seconds ago (the worker's probe is on its way)."""
-        with self.redis.pipeline(transaction=False) as pipe:
-            for upstream in upstreams:
-                pipe.hmget(self.keys.upstream_health(upstream), ["failures", "probe_at"])
-            replies = pipe.execute()
-        return [f is not None and int(f) >= THRESHOLD and at is not None
-                and int(at) > _ms(now - grace) for f, at in replies]

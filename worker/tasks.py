@@ -34,13 +34,13 @@ from shared.flight import FETCH_TIME_LIMIT, Flight, Outcome
 from shared.health import ticked
 from shared.live import live_settings
 from shared.logs import log_context
+from shared.policy import Backoff, Stored, after_fetch
 from shared.queue import FETCH_TASK, REFRESH_TASK, TICK_TASK
 from shared.refresh import (
     next_refresh,
     recently_checked,
     recovery_plan,
     retry_delay,
-    upstream_failing,
 )
 from shared.resources import ResourceKind
 from shared.store import store_error
@@ -117,24 +117,25 @@ def _refresh(ctx: WorkerContext, kind: ResourceKind, client: Recorder, resource:
             kept = keep_until(result.entry, cache.stale_if_error)
         if result.changed:
             ctx.entries.save(resource, result.entry, kept)
-    except NotFound as exc:
-        entry = not_found(ctx.clock(), cache.negative_ttl)
-        ctx.entries.save(resource, entry, keep_until(entry, cache.stale_if_error))
-        ctx.schedule.drop(resource)
-        _answered(ctx, kind.upstream)
-        log.info("fetched", extra=_fields(resource, started, ahead, outcome="not_found"))
-        return Outcome.failed(exc)
     except CachedProxyError as exc:
         now = ctx.clock()
-        failures = ctx.schedule.note_failure(resource)
+        failures = 0 if isinstance(exc, NotFound) else ctx.schedule.note_failure(resource)
         retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
+        decision = after_fetch(None, exc, failures, Backoff(plan.retry_base, plan.retry_max),
+                               retry_after)
+        if decision.stored is Stored.NOT_FOUND:
+            entry = not_found(now, cache.negative_ttl)
+            ctx.entries.save(resource, entry, keep_until(entry, cache.stale_if_error))
+            ctx.schedule.drop(resource)
+            _answered(ctx, kind.upstream)
+            log.info("fetched", extra=_fields(resource, started, ahead, outcome="not_found"))
+            return Outcome.failed(exc)
         probe_at = None
-        if upstream_failing(exc):
+        if decision.upstream_failed:
             probe_at = ctx.breaker.failed(kind.upstream, now, lambda past_threshold: (
                 retry_delay(past_threshold, plan.retry_base, plan.probe_max, retry_after)))
         # With its upstream failing, this resource becomes the next probe.
-        retry_at = probe_at if probe_at is not None else now + retry_delay(
-            failures, plan.retry_base, plan.retry_max, retry_after)
+        retry_at = probe_at if probe_at is not None else now + (decision.retry_in or 0.0)
         ctx.schedule.postpone(resource, retry_at)
         log.warning("fetch failed", extra=_fields(
             resource, started, ahead, outcome=exc.code, error=exc.message,

@@ -131,9 +131,11 @@ def serve_api(settings: Settings, worker: subprocess.Popen) -> Iterator[Callable
 
 @pytest.fixture(autouse=True)
 def fresh_state(demo: Demo, store: redis.Redis) -> None:
-    """Each test starts with the demo's sample data and no cached entries."""
+    """Each test starts with the demo's sample data, no cached entries and no record
+    of failures."""
     demo.upstream.reset()
     keys = Keys(PREFIX)
-    for kind in ("entry", "lock", "result"):
+    for kind in ("entry", "lock", "result", "upstream", "held", "running"):
         for key in store.scan_iter(keys.pattern(kind)):
             store.delete(key)
+    store.delete(keys.failures())  # no test inherits another's failing upstream

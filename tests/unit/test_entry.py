@@ -36,6 +36,22 @@ def test_missing_or_foreign_fields_decode_to_none():
     assert Entry.from_fields({"v": "1", "status": "oops"}) is None
 
 
+def test_corrupt_entries_of_the_current_format_decode_to_none():
+    """A hash of the current format with a field missing or garbled (a partial write by
+    hand, a bug) reads as a miss to refetch, never an exception on the hit path."""
+    good = fetched({"title": "t"}, (Validator('"e"', None),), 100.0, 252).to_fields()
+    broken = [
+        {k: v for k, v in good.items() if k != "fresh_until"},  # a field missing
+        {**good, "data": '{"title": '},  # truncated JSON
+        {**good, "status": "oops"},
+        {**good, "validators": "[[1, 2, 3]]"},  # wrong shape
+        {**good, "fetched_at": "yesterday"},
+    ]
+    assert Entry.from_fields(good) is not None
+    for fields in broken:
+        assert Entry.from_fields(fields) is None, fields
+
+
 def test_fresh_until_ttl_then_stale():
     """A fetched entry is fresh for exactly ttl seconds."""
     entry = fetched("d", (), now=100.0, ttl=10)

@@ -1,0 +1,124 @@
+"""The caching decisions, as pure functions of values: what to serve, what to do after a
+fetch. The I/O code (api/reader.py, worker/tasks.py) asks and carries out the answer.
+
+Reading a view (RFC 5861's windows, measured past each part's freshness):
+
+    every part fresh                          -> SERVE              (a hit)
+    all good within stale_while_revalidate    -> SERVE_AND_REFRESH  (or SERVE_STALE while
+                                                 upstream is backing off)
+    all good within stale_if_error            -> FETCH_OR_FALLBACK  (or SERVE_STALE while
+                                                 upstream is backing off)
+    otherwise (missing, negative past its
+    time, or too old)                         -> FETCH
+
+After a fetch, what upstream said decides what is stored and when to try again
+(``after_fetch``).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from shared.entry import Entry
+from shared.errors import CachedProxyError, NotFound
+from shared.refresh import retry_delay, upstream_failing
+
+
+class Staleness(enum.Enum):
+    """How usable the stored parts of a view are, taken together."""
+
+    FRESH = "fresh"
+    REVALIDATE = "stale-while-revalidate"  # good data, a little past freshness
+    FALLBACK = "stale-if-error"  # good data to fall back on if upstream fails
+    UNUSABLE = "unusable"  # something missing, or too old to serve
+
+
+class ReadAction(enum.Enum):
+    SERVE = "serve"
+    SERVE_AND_REFRESH = "serve and refresh"
+    SERVE_STALE = "serve stale"  # upstream is backing off: do not ask it
+    FETCH_OR_FALLBACK = "fetch, or serve stale if it fails"
+    FETCH = "fetch"
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Seconds past freshness that stored good data may still be served."""
+
+    stale_while_revalidate: float
+    stale_if_error: float
+
+
+def _good_until(entry: Entry | None, now: float, grace: float) -> bool:
+    """Fresh, or good data (a 200) at most ``grace`` seconds past its freshness."""
+    return entry is not None and (
+        entry.is_fresh(now) or (entry.status == 200 and now < entry.fresh_until + grace))
+
+
+def staleness(entries: Sequence[Entry | None], now: float, windows: Windows) -> Staleness:
+    """How usable the parts are: the least usable part decides."""
+    if all(e is not None and e.is_fresh(now) for e in entries):
+        return Staleness.FRESH
+    if all(_good_until(e, now, windows.stale_while_revalidate) for e in entries):
+        return Staleness.REVALIDATE
+    if all(_good_until(e, now, windows.stale_if_error) for e in entries):
+        return Staleness.FALLBACK
+    return Staleness.UNUSABLE
+
+
+def read_action(state: Staleness, backing_off: bool) -> ReadAction:
+    """What a read does. ``backing_off``: asking upstream for the stale parts would
+    only repeat a failure (the resource's retry or the upstream's probe is not due)."""
+    if state is Staleness.FRESH:
+        return ReadAction.SERVE
+    if state is Staleness.UNUSABLE:
+        return ReadAction.FETCH  # nothing to fall back on: a client is waiting
+    if backing_off:
+        return ReadAction.SERVE_STALE
+    if state is Staleness.REVALIDATE:
+        return ReadAction.SERVE_AND_REFRESH
+    return ReadAction.FETCH_OR_FALLBACK
+
+
+class Stored(enum.Enum):
+    """What a fetch leaves in the cache."""
+
+    REPLACED = "replaced"  # a 200: the new entry, whole
+    REVALIDATED = "revalidated"  # a 304: the same data, fresh again
+    NOT_FOUND = "not found"  # a 404: remembered for the negative TTL
+    KEPT = "kept"  # upstream failed: the stored entry stays as it was
+
+
+@dataclass(frozen=True)
+class AfterFetch:
+    """What to do once upstream has answered (or not): store, and when to refresh."""
+
+    stored: Stored
+    keep_scheduled: bool  # False: the resource leaves the refresh schedule
+    retry_in: float | None = None  # failed: seconds until the resource's next try
+    upstream_failed: bool = False  # count it against the upstream as a whole
+
+
+@dataclass(frozen=True)
+class Backoff:
+    base: float
+    cap: float
+
+
+def after_fetch(changed: bool | None, error: CachedProxyError | None, failures: int,
+                backoff: Backoff, retry_after: float | None = None) -> AfterFetch:
+    """The decision after a fetch: ``changed`` (200 True, 304 False) when it worked,
+    else the ``error`` and the resource's ``failures`` in a row, this one included.
+
+    A 404 is an answer, not a failure: remembered, and the resource leaves the
+    schedule. A failure keeps the stored data and retries after an exponential
+    back-off (at least a 429's Retry-After)."""
+    if error is None:
+        return AfterFetch(Stored.REPLACED if changed else Stored.REVALIDATED, True)
+    if isinstance(error, NotFound):
+        return AfterFetch(Stored.NOT_FOUND, keep_scheduled=False)
+    return AfterFetch(Stored.KEPT, True,
+                      retry_in=retry_delay(failures, backoff.base, backoff.cap, retry_after),
+                      upstream_failed=upstream_failing(error))
