@@ -70,3 +70,38 @@ def test_resource_names_and_paths():
     assert c42.EVENT.path_for("c42:event:abc") == "/events/abc/"
     assert (c42.SUBSCRIPTIONS.path_for("c42:subscriptions:a-1")
             == "/event-subscriptions/?event_ids=[a-1]")
+
+
+@pytest.mark.parametrize(
+    ("trim", "body", "error", "message"),
+    [
+        (c42.trim_event, {"data": "x"}, UpstreamError, "upstream body has no 'data' list"),
+        (c42.trim_event, {"data": []}, NotFound, "event not found"),
+        (c42.trim_event, {"data": [{"id": 1}]}, UpstreamError,
+         "upstream event has no string 'title'"),
+        (c42.trim_subscriptions, {"data": [{"x": 1}]}, UpstreamError,
+         "upstream subscription has no 'subscriber' object"),
+        (c42.subscription_count, {"meta_data": {}}, UpstreamError,
+         "upstream subscriptions have no 'meta_data.count'"),
+        (c42.subscription_count, [], UpstreamError,  # not an object at all
+         "upstream subscriptions have no 'meta_data.count'"),
+    ],
+)
+def test_refusals_say_what_is_wrong(trim, body, error, message):
+    """A refused body raises the error its status comes from, with a message that says
+    which part was missing (it reaches the logs and the client's error)."""
+    with pytest.raises(error) as raised:
+        trim(body)
+    assert raised.value.message == message
+
+
+def test_event_without_id_keeps_an_empty_id():
+    """An event body without an id trims to an empty id, never "None"."""
+    assert c42.trim_event({"data": [{"title": "T"}]}) == {"id": "", "title": "T"}
+
+
+def test_only_non_empty_string_first_names_are_kept():
+    """A first name that is empty, or not a string at all, is left out."""
+    page = {"data": [{"subscriber": {"first_name": name}} for name in
+                     ["Ada", "", 5, ["x"], {"a": 1}, True, "Grace"]]}
+    assert c42.trim_subscriptions(page) == ["Ada", "Grace"]

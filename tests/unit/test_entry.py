@@ -4,6 +4,7 @@ from shared.entry import (
     Entry,
     Validator,
     conditional_headers,
+    digest,
     fetched,
     keep_until,
     not_found,
@@ -81,3 +82,37 @@ def test_page_validators_apply_only_to_the_same_page_size():
     assert entry.validator(2, 10) is None
     assert entry.validator(0, 100) is None
     assert not_found(0.0, 5).validator(0) is None
+
+
+def test_entry_keeps_every_field_through_redis():
+    """Page size and both validators of every page survive encoding."""
+    validators = (Validator('"p0"', "Tue, 01 Dec 2026 10:00:00 GMT"), Validator(None, "x"))
+    entry = fetched({"count": 2, "pages": [["a"], ["b"]]}, validators, 100.0, 252, 25)
+    assert Entry.from_fields(entry.to_fields()) == entry
+
+
+def test_data_is_stored_as_compact_utf8_json():
+    """Stored data is UTF-8 JSON without padding: what Redis holds is as small as the
+    trimmed data, and readable with redis-cli."""
+    assert fetched({"title": "Zoë", "n": [1, 2]}, (), 0.0, 1).to_fields()["data"] == (
+        '{"title":"Zoë","n":[1,2]}')
+
+
+def test_digest_is_of_the_data_alone():
+    """The same data has the same digest whatever its key order; other data another."""
+    assert digest({"a": 1, "b": [1, 2]}) == digest({"b": [1, 2], "a": 1})
+    assert len({digest(d) for d in ({"a": 1}, {"a": 2}, {"a": "1"}, None, [], {})}) == 6
+    assert digest({"t": "Zoë"}) == digest({"t": "Zoë"}) != digest({"t": "Zoe"})
+    assert fetched({"a": 1}, (), 0.0, 1).digest == digest({"a": 1})
+
+
+def test_digest_is_stable_across_releases():
+    """Views' ETags derive from digests: the same data keeps the same digest from one
+    release to the next, so clients' If-None-Match stays valid across a deploy."""
+    assert digest({"title": "Zoë", "n": [1, 2]}) == "3f642160c12d0f0596589d1a8a38bf8a"
+
+
+def test_not_found_entry_is_a_remembered_404():
+    """An upstream 404 is an entry of status 404, no data, fresh for the negative TTL."""
+    assert not_found(100.0, 30) == Entry(404, None, (), 100.0, 100.0, 130.0,
+                                         digest=digest(None))

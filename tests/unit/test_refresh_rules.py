@@ -47,6 +47,11 @@ def test_retry_delay_doubles_up_to_the_cap():
     assert [retry_delay(n, base=2, cap=30) for n in range(1, 7)] == [2, 4, 8, 16, 30, 30]
 
 
+def test_retry_delay_below_a_second():
+    """Sub-second back-off (short TTLs) is kept as configured; nothing rounds it up."""
+    assert [retry_delay(n, base=0.25, cap=1) for n in (1, 2, 3, 4)] == [0.25, 0.5, 1, 1]
+
+
 def test_retry_after_wins_when_longer():
     """A 429's Retry-After is honoured when it asks for more than the backoff."""
     assert retry_delay(1, base=2, cap=30, retry_after=120) == 120
