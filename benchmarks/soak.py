@@ -34,34 +34,39 @@ from shared.settings import PROJECT_DIR, options
 
 VIEW = "/events-with-subscriptions"
 WARM = ["launch-party", "team-standup", "board-meeting", "quiet-evening"]
-SERVICES = {  # a marker in each process's command line -> its service
+SERVICES = {  # a marker in the command line of each process the launcher started
     "redis-server": "redis", "-m demo": "demo", " worker --hostname": "worker",
-    " beat --schedule": "beat", " flower": "flower", "-m api": "api",
+    " beat --schedule": "beat", " flower": "flower", "-m api": "api", "gunicorn": "api",
 }
 
 
 def rss_by_service(launcher_pid: int) -> dict[str, float]:
-    """Resident memory (MB) of each service, its child processes included."""
-    totals: dict[str, float] = {}
+    """Resident memory (MB) of each service: the process the launcher started and all
+    its children (pool processes, server workers), whatever titles they give themselves."""
+    totals = {"launcher": _rss(launcher_pid)}
     for pid, cmd in process_tree(launcher_pid).items():
-        service = next((s for marker, s in SERVICES.items() if marker in cmd), None)
-        if service is None:
+        if _ppid(pid) != launcher_pid:
             continue
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        kb = next((int(line.split()[1]) for line in status.splitlines()
-                   if line.startswith("VmRSS:")), 0)
-        totals[service] = totals.get(service, 0.0) + kb / 1024
-    totals["launcher"] = _rss(launcher_pid)
+        service = next((s for marker, s in SERVICES.items() if marker in cmd), cmd[:40])
+        pids = [pid, *process_tree(pid)]
+        totals[service] = totals.get(service, 0.0) + sum(_rss(p) for p in pids)
     return {k: round(v, 1) for k, v in sorted(totals.items())}
 
 
+def _ppid(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return -1
+
+
 def _rss(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return next(int(line.split()[1]) for line in status.splitlines()
-                if line.startswith("VmRSS:")) / 1024
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0  # gone meanwhile
+    return next((int(line.split()[1]) for line in status.splitlines()
+                 if line.startswith("VmRSS:")), 0) / 1024
 
 
 def redis_figures(client: redis.Redis) -> dict[str, float]:
