@@ -42,6 +42,7 @@ from shared.store import EntryStore
 
 Enqueue = Callable[[str, str], None]  # (resource, flight token) -> fetch task enqueued
 
+PROBE_OVERDUE = 10.0  # seconds past due before a request probes a failing upstream
 PENDING_MARGIN = 1.0  # seconds a led flight's lock outlasts its waiters before the task starts
 HIT, MISS, STALE, STALE_IF_ERROR = "hit", "miss", "stale-while-revalidate", "stale-if-error"
 # Failures that stored good data may stand in for (RFC 5861 section 4).
@@ -138,13 +139,13 @@ class Reader:
     def _backing_off(self, resources: Sequence[str], now: float) -> bool:
         """Whether asking upstream for every one of these would only repeat a failure:
         the resource failed and its retry is not due, or its upstream is failing and
-        its next probe is not due. When the probe is due, this request's fetch takes
-        the probe's place (one at a time)."""
+        its next probe is not due. The worker's refreshes probe; when none has for
+        PROBE_OVERDUE seconds past due, this request's fetch takes the probe's place."""
         own = self.schedule.backing_off_each(resources, now)
         hold = self.current().api.miss_wait_timeout + PENDING_MARGIN
         for resource, backing_off in zip(resources, own, strict=True):
             if not backing_off and self.breaker.gate(
-                    upstream_of(resource), resource, now, hold).allowed:
+                    upstream_of(resource), resource, now, hold, PROBE_OVERDUE).allowed:
                 return False
         return True
 

@@ -40,7 +40,7 @@ local failures = tonumber(redis.call('HGET', KEYS[1], 'failures') or '0')
 if failures < tonumber(ARGV[4]) then return {1, 0} end
 local now = tonumber(ARGV[1])
 local probe_at = tonumber(redis.call('HGET', KEYS[1], 'probe_at') or '0')
-if probe_at <= now then
+if probe_at + tonumber(ARGV[5]) <= now then
   redis.call('HSET', KEYS[1], 'probe_at', now + tonumber(ARGV[2]))
   return {1, 1}
 end
@@ -79,12 +79,15 @@ class UpstreamBreaker:
         self._gate = client.register_script(_GATE)
         self._answered = client.register_script(_ANSWERED)
 
-    def gate(self, upstream: str, resource: str, now: float, lease: float) -> Gate:
+    def gate(self, upstream: str, resource: str, now: float, lease: float,
+             overdue: float = 0.0) -> Gate:
         """Let a scheduled refresh of ``resource`` fetch, as the probe if the upstream
-        is failing and a probe is due; or hold it back until the upstream answers."""
+        is failing and a probe is due (``overdue`` seconds ago at least: requests leave
+        the probe to the worker's refreshes unless none came); or hold it back until
+        the upstream answers."""
         allowed, value = self._gate(
             keys=[self.keys.upstream_health(upstream), self.keys.held(upstream)],
-            args=[_ms(now), _ms(lease), resource, THRESHOLD],
+            args=[_ms(now), _ms(lease), resource, THRESHOLD, _ms(overdue)],
         )
         if allowed:
             return Gate(True, probe=bool(value))

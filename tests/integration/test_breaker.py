@@ -63,3 +63,12 @@ def test_answer_returns_the_held_resources_once(breaker: UpstreamBreaker):
     assert breaker.answered("up") == ["r:a", "r:b"]
     assert breaker.answered("up") is None
     assert breaker.gate("up", "r:c", NOW, lease=30).allowed
+
+
+def test_requests_take_the_probe_only_when_overdue(breaker: UpstreamBreaker):
+    """A request may probe a failing upstream only once the probe is overdue (no
+    refresh took it); then it holds the slot like any probe."""
+    probe_at = fail(breaker, THRESHOLD)
+    assert not breaker.gate("up", "r:1", probe_at + 5, lease=30, overdue=10).allowed
+    assert breaker.gate("up", "r:1", probe_at + 10, lease=30, overdue=10).probe
+    assert not breaker.gate("up", "r:2", probe_at + 11, lease=30).allowed
