@@ -40,6 +40,7 @@ _FINISH = """#!lua flags=allow-oom
 redis.call('RPUSH', KEYS[2], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+if KEYS[3] then redis.call('HDEL', KEYS[3], ARGV[1]) end
 return 1
 """
 
@@ -120,31 +121,26 @@ class Flights:
         return bool(self._start(keys=[self.keys.lock(flight.resource)],
                                 args=[flight.token, LOCK_TIMEOUT_MS]))
 
-    def finish(self, flight: Flight, outcome: Outcome) -> None:
-        """Publish the outcome to every waiter and release the lock if still ours."""
-        self._finish(
-            keys=[self.keys.lock(flight.resource), self.keys.result(flight.resource, flight.token)],
-            args=[flight.token, outcome.encode(), RESULT_TTL_MS],
-        )
+    def finish(self, flight: Flight, outcome: Outcome, worker: str | None = None) -> None:
+        """Publish the outcome to every waiter and release the lock if still ours; the
+        ``worker`` that ran it (``track``) no longer does."""
+        keys = [self.keys.lock(flight.resource), self.keys.result(flight.resource, flight.token)]
+        if worker:
+            keys.append(self.keys.running(worker))
+        self._finish(keys=keys, args=[flight.token, outcome.encode(), RESULT_TTL_MS])
 
     def track(self, worker: str, flight: Flight) -> None:
-        """Note that ``worker`` runs ``flight`` (until ``untrack``)."""
+        """Note that ``worker`` runs ``flight`` (until it finishes it)."""
         self.redis.hset(self.keys.running(worker), flight.token, flight.resource)
-
-    def untrack(self, worker: str, flight: Flight) -> None:
-        self.redis.hdel(self.keys.running(worker), flight.token)
 
     def fail_abandoned(self, worker: str, outcome: Outcome) -> list[Flight]:
         """Finish every flight a previous run of ``worker`` left running (it was killed
         with them), so their waiters hear now and their locks go."""
-        key = self.keys.running(worker)
-        running = self.redis.hgetall(key)
+        running = self.redis.hgetall(self.keys.running(worker))
         flights = [Flight(_text(resource), _text(token), leader=True)
                    for token, resource in running.items()]
         for flight in flights:
-            self.finish(flight, outcome)
-        if running:
-            self.redis.hdel(key, *running)
+            self.finish(flight, outcome, worker)
         return flights
 
     def wait(self, flight: Flight, timeout: float, client: redis.Redis | None = None) -> (

@@ -131,10 +131,6 @@ class Schedule:
             pipe.hdel(self.keys.failures(), resource)
             pipe.execute()
 
-    def backing_off(self, resources: Sequence[str], now: float) -> bool:
-        """Whether every resource failed its last refresh and its retry is not due yet."""
-        return all(self.backing_off_each(resources, now))
-
     def backing_off_each(self, resources: Sequence[str], now: float) -> list[bool]:
         """For each resource: it failed its last refresh and its retry is not due yet."""
         with self.redis.pipeline(transaction=False) as pipe:

@@ -186,9 +186,7 @@ def _run_flight(ctx: WorkerContext, flight: Flight, ahead: bool, worker: str | N
             "resource": flight.resource, "outcome": outcome.code, "error": repr(exc)})
     finally:
         try:
-            ctx.flights.finish(flight, outcome)
-            if worker:
-                ctx.flights.untrack(worker, flight)
+            ctx.flights.finish(flight, outcome, worker)
         except redis.RedisError as exc:
             log.warning("fetch outcome not published; its waiters time out",
                         extra={"resource": flight.resource, "error": repr(exc)})

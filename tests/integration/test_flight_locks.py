@@ -48,8 +48,7 @@ def test_flights_abandoned_by_a_killed_worker_are_failed_once(store: redis.Redis
     done = flights.join("c42:event:done")
     flights.track("w@host", lost)
     flights.track("w@host", done)
-    flights.finish(done, Outcome())
-    flights.untrack("w@host", done)
+    flights.finish(done, Outcome(), worker="w@host")
     failed = flights.fail_abandoned("w@host", Outcome("fetch_failed", "killed"))
     assert [f.resource for f in failed] == ["c42:event:lost"]
     assert flights.wait(lost, 1.0).code == "fetch_failed"

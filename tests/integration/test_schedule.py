@@ -110,10 +110,10 @@ def test_backing_off_means_failed_and_retry_not_due(schedule: Schedule):
     schedule.plan("healthy", now + 60)
     schedule.note_failure("failing")
     schedule.postpone("failing", now + 30)
-    assert schedule.backing_off(["failing"], now)
-    assert not schedule.backing_off(["failing", "healthy"], now)
-    assert not schedule.backing_off(["failing"], now + 31)
-    assert not schedule.backing_off(["unknown"], now)
+    assert schedule.backing_off_each(["failing"], now) == [True]
+    assert schedule.backing_off_each(["failing", "healthy"], now) == [True, False]
+    assert schedule.backing_off_each(["failing"], now + 31) == [False]
+    assert schedule.backing_off_each(["unknown"], now) == [False]
 
 
 def test_pull_in_moves_later_refreshes_of_one_upstream_into_the_period(schedule: Schedule,
