@@ -154,6 +154,7 @@ class Supervisor:
                 kill_group(service.proc)
                 if service.proc.poll() is None:
                     service.proc.wait(5)
+        self._note_signals()
         for service in self.services:
             for thread in service.relays:
                 thread.join(timeout=1)  # their last lines come before ours
