@@ -4,7 +4,7 @@ The values themselves, and the reasons for them, are in ``shared/queue.py`` (one
 for the worker and the API).
 """
 
+from shared.config.settings import load_settings
 from shared.queue import celery_config
-from shared.settings import load_settings
 
 globals().update(celery_config(load_settings()))

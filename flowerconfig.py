@@ -6,8 +6,8 @@ generated at first start into run/flower-credentials. It keeps at most
 ``[flower] max_tasks`` tasks in memory.
 """
 
-from shared.credentials import flower_basic_auth
-from shared.settings import load_settings
+from shared.config.credentials import flower_basic_auth
+from shared.config.settings import load_settings
 
 _settings = load_settings()
 address = _settings.flower.address

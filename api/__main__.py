@@ -16,8 +16,8 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from shared.logs import configure_logging
-from shared.settings import Settings, load_settings
+from shared.config.settings import Settings, load_settings
+from shared.telemetry.logs import configure_logging
 
 # Seconds a stopping server gives in-flight requests; within make run's stop budget.
 GRACEFUL_TIMEOUT = 7
@@ -42,7 +42,7 @@ def _metrics_dir() -> None:
 def _load_api(settings: Settings) -> Any:
     # Imported here, in the worker after gevent has patched the standard library.
     from api.app import app_from_settings
-    from shared.live import apply_log_level, live_settings
+    from shared.config.live import apply_log_level, live_settings
 
     live = live_settings(os.environ)  # one per server process, following Consul
     live.subscribe(apply_log_level)
@@ -72,8 +72,8 @@ class ApiServer(BaseApplication):
             "logconfig_dict": {
                 "version": 1,
                 "disable_existing_loggers": False,
-                "formatters": {"json": {"()": "shared.logs.json_formatter"}},
-                "filters": {"context": {"()": "shared.logs.ContextFilter"}},
+                "formatters": {"json": {"()": "shared.telemetry.logs.json_formatter"}},
+                "filters": {"context": {"()": "shared.telemetry.logs.ContextFilter"}},
                 "handlers": {
                     "stderr": {"class": "logging.StreamHandler", "formatter": "json",
                                "filters": ["context"]}

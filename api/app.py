@@ -23,18 +23,19 @@ from api.metrics import renderer
 from api.reader import HIT, MISS, STALE_IF_ERROR, Enqueue, Read, Reader
 from api.requests_log import RequestLog
 from api.views import EVENTS_WITH_SUBSCRIPTIONS, View
-from shared import health, http
-from shared.breaker import UpstreamBreaker
+from shared.config.settings import MAX_WAIT, Settings
 from shared.errors import CachedProxyError, StoreUnavailable
-from shared.flight import Flights
-from shared.keys import Keys
-from shared.logs import context_value
-from shared.metrics import RedisCollector
+from shared.policy import http
 from shared.queue import FETCH_TASK, QUEUES, celery_app
-from shared.resources import check_key
-from shared.schedule import Schedule
-from shared.settings import MAX_WAIT, Settings
-from shared.store import EntryStore, store_error, store_errors
+from shared.store import health
+from shared.store.breaker import UpstreamBreaker
+from shared.store.entries import EntryStore, store_error, store_errors
+from shared.store.flights import Flights
+from shared.store.keys import Keys
+from shared.store.schedule import Schedule
+from shared.telemetry.logs import context_value
+from shared.telemetry.metrics import RedisCollector
+from shared.upstreams.kinds import check_key
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from shared.metrics import RedisCollector
+from shared.telemetry.metrics import RedisCollector
 
 REQUESTS = Counter("cachedproxy_http_requests", "API requests by route and status",
                    ["route", "method", "status"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.resources import KEY_RE
+from shared.upstreams.kinds import KEY_RE
 
 
 def _error(description: str) -> dict[str, Any]:

@@ -23,9 +23,7 @@ from dataclasses import dataclass
 
 import redis
 
-from shared.breaker import UpstreamBreaker
-from shared.catalog import upstream_of
-from shared.entry import Entry
+from shared.config.settings import Settings
 from shared.errors import (
     CachedProxyError,
     FetchFailed,
@@ -33,12 +31,14 @@ from shared.errors import (
     NotFound,
     UpstreamError,
 )
-from shared.flight import Flight, Flights, Outcome
-from shared.policy import ReadAction, Staleness, Windows, read_action, staleness
-from shared.refresh import ReadThrottle, read_period
-from shared.schedule import Schedule
-from shared.settings import Settings
-from shared.store import EntryStore
+from shared.policy.serving import ReadAction, Staleness, Windows, read_action, staleness
+from shared.policy.timing import ReadThrottle, read_period
+from shared.store.breaker import UpstreamBreaker
+from shared.store.entries import EntryStore
+from shared.store.entry import Entry
+from shared.store.flights import Flight, Flights, Outcome
+from shared.store.schedule import Schedule
+from shared.upstreams.registry import upstream_of
 
 Enqueue = Callable[[str, str], None]  # (resource, flight token) -> fetch task enqueued
 

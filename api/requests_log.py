@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from api import metrics
-from shared.logs import log_context
+from shared.telemetry.logs import log_context
 
 log = logging.getLogger("api.requests")
 REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")

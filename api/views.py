@@ -6,8 +6,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shared import c42
-from shared.entry import Entry
+from shared.store.entry import Entry
+from shared.upstreams import c42
 
 
 @dataclass(frozen=True)

@@ -41,8 +41,8 @@ from launcher.services import (
     wait_for,
     wait_for_worker,
 )
-from shared.keys import Keys
-from shared.settings import PROJECT_DIR
+from shared.config.settings import PROJECT_DIR
+from shared.store.keys import Keys
 
 EVENT = "launch-party"
 VIEW = f"/events-with-subscriptions/{EVENT}/"

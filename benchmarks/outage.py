@@ -22,10 +22,10 @@ import requests
 
 from benchmarks.soak import launch
 from launcher.services import free_port, stop
-from shared.entry import Entry
-from shared.keys import Keys
-from shared.refresh import retry_delay
-from shared.settings import Settings
+from shared.config.settings import Settings
+from shared.policy.timing import retry_delay
+from shared.store.entry import Entry
+from shared.store.keys import Keys
 
 VIEW = "/events-with-subscriptions"
 KEYS = Keys("cpsoak")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from api.__main__ import ApiServer
-from shared.settings import Settings, load_settings
+from shared.config.settings import Settings, load_settings
 
 REFERENCE_KEY = "bench:reference"
 

@@ -36,7 +36,7 @@ from launcher.services import (
     wait_for,
     wait_for_worker,
 )
-from shared.settings import PROJECT_DIR
+from shared.config.settings import PROJECT_DIR
 
 EVENT = "launch-party"
 

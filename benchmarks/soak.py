@@ -30,7 +30,7 @@ import redis
 import requests
 
 from launcher.services import free_port, process_tree, stop, wait_for
-from shared.settings import PROJECT_DIR, options
+from shared.config.settings import PROJECT_DIR, options
 
 VIEW = "/events-with-subscriptions"
 WARM = ["launch-party", "team-standup", "board-meeting", "quiet-evening"]

@@ -10,7 +10,7 @@ import sys
 import threading
 
 from demo.server import API, DemoUpstream, make_demo_server
-from shared.logs import configure_logging
+from shared.telemetry.logs import configure_logging
 
 
 def main(argv: list[str] | None = None) -> None:

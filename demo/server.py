@@ -29,7 +29,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import bottle
 
 from demo.data import Event, Subscriber, sample_events
-from shared.http import http_date, not_modified
+from shared.policy.http import http_date, not_modified
 
 log = logging.getLogger(__name__)
 

@@ -37,9 +37,9 @@ from launcher.services import (
     wait_for,
 )
 from launcher.supervise import after_exit, on_stop_signal
-from shared.credentials import CREDENTIALS_FILE, flower_basic_auth
-from shared.logs import configure_logging
-from shared.settings import PROJECT_DIR, SettingsError, load_settings
+from shared.config.credentials import CREDENTIALS_FILE, flower_basic_auth
+from shared.config.settings import PROJECT_DIR, SettingsError, load_settings
+from shared.telemetry.logs import configure_logging
 
 PIPE = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT}
 STOP_BUDGET = 10.0  # seconds from a stop request until every process is gone

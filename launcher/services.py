@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from shared.config.settings import PROJECT_DIR, load_settings, options
 from shared.queue import celery_app
-from shared.settings import PROJECT_DIR, load_settings, options
 
 REDIS_MISSING = (
     "redis-server was not found: install it (Debian/Ubuntu: apt-get install redis-server; "

@@ -7,9 +7,9 @@ from typing import Any
 from celery import Celery
 from kombu import Exchange, Queue
 
-from shared.flight import FETCH_SOFT_TIME_LIMIT, FETCH_TIME_LIMIT
-from shared.keys import Keys
-from shared.settings import Settings
+from shared.config.settings import Settings
+from shared.store.flights import FETCH_SOFT_TIME_LIMIT, FETCH_TIME_LIMIT
+from shared.store.keys import Keys
 
 FETCH_TASK = "cachedproxy.fetch"
 REFRESH_TASK = "cachedproxy.refresh"

@@ -26,8 +26,8 @@ def _consul_address(options: dict[str, object], **_: object) -> None:
 @setup_logging.connect
 def _json_logging(**_: object) -> None:
     """Replace Celery's log setup with JSON lines."""
-    from shared.logs import configure_logging
-    from shared.settings import load_settings
+    from shared.config.settings import load_settings
+    from shared.telemetry.logs import configure_logging
 
     configure_logging(load_settings().log.level)
 

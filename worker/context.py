@@ -8,15 +8,15 @@ from dataclasses import dataclass, field
 
 import redis
 
-from shared import c42
-from shared.breaker import UpstreamBreaker
-from shared.flight import Flights
-from shared.keys import Keys
-from shared.live import LiveSettings, apply_log_level
-from shared.metrics import WorkerMetrics
-from shared.schedule import Schedule
-from shared.settings import Settings
-from shared.store import EntryStore
+from shared.config.live import LiveSettings, apply_log_level
+from shared.config.settings import Settings
+from shared.store.breaker import UpstreamBreaker
+from shared.store.entries import EntryStore
+from shared.store.flights import Flights
+from shared.store.keys import Keys
+from shared.store.schedule import Schedule
+from shared.telemetry.metrics import WorkerMetrics
+from shared.upstreams import c42
 from worker.upstream import UpstreamClient
 
 

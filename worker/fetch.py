@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from shared.entry import Entry, Validator, fetched, revalidated
 from shared.errors import UpstreamError
-from shared.resources import ResourceKind
+from shared.store.entry import Entry, Validator, fetched, revalidated
+from shared.upstreams.kinds import ResourceKind
 from worker.upstream import Response
 
 

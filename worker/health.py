@@ -11,11 +11,11 @@ from typing import Any
 import redis
 from celery.signals import heartbeat_sent, worker_ready, worker_shutdown
 
+from shared.config.settings import load_settings
 from shared.errors import FetchFailed
-from shared.flight import Flights, Outcome
-from shared.health import worker_gone, worker_seen
-from shared.keys import Keys
-from shared.settings import load_settings
+from shared.store.flights import Flights, Outcome
+from shared.store.health import worker_gone, worker_seen
+from shared.store.keys import Keys
 
 log = logging.getLogger(__name__)
 _client: tuple[redis.Redis, Keys] | None = None

@@ -19,9 +19,7 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.signals import task_failure
 
-from shared import c42
-from shared.catalog import kind_of
-from shared.entry import keep_until, not_found
+from shared.config.live import live_settings
 from shared.errors import (
     CachedProxyError,
     FetchFailed,
@@ -30,20 +28,22 @@ from shared.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from shared.flight import FETCH_TIME_LIMIT, Flight, Outcome
-from shared.health import ticked
-from shared.live import live_settings
-from shared.logs import log_context
-from shared.policy import Backoff, Stored, after_fetch
-from shared.queue import FETCH_TASK, REFRESH_TASK, TICK_TASK
-from shared.refresh import (
+from shared.policy.storing import Backoff, Stored, after_fetch
+from shared.policy.timing import (
     next_refresh,
     recently_checked,
     recovery_plan,
     retry_delay,
 )
-from shared.resources import ResourceKind
-from shared.store import store_error
+from shared.queue import FETCH_TASK, REFRESH_TASK, TICK_TASK
+from shared.store.entries import store_error
+from shared.store.entry import keep_until, not_found
+from shared.store.flights import FETCH_TIME_LIMIT, Flight, Outcome
+from shared.store.health import ticked
+from shared.telemetry.logs import log_context
+from shared.upstreams import c42
+from shared.upstreams.kinds import ResourceKind
+from shared.upstreams.registry import kind_of
 from worker import app
 from worker.context import WorkerContext
 from worker.fetch import fetch

@@ -8,8 +8,8 @@ from typing import Any
 
 import requests
 
-from shared.entry import Validator, conditional_headers
 from shared.errors import NotFound, UpstreamError, UpstreamTimeout
+from shared.store.entry import Validator, conditional_headers
 
 
 @dataclass(frozen=True)

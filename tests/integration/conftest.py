@@ -26,8 +26,8 @@ from launcher.services import (
     stop,
     wait_for_worker,
 )
-from shared.keys import Keys
-from shared.settings import Settings, load_settings
+from shared.config.settings import Settings, load_settings
+from shared.store.keys import Keys
 
 PREFIX = "cptest"
 

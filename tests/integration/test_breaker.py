@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import redis
 
-from shared.breaker import THRESHOLD, UpstreamBreaker
-from shared.keys import Keys
+from shared.store.breaker import THRESHOLD, UpstreamBreaker
+from shared.store.keys import Keys
 from tests.integration.conftest import PREFIX
 
 KEYS = Keys(PREFIX)

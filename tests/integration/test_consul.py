@@ -16,10 +16,10 @@ import requests
 from api.app import app_from_settings
 from demo.server import threaded_wsgi_server
 from launcher.services import celery, free_port, stop, wait_for_worker
-from shared.entry import Entry
-from shared.keys import Keys
-from shared.live import LiveSettings, live_settings, seed
-from shared.settings import Settings
+from shared.config.live import LiveSettings, live_settings, seed
+from shared.config.settings import Settings
+from shared.store.entry import Entry
+from shared.store.keys import Keys
 from tests.integration.conftest import eventually
 from tests.integration.fake_consul import FakeConsul
 from tests.integration.test_events_view import VIEW
@@ -107,7 +107,7 @@ def test_malformed_value_is_rejected_and_the_previous_stays(consul, consul_env, 
     live = start(consul_env, started)
     assert live.get().cache.ttl == 45
     live.watcher.applied.clear()
-    with caplog.at_level(logging.ERROR, logger="shared.live"):
+    with caplog.at_level(logging.ERROR, logger="shared.config.live"):
         consul.put("cachedproxy/cache/ttl", "abc")
         assert live.watcher.applied.wait(5)
     assert live.get().cache.ttl == 45
@@ -119,7 +119,7 @@ def test_inconsistent_update_is_rejected_whole(consul, consul_env, started, capl
     """Values that parse but break a rule together (swr > stale-if-error) change nothing."""
     live = start(consul_env, started)
     live.watcher.applied.clear()
-    with caplog.at_level(logging.ERROR, logger="shared.live"):
+    with caplog.at_level(logging.ERROR, logger="shared.config.live"):
         consul.put("cachedproxy/cache/stale_while_revalidate", "100")
         consul.put("cachedproxy/cache/stale_if_error", "10")
         eventually(lambda: any(r.getMessage() == "config update rejected"
@@ -132,7 +132,7 @@ def test_restart_only_settings_are_logged_not_applied(consul, consul_env, starte
     live = start(consul_env, started)
     port = live.get().api.port
     live.watcher.applied.clear()
-    with caplog.at_level(logging.WARNING, logger="shared.live"):
+    with caplog.at_level(logging.WARNING, logger="shared.config.live"):
         consul.put("cachedproxy/api/port", "9999")
         consul.put("cachedproxy/cache/ttl", "33")
         eventually(lambda: live.get().cache.ttl == 33, 5, "live key applied")
@@ -146,7 +146,7 @@ def test_consul_down_at_start_then_back(consul, consul_env, started, caplog):
     and applies Consul's values once it answers."""
     consul.put("cachedproxy/cache/ttl", "21")
     consul.stop()
-    with caplog.at_level(logging.WARNING, logger="shared.live"):
+    with caplog.at_level(logging.WARNING, logger="shared.config.live"):
         live = start(consul_env, started)
     assert live.get().cache.ttl == 60
     assert any(r.getMessage().startswith("consul unreachable at start") for r in caplog.records)
@@ -161,7 +161,7 @@ def test_consul_going_away_keeps_the_last_good_configuration(consul, consul_env,
     """When Consul goes away, nothing changes; when it is back, changes apply again."""
     consul.put("cachedproxy/cache/ttl", "44")
     live = start(consul_env, started)
-    with caplog.at_level(logging.WARNING, logger="shared.live"):
+    with caplog.at_level(logging.WARNING, logger="shared.config.live"):
         consul.stop()
         eventually(lambda: "consul unreachable, keeping" in caplog.text, 5, "outage noticed")
     assert live.get().cache.ttl == 44
@@ -235,7 +235,7 @@ def test_live_ttl_change_reaches_worker_and_api(consul, consul_env, started, con
 
 
 def test_seed_writes_defaults_once_and_keeps_existing_values(consul, consul_env):
-    """`python -m shared.live seed` puts every live option under the prefix, and never
+    """`python -m shared.config.live seed` puts every live option under the prefix, and never
     overwrites a key that is already set."""
     consul.put("cachedproxy/cache/ttl", "99")
     written = seed(consul_env)

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from demo.data import sample_events
-from shared.keys import Keys
+from shared.store.keys import Keys
 from tests.integration.conftest import PREFIX, eventually
 
 SAMPLES = sample_events()

@@ -6,8 +6,8 @@ import pytest
 import requests
 
 from launcher.services import free_port
-from shared.entry import Entry
-from shared.keys import Keys
+from shared.store.entry import Entry
+from shared.store.keys import Keys
 from tests.integration.conftest import PREFIX
 from tests.integration.test_events_view import VIEW, expected, expire, get
 

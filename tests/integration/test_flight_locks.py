@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import redis
 
-from shared.flight import LOCK_TIMEOUT_MS, Flights, Outcome
-from shared.keys import Keys
+from shared.store.flights import LOCK_TIMEOUT_MS, Flights, Outcome
+from shared.store.keys import Keys
 from tests.integration.conftest import PREFIX, eventually
 from tests.integration.test_events_view import VIEW, expected, get
 

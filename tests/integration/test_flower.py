@@ -16,9 +16,9 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.ui import WebDriverWait
 
 from launcher.services import celery, free_port, http_ok, stop, wait_for
-from shared.keys import Keys
+from shared.config.settings import load_settings
 from shared.queue import celery_app
-from shared.settings import load_settings
+from shared.store.keys import Keys
 from tests.integration.conftest import PREFIX, eventually
 from tests.integration.test_events_view import VIEW, get
 

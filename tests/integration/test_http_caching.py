@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
 from api import openapi
-from shared.keys import Keys
+from shared.store.keys import Keys
 from tests.integration.conftest import PREFIX, eventually
 from tests.integration.test_events_view import VIEW, expected, get
 

@@ -24,8 +24,8 @@ import redis
 import requests
 
 from launcher.services import free_port, process_tree, stop, wait_for, wait_for_worker
-from shared.keys import Keys
-from shared.settings import PROJECT_DIR, options
+from shared.config.settings import PROJECT_DIR, options
+from shared.store.keys import Keys
 from tests.integration.conftest import eventually
 from tests.integration.test_events_view import VIEW, expected, get
 

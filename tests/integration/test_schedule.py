@@ -7,8 +7,8 @@ import time
 import pytest
 import redis
 
-from shared.keys import Keys
-from shared.schedule import Schedule
+from shared.store.keys import Keys
+from shared.store.schedule import Schedule
 from tests.integration.conftest import PREFIX
 
 KEYS = Keys(PREFIX)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from requests.structures import CaseInsensitiveDict
 
 from api.reader import Read
-from shared.entry import Entry, fetched
+from shared.store.entry import Entry, fetched
 
 NOW = 1_800_000_000.0
 EVENT = fetched({"id": "e1", "title": "Zoë's launch"}, (), NOW - 100, 252)

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from api.app import create_app
+from shared.config.settings import Settings
 from shared.errors import (
     CachedProxyError,
     FetchTimeout,
@@ -13,7 +14,6 @@ from shared.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from shared.settings import Settings
 from tests.unit.apptools import StubReader, call
 
 SETTINGS = Settings()

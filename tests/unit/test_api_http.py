@@ -10,9 +10,9 @@ import pytest
 from api import openapi
 from api.app import create_app
 from api.reader import MISS, STALE, STALE_IF_ERROR, Read
+from shared.config.settings import Settings
 from shared.errors import NotFound, UpstreamError
-from shared.http import http_date
-from shared.settings import Settings
+from shared.policy.http import http_date
 from tests.unit.apptools import NOW, StubReader, call, entries
 
 URL = "/events-with-subscriptions/e1/"

@@ -2,8 +2,8 @@
 
 import pytest
 
-from shared import c42
 from shared.errors import NotFound, UpstreamError
+from shared.upstreams import c42
 
 EVENT = {"meta_data": {}, "data": [{"id": "e1", "title": "Launch", "description": "long"}]}
 PAGE = {

@@ -1,6 +1,6 @@
 """Cache entries: encoding, freshness and the 304 / 404 rules, without Redis."""
 
-from shared.entry import (
+from shared.store.entry import (
     Entry,
     Validator,
     conditional_headers,

@@ -4,9 +4,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from shared import c42
-from shared.entry import Validator
 from shared.errors import UpstreamError
+from shared.store.entry import Validator
+from shared.upstreams import c42
 from worker.fetch import fetch
 from worker.upstream import Response
 

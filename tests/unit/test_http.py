@@ -2,7 +2,7 @@
 
 import pytest
 
-from shared.http import not_modified
+from shared.policy.http import not_modified
 
 LM = 1_700_000_000.0  # Tue, 14 Nov 2023 22:13:20 GMT
 

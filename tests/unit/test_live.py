@@ -1,6 +1,6 @@
 """Consul KV listings to settings layers, and applying them, without Consul."""
 
-from shared.live import LiveSettings, kv_layer
+from shared.config.live import LiveSettings, kv_layer
 
 
 def test_kv_listing_maps_to_sections_and_keys():

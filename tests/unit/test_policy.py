@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from shared.entry import fetched, not_found
 from shared.errors import (
     FetchTimeout,
     NotFound,
@@ -12,17 +11,9 @@ from shared.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from shared.policy import (
-    AfterFetch,
-    Backoff,
-    ReadAction,
-    Staleness,
-    Stored,
-    Windows,
-    after_fetch,
-    read_action,
-    staleness,
-)
+from shared.policy.serving import ReadAction, Staleness, Windows, read_action, staleness
+from shared.policy.storing import AfterFetch, Backoff, Stored, after_fetch
+from shared.store.entry import fetched, not_found
 
 NOW = 1_000_000.0
 WINDOWS = Windows(stale_while_revalidate=60, stale_if_error=600)

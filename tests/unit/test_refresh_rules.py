@@ -9,7 +9,7 @@ from shared.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from shared.refresh import (
+from shared.policy.timing import (
     ReadThrottle,
     next_refresh,
     read_period,

@@ -3,10 +3,10 @@
 import pytest
 
 from shared import errors
-from shared.catalog import kind_of
 from shared.errors import InvalidRequest
-from shared.keys import Keys
-from shared.resources import check_key
+from shared.store.keys import Keys
+from shared.upstreams.kinds import check_key
+from shared.upstreams.registry import kind_of
 
 
 @pytest.mark.parametrize("key", ["1", "abc", "A_b-9", "x" * 128, "_", "-"])
@@ -69,6 +69,6 @@ def test_each_error_has_one_status_and_survives_a_process_boundary(cls, status):
 
 def test_upstream_of_a_resource():
     """Resource names map to the upstream serving them."""
-    from shared.catalog import upstream_of
+    from shared.upstreams.registry import upstream_of
 
     assert upstream_of("c42:event:1") == upstream_of("c42:subscriptions:x") == "c42"

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from shared import config_docs
-from shared.settings import Settings, SettingsError, load_settings, options
+from shared.config import docs as config_docs
+from shared.config.settings import Settings, SettingsError, load_settings, options
 
 
 def write_ini(tmp_path: Path, text: str) -> dict[str, str]:
@@ -85,7 +85,7 @@ def test_every_option_has_a_distinct_environment_variable():
 
 def test_config_docs_are_current():
     """config.ini.example and the README's table are what the declarations render
-    (regenerate with: python -m shared.config_docs)."""
+    (regenerate with: python -m shared.config.docs)."""
     root = Path(__file__).resolve().parents[2]
     assert (root / "config.ini.example").read_text() == config_docs.ini_example()
     readme = (root / "README.md").read_text()

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import redis
 
-from shared.keys import Keys
+from shared.store.keys import Keys
 
 THRESHOLD = 3  # upstream-wide failures in a row that make an upstream failing
 

@@ -8,9 +8,9 @@ from contextlib import contextmanager
 
 import redis
 
-from shared.entry import Entry
 from shared.errors import CachedProxyError, StoreFull, StoreUnavailable
-from shared.keys import Keys
+from shared.store.entry import Entry
+from shared.store.keys import Keys
 
 # A 304 touches only the timestamps, and only of an entry that still exists.
 _REVALIDATE = """

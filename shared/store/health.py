@@ -11,7 +11,7 @@ from typing import Any
 
 import redis
 
-from shared.keys import Keys
+from shared.store.keys import Keys
 
 WORKER_GONE_AFTER = 10.0  # seconds without a heartbeat
 
@@ -59,11 +59,11 @@ def readiness(client: redis.Redis, keys: Keys, tick_interval: float,
 
 
 def main(argv: list[str]) -> int:
-    """``python -m shared.health beat``: exit 0 while ticks run (a container healthcheck)."""
-    from shared.settings import load_settings
+    """``python -m shared.store.health beat``: exit 0 while ticks run (a container healthcheck)."""
+    from shared.config.settings import load_settings
 
     if argv != ["beat"]:
-        print("usage: python -m shared.health beat")
+        print("usage: python -m shared.store.health beat")
         return 2
     settings = load_settings()
     report = readiness(redis.Redis.from_url(settings.redis.url, socket_timeout=2),

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from shared import c42
 from shared.errors import InvalidRequest
-from shared.resources import ResourceKind, check_key, key_of, kind_name_of
+from shared.upstreams import c42
+from shared.upstreams.kinds import ResourceKind, check_key, key_of, kind_name_of
 
 KINDS: dict[str, ResourceKind] = {kind.name: kind for kind in c42.KINDS}
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from shared.settings import (
+from shared.config.settings import (
     Layer,
     Option,
     Settings,
@@ -250,6 +250,6 @@ if __name__ == "__main__":
     import sys
 
     if sys.argv[1:] != ["seed"] or not os.environ.get("CONSUL_HTTP_ADDR"):
-        sys.exit("usage: CONSUL_HTTP_ADDR=host:port python -m shared.live seed")
+        sys.exit("usage: CONSUL_HTTP_ADDR=host:port python -m shared.config.live seed")
     for written in seed(os.environ):
         print(f"seeded {written}")

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import redis
 
 from shared.errors import CachedProxyError, from_code
-from shared.keys import Keys
+from shared.store.keys import Keys
 
 # The fetch task's limits; the lock outlives the task so two fetches never overlap.
 FETCH_SOFT_TIME_LIMIT = 25

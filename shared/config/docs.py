@@ -1,6 +1,6 @@
 """The configuration reference, rendered from the option declarations.
 
-``python -m shared.config_docs`` rewrites ``config.ini.example`` and the table in
+``python -m shared.config.docs`` rewrites ``config.ini.example`` and the table in
 README.md; a test fails when either differs from what this renders.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from shared.live import START_SECTIONS
-from shared.settings import PROJECT_DIR, options
+from shared.config.live import START_SECTIONS
+from shared.config.settings import PROJECT_DIR, options
 
 TABLE_START = "<!-- config-table:start -->"
 TABLE_END = "<!-- config-table:end -->"

@@ -11,7 +11,7 @@ import os
 import secrets
 from pathlib import Path
 
-from shared.settings import PROJECT_DIR, Settings
+from shared.config.settings import PROJECT_DIR, Settings
 
 CREDENTIALS_FILE = PROJECT_DIR / "run" / "flower-credentials"
 USER = "cachedproxy"

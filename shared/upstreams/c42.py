@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.errors import NotFound, UpstreamError
-from shared.resources import Pagination, ResourceKind
+from shared.upstreams.kinds import Pagination, ResourceKind
 
 UPSTREAM = "c42"
 

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from shared.resources import KEY_RE
+from shared.upstreams.kinds import KEY_RE
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 CONFIG_ENV = "CACHEDPROXY_CONFIG"
 CONFIG_SEARCH_PATH = (Path("/etc/cachedproxy/config.ini"), PROJECT_DIR / "config.ini")
 

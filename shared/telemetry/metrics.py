@@ -21,7 +21,7 @@ from prometheus_client.core import (
     Metric,
 )
 
-from shared.keys import Keys
+from shared.store.keys import Keys
 
 UPSTREAM_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 LAG_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import redis
 
-from shared.keys import Keys
+from shared.store.keys import Keys
 
 _CLAIM = """
 local t = redis.call('TIME')

@@ -1,0 +1,1 @@
+"""Where settings come from: declarations, config.ini, Consul KV, the environment."""

@@ -1,0 +1,1 @@
+"""Redis: the key scheme, cache entries, flights, the refresh schedule, liveness."""

@@ -1,0 +1,1 @@
+"""What is fetched: resource kinds, one module per upstream, the registry."""
