@@ -7,8 +7,6 @@ COPY shared/ shared/
 COPY worker/ worker/
 COPY api/ api/
 COPY demo/ demo/
-COPY launcher/ launcher/
-COPY benchmarks/ benchmarks/
 COPY celeryconfig.py flowerconfig.py ./
 # Editable, so the project directory (config.ini, run/) is /app.
 RUN pip install --no-cache-dir -e . && useradd --system --home-dir /app cachedproxy \

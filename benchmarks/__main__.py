@@ -29,20 +29,10 @@ import requests
 
 from benchmarks.reference import REFERENCE_KEY
 from demo.server import API, DemoUpstream, make_demo_server
-from launcher.services import (
-    celery,
-    free_port,
-    http_ok,
-    isolated_env,
-    spawn,
-    start_api,
-    start_redis,
-    stop,
-    wait_for,
-    wait_for_worker,
-)
+from launcher.services import celery, free_port, http_ok, spawn, wait_for
 from shared.config.settings import PROJECT_DIR
 from shared.store.keys import Keys
+from tests.harness import isolated_env, start_api, start_redis, stop, wait_for_worker
 
 EVENT = "launch-party"
 VIEW = f"/events-with-subscriptions/{EVENT}/"

@@ -21,11 +21,12 @@ import redis
 import requests
 
 from benchmarks.soak import launch
-from launcher.services import free_port, stop
+from launcher.services import free_port
 from shared.config.settings import Settings
 from shared.policy.timing import retry_delay
 from shared.store.entry import Entry
 from shared.store.keys import Keys
+from tests.harness import stop
 
 VIEW = "/events-with-subscriptions"
 KEYS = Keys("cpsoak")

@@ -24,19 +24,9 @@ from typing import Any
 
 import requests
 
-from launcher.services import (
-    celery,
-    free_port,
-    isolated_env,
-    port_open,
-    spawn,
-    start_api,
-    start_redis,
-    stop,
-    wait_for,
-    wait_for_worker,
-)
+from launcher.services import celery, free_port, port_open, spawn, wait_for
 from shared.config.settings import PROJECT_DIR
+from tests.harness import isolated_env, start_api, start_redis, stop, wait_for_worker
 
 EVENT = "launch-party"
 

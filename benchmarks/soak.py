@@ -29,8 +29,9 @@ from pathlib import Path
 import redis
 import requests
 
-from launcher.services import free_port, process_tree, stop, wait_for
+from launcher.services import free_port, wait_for
 from shared.config.settings import PROJECT_DIR, options
+from tests.harness import process_tree, stop
 
 VIEW = "/events-with-subscriptions"
 WARM = ["launch-party", "team-standup", "board-meeting", "quiet-evening"]

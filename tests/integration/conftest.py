@@ -17,17 +17,10 @@ import redis
 
 from api.app import app_from_settings
 from demo.server import API, DemoUpstream, make_demo_server, threaded_wsgi_server
-from launcher.services import (
-    celery,
-    free_port,
-    isolated_env,
-    start_api,
-    start_redis,
-    stop,
-    wait_for_worker,
-)
+from launcher.services import celery, free_port
 from shared.config.settings import Settings, load_settings
 from shared.store.keys import Keys
+from tests.harness import isolated_env, start_api, start_redis, stop, wait_for_worker
 
 PREFIX = "cptest"
 

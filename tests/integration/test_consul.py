@@ -15,11 +15,12 @@ import requests
 
 from api.app import app_from_settings
 from demo.server import threaded_wsgi_server
-from launcher.services import celery, free_port, stop, wait_for_worker
+from launcher.services import celery, free_port
 from shared.config.live import LiveSettings, live_settings, seed
 from shared.config.settings import Settings
 from shared.store.entry import Entry
 from shared.store.keys import Keys
+from tests.harness import stop, wait_for_worker
 from tests.integration.conftest import eventually
 from tests.integration.fake_consul import FakeConsul
 from tests.integration.test_events_view import VIEW

@@ -15,10 +15,11 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.ui import WebDriverWait
 
-from launcher.services import celery, free_port, http_ok, stop, wait_for
+from launcher.services import celery, free_port, http_ok, wait_for
 from shared.config.settings import load_settings
 from shared.queue import celery_app
 from shared.store.keys import Keys
+from tests.harness import stop
 from tests.integration.conftest import PREFIX, eventually
 from tests.integration.test_events_view import VIEW, get
 

@@ -15,7 +15,8 @@ import requests
 
 from api.app import app_from_settings
 from demo.server import threaded_wsgi_server
-from launcher.services import celery, free_port, start_redis, stop, wait_for_worker
+from launcher.services import celery, free_port
+from tests.harness import start_redis, stop, wait_for_worker
 from tests.integration.test_events_view import VIEW, expected, get
 
 

@@ -19,10 +19,11 @@ import requests
 
 from api.app import app_from_settings
 from demo.server import threaded_wsgi_server
-from launcher.services import celery, free_port, start_redis, stop, wait_for_worker
+from launcher.services import celery, free_port
 from shared.config.settings import Settings, load_settings
 from shared.store.entry import Entry
 from shared.store.keys import Keys
+from tests.harness import start_redis, stop, wait_for_worker
 from tests.integration.conftest import Demo, eventually
 from tests.integration.test_events_view import VIEW, expected
 from tests.integration.test_metrics import scrape

@@ -9,7 +9,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from launcher.services import celery, free_port, start_api, stop, wait_for_worker
+from launcher.services import celery, free_port
+from tests.harness import start_api, stop, wait_for_worker
 from tests.integration.test_events_view import VIEW, expected, get
 
 

@@ -25,12 +25,13 @@ import requests
 
 from api.app import app_from_settings
 from demo.server import threaded_wsgi_server
-from launcher.services import celery, free_port, start_redis, stop, wait_for_worker
+from launcher.services import celery, free_port
 from shared.config.settings import load_settings
 from shared.errors import StoreFull
 from shared.queue import FETCH_TASK, celery_app
 from shared.store.flights import Flights, Outcome
 from shared.store.keys import Keys
+from tests.harness import start_redis, stop, wait_for_worker
 from tests.integration.conftest import eventually
 from tests.integration.test_events_view import VIEW, expected, get
 
