@@ -22,7 +22,6 @@ from api import openapi
 from api.metrics import renderer
 from api.reader import HIT, MISS, STALE_IF_ERROR, Enqueue, Read, Reader
 from api.requests_log import RequestLog
-from api.views import EVENTS_WITH_SUBSCRIPTIONS, View
 from shared.config.settings import MAX_WAIT, Settings
 from shared.errors import CachedProxyError, StoreUnavailable
 from shared.policy import http
@@ -35,13 +34,13 @@ from shared.store.keys import Keys
 from shared.store.schedule import Schedule
 from shared.telemetry.logs import context_value
 from shared.telemetry.metrics import RedisCollector
-from shared.upstreams.kinds import check_key
+from shared.upstreams.kinds import View, check_key
+from shared.upstreams.registry import VIEWS
 
 log = logging.getLogger(__name__)
 
 JSON_TYPE = "application/json; charset=utf-8"
 CACHE = "cachedproxy"
-VIEWS = (EVENTS_WITH_SUBSCRIPTIONS,)
 
 
 def encode(body: Any) -> bytes:
@@ -102,7 +101,7 @@ def create_app(
             try:
                 check_key(key)
                 with store_errors():
-                    read = reader.read(view.resources(key))
+                    read = reader.read(view.resources(key), view.not_found)
             except CachedProxyError as exc:
                 return error_response(exc, negative_ttl=current().cache.negative_ttl)
             except Exception:
@@ -124,7 +123,7 @@ def create_app(
             if http.not_modified(request.get_header("If-None-Match"),
                                  request.get_header("If-Modified-Since"), etag, modified):
                 return bottle.HTTPResponse(None, 304, headers)
-            return json_response(200, view.build(key, read.entries), headers)
+            return json_response(200, view.build(key, [e.data for e in read.entries]), headers)
 
         return handler
 

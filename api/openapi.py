@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.upstreams.kinds import KEY_RE
+from shared.upstreams.kinds import KEY_RE, View
+from shared.upstreams.registry import VIEWS
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -28,16 +29,25 @@ _CACHE_HEADERS = {
 }
 
 
-def _view(alias: bool) -> dict[str, Any]:
+def _camel(name: str) -> str:
+    head, *rest = name.split("-")
+    return head + "".join(word.title() for word in rest)
+
+
+def _schema_name(view: View) -> str:
+    return "".join(word.title() for word in view.name.split("-"))
+
+
+def _view(view: View, alias: bool) -> dict[str, Any]:
     return {
         "get": {
-            "operationId": "eventWithSubscriptions" + ("NoSlash" if alias else ""),
-            "summary": "A Calendar42 event's title and its subscribers' first names"
+            "operationId": _camel(view.name) + ("NoSlash" if alias else ""),
+            "summary": view.summary
                        + (" (the same without the trailing slash)" if alias else ""),
             "parameters": [
                 {"name": "id", "in": "path", "required": True,
-                 "description": "Calendar42 event id",
-                 "example": "launch-party",
+                 "description": view.id_description,
+                 "example": view.example_id,
                  "schema": {"type": "string", "pattern": f"^{KEY_RE.pattern}$"}},
                 {"name": "If-None-Match", "in": "header", "required": False,
                  "description": "ETags (weak comparison), a list, or *",
@@ -51,11 +61,11 @@ def _view(alias: bool) -> dict[str, Any]:
                     "description": "The view",
                     "headers": _CACHE_HEADERS,
                     "content": {"application/json": {
-                        "schema": {"$ref": "#/components/schemas/EventWithSubscriptions"}}},
+                        "schema": {"$ref": f"#/components/schemas/{_schema_name(view)}"}}},
                 },
                 "304": {"description": "The client's copy is current", "headers": _CACHE_HEADERS},
                 "400": _error("The id is not 1-128 letters, digits, '_' or '-'"),
-                "404": _error("Upstream has no such event"),
+                "404": _error(view.not_found[:1].upper() + view.not_found[1:]),
                 "502": _error("Upstream failed and nothing usable is cached"),
                 "503": _error("Redis is unreachable, or the fetch's worker died"),
                 "504": _error("Upstream or the fetch took too long"),
@@ -73,8 +83,8 @@ def spec() -> dict[str, Any]:
             "description": "Combined views of slow upstream APIs, served from Redis.",
         },
         "paths": {
-            "/events-with-subscriptions/{id}/": _view(alias=False),
-            "/events-with-subscriptions/{id}": _view(alias=True),
+            **{f"/{view.name}/{{id}}/": _view(view, alias=False) for view in VIEWS},
+            **{f"/{view.name}/{{id}}": _view(view, alias=True) for view in VIEWS},
             "/healthz": {"get": {
                 "operationId": "healthz", "summary": "The API process is alive",
                 "responses": {"200": {"description": "Alive", "content": {"application/json": {
@@ -109,17 +119,7 @@ def spec() -> dict[str, Any]:
             }},
         },
         "components": {"schemas": {
-            "EventWithSubscriptions": {
-                "type": "object",
-                "required": ["id", "title", "names"],
-                "additionalProperties": False,
-                "properties": {
-                    "id": {"type": "string"},
-                    "title": {"type": "string"},
-                    "names": {"type": "array", "items": {"type": "string"},
-                              "description": "Subscribers' first names, in upstream order"},
-                },
-            },
+            **{_schema_name(view): dict(view.schema) for view in VIEWS},
             "Readiness": {
                 "type": "object",
                 "required": ["status", "checks"],

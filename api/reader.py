@@ -87,8 +87,9 @@ class Reader:
         self.reads = ReadThrottle(0)
         self.clock = clock
 
-    def read(self, resources: Sequence[str]) -> Read:
-        """Entries to serve for all resources, fetching as needed; raises on errors."""
+    def read(self, resources: Sequence[str], not_found: str = "not found upstream") -> Read:
+        """Entries to serve for all resources, fetching as needed; raises on errors
+        (``NotFound`` with the message ``not_found`` when a part is a remembered 404)."""
         now = self.clock()
         settings = self.current()
         cache, api = settings.cache, settings.api
@@ -101,20 +102,20 @@ class Reader:
         state = staleness(entries, now, Windows(cache.stale_while_revalidate,
                                                  cache.stale_if_error))
         if state is Staleness.FRESH:
-            return Read(_checked(entries, hit=True))
+            return Read(_checked(entries, not_found, hit=True))
         stale = [r for r, e in zip(resources, entries, strict=True) if not _fresh(e, now)]
         backing_off = state is not Staleness.UNUSABLE and self._backing_off(stale, now)
         action = read_action(state, backing_off)
         if action is ReadAction.SERVE_STALE:
             # Upstream failed these lately and its retry is not due: asking again per
             # request would hammer a failing upstream.
-            return Read(_checked(entries),
+            return Read(_checked(entries, not_found),
                         STALE if state is Staleness.REVALIDATE else STALE_IF_ERROR)
         if action is ReadAction.SERVE_AND_REFRESH:
             # The refresh is best effort: the stored data is the answer either way.
             with contextlib.suppress(CachedProxyError, redis.RedisError):
                 self._lead([f for f in self._join(stale, api.miss_wait_timeout) if f.leader])
-            return Read(_checked(entries), STALE)
+            return Read(_checked(entries, not_found), STALE)
         fallback = action is ReadAction.FETCH_OR_FALLBACK
         wait = api.stale_wait_timeout if fallback else api.miss_wait_timeout
         try:
@@ -122,8 +123,9 @@ class Reader:
         except FALLBACK_ERRORS as exc:
             if not fallback:
                 raise
-            return Read(_checked(entries), STALE_IF_ERROR, upstream_status=exc.upstream_status)
-        return Read(_checked(self.entries.read(resources)), MISS, collapsed)
+            return Read(_checked(entries, not_found), STALE_IF_ERROR,
+                        upstream_status=exc.upstream_status)
+        return Read(_checked(self.entries.read(resources), not_found), MISS, collapsed)
 
     def _fetch(self, resources: Sequence[str], wait: float) -> bool:
         flights = self._join(resources, self.current().api.miss_wait_timeout)
@@ -183,11 +185,12 @@ def _fresh(entry: Entry | None, now: float) -> bool:
     return entry is not None and entry.is_fresh(now)
 
 
-def _checked(entries: Sequence[Entry | None], hit: bool = False) -> list[Entry]:
+def _checked(entries: Sequence[Entry | None], not_found: str, hit: bool = False
+             ) -> list[Entry]:
     """Entries that exist and are not negative, or the error that says why not."""
     for entry in entries:
         if entry is not None and entry.status == 404:
-            error = NotFound("no such event upstream")
+            error = NotFound(not_found)
             error.cache_hit = hit
             raise error
     if any(entry is None for entry in entries):

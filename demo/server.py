@@ -34,6 +34,13 @@ from shared.policy.http import http_date, not_modified
 log = logging.getLogger(__name__)
 
 API = "/api/v2"
+# Set when a real upstream is configured; then no demo is started.
+CONFIGURED_BY = "C42_BASE_URL"
+
+
+def demo_env(host: str, port: int, token: str) -> dict[str, str]:
+    """The environment that points cachedproxy at a demo upstream on ``host:port``."""
+    return {"C42_BASE_URL": f"http://{host}:{port}{API}", "C42_TOKEN": token}
 EVENT_IDS_RE = re.compile(r"\[([A-Za-z0-9_-]{1,128})\]")
 FAULT_MODES = {"error", "timeout", "rate_limit", "malformed"}
 

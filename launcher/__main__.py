@@ -1,7 +1,7 @@
 """``python -m launcher`` (``make run``): the whole system in the foreground, supervised.
 
-Starts a private redis-server (unless REDIS_URL is set), the demo C42 upstream (unless
-C42_BASE_URL is set), a Celery worker, Celery beat, Flower and the API; logs where each
+Starts a private redis-server (unless REDIS_URL is set), the demo upstream (unless a
+real one is configured), a Celery worker, Celery beat, Flower and the API; logs where each
 listens. A process that exits unasked is logged and restarted with back-off
 (launcher/supervise.py) while the others keep serving. Ctrl-C or SIGTERM stops them in
 order: the API first, finishing its in-flight requests while the worker still runs
@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from demo.server import CONFIGURED_BY, demo_env
 from launcher.services import (
     api_ready,
     celery,
@@ -40,6 +41,7 @@ from launcher.supervise import after_exit, on_stop_signal
 from shared.config.credentials import CREDENTIALS_FILE, flower_basic_auth
 from shared.config.settings import PROJECT_DIR, SettingsError, load_settings
 from shared.telemetry.logs import configure_logging
+from shared.upstreams.registry import VIEWS
 
 PIPE = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT}
 STOP_BUDGET = 10.0  # seconds from a stop request until every process is gone
@@ -181,14 +183,13 @@ def build(sup: Supervisor, env: dict[str, str], run_dir: Path) -> None:
         env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
         log.info("started", extra={"service": "redis", "url": env["REDIS_URL"],
                                    "data": str(data)})
-    if "C42_BASE_URL" not in env:
+    if CONFIGURED_BY not in env:
         port = free_port()
-        env["C42_TOKEN"] = secrets.token_urlsafe(16)
-        env["C42_BASE_URL"] = f"http://127.0.0.1:{port}/api/v2"
+        env.update(demo_env("127.0.0.1", port, secrets.token_urlsafe(16)))
         sup.add(Service("demo", lambda: spawn(
             [sys.executable, "-m", "demo", "--port", str(port)], env, **PIPE), stage=2,
             ready=lambda: port_open("127.0.0.1", port)), timeout=10)
-        log.info("started", extra={"service": "demo upstream", "url": env["C42_BASE_URL"]})
+        log.info("started", extra={"service": "demo upstream", "url": env[CONFIGURED_BY]})
     settings = load_settings(env)
     run_dir.mkdir(parents=True, exist_ok=True)
     sup.add(Service("worker", lambda: celery(env, "worker", "--hostname", "worker@%h", **PIPE),
@@ -200,8 +201,9 @@ def build(sup: Supervisor, env: dict[str, str], run_dir: Path) -> None:
     sup.add(Service("api", lambda: spawn_api(env, **PIPE), stage=0,
                     ready=lambda: api_ready(env)))
     base = f"http://{settings.api.host}:{settings.api.port}"
+    view = VIEWS[0]
     log.info("started", extra={"service": "api",
-                               "url": f"{base}/events-with-subscriptions/launch-party/"})
+                               "url": f"{base}/{view.name}/{view.example_id}/"})
     flower_login = ("FLOWER_BASIC_AUTH" if settings.flower.basic_auth
                     else f"user:password in {CREDENTIALS_FILE}"
                     + (" (generated now)" if generated else ""))

@@ -16,20 +16,14 @@ from shared.store.flights import Flights
 from shared.store.keys import Keys
 from shared.store.schedule import Schedule
 from shared.telemetry.metrics import WorkerMetrics
-from shared.upstreams import c42
+from shared.upstreams.registry import UPSTREAMS
 from worker.upstream import UpstreamClient
 
 
 def upstream_clients(settings: Settings) -> dict[str, UpstreamClient]:
-    return {
-        c42.UPSTREAM: UpstreamClient(
-            settings.c42.base_url,
-            settings.c42.token,
-            settings.upstream.connect_timeout,
-            settings.upstream.read_timeout,
-            settings.c42.page_size,
-        )
-    }
+    timeouts = settings.upstream.connect_timeout, settings.upstream.read_timeout
+    return {name: UpstreamClient(upstream.endpoint(settings.upstreams[name]), *timeouts)
+            for name, upstream in UPSTREAMS.items()}
 
 
 @dataclass
@@ -63,7 +57,7 @@ class WorkerContext:
                   UpstreamBreaker(client, keys), upstream_clients(settings))
 
         def on_change(old: Settings, new: Settings) -> None:
-            if (old.c42, old.upstream) != (new.c42, new.upstream):
+            if (old.upstreams, old.upstream) != (new.upstreams, new.upstream):
                 ctx.upstreams = upstream_clients(new)  # new token, timeouts, page size
             for upstream in ctx.upstreams:
                 period = new.ttl_for(upstream) * new.refresh.ratio

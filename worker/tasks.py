@@ -41,9 +41,8 @@ from shared.store.entry import keep_until, not_found
 from shared.store.flights import FETCH_TIME_LIMIT, Flight, Outcome
 from shared.store.health import ticked
 from shared.telemetry.logs import log_context
-from shared.upstreams import c42
 from shared.upstreams.kinds import ResourceKind
-from shared.upstreams.registry import kind_of
+from shared.upstreams.registry import UPSTREAMS, kind_of
 from worker import app
 from worker.context import WorkerContext
 from worker.fetch import fetch
@@ -242,8 +241,10 @@ def refresh_resource(self: ContextTask, resource: str, due: float | None = None)
 def tick(self: ContextTask) -> int:
     """Claim the resources due for refresh and enqueue a refresh for each."""
     ctx = self.context
-    plan = ctx.settings.refresh
-    pinned = [r for event_id in ctx.settings.c42.prefetch for r in c42.event_resources(event_id)]
+    settings = ctx.settings
+    plan = settings.refresh
+    pinned = [r for name, upstream in UPSTREAMS.items()
+              for r in upstream.prefetch(settings.upstreams[name])]
     try:
         claimed, dropped = ctx.schedule.claim_due(
             plan.max_claims, REFRESH_LEASE, plan.idle_timeout, pinned)

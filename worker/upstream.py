@@ -10,6 +10,7 @@ import requests
 
 from shared.errors import NotFound, UpstreamError, UpstreamTimeout
 from shared.store.entry import Validator, conditional_headers
+from shared.upstreams.kinds import Endpoint
 
 
 @dataclass(frozen=True)
@@ -30,20 +31,16 @@ class RateLimited(UpstreamError):
 class UpstreamClient:
     def __init__(
         self,
-        base_url: str,
-        token: str,
+        endpoint: Endpoint,
         connect_timeout: float,
         read_timeout: float,
-        page_size: int = 100,
         session: requests.Session | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.page_size = page_size
+        self.base_url = endpoint.base_url.rstrip("/")
+        self.page_size = endpoint.page_size
         self.timeout = (connect_timeout, read_timeout)
         self.session = session or requests.Session()
-        self.headers = {"Accept": "application/json"}
-        if token:
-            self.headers["Authorization"] = f"Token {token}"
+        self.headers = {"Accept": "application/json", **endpoint.headers}
 
     def get(self, path: str, validator: Validator | None = None) -> Response:
         """GET base_url + path, conditionally when a validator is given."""

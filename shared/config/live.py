@@ -140,7 +140,7 @@ class LiveSettings:
 
 
 def _value(settings: Settings, opt: Option) -> Any:
-    return getattr(getattr(settings, opt.section), opt.key)
+    return getattr(settings.section(opt.section), opt.key)
 
 
 class ConsulWatcher(threading.Thread):

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from shared.upstreams.kinds import KEY_RE
+from shared.config.declare import SettingsError, option
+from shared.upstreams.registry import UPSTREAMS
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 CONFIG_ENV = "CACHEDPROXY_CONFIG"
@@ -30,13 +31,6 @@ MAX_WAIT = 60.0  # longest wait a request may be configured to make for upstream
 # A layer maps ini section -> key -> raw string value.
 Layer = Mapping[str, Mapping[str, str]]
 
-
-class SettingsError(ValueError):
-    """A configuration value is missing or malformed; the message names the key."""
-
-
-def option(default: Any, env: str, help: str, live: bool = False) -> Any:
-    return field(default=default, metadata={"env": env, "help": help, "live": live})
 
 
 @dataclass(frozen=True)
@@ -100,24 +94,6 @@ class RefreshSettings:
         "Longest wait between probes of a failing upstream (one request each)", live=True,
     )
 
-
-@dataclass(frozen=True)
-class C42Settings:
-    base_url: str = option(
-        "http://127.0.0.1:8042/api/v2", "C42_BASE_URL", "Calendar42 API base URL"
-    )
-    token: str = option(
-        "", "C42_TOKEN", "Calendar42 API token (sent as 'Token <token>')", live=True
-    )
-    ttl: int = option(
-        0, "C42_TTL", "Seconds Calendar42 responses stay fresh; 0: cache.ttl", live=True
-    )
-    page_size: int = option(
-        10, "C42_PAGE_SIZE", "Subscriptions per upstream page (1-100)", live=True
-    )
-    prefetch: tuple[str, ...] = option(
-        (), "C42_PREFETCH", "Event ids kept warm always, comma-separated", live=True
-    )
 
 
 @dataclass(frozen=True)
@@ -183,25 +159,34 @@ class Settings:
     redis: RedisSettings = field(default_factory=RedisSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
     refresh: RefreshSettings = field(default_factory=RefreshSettings)
-    c42: C42Settings = field(default_factory=C42Settings)
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     flower: FlowerSettings = field(default_factory=FlowerSettings)
     consul: ConsulSettings = field(default_factory=ConsulSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    # Each upstream's own section, by name (shared/upstreams/registry.py).
+    upstreams: Mapping[str, Any] = field(
+        default_factory=lambda: {name: u.section() for name, u in UPSTREAMS.items()})
 
     def ttl_for(self, upstream: str) -> int:
         """The TTL of an upstream's resources: its own ``ttl`` if set, else cache.ttl."""
-        own = getattr(getattr(self, upstream, None), "ttl", 0)
+        own = getattr(self.upstreams.get(upstream), "ttl", 0)
         return own or self.cache.ttl
+
+    def section(self, name: str) -> Any:
+        """A section by name: a core one (``cache``) or an upstream's (its name)."""
+        return self.upstreams[name] if name in self.upstreams else getattr(self, name)
 
     def replace(self, **sections: Mapping[str, Any]) -> Settings:
         """A copy with some options changed, e.g. ``replace(cache={"ttl": 5})``."""
-        changed = {
-            name: dataclasses.replace(getattr(self, name), **values)
-            for name, values in sections.items()
-        }
-        return validate(dataclasses.replace(self, **changed))
+        upstreams = dict(self.upstreams)
+        core = {}
+        for name, values in sections.items():
+            if name in upstreams:
+                upstreams[name] = dataclasses.replace(upstreams[name], **values)
+            else:
+                core[name] = dataclasses.replace(getattr(self, name), **values)
+        return validate(dataclasses.replace(self, **core, upstreams=upstreams))
 
 
 @dataclass(frozen=True)
@@ -215,15 +200,24 @@ class Option:
     live: bool
 
 
+def sections() -> Iterator[tuple[str, type]]:
+    """Every settings section's name and type: the core ones, then each upstream's."""
+    hints = typing.get_type_hints(Settings)
+    for f in dataclasses.fields(Settings):
+        if f.name != "upstreams":
+            yield f.name, hints[f.name]
+    for name, upstream in UPSTREAMS.items():
+        yield name, upstream.section
+
+
 def options() -> Iterator[Option]:
     """Every option, in declaration order."""
-    for section in dataclasses.fields(Settings):
-        section_type = typing.get_type_hints(Settings)[section.name]
+    for section, section_type in sections():
         hints = typing.get_type_hints(section_type)
         for f in dataclasses.fields(section_type):
             meta = f.metadata
             yield Option(
-                section.name,
+                section,
                 f.name,
                 meta["env"],
                 hints[f.name],
@@ -292,16 +286,10 @@ def build(layers: Sequence[tuple[str, Layer]]) -> Settings:
 def validate(settings: Settings) -> Settings:
     checks = [
         (settings.cache.ttl > 0, "cache.ttl must be positive"),
-        (settings.c42.ttl >= 0, "c42.ttl must not be negative (0: cache.ttl)"),
         (settings.cache.negative_ttl > 0, "cache.negative_ttl must be positive"),
         (
             0 <= settings.cache.stale_while_revalidate <= settings.cache.stale_if_error,
             "cache.stale_while_revalidate must be between 0 and cache.stale_if_error",
-        ),
-        (1 <= settings.c42.page_size <= 100, "c42.page_size must be between 1 and 100"),
-        (
-            urlsplit(settings.c42.base_url).scheme in {"http", "https"},
-            "c42.base_url must be an http(s) URL",
         ),
         (
             urlsplit(settings.redis.url).scheme in {"redis", "rediss", "unix"},
@@ -331,14 +319,12 @@ def validate(settings: Settings) -> Settings:
             "refresh.probe_max must be at least refresh.retry_base",
         ),
         (
-            all(KEY_RE.fullmatch(k) for k in settings.c42.prefetch),
-            "c42.prefetch must list event ids (letters, digits, '_' and '-')",
-        ),
-        (
             settings.log.level.upper() in {"DEBUG", "INFO", "WARNING", "ERROR"},
             "log.level must be DEBUG, INFO, WARNING or ERROR",
         ),
     ]
+    for name, upstream in UPSTREAMS.items():
+        checks.extend(upstream.checks(settings.upstreams[name]))
     for ok, message in checks:
         if not ok:
             raise SettingsError(message)

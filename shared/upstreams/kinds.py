@@ -1,15 +1,16 @@
-"""What a resource is: one upstream URL whose trimmed response we keep.
+"""What an upstream is: its resources, the views made of them, where to ask it.
 
-A resource is named ``<kind>:<key>``, e.g. ``c42:event:42``. Its kind says which upstream
-serves it, the path template, how pages are followed and how a response is trimmed to the
-fields we serve. Trim functions are pure and raise ``UpstreamError`` on a body of the wrong
+A resource is one upstream URL whose trimmed response we keep, named ``<kind>:<key>``
+with its kind named ``<upstream>:<name>``. The kind says which upstream serves it, the
+path template, how pages are followed and how a response is trimmed to the fields we
+serve. Trim functions are pure and raise ``UpstreamError`` on a body of the wrong
 shape, so malformed upstream data never reaches the cache.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,3 +58,45 @@ def key_of(resource: str) -> str:
 
 def kind_name_of(resource: str) -> str:
     return resource.rpartition(":")[0]
+
+
+@dataclass(frozen=True)
+class View:
+    """A combined view, ``GET /<name>/<id>/``: the resources one id names, built into
+    one body. ``build`` is a pure function of the parts' stored data."""
+
+    name: str
+    resources: Callable[[str], list[str]]  # the view's id -> the resources it is made of
+    build: Callable[[str, Sequence[Any]], Any]  # id, each part's data -> the body
+    summary: str  # what a client gets, for the OpenAPI description
+    id_description: str
+    example_id: str
+    schema: Mapping[str, Any]  # JSON Schema of the body
+    not_found: str = "not found upstream"  # the message when a part does not exist
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and how to ask an upstream."""
+
+    base_url: str
+    headers: Mapping[str, str]  # sent with every request, e.g. authentication
+    page_size: int = 100
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """One upstream API: everything the rest of the code may know about it.
+
+    ``section`` is its settings section, a frozen dataclass of ``option()`` fields read
+    from ``[<name>]`` in config.ini, ``<prefix>/<name>/<key>`` in Consul and its own
+    environment variables; a ``ttl`` field (0: cache.ttl) sets its resources' freshness.
+    """
+
+    name: str  # its resources' prefix and its settings section
+    section: type
+    kinds: tuple[ResourceKind, ...]
+    views: tuple[View, ...]
+    endpoint: Callable[[Any], Endpoint]  # its settings section -> where and how to ask
+    prefetch: Callable[[Any], list[str]] = lambda section: []  # resources kept warm always
+    checks: Callable[[Any], list[tuple[bool, str]]] = lambda section: []  # (ok, message)

@@ -1,12 +1,18 @@
-"""Every resource kind this deployment knows, by name."""
+"""Every upstream this deployment knows, and their resource kinds and views by name.
+
+The rest of the code knows upstreams only through this registry; adding one is a module
+beside ``c42.py`` and a line here.
+"""
 
 from __future__ import annotations
 
 from shared.errors import InvalidRequest
 from shared.upstreams import c42
-from shared.upstreams.kinds import ResourceKind, check_key, key_of, kind_name_of
+from shared.upstreams.kinds import ResourceKind, Upstream, View, check_key, key_of, kind_name_of
 
-KINDS: dict[str, ResourceKind] = {kind.name: kind for kind in c42.KINDS}
+UPSTREAMS: dict[str, Upstream] = {u.name: u for u in (c42.UPSTREAM,)}
+KINDS: dict[str, ResourceKind] = {k.name: k for u in UPSTREAMS.values() for k in u.kinds}
+VIEWS: tuple[View, ...] = tuple(v for u in UPSTREAMS.values() for v in u.views)
 
 
 def upstream_of(resource: str) -> str:

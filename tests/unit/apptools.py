@@ -23,7 +23,7 @@ class StubReader:
         self.result = read or Read([EVENT, SUBS])
         self.asked: list[Sequence[str]] = []
 
-    def read(self, resources: Sequence[str]) -> Read:
+    def read(self, resources: Sequence[str], not_found: str = "") -> Read:
         self.asked.append(list(resources))
         if self.error is not None:
             raise self.error

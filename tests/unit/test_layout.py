@@ -2,6 +2,7 @@
 
 import ast
 import logging
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,3 +57,48 @@ def test_log_extra_fields_never_overwrite_log_record_attributes():
                     names = {k.value for k in kw.value.keys if isinstance(k, ast.Constant)}
                     clash = names & RESERVED_LOG_FIELDS
                     assert not clash, f"{path.relative_to(ROOT)}:{node.lineno} uses {clash}"
+
+
+SHIPPED = ("api", "worker", "shared", "demo")  # what the image copies
+
+
+def test_shipped_code_never_imports_the_test_harness_or_dev_tools():
+    """The image carries api/, worker/, shared/ and demo/ only: none of them may need
+    tests/, the launcher of ``make run`` or the benchmarks."""
+    for package in SHIPPED:
+        for path in (ROOT / package).rglob("*.py"):
+            found = {n for n in imports(path)
+                     if n.split(".")[0] in {"tests", "launcher", "benchmarks", "pytest"}}
+            assert not found, f"{path.relative_to(ROOT)} imports {found}"
+
+
+def test_the_image_copies_only_the_shipped_packages():
+    copied = {line.split()[1].rstrip("/") for line in (ROOT / "Dockerfile").read_text()
+              .splitlines() if line.startswith("COPY ") and line.split()[1].endswith("/")}
+    assert copied == set(SHIPPED)
+
+
+CALENDAR42 = re.compile(r"c42|calendar\s*42", re.IGNORECASE)
+# The one module that is Calendar42, and the registry that lists it by name.
+KNOWS_C42 = {"shared/upstreams/c42.py", "shared/upstreams/registry.py"}
+
+
+def test_only_its_upstream_module_knows_calendar42():
+    """Everything Calendar42 lives in shared/upstreams/c42.py; the rest of the system
+    knows upstreams through the registry, so a second upstream is one more module."""
+    paths = [*(p for package in ("api", "worker", "shared", "launcher")
+               for p in (ROOT / package).rglob("*.py")),
+             ROOT / "celeryconfig.py", ROOT / "flowerconfig.py"]
+    mentions = [str(p.relative_to(ROOT)) for p in paths
+                if str(p.relative_to(ROOT)) not in KNOWS_C42 and CALENDAR42.search(p.read_text())]
+    assert mentions == []
+
+
+def test_the_caching_policy_does_no_io():
+    """shared/policy/ decides from values: it imports no Redis, HTTP or task queue."""
+    for path in (ROOT / "shared" / "policy").rglob("*.py"):
+        found = {n for n in imports(path)
+                 if n.split(".")[0] in {"redis", "requests", "celery", "kombu", "bottle"}
+                 or n.startswith(("shared.store.entries", "shared.store.flights",
+                                  "shared.store.schedule", "shared.store.breaker"))}
+        assert not found, f"{path.relative_to(ROOT)} imports {found}"

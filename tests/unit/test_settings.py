@@ -29,10 +29,10 @@ def test_ini_overrides_defaults_and_env_overrides_ini(tmp_path):
     env = write_ini(tmp_path, "[cache]\nttl = 60\n[c42]\nbase_url = https://c42.example/api/v2\n")
     settings = load_settings(env)
     assert settings.cache.ttl == 60
-    assert settings.c42.base_url == "https://c42.example/api/v2"
+    assert settings.section("c42").base_url == "https://c42.example/api/v2"
     settings = load_settings({**env, "CACHE_TTL": "7"})
     assert settings.cache.ttl == 7
-    assert settings.c42.base_url == "https://c42.example/api/v2"
+    assert settings.section("c42").base_url == "https://c42.example/api/v2"
 
 
 def test_extra_layer_sits_between_ini_and_env(tmp_path):
