@@ -20,11 +20,12 @@ from kombu.exceptions import OperationalError
 
 from api import openapi
 from api.metrics import renderer
-from api.reader import HIT, MISS, STALE_IF_ERROR, Enqueue, Read, Reader
-from api.requests_log import RequestLog
+from api.reader import Enqueue, Read, Reader
+from api.requests_log import SERVED, RequestLog
 from shared.config.settings import MAX_WAIT, Settings
 from shared.errors import CachedProxyError, StoreUnavailable
 from shared.policy import http
+from shared.policy.serving import Served
 from shared.queue import FETCH_TASK, QUEUES, celery_app
 from shared.store import health
 from shared.store.breaker import UpstreamBreaker
@@ -56,15 +57,26 @@ def cache_status(read: Read, now: float) -> str:
     """RFC 9211: hit; a miss forwarded upstream (collapsed onto another request's fetch
     when it led none); or stale data served while revalidating or because upstream failed."""
     ttl = f"ttl={int(read.fresh_for(now))}"
-    if read.served == HIT:
+    if read.served is Served.HIT:
         return http.cache_status(CACHE, ["hit", ttl])
-    if read.served == MISS:
-        return http.cache_status(CACHE, ["fwd=miss", "stored",
-                                         *(["collapsed"] if read.collapsed else []), ttl])
+    if read.served in (Served.MISS, Served.COLLAPSED):
+        collapsed = ["collapsed"] if read.served is Served.COLLAPSED else []
+        return http.cache_status(CACHE, ["fwd=miss", "stored", *collapsed, ttl])
     params = ["fwd=stale"]
-    if read.served == STALE_IF_ERROR and read.upstream_status is not None:
+    if read.served is Served.STALE_IF_ERROR and read.upstream_status is not None:
         params.append(f"fwd-status={read.upstream_status}")
-    return http.cache_status(CACHE, [*params, ttl, f"detail={read.served}"])
+    detail = "stale-if-error" if read.served is Served.STALE_IF_ERROR else "stale-while-revalidate"
+    return http.cache_status(CACHE, [*params, ttl, f"detail={detail}"])
+
+
+def error_served(error: CachedProxyError) -> Served | None:
+    """How an error came about, for the metrics and the log; None: it never reached the
+    cache (a bad id)."""
+    if error.cache_hit:
+        return Served.NEGATIVE
+    if error.status >= 500:
+        return Served.ERROR
+    return Served.MISS if error.upstream_status is not None else None
 
 
 def error_response(error: CachedProxyError, negative_ttl: float = 0) -> bottle.HTTPResponse:
@@ -103,10 +115,13 @@ def create_app(
                 with store_errors():
                     read = reader.read(view.resources(key), view.not_found)
             except CachedProxyError as exc:
+                bottle.request.environ[SERVED] = error_served(exc)
                 return error_response(exc, negative_ttl=current().cache.negative_ttl)
             except Exception:
                 log.exception("request failed", extra={"view": view.name, "id": key})
+                bottle.request.environ[SERVED] = Served.ERROR
                 return error_response(CachedProxyError())
+            bottle.request.environ[SERVED] = read.served
             now = reader.clock()
             cache = current().cache
             etag = http.strong_etag(view.name, key, *(e.digest for e in read.entries))

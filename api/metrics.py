@@ -22,6 +22,7 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from shared.policy.serving import Served
 from shared.telemetry.metrics import RedisCollector
 
 REQUESTS = Counter("cachedproxy_http_requests", "API requests by route and status",
@@ -32,21 +33,6 @@ LATENCY = Histogram("cachedproxy_http_request_duration_seconds", "API request la
 OUTCOMES = Counter("cachedproxy_cache_outcomes", "How view requests were served: hit, miss, "
                    "collapsed, stale, stale_if_error, negative (a cached 404), error",
                    ["outcome"])
-
-
-def outcome(status: int, cache_status: str | None) -> str | None:
-    """The cache outcome of a response, from its status and Cache-Status."""
-    if cache_status is None:
-        return None
-    if "detail=stale-if-error" in cache_status:
-        return "stale_if_error"
-    if "fwd=stale" in cache_status:
-        return "stale"
-    if "; hit" in cache_status:
-        return "hit" if status == 200 else "negative"
-    if status >= 500:
-        return "error"
-    return "collapsed" if "collapsed" in cache_status else "miss"
 
 
 # labels() validates and locks on every call; the hot path keeps its children here.
@@ -61,13 +47,12 @@ def _child(metric: Any, *labels: str) -> Any:
     return child
 
 
-def observe(route: str, method: str, status: int, cache_status: str | None,
+def observe(route: str, method: str, status: int, served: Served | None,
             seconds: float) -> None:
     _child(REQUESTS, route, method, str(status)).inc()
     _child(LATENCY, route).observe(seconds)
-    kind = outcome(status, cache_status)
-    if kind is not None:
-        _child(OUTCOMES, kind).inc()
+    if served is not None:
+        _child(OUTCOMES, served.value).inc()
 
 
 def renderer(redis_collector: RedisCollector) -> Callable[[], tuple[bytes, str]]:

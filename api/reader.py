@@ -31,7 +31,14 @@ from shared.errors import (
     NotFound,
     UpstreamError,
 )
-from shared.policy.serving import ReadAction, Staleness, Windows, read_action, staleness
+from shared.policy.serving import (
+    ReadAction,
+    Served,
+    Staleness,
+    Windows,
+    read_action,
+    staleness,
+)
 from shared.policy.timing import ReadThrottle, read_period
 from shared.store.breaker import UpstreamBreaker
 from shared.store.entries import EntryStore
@@ -44,7 +51,6 @@ Enqueue = Callable[[str, str], None]  # (resource, flight token) -> fetch task e
 
 PROBE_OVERDUE = 10.0  # seconds past due before a request probes a failing upstream
 PENDING_MARGIN = 1.0  # seconds a led flight's lock outlasts its waiters before the task starts
-HIT, MISS, STALE, STALE_IF_ERROR = "hit", "miss", "stale-while-revalidate", "stale-if-error"
 # Failures that stored good data may stand in for (RFC 5861 section 4).
 FALLBACK_ERRORS = (UpstreamError, FetchTimeout, FetchFailed)
 
@@ -52,8 +58,7 @@ FALLBACK_ERRORS = (UpstreamError, FetchTimeout, FetchFailed)
 @dataclass(frozen=True)
 class Read:
     entries: list[Entry]
-    served: str = HIT  # HIT, MISS, STALE or STALE_IF_ERROR
-    collapsed: bool = False  # a miss that only waited on other requests' fetches
+    served: Served = Served.HIT  # HIT, MISS, COLLAPSED, STALE or STALE_IF_ERROR
     upstream_status: int | None = None  # what upstream answered when it failed
 
     def fresh_for(self, now: float) -> float:
@@ -109,13 +114,13 @@ class Reader:
         if action is ReadAction.SERVE_STALE:
             # Upstream failed these lately and its retry is not due: asking again per
             # request would hammer a failing upstream.
-            return Read(_checked(entries, not_found),
-                        STALE if state is Staleness.REVALIDATE else STALE_IF_ERROR)
+            return Read(_checked(entries, not_found), Served.STALE
+                        if state is Staleness.REVALIDATE else Served.STALE_IF_ERROR)
         if action is ReadAction.SERVE_AND_REFRESH:
             # The refresh is best effort: the stored data is the answer either way.
             with contextlib.suppress(CachedProxyError, redis.RedisError):
                 self._lead([f for f in self._join(stale, api.miss_wait_timeout) if f.leader])
-            return Read(_checked(entries, not_found), STALE)
+            return Read(_checked(entries, not_found), Served.STALE)
         fallback = action is ReadAction.FETCH_OR_FALLBACK
         wait = api.stale_wait_timeout if fallback else api.miss_wait_timeout
         try:
@@ -123,9 +128,10 @@ class Reader:
         except FALLBACK_ERRORS as exc:
             if not fallback:
                 raise
-            return Read(_checked(entries, not_found), STALE_IF_ERROR,
+            return Read(_checked(entries, not_found), Served.STALE_IF_ERROR,
                         upstream_status=exc.upstream_status)
-        return Read(_checked(self.entries.read(resources), not_found), MISS, collapsed)
+        return Read(_checked(self.entries.read(resources), not_found),
+                    Served.COLLAPSED if collapsed else Served.MISS)
 
     def _fetch(self, resources: Sequence[str], wait: float) -> bool:
         flights = self._join(resources, self.current().api.miss_wait_timeout)

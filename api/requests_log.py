@@ -16,9 +16,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from api import metrics
+from shared.policy.serving import Served
 from shared.telemetry.logs import log_context
 
 log = logging.getLogger("api.requests")
+SERVED = "cachedproxy.served"  # environ key: how a view request was served (a Served)
 REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 StartResponse = Callable[..., Any]
@@ -46,18 +48,16 @@ class RequestLog:
             body = self.app(environ, start)
             seconds = time.perf_counter() - started
             status = seen.get("status", 500)
-            cache = next((v for k, v in seen.get("headers", []) if k.lower() == "cache-status"),
-                         None)
+            served = environ.get(SERVED)
             route = getattr(environ.get("bottle.route"), "rule", "unmatched")
-            metrics.observe(route, environ.get("REQUEST_METHOD", ""), status, cache, seconds)
-            hit = cache is not None and "; hit" in cache and status == 200
-            level = logging.DEBUG if hit else logging.INFO
+            metrics.observe(route, environ.get("REQUEST_METHOD", ""), status, served, seconds)
+            level = logging.DEBUG if served is Served.HIT else logging.INFO
             if log.isEnabledFor(level):
                 log.log(level, "request", extra={
                     "method": environ.get("REQUEST_METHOD"),
                     "path": environ.get("PATH_INFO"),
                     "status": status,
-                    "cache": cache,
+                    "cache": served.value if served is not None else None,
                     "duration_ms": round(seconds * 1000, 2),
                 })
         return body

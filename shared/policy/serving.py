@@ -21,6 +21,19 @@ from dataclasses import dataclass
 from shared.store.entry import Entry
 
 
+class Served(enum.Enum):
+    """How a view request was answered: the one value the response's Cache-Status, the
+    outcome metric and the request log are all made from."""
+
+    HIT = "hit"
+    MISS = "miss"  # fetched from upstream for this request
+    COLLAPSED = "collapsed"  # a miss that only waited on other requests' fetches
+    STALE = "stale"  # served while one refresh runs (stale-while-revalidate)
+    STALE_IF_ERROR = "stale_if_error"  # served because upstream failed or backs off
+    NEGATIVE = "negative"  # a remembered upstream 404
+    ERROR = "error"  # no usable data: upstream, Redis or the fetch failed
+
+
 class Staleness(enum.Enum):
     """How usable the stored parts of a view are, taken together."""
 

@@ -4,15 +4,19 @@ Cache-Status and the OpenAPI description."""
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
+from prometheus_client import REGISTRY
 
 from api import openapi
 from api.app import create_app
-from api.reader import MISS, STALE, STALE_IF_ERROR, Read
+from api.reader import Read
+from api.requests_log import RequestLog
 from shared.config.settings import Settings
-from shared.errors import NotFound, UpstreamError
+from shared.errors import InvalidRequest, NotFound, UpstreamError
 from shared.policy.http import http_date
+from shared.policy.serving import Served
 from tests.unit.apptools import NOW, StubReader, call, entries
 
 URL = "/events-with-subscriptions/e1/"
@@ -88,12 +92,12 @@ def test_head_gets_headers_without_body():
 @pytest.mark.parametrize(
     ("read", "expected"),
     [
-        (Read(entries(252, 252), MISS), "cachedproxy; fwd=miss; stored; ttl=252"),
-        (Read(entries(252, 252), MISS, collapsed=True),
+        (Read(entries(252, 252), Served.MISS), "cachedproxy; fwd=miss; stored; ttl=252"),
+        (Read(entries(252, 252), Served.COLLAPSED),
          "cachedproxy; fwd=miss; stored; collapsed; ttl=252"),
-        (Read(entries(-5, 100), STALE),
+        (Read(entries(-5, 100), Served.STALE),
          "cachedproxy; fwd=stale; ttl=-5; detail=stale-while-revalidate"),
-        (Read(entries(-600, -600), STALE_IF_ERROR, upstream_status=503),
+        (Read(entries(-600, -600), Served.STALE_IF_ERROR, upstream_status=503),
          "cachedproxy; fwd=stale; fwd-status=503; ttl=-600; detail=stale-if-error"),
     ],
 )
@@ -101,7 +105,7 @@ def test_cache_status_says_what_happened(read, expected):
     """RFC 9211 Cache-Status for misses, collapsed misses and the two kinds of stale."""
     status, headers, _ = get(read)
     assert status == 200 and headers["Cache-Status"] == expected
-    if read.served != MISS:
+    if read.served in (Served.STALE, Served.STALE_IF_ERROR):
         assert headers["Cache-Control"].startswith("max-age=0,")
 
 
@@ -128,3 +132,40 @@ def test_openapi_describes_exactly_the_routes():
     assert routes == set(openapi.spec()["paths"])
     status, headers, body = call(app, "/openapi.json")
     assert status == 200 and json.loads(body) == openapi.spec()
+
+
+def _served_error(status_error: Exception, cache_hit: bool = False) -> Exception:
+    status_error.cache_hit = cache_hit  # type: ignore[attr-defined]
+    return status_error
+
+
+@pytest.mark.parametrize(
+    ("read", "error", "served", "level"),
+    [
+        (Read(entries(120, 200)), None, "hit", logging.DEBUG),
+        (Read(entries(252, 252), Served.MISS), None, "miss", logging.INFO),
+        (Read(entries(252, 252), Served.COLLAPSED), None, "collapsed", logging.INFO),
+        (Read(entries(-5, 100), Served.STALE), None, "stale", logging.INFO),
+        (Read(entries(-600, -600), Served.STALE_IF_ERROR), None, "stale_if_error", logging.INFO),
+        (None, _served_error(NotFound("gone"), cache_hit=True), "negative", logging.INFO),
+        (None, NotFound("gone", upstream_status=404), "miss", logging.INFO),
+        (None, UpstreamError("boom", upstream_status=500), "error", logging.INFO),
+        (None, InvalidRequest("bad id"), None, logging.INFO),
+    ],
+)
+def test_one_outcome_value_reaches_the_metric_and_the_log(read, error, served, level, caplog):
+    """How a request was served is handed, as a value, to the outcome metric and the
+    request log (hits at DEBUG, the rest at INFO); a bad id has no cache outcome."""
+    app = RequestLog(create_app(StubReader(error, read), lambda: SETTINGS))
+
+    def count(outcome: str) -> float:
+        return REGISTRY.get_sample_value("cachedproxy_cache_outcomes_total",
+                                         {"outcome": outcome}) or 0.0
+
+    before = {o.value: count(o.value) for o in Served}
+    with caplog.at_level(logging.DEBUG, logger="api.requests"):
+        call(app, URL)
+    changed = {o for o in before if count(o) != before[o]}
+    assert changed == ({served} if served else set())
+    [record] = [r for r in caplog.records if r.name == "api.requests"]
+    assert (record.cache, record.levelno) == (served, level)
