@@ -7,9 +7,9 @@ generated at first start into run/flower-credentials. It keeps at most
 """
 
 from shared.config.credentials import flower_basic_auth
-from shared.config.settings import load_settings
+from shared.config.live import process_settings
 
-_settings = load_settings()
+_settings = process_settings().get()
 address = _settings.flower.address
 port = _settings.flower.port
 basic_auth = flower_basic_auth(_settings)[0]

@@ -16,6 +16,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from shared.config.live import process_environ, process_settings, set_command_line
 from shared.config.settings import Settings, load_settings
 from shared.telemetry.logs import configure_logging
 
@@ -42,10 +43,8 @@ def _metrics_dir() -> None:
 def _load_api(settings: Settings) -> Any:
     # Imported here, in the worker after gevent has patched the standard library.
     from api.app import app_from_settings
-    from shared.config.live import apply_log_level, live_settings
 
-    live = live_settings(os.environ)  # one per server process, following Consul
-    live.subscribe(apply_log_level)
+    live = process_settings()  # one per server process, following Consul
     return app_from_settings(live.get(), live.get)
 
 
@@ -98,8 +97,8 @@ def main(argv: list[str] | None = None) -> None:
                         "(default: $CONSUL_HTTP_ADDR)")
     args = parser.parse_args(argv)
     if args.consul:
-        os.environ["CONSUL_HTTP_ADDR"] = args.consul
-    settings = load_settings()
+        set_command_line({"CONSUL_HTTP_ADDR": args.consul})
+    settings = load_settings(process_environ())  # what the server starts with
     configure_logging(settings.log.level)
     _metrics_dir()
     ApiServer(settings).run()

@@ -29,6 +29,7 @@ from shared.policy.serving import Served
 from shared.queue import FETCH_TASK, QUEUES, celery_app
 from shared.store import health
 from shared.store.breaker import UpstreamBreaker
+from shared.store.client import connect
 from shared.store.entries import EntryStore, store_error, store_errors
 from shared.store.flights import Flights
 from shared.store.keys import Keys
@@ -231,17 +232,9 @@ def app_from_settings(
     gives the settings in force at each request, when they follow Consul.
     """
     current = current or (lambda: settings)
-    common = {
-        "socket_connect_timeout": settings.redis.socket_timeout,
-        "health_check_interval": 30,
-    }
-    client = redis.Redis.from_url(
-        settings.redis.url, socket_timeout=settings.redis.socket_timeout, **common
-    )
+    client = connect(settings.redis)
     # Blocking waits need a socket timeout above the longest wait they may be given.
-    waiting = redis.Redis.from_url(
-        settings.redis.url, socket_timeout=MAX_WAIT + settings.redis.socket_timeout, **common
-    )
+    waiting = connect(settings.redis, MAX_WAIT + settings.redis.socket_timeout)
     keys = Keys(settings.redis.key_prefix)
     queue = celery_app(settings, main="cachedproxy-api")
     reader = Reader(

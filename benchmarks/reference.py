@@ -17,9 +17,10 @@ REFERENCE_KEY = "bench:reference"
 
 def reference_app(settings: Settings) -> Any:
     import bottle
-    import redis
 
-    client = redis.Redis.from_url(settings.redis.url)
+    from shared.store.client import connect
+
+    client = connect(settings.redis)
     app = bottle.Bottle()
 
     @app.get("/reference")

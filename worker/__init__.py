@@ -3,11 +3,11 @@
 Its settings come from ``celeryconfig.py`` (read when Celery first needs them).
 """
 
-import os
-
 import click
 from celery import Celery
 from celery.signals import beat_init, setup_logging, user_preload_options
+
+from shared.config.live import process_settings, set_command_line
 
 app = Celery("cachedproxy", include=["worker.tasks", "worker.health"])
 app.config_from_object("celeryconfig")
@@ -20,16 +20,15 @@ app.user_options["preload"].add(
 def _consul_address(options: dict[str, object], **_: object) -> None:
     """``celery -A worker --consul host:port ...``: the same as CONSUL_HTTP_ADDR."""
     if options.get("consul"):
-        os.environ["CONSUL_HTTP_ADDR"] = str(options["consul"])
+        set_command_line({"CONSUL_HTTP_ADDR": str(options["consul"])})
 
 
 @setup_logging.connect
 def _json_logging(**_: object) -> None:
     """Replace Celery's log setup with JSON lines."""
-    from shared.config.settings import load_settings
     from shared.telemetry.logs import configure_logging
 
-    configure_logging(load_settings().log.level)
+    configure_logging(process_settings().get().log.level)
 
 
 @beat_init.connect

@@ -1,16 +1,19 @@
-"""What a worker process needs, built once per process; settings follow Consul live."""
+"""What a worker process needs, built once per process and shared by its tasks and its
+heartbeat: the settings (followed live), one Redis client, the stores and upstream clients."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import redis
 
-from shared.config.live import LiveSettings, apply_log_level
+from shared.config.live import LiveSettings, process_settings
 from shared.config.settings import Settings
 from shared.store.breaker import UpstreamBreaker
+from shared.store.client import connect
 from shared.store.entries import EntryStore
 from shared.store.flights import Flights
 from shared.store.keys import Keys
@@ -30,6 +33,7 @@ def upstream_clients(settings: Settings) -> dict[str, UpstreamClient]:
 class WorkerContext:
     current: Callable[[], Settings]  # the settings in force now
     redis: redis.Redis
+    keys: Keys
     entries: EntryStore
     flights: Flights
     schedule: Schedule
@@ -45,14 +49,9 @@ class WorkerContext:
     @classmethod
     def from_live(cls, live: LiveSettings) -> WorkerContext:
         settings = live.get()
-        client = redis.Redis.from_url(
-            settings.redis.url,
-            socket_timeout=settings.redis.socket_timeout,
-            socket_connect_timeout=settings.redis.socket_timeout,
-            health_check_interval=30,
-        )
+        client = connect(settings.redis)
         keys = Keys(settings.redis.key_prefix)
-        ctx = cls(live.get, client, EntryStore(client, keys), Flights(client, keys),
+        ctx = cls(live.get, client, keys, EntryStore(client, keys), Flights(client, keys),
                   Schedule(client, keys), WorkerMetrics(client, keys),
                   UpstreamBreaker(client, keys), upstream_clients(settings))
 
@@ -66,5 +65,16 @@ class WorkerContext:
                     ctx.schedule.pull_in(f"{upstream}:", ctx.clock(), period)
 
         live.subscribe(on_change)
-        live.subscribe(apply_log_level)
         return ctx
+
+
+_process: tuple[int, WorkerContext] | None = None
+
+
+def process_context() -> WorkerContext:
+    """This process's context, built on first use; a forked pool process builds its own
+    (sockets and the settings watcher do not cross a fork)."""
+    global _process
+    if _process is None or _process[0] != os.getpid():
+        _process = (os.getpid(), WorkerContext.from_live(process_settings()))
+    return _process[1]

@@ -11,24 +11,18 @@ from typing import Any
 import redis
 from celery.signals import heartbeat_sent, worker_ready, worker_shutdown
 
-from shared.config.settings import load_settings
 from shared.errors import FetchFailed
-from shared.store.flights import Flights, Outcome
+from shared.store.flights import Outcome
 from shared.store.health import worker_gone, worker_seen
 from shared.store.keys import Keys
+from worker.context import process_context
 
 log = logging.getLogger(__name__)
-_client: tuple[redis.Redis, Keys] | None = None
 
 
 def _store() -> tuple[redis.Redis, Keys]:
-    global _client  # one client per main process, made on the first heartbeat
-    if _client is None:
-        settings = load_settings()
-        _client = (redis.Redis.from_url(settings.redis.url,
-                                        socket_timeout=settings.redis.socket_timeout),
-                   Keys(settings.redis.key_prefix))
-    return _client
+    ctx = process_context()  # the same the tasks use, settings followed live
+    return ctx.redis, ctx.keys
 
 
 def _hostname(sender: Any) -> str | None:
@@ -55,9 +49,8 @@ def _fail_abandoned(sender: Any = None, **_: object) -> None:
     hostname = _hostname(sender)
     if not hostname:
         return
-    client, keys = _store()
     try:
-        lost = Flights(client, keys).fail_abandoned(hostname, Outcome.failed(
+        lost = process_context().flights.fail_abandoned(hostname, Outcome.failed(
             FetchFailed("the worker running the fetch was killed")))
     except redis.RedisError as exc:
         log.warning("could not check for abandoned fetches", extra={"error": repr(exc)})

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 
 import redis
@@ -19,7 +18,6 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.signals import task_failure
 
-from shared.config.live import live_settings
 from shared.errors import (
     CachedProxyError,
     FetchFailed,
@@ -44,7 +42,7 @@ from shared.telemetry.logs import log_context
 from shared.upstreams.kinds import ResourceKind
 from shared.upstreams.registry import UPSTREAMS, kind_of
 from worker import app
-from worker.context import WorkerContext
+from worker.context import WorkerContext, process_context
 from worker.fetch import fetch
 from worker.upstream import RateLimited, Recorder
 
@@ -55,15 +53,11 @@ REFRESH_LEASE = FETCH_TIME_LIMIT + 5
 
 
 class ContextTask(Task):
-    """A task with the process's WorkerContext, built on first use after the fork."""
-
-    _context: WorkerContext | None = None
+    """A task with its process's WorkerContext."""
 
     @property
     def context(self) -> WorkerContext:
-        if ContextTask._context is None:
-            ContextTask._context = WorkerContext.from_live(live_settings(os.environ))
-        return ContextTask._context
+        return process_context()
 
 
 def refresh(ctx: WorkerContext, resource: str, ahead: bool = False) -> Outcome:

@@ -17,6 +17,7 @@ Consul is unreachable, keeping the last good configuration.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -222,6 +223,39 @@ def live_settings(environ: Mapping[str, str]) -> LiveSettings:
     return live
 
 
+# Options this process was given on its command line (``--consul``): they rank above
+# the environment without being written into it.
+_command_line: dict[str, str] = {}
+_process: tuple[int, LiveSettings] | None = None
+
+
+def set_command_line(values: Mapping[str, str]) -> None:
+    """Options from the command line, by environment variable name; taken by the next
+    ``process_settings()``."""
+    global _process
+    _command_line.update(values)
+    if _process is not None and _process[1].watcher is not None:
+        _process[1].watcher.stop()
+    _process = None
+
+
+def process_environ() -> dict[str, str]:
+    """The environment with the command line's options on top."""
+    return {**os.environ, **_command_line}
+
+
+def process_settings() -> LiveSettings:
+    """This process's settings: loaded once and followed live, with the log level applied
+    as it changes. A forked child (a pool process) loads its own, since the watcher
+    thread does not cross the fork."""
+    global _process
+    if _process is None or _process[0] != os.getpid():
+        live = live_settings(process_environ())
+        live.subscribe(apply_log_level)
+        _process = (os.getpid(), live)
+    return _process[1]
+
+
 def apply_log_level(old: Settings, new: Settings) -> None:
     if old.log.level != new.log.level:
         logging.getLogger().setLevel(new.log.level.upper())
@@ -246,7 +280,6 @@ def seed(environ: Mapping[str, str]) -> list[str]:
 
 
 if __name__ == "__main__":
-    import os
     import sys
 
     if sys.argv[1:] != ["seed"] or not os.environ.get("CONSUL_HTTP_ADDR"):

@@ -61,13 +61,14 @@ def readiness(client: redis.Redis, keys: Keys, tick_interval: float,
 def main(argv: list[str]) -> int:
     """``python -m shared.store.health beat``: exit 0 while ticks run (a container healthcheck)."""
     from shared.config.settings import load_settings
+    from shared.store.client import connect
 
     if argv != ["beat"]:
         print("usage: python -m shared.store.health beat")
         return 2
     settings = load_settings()
-    report = readiness(redis.Redis.from_url(settings.redis.url, socket_timeout=2),
-                       Keys(settings.redis.key_prefix), settings.refresh.tick_interval)
+    report = readiness(connect(settings.redis), Keys(settings.redis.key_prefix),
+                       settings.refresh.tick_interval)
     print(report["checks"]["beat"])
     return 0 if report["checks"]["beat"]["ok"] else 1
 

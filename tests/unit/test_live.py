@@ -1,6 +1,12 @@
 """Consul KV listings to settings layers, and applying them, without Consul."""
 
-from shared.config.live import LiveSettings, kv_layer
+import multiprocessing
+import os
+
+import pytest
+
+from shared.config import live as live_module
+from shared.config.live import LiveSettings, kv_layer, process_settings, set_command_line
 
 
 def test_kv_listing_maps_to_sections_and_keys():
@@ -39,3 +45,40 @@ def test_consul_section_is_never_taken_from_consul(tmp_path):
     live = LiveSettings(no_config(tmp_path))
     live.apply({"consul": {"address": "evil:8500", "token": "t"}})
     assert live.get().consul.address == "" and live.get().consul.token == ""
+
+
+@pytest.fixture
+def fresh_process(monkeypatch, tmp_path):
+    """This process's settings state, as at start, with an empty config.ini."""
+    monkeypatch.setattr(live_module, "_command_line", {})
+    monkeypatch.setattr(live_module, "_process", None)
+    for name, value in no_config(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("CONSUL_HTTP_ADDR", raising=False)
+    monkeypatch.setenv("LOG_LEVEL", "INFO")
+
+
+def test_process_settings_are_loaded_once_with_the_command_line_on_top(fresh_process):
+    """Every caller in a process gets the same live settings; options from the command
+    line (``--consul``) win over the environment, which is left as it was."""
+    first = process_settings()
+    assert process_settings() is first and first.get().log.level == "INFO"
+    set_command_line({"LOG_LEVEL": "WARNING"})
+    again = process_settings()
+    assert again is not first and again.get().log.level == "WARNING"
+    assert process_settings() is again
+    assert os.environ["LOG_LEVEL"] == "INFO"
+
+
+def test_a_forked_process_loads_its_own_settings(fresh_process):
+    """A pool process forked after the settings were loaded loads its own (a watcher
+    thread does not cross a fork), once."""
+    parent = id(process_settings())
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        child = pool.apply(_settings_ids)
+    assert child[0] == child[1] != parent
+
+
+def _settings_ids() -> tuple[int, int]:
+    return id(process_settings()), id(process_settings())

@@ -1,0 +1,20 @@
+"""The one way this project makes a Redis client: the configured URL and timeouts."""
+
+from __future__ import annotations
+
+import redis
+
+from shared.config.settings import RedisSettings
+
+HEALTH_CHECK_INTERVAL = 30  # seconds idle before a pooled connection is checked on use
+
+
+def connect(settings: RedisSettings, socket_timeout: float | None = None) -> redis.Redis:
+    """A client of the cache's Redis. ``socket_timeout`` (default: redis.socket_timeout)
+    must outlast any blocking command the client is used for."""
+    return redis.Redis.from_url(
+        settings.url,
+        socket_timeout=settings.socket_timeout if socket_timeout is None else socket_timeout,
+        socket_connect_timeout=settings.socket_timeout,
+        health_check_interval=HEALTH_CHECK_INTERVAL,
+    )
