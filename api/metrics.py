@@ -3,7 +3,7 @@
 Request metrics are kept per process by prometheus_client; under ``python -m api`` the
 gunicorn workers share them through its multiprocess mode (PROMETHEUS_MULTIPROC_DIR,
 set up by api/__main__.py), so a scrape of any worker sums all of them. What the workers
-count comes from Redis (shared/metrics.py). Recording a request writes nothing to Redis.
+count comes from Redis (shared/telemetry/metrics.py). Recording a request writes nothing to Redis.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ For each resource of a view the stored entry is:
   stored, that data is served for up to ``stale_if_error`` past its freshness, and the
   wait for upstream is capped at ``stale_wait_timeout`` since there is data to fall back on.
   While the worker is backing off a failing resource, or probing a failing upstream
-  (shared/breaker.py), such data is served without asking upstream at all.
+  (shared/store/breaker.py), such data is served without asking upstream at all.
 
 Reads are recorded for the refresh schedule in the hit's own round trip, at most once
 per resource per read period in each process. The API never calls upstream itself.

@@ -56,7 +56,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             REFRESH_TASK: {"queue": REFRESH_QUEUE, "exchange": "", "routing_key": REFRESH_QUEUE},
             TICK_TASK: {"queue": REFRESH_QUEUE, "exchange": "", "routing_key": REFRESH_QUEUE},
         },
-        # Beat only ticks; the schedule itself lives in Redis (shared/schedule.py).
+        # Beat only ticks; the schedule itself lives in Redis (shared/store/schedule.py).
         "beat_schedule": {
             "tick": {
                 "task": TICK_TASK,

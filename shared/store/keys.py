@@ -58,7 +58,7 @@ class Keys:
         return self._key("health", "tick")
 
     def metrics(self) -> str:
-        """Hash of the workers' counters and histogram buckets (shared/metrics.py)."""
+        """Hash of the workers' counters and histogram buckets (shared/telemetry/metrics.py)."""
         return self._key("metrics")
 
     def celery_prefix(self) -> str:
