@@ -2,8 +2,10 @@
 
 import pytest
 
+from shared.config.settings import Settings, SettingsError
 from shared.errors import NotFound, UpstreamError
 from shared.upstreams import c42
+from shared.upstreams.kinds import Endpoint
 
 EVENT = {"meta_data": {}, "data": [{"id": "e1", "title": "Launch", "description": "long"}]}
 PAGE = {
@@ -105,3 +107,51 @@ def test_only_non_empty_string_first_names_are_kept():
     page = {"data": [{"subscriber": {"first_name": name}} for name in
                      ["Ada", "", 5, ["x"], {"a": 1}, True, "Grace"]]}
     assert c42.trim_subscriptions(page) == ["Ada", "Grace"]
+
+
+def test_endpoint_sends_the_token_as_c42_expects():
+    """C42 takes ``Authorization: Token <token>``; without a token no header is sent."""
+    section = c42.C42Settings(base_url="https://c42.example/api/v2", token="s3cret",
+                              page_size=25)
+    assert c42.endpoint(section) == Endpoint("https://c42.example/api/v2",
+                                             {"Authorization": "Token s3cret"}, 25)
+    assert c42.endpoint(c42.C42Settings()).headers == {}
+
+
+def test_prefetch_keeps_both_resources_of_each_event_warm():
+    section = c42.C42Settings(prefetch=("launch-party", "e2"))
+    assert c42.prefetch(section) == [
+        "c42:event:launch-party", "c42:subscriptions:launch-party",
+        "c42:event:e2", "c42:subscriptions:e2",
+    ]
+    assert c42.prefetch(c42.C42Settings()) == []
+
+
+@pytest.mark.parametrize(
+    ("values", "error"),
+    [
+        ({"ttl": 0}, None),
+        ({"ttl": 1}, None),
+        ({"ttl": -1}, "c42.ttl must not be negative (0: cache.ttl)"),
+        ({"page_size": 1}, None),
+        ({"page_size": 100}, None),
+        ({"page_size": 0}, "c42.page_size must be between 1 and 100"),
+        ({"page_size": 101}, "c42.page_size must be between 1 and 100"),
+        ({"base_url": "http://c42.local/api/v2"}, None),
+        ({"base_url": "https://c42.example/api/v2"}, None),
+        ({"base_url": "ftp://c42.example/"}, "c42.base_url must be an http(s) URL"),
+        ({"base_url": "c42.example"}, "c42.base_url must be an http(s) URL"),
+        ({"prefetch": ("a", "b_2-c")}, None),
+        ({"prefetch": ("a", "no/slash")},
+         "c42.prefetch must list event ids (letters, digits, '_' and '-')"),
+    ],
+)
+def test_settings_section_is_checked_with_messages_naming_the_key(values, error):
+    """The [c42] section's checks run with every settings load; a bad value is refused
+    with a message that names the option."""
+    if error is None:
+        assert Settings().replace(c42=values).section("c42") == c42.C42Settings(**values)
+    else:
+        with pytest.raises(SettingsError) as refused:
+            Settings().replace(c42=values)
+        assert str(refused.value) == error
