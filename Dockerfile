@@ -7,7 +7,7 @@ COPY shared/ shared/
 COPY worker/ worker/
 COPY api/ api/
 COPY demo/ demo/
-COPY celeryconfig.py flowerconfig.py ./
+COPY celeryconfig.py flowerconfig.py catalogue.toml ./
 # Editable, so the project directory (config.ini, run/) is /app.
 RUN pip install --no-cache-dir -e . && useradd --system --home-dir /app cachedproxy \
     && mkdir -p /app/run && chown cachedproxy /app/run

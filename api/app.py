@@ -36,8 +36,8 @@ from shared.store.keys import Keys
 from shared.store.schedule import Schedule
 from shared.telemetry.logs import context_value
 from shared.telemetry.metrics import RedisCollector
-from shared.upstreams.kinds import View, check_key
-from shared.upstreams.registry import VIEWS
+from shared.upstreams.kinds import View
+from shared.upstreams.registry import views
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,13 @@ def error_response(error: CachedProxyError, negative_ttl: float = 0) -> bottle.H
     return json_response(error.status, error.body(), headers)
 
 
+def _identity(values: dict[str, Any]) -> str:
+    """What a view's parameters add to its ETag: the value of the only one, as ever."""
+    if len(values) == 1:
+        return str(next(iter(values.values())))
+    return "&".join(f"{name}={value}" for name, value in sorted(values.items()))
+
+
 def create_app(
     reader: Reader,
     current: Callable[[], Settings],
@@ -109,23 +116,24 @@ def create_app(
     ``readiness`` checks Redis, workers and beat for /readyz."""
     app = bottle.Bottle()
 
-    def serve(view: View) -> Callable[[str], bottle.HTTPResponse]:
-        def handler(key: str) -> bottle.HTTPResponse:
+    def serve(view: View) -> Callable[..., bottle.HTTPResponse]:
+        def handler(**raw: str) -> bottle.HTTPResponse:
             try:
-                check_key(key)
+                values = {p.name: p.parse(raw[p.name]) for p in view.params}
                 with store_errors():
-                    read = reader.read(view.resources(key), view.not_found)
+                    read = reader.read(view.resources(values, current()), view.not_found)
             except CachedProxyError as exc:
                 bottle.request.environ[SERVED] = error_served(exc)
                 return error_response(exc, negative_ttl=current().cache.negative_ttl)
             except Exception:
-                log.exception("request failed", extra={"view": view.name, "id": key})
+                log.exception("request failed", extra={"view": view.name, "params": raw})
                 bottle.request.environ[SERVED] = Served.ERROR
                 return error_response(CachedProxyError())
             bottle.request.environ[SERVED] = read.served
             now = reader.clock()
             cache = current().cache
-            etag = http.strong_etag(view.name, key, *(e.digest for e in read.entries))
+            etag = http.strong_etag(view.name, _identity(values),
+                                    *(e.digest for e in read.entries))
             modified = max(e.fetched_at for e in read.entries)
             headers = {
                 "ETag": etag,
@@ -139,14 +147,16 @@ def create_app(
             if http.not_modified(request.get_header("If-None-Match"),
                                  request.get_header("If-Modified-Since"), etag, modified):
                 return bottle.HTTPResponse(None, 304, headers)
-            return json_response(200, view.build(key, [e.data for e in read.entries]), headers)
+            body = view.build(values, [e.data for e in read.entries])
+            return json_response(200, body, headers)
 
         return handler
 
-    for view in VIEWS:
+    for view in views():
         handler = serve(view)
-        app.route(f"/{view.name}/<key>", "GET", handler, name=view.name)
-        app.route(f"/{view.name}/<key>/", "GET", handler)
+        route = view.route.rstrip("/").replace("{", "<").replace("}", ">")
+        app.route(route, "GET", handler, name=view.name)
+        app.route(route + "/", "GET", handler)  # the trailing slash is optional
 
     @app.get("/healthz")
     def healthz() -> bottle.HTTPResponse:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.upstreams.kinds import KEY_RE, View
-from shared.upstreams.registry import VIEWS
+from shared.upstreams.kinds import KEY_RE, Param, View
+from shared.upstreams.registry import views
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -38,17 +38,33 @@ def _schema_name(view: View) -> str:
     return "".join(word.title() for word in view.name.split("-"))
 
 
+def _param(param: Param) -> dict[str, Any]:
+    if param.type == "count":
+        schema: dict[str, Any] = {"type": "integer", "minimum": 1}
+        bad = "not a positive integer"
+    elif param.type == "choice":
+        schema = {"type": "string", "enum": list(param.choices)}
+        bad = f"not one of {', '.join(param.choices)}"
+    else:
+        schema = {"type": "string", "pattern": f"^{KEY_RE.pattern}$"}
+        bad = "not 1-128 letters, digits, '_' or '-'"
+    found = {"name": param.name, "in": "path", "required": True, "schema": schema,
+             "description": param.description or param.name, "x-invalid": bad}
+    if param.example:
+        found["example"] = int(param.example) if param.type == "count" else param.example
+    return found
+
+
 def _view(view: View, alias: bool) -> dict[str, Any]:
+    params = [_param(p) for p in view.params]
+    invalid = "; ".join(f"{p['name']} is {p.pop('x-invalid')}" for p in params)
     return {
         "get": {
             "operationId": _camel(view.name) + ("NoSlash" if alias else ""),
             "summary": view.summary
                        + (" (the same without the trailing slash)" if alias else ""),
             "parameters": [
-                {"name": "id", "in": "path", "required": True,
-                 "description": view.id_description,
-                 "example": view.example_id,
-                 "schema": {"type": "string", "pattern": f"^{KEY_RE.pattern}$"}},
+                *params,
                 {"name": "If-None-Match", "in": "header", "required": False,
                  "description": "ETags (weak comparison), a list, or *",
                  "schema": {"type": "string"}},
@@ -64,7 +80,7 @@ def _view(view: View, alias: bool) -> dict[str, Any]:
                         "schema": {"$ref": f"#/components/schemas/{_schema_name(view)}"}}},
                 },
                 "304": {"description": "The client's copy is current", "headers": _CACHE_HEADERS},
-                "400": _error("The id is not 1-128 letters, digits, '_' or '-'"),
+                "400": _error(f"A parameter is invalid: {invalid}"),
                 "404": _error(view.not_found[:1].upper() + view.not_found[1:]),
                 "502": _error("Upstream failed and nothing usable is cached"),
                 "503": _error("Redis is unreachable, or the fetch's worker died"),
@@ -83,8 +99,8 @@ def spec() -> dict[str, Any]:
             "description": "Combined views of slow upstream APIs, served from Redis.",
         },
         "paths": {
-            **{f"/{view.name}/{{id}}/": _view(view, alias=False) for view in VIEWS},
-            **{f"/{view.name}/{{id}}": _view(view, alias=True) for view in VIEWS},
+            **{view.route.rstrip("/") + "/": _view(view, alias=False) for view in views()},
+            **{view.route.rstrip("/"): _view(view, alias=True) for view in views()},
             "/healthz": {"get": {
                 "operationId": "healthz", "summary": "The API process is alive",
                 "responses": {"200": {"description": "Alive", "content": {"application/json": {
@@ -119,7 +135,7 @@ def spec() -> dict[str, Any]:
             }},
         },
         "components": {"schemas": {
-            **{_schema_name(view): dict(view.schema) for view in VIEWS},
+            **{_schema_name(view): dict(view.schema) for view in views()},
             "Readiness": {
                 "type": "object",
                 "required": ["status", "checks"],

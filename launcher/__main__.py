@@ -41,7 +41,7 @@ from launcher.supervise import after_exit, on_stop_signal
 from shared.config.credentials import CREDENTIALS_FILE, flower_basic_auth
 from shared.config.settings import PROJECT_DIR, SettingsError, load_settings
 from shared.telemetry.logs import configure_logging
-from shared.upstreams.registry import VIEWS
+from shared.upstreams.registry import views
 
 PIPE = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT}
 STOP_BUDGET = 10.0  # seconds from a stop request until every process is gone
@@ -201,9 +201,10 @@ def build(sup: Supervisor, env: dict[str, str], run_dir: Path) -> None:
     sup.add(Service("api", lambda: spawn_api(env, **PIPE), stage=0,
                     ready=lambda: api_ready(env)))
     base = f"http://{settings.api.host}:{settings.api.port}"
-    view = VIEWS[0]
-    log.info("started", extra={"service": "api",
-                               "url": f"{base}/{view.name}/{view.example_id}/"})
+    for view in views():
+        example = view.route.format(**{p.name: p.example for p in view.params})
+        log.info("started", extra={"service": "api", "view": view.name,
+                                   "url": f"{base}{example}"})
     flower_login = ("FLOWER_BASIC_AUTH" if settings.flower.basic_auth
                     else f"user:password in {CREDENTIALS_FILE}"
                     + (" (generated now)" if generated else ""))

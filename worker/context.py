@@ -19,14 +19,14 @@ from shared.store.flights import Flights
 from shared.store.keys import Keys
 from shared.store.schedule import Schedule
 from shared.telemetry.metrics import WorkerMetrics
-from shared.upstreams.registry import UPSTREAMS
+from shared.upstreams.registry import upstreams
 from worker.upstream import UpstreamClient
 
 
 def upstream_clients(settings: Settings) -> dict[str, UpstreamClient]:
     timeouts = settings.upstream.connect_timeout, settings.upstream.read_timeout
     return {name: UpstreamClient(upstream.endpoint(settings.upstreams[name]), *timeouts)
-            for name, upstream in UPSTREAMS.items()}
+            for name, upstream in upstreams().items()}
 
 
 @dataclass

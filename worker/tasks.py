@@ -40,7 +40,7 @@ from shared.store.flights import FETCH_TIME_LIMIT, Flight, Outcome
 from shared.store.health import ticked
 from shared.telemetry.logs import log_context
 from shared.upstreams.kinds import ResourceKind
-from shared.upstreams.registry import UPSTREAMS, kind_of
+from shared.upstreams.registry import kind_of, upstreams
 from worker import app
 from worker.context import WorkerContext, process_context
 from worker.fetch import fetch
@@ -237,7 +237,7 @@ def tick(self: ContextTask) -> int:
     ctx = self.context
     settings = ctx.settings
     plan = settings.refresh
-    pinned = [r for name, upstream in UPSTREAMS.items()
+    pinned = [r for name, upstream in upstreams().items()
               for r in upstream.prefetch(settings.upstreams[name])]
     try:
         claimed, dropped = ctx.schedule.claim_due(

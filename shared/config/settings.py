@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from shared.config.declare import SettingsError, option
-from shared.upstreams.registry import UPSTREAMS
+from shared.upstreams.registry import upstreams
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 CONFIG_ENV = "CACHEDPROXY_CONFIG"
@@ -166,7 +166,7 @@ class Settings:
     log: LogSettings = field(default_factory=LogSettings)
     # Each upstream's own section, by name (shared/upstreams/registry.py).
     upstreams: Mapping[str, Any] = field(
-        default_factory=lambda: {name: u.section() for name, u in UPSTREAMS.items()})
+        default_factory=lambda: {name: u.section() for name, u in upstreams().items()})
 
     def ttl_for(self, upstream: str) -> int:
         """The TTL of an upstream's resources: its own ``ttl`` if set, else cache.ttl."""
@@ -206,7 +206,7 @@ def sections() -> Iterator[tuple[str, type]]:
     for f in dataclasses.fields(Settings):
         if f.name != "upstreams":
             yield f.name, hints[f.name]
-    for name, upstream in UPSTREAMS.items():
+    for name, upstream in upstreams().items():
         yield name, upstream.section
 
 
@@ -323,7 +323,7 @@ def validate(settings: Settings) -> Settings:
             "log.level must be DEBUG, INFO, WARNING or ERROR",
         ),
     ]
-    for name, upstream in UPSTREAMS.items():
+    for name, upstream in upstreams().items():
         checks.extend(upstream.checks(settings.upstreams[name]))
     for ok, message in checks:
         if not ok:

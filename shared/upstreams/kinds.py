@@ -61,16 +61,44 @@ def kind_name_of(resource: str) -> str:
 
 
 @dataclass(frozen=True)
-class View:
-    """A combined view, ``GET /<name>/<id>/``: the resources one id names, built into
-    one body. ``build`` is a pure function of the parts' stored data."""
+class Param:
+    """A typed parameter of a view's route: ``id`` (letters, digits, '_' and '-', 1 to
+    128), ``count`` (a positive integer) or one of ``choices``."""
 
     name: str
-    resources: Callable[[str], list[str]]  # the view's id -> the resources it is made of
-    build: Callable[[str, Sequence[Any]], Any]  # id, each part's data -> the body
+    type: str  # "id", "count" or "choice"
+    description: str = ""
+    example: str = ""
+    choices: tuple[str, ...] = ()
+
+    def parse(self, raw: str) -> str | int:
+        """The value of ``raw``, or InvalidRequest saying what is accepted."""
+        if self.type == "count":
+            if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
+                raise InvalidRequest(f"invalid {self.name}: use a positive integer")
+            return int(raw)
+        if self.type == "choice":
+            if raw not in self.choices:
+                raise InvalidRequest(f"invalid {self.name}: use one of {', '.join(self.choices)}")
+            return raw
+        if not KEY_RE.fullmatch(raw):
+            raise InvalidRequest(
+                f"invalid {self.name}: use 1 to 128 letters, digits, '_' or '-'")
+        return raw
+
+
+@dataclass(frozen=True)
+class View:
+    """A combined view, ``GET <route>``: the resources its parameters name, built into
+    one body. ``build`` is a pure function of the parameters and the parts' data."""
+
+    name: str
+    route: str  # "/events-with-subscriptions/{id}/": each {name} is a parameter
+    params: tuple[Param, ...]
+    # (parameters, settings) -> the resources it is made of, in the order errors count
+    resources: Callable[[Mapping[str, Any], Any], list[str]]
+    build: Callable[[Mapping[str, Any], Sequence[Any]], Any]  # parameters, parts' data -> body
     summary: str  # what a client gets, for the OpenAPI description
-    id_description: str
-    example_id: str
     schema: Mapping[str, Any]  # JSON Schema of the body
     not_found: str = "not found upstream"  # the message when a part does not exist
 
@@ -96,7 +124,6 @@ class Upstream:
     name: str  # its resources' prefix and its settings section
     section: type
     kinds: tuple[ResourceKind, ...]
-    views: tuple[View, ...]
     endpoint: Callable[[Any], Endpoint]  # its settings section -> where and how to ask
     prefetch: Callable[[Any], list[str]] = lambda section: []  # resources kept warm always
     checks: Callable[[Any], list[tuple[bool, str]]] = lambda section: []  # (ok, message)

@@ -1,27 +1,55 @@
-"""Every upstream this deployment knows, and their resource kinds and views by name.
+"""The upstreams and views this deployment knows, from its catalogue, by name.
 
-The rest of the code knows upstreams only through this registry; adding one is a module
-beside ``c42.py`` and a line here.
+The rest of the code knows upstreams only through this registry. The catalogue is
+``catalogue.toml`` in the project directory unless ``CACHEDPROXY_CATALOGUE`` names another
+file; it is read once per process, on first use.
 """
 
 from __future__ import annotations
 
+import functools
+import os
+from pathlib import Path
+
 from shared.errors import InvalidRequest
-from shared.upstreams import c42
+from shared.upstreams import catalogue as catalogue_file
+from shared.upstreams.catalogue import Catalogue
 from shared.upstreams.kinds import ResourceKind, Upstream, View, check_key, key_of, kind_name_of
 
-UPSTREAMS: dict[str, Upstream] = {u.name: u for u in (c42.UPSTREAM,)}
-KINDS: dict[str, ResourceKind] = {k.name: k for u in UPSTREAMS.values() for k in u.kinds}
-VIEWS: tuple[View, ...] = tuple(v for u in UPSTREAMS.values() for v in u.views)
+CATALOGUE_ENV = "CACHEDPROXY_CATALOGUE"
+DEFAULT_CATALOGUE = Path(__file__).resolve().parents[2] / "catalogue.toml"
+
+
+def catalogue_path() -> Path:
+    return Path(os.environ.get(CATALOGUE_ENV) or DEFAULT_CATALOGUE)
+
+
+@functools.cache
+def catalogue() -> Catalogue:
+    """This process's catalogue; CatalogueError (a SettingsError) if it is broken."""
+    return catalogue_file.load(catalogue_path())
+
+
+def upstreams() -> dict[str, Upstream]:
+    return dict(catalogue().upstreams)
+
+
+def views() -> tuple[View, ...]:
+    return catalogue().views
+
+
+@functools.cache
+def _kinds() -> dict[str, ResourceKind]:
+    return {k.name: k for u in catalogue().upstreams.values() for k in u.kinds}
 
 
 def upstream_of(resource: str) -> str:
     """The upstream serving an already-validated resource name (a dict lookup)."""
-    return KINDS[kind_name_of(resource)].upstream
+    return _kinds()[kind_name_of(resource)].upstream
 
 
 def kind_of(resource: str) -> ResourceKind:
-    kind = KINDS.get(kind_name_of(resource))
+    kind = _kinds().get(kind_name_of(resource))
     if kind is None:
         raise InvalidRequest(f"unknown resource kind in {resource!r}")
     check_key(key_of(resource))

@@ -6,7 +6,7 @@ import pytest
 
 from shared.errors import UpstreamError
 from shared.store.entry import Validator
-from shared.upstreams import c42
+from shared.upstreams.registry import kind_of
 from worker.fetch import fetch
 from worker.upstream import Response
 
@@ -33,6 +33,11 @@ def sub_page(names, count):
 
 
 SUBS = "c42:subscriptions:e1"
+
+
+def names(data):
+    """Every page's names, joined in order."""
+    return [name for page in data["pages"] for name in page]
 BASE = "/event-subscriptions/?event_ids=[e1]"
 
 
@@ -47,9 +52,9 @@ def three_pages(third="E"):
 def test_single_resource_fetch_then_304_revalidates():
     """An event is fetched once; the next fetch is conditional and a 304 keeps the data."""
     upstream = FakeUpstream({"/events/e1/": ({"data": [{"id": "e1", "title": "T"}]}, '"v1"')})
-    first = fetch(upstream, c42.EVENT, "c42:event:e1", None, now=0.0, ttl=10)
+    first = fetch(upstream, kind_of("c42:event:e1"), "c42:event:e1", None, now=0.0, ttl=10)
     assert first.changed and first.entry.data == {"id": "e1", "title": "T"}
-    second = fetch(upstream, c42.EVENT, "c42:event:e1", first.entry, now=20.0, ttl=10)
+    second = fetch(upstream, kind_of("c42:event:e1"), "c42:event:e1", first.entry, now=20.0, ttl=10)
     assert not second.changed
     assert second.entry.data == first.entry.data and second.entry.fresh_until == 30.0
     assert upstream.seen[1] == ("/events/e1/", Validator('"v1"', None))
@@ -58,8 +63,8 @@ def test_single_resource_fetch_then_304_revalidates():
 def test_all_pages_are_followed_in_order():
     """Subscriptions are read page by page until meta_data.count is covered."""
     upstream = FakeUpstream(three_pages())
-    result = fetch(upstream, c42.SUBSCRIPTIONS, SUBS, None, now=0.0, ttl=10)
-    assert c42.subscriber_names(result.entry.data) == ["A", "B", "C", "D", "E"]
+    result = fetch(upstream, kind_of("c42:subscriptions:e1"), SUBS, None, now=0.0, ttl=10)
+    assert names(result.entry.data) == ["A", "B", "C", "D", "E"]
     assert result.requests == 3
     assert [v for _, v in upstream.seen] == [None, None, None]
 
@@ -67,8 +72,8 @@ def test_all_pages_are_followed_in_order():
 def test_unchanged_pages_cost_only_304s():
     """A second pass sends each page's validator; all 304 means only timestamps change."""
     upstream = FakeUpstream(three_pages())
-    first = fetch(upstream, c42.SUBSCRIPTIONS, SUBS, None, now=0.0, ttl=10)
-    second = fetch(upstream, c42.SUBSCRIPTIONS, SUBS, first.entry, now=5.0, ttl=10)
+    first = fetch(upstream, kind_of("c42:subscriptions:e1"), SUBS, None, now=0.0, ttl=10)
+    second = fetch(upstream, kind_of("c42:subscriptions:e1"), SUBS, first.entry, now=5.0, ttl=10)
     assert not second.changed and second.entry.fetched_at == 0.0
     assert [v.etag for _, v in upstream.seen[3:]] == ['"p0"', '"p1"', '"p2-E"']
 
@@ -76,18 +81,18 @@ def test_unchanged_pages_cost_only_304s():
 def test_one_changed_page_is_merged_with_the_unchanged_ones():
     """A page answered 200 replaces only itself; 304 pages keep their stored names."""
     upstream = FakeUpstream(three_pages())
-    first = fetch(upstream, c42.SUBSCRIPTIONS, SUBS, None, now=0.0, ttl=10)
+    first = fetch(upstream, kind_of("c42:subscriptions:e1"), SUBS, None, now=0.0, ttl=10)
     upstream.pages = three_pages(third="Zoë")
-    second = fetch(upstream, c42.SUBSCRIPTIONS, SUBS, first.entry, now=5.0, ttl=10)
+    second = fetch(upstream, kind_of("c42:subscriptions:e1"), SUBS, first.entry, now=5.0, ttl=10)
     assert second.changed
-    assert c42.subscriber_names(second.entry.data) == ["A", "B", "C", "D", "Zoë"]
+    assert names(second.entry.data) == ["A", "B", "C", "D", "Zoë"]
 
 
 def test_empty_subscriptions_need_one_request():
     """An event nobody subscribed to is one request and no names."""
     upstream = FakeUpstream({f"{BASE}&limit=2&offset=0": (sub_page([], 0), '"e"')})
-    result = fetch(upstream, c42.SUBSCRIPTIONS, SUBS, None, now=0.0, ttl=10)
-    assert c42.subscriber_names(result.entry.data) == [] and result.requests == 1
+    result = fetch(upstream, kind_of("c42:subscriptions:e1"), SUBS, None, now=0.0, ttl=10)
+    assert names(result.entry.data) == [] and result.requests == 1
 
 
 def test_malformed_page_fails_the_whole_fetch():
@@ -95,4 +100,4 @@ def test_malformed_page_fails_the_whole_fetch():
     pages = three_pages()
     pages[f"{BASE}&limit=2&offset=2"] = ({"data": "garbage"}, '"bad"')
     with pytest.raises(UpstreamError):
-        fetch(FakeUpstream(pages), c42.SUBSCRIPTIONS, SUBS, None, now=0.0, ttl=10)
+        fetch(FakeUpstream(pages), kind_of("c42:subscriptions:e1"), SUBS, None, now=0.0, ttl=10)
