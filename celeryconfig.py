@@ -4,7 +4,7 @@ The values themselves, and the reasons for them, are in ``shared/queue.py`` (one
 for the worker and the API).
 """
 
-from shared.config.live import process_settings
+from shared.config.live import settings_or_exit
 from shared.queue import celery_config
 
-globals().update(celery_config(process_settings().get()))
+globals().update(celery_config(settings_or_exit()))

@@ -7,9 +7,9 @@ generated at first start into run/flower-credentials. It keeps at most
 """
 
 from shared.config.credentials import flower_basic_auth
-from shared.config.live import process_settings
+from shared.config.live import settings_or_exit
 
-_settings = process_settings().get()
+_settings = settings_or_exit()
 address = _settings.flower.address
 port = _settings.flower.port
 basic_auth = flower_basic_auth(_settings)[0]

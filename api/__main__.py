@@ -17,8 +17,8 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from shared.config.live import process_environ, process_settings, set_command_line
-from shared.config.settings import Settings, load_settings
-from shared.telemetry.logs import configure_logging
+from shared.config.settings import Settings, SettingsError, load_settings
+from shared.telemetry.logs import configure_logging, refuse_to_start
 
 # Seconds a stopping server gives in-flight requests; within make run's stop budget.
 GRACEFUL_TIMEOUT = 7
@@ -98,7 +98,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.consul:
         set_command_line({"CONSUL_HTTP_ADDR": args.consul})
-    settings = load_settings(process_environ())  # what the server starts with
+    try:
+        settings = load_settings(process_environ())  # what the server starts with
+    except SettingsError as exc:
+        refuse_to_start(exc)
     configure_logging(settings.log.level)
     _metrics_dir()
     ApiServer(settings).run()

@@ -7,7 +7,8 @@ import click
 from celery import Celery
 from celery.signals import beat_init, setup_logging, user_preload_options
 
-from shared.config.live import process_settings, set_command_line
+from shared.config.live import set_command_line, settings_or_exit
+from shared.telemetry.logs import configure_logging
 
 app = Celery("cachedproxy", include=["worker.tasks", "worker.health"])
 app.config_from_object("celeryconfig")
@@ -18,17 +19,17 @@ app.user_options["preload"].add(
 
 @user_preload_options.connect
 def _consul_address(options: dict[str, object], **_: object) -> None:
-    """``celery -A worker --consul host:port ...``: the same as CONSUL_HTTP_ADDR."""
+    """``celery -A worker --consul host:port ...``: the same as CONSUL_HTTP_ADDR. Then
+    the settings and the catalogue are loaded, or the process refuses to start."""
     if options.get("consul"):
         set_command_line({"CONSUL_HTTP_ADDR": str(options["consul"])})
+    settings_or_exit()
 
 
 @setup_logging.connect
 def _json_logging(**_: object) -> None:
     """Replace Celery's log setup with JSON lines."""
-    from shared.telemetry.logs import configure_logging
-
-    configure_logging(process_settings().get().log.level)
+    configure_logging(settings_or_exit().log.level)
 
 
 @beat_init.connect

@@ -35,6 +35,7 @@ from shared.config.settings import (
     read_ini,
     validate,
 )
+from shared.telemetry.logs import refuse_to_start
 
 log = logging.getLogger(__name__)
 
@@ -254,6 +255,15 @@ def process_settings() -> LiveSettings:
         live.subscribe(apply_log_level)
         _process = (os.getpid(), live)
     return _process[1]
+
+
+def settings_or_exit() -> Settings:
+    """This process's settings now; a bad option or catalogue ends the process with one
+    JSON line naming the key, exit code 2."""
+    try:
+        return process_settings().get()
+    except SettingsError as exc:
+        refuse_to_start(exc)
 
 
 def apply_log_level(old: Settings, new: Settings) -> None:

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from types import MappingProxyType
-from typing import IO
+from typing import IO, NoReturn
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -57,3 +57,11 @@ def configure_logging(level: str = "INFO", stream: IO[str] | None = None) -> Non
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.captureWarnings(True)  # warnings become JSON lines too
+
+
+def refuse_to_start(error: Exception) -> NoReturn:
+    """End a process that cannot start (a bad option, a broken catalogue) with one JSON
+    line saying why, and exit code 2."""
+    configure_logging("INFO")
+    logging.getLogger("cachedproxy").error("cannot start", extra={"error": str(error)})
+    sys.exit(2)

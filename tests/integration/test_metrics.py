@@ -33,7 +33,7 @@ def test_metrics_count_requests_outcomes_and_upstream_calls(api, demo, store):
     assert get(f"{api}{VIEW}/no-such-one/").status_code == 404
     assert get(f"{api}{VIEW}/no-such-one/").status_code == 404
     after = scrape(api)
-    route = "/events-with-subscriptions/<key>/"
+    route = "/events-with-subscriptions/<id>/"
     assert delta(before, after, "cachedproxy_http_requests_total",
                  route=route, method="GET", status="200") == 21
     assert delta(before, after, "cachedproxy_http_requests_total",
