@@ -1,0 +1,166 @@
+"""A third upstream defined only in a test catalogue, served end to end by a real worker
+and API: no code. A broken catalogue stops them at start."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import bottle
+import pytest
+import requests
+
+from demo.server import threaded_wsgi_server
+from launcher.services import celery, free_port
+from shared.config.settings import PROJECT_DIR
+from tests.harness import start_api, stop, wait_for_worker
+from tests.integration.test_events_view import VIEW, expected
+
+SHOP = """
+[upstreams.shop]
+title = "Shop"
+base_url = "{base}"
+auth = {{ header = "X-Api-Key" }}
+headers = {{ Accept = "application/json" }}
+
+[upstreams.shop.resources.product]
+path = "/products/{{sku}}"
+checks = [{{ expr = "type(price) == 'number'", error = "product has no price" }}]
+not_found = {{ expr = "deleted == `true`", message = "product not found" }}
+keep = "{{name: name, price: price}}"
+
+[views.prices]
+route = "/prices/{{sku}}/"
+summary = "A product's price"
+params.sku = {{ type = "id", description = "Product SKU", example = "sku-1" }}
+parts = {{ product = "shop:product:{{sku}}" }}
+body = "{{sku: params.sku, price: product.price}}"
+"""
+
+PRODUCTS = {
+    "sku-1": {"name": "Lamp", "price": 12.5, "stock": 3},
+    "gone": {"name": "Old lamp", "price": 1, "deleted": True},
+    "broken": {"name": "No price"},
+}
+
+
+@dataclass
+class Shop:
+    """A small upstream the project has never heard of: products by SKU."""
+
+    base_url: str = ""
+    seen: list[tuple[str, str | None]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def app(self) -> bottle.Bottle:
+        app = bottle.Bottle()
+
+        @app.get("/api/products/<sku>")
+        def product(sku: str) -> bottle.HTTPResponse:
+            with self.lock:
+                self.seen.append((bottle.request.path, bottle.request.get_header("X-Api-Key")))
+            if sku not in PRODUCTS:
+                return bottle.HTTPResponse('{"detail": "no"}', 404,
+                                           {"Content-Type": "application/json"})
+            return bottle.HTTPResponse(json.dumps(PRODUCTS[sku]), 200,
+                                       {"Content-Type": "application/json"})
+
+        return app
+
+    def asked(self, path: str) -> int:
+        with self.lock:
+            return sum(1 for p, _ in self.seen if p == path)
+
+
+@pytest.fixture
+def shop() -> Iterator[Shop]:
+    upstream = Shop()
+    server = threaded_wsgi_server(upstream.app(), "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    upstream.base_url = f"http://127.0.0.1:{server.server_address[1]}/api"
+    yield upstream
+    server.shutdown()
+    server.server_close()
+
+
+def with_shop(tmp_path: Path, base_url: str, extra: str = "") -> Path:
+    path = tmp_path / "catalogue.toml"
+    shipped = (PROJECT_DIR / "catalogue.toml").read_text()
+    path.write_text(shipped + SHOP.format(base=base_url) + extra)
+    return path
+
+
+@pytest.fixture
+def shop_api(env: dict[str, str], shop: Shop, tmp_path: Path) -> Iterator[str]:
+    """A worker and an API of their own, on the catalogue with the shop added."""
+    env = {**env, "CACHEDPROXY_CATALOGUE": str(with_shop(tmp_path, shop.base_url)),
+           "SHOP_TOKEN": "k3y-for-the-shop", "KEY_PREFIX": "cpshop",
+           "API_PORT": str(free_port())}
+    name = f"shop@{socket.gethostname()}"
+    with (tmp_path / "worker.log").open("w") as out:
+        worker = celery(env, "worker", "--concurrency", "2", "--without-mingle",
+                        "--without-gossip", "--hostname", name,
+                        stdout=out, stderr=subprocess.STDOUT)
+    procs = [worker]
+    try:
+        wait_for_worker(env, worker, hostname=name)
+        with (tmp_path / "api.log").open("w") as out:
+            procs.append(start_api(env, stdout=out, stderr=subprocess.STDOUT))
+        yield f"http://127.0.0.1:{env['API_PORT']}"
+    finally:
+        stop(procs)
+
+
+def test_an_upstream_added_to_the_catalogue_is_served_end_to_end(shop_api: str, shop: Shop):
+    """The shop's view: fetched once with the shop's own auth header, then a hit; its
+    404 rule, its checks and the typed parameter all hold; Calendar42 still works."""
+    first = requests.get(f"{shop_api}/prices/sku-1/", timeout=15)
+    assert first.status_code == 200 and first.json() == {"sku": "sku-1", "price": 12.5}
+    assert first.headers["Cache-Status"].startswith("cachedproxy; fwd=miss")
+    again = requests.get(f"{shop_api}/prices/sku-1", timeout=15)
+    assert again.json() == first.json()
+    assert again.headers["Cache-Status"].startswith("cachedproxy; hit")
+    assert shop.seen == [("/api/products/sku-1", "k3y-for-the-shop")]
+
+    gone = requests.get(f"{shop_api}/prices/gone/", timeout=15)
+    assert gone.status_code == 404 and gone.json()["error"]["message"] == "product not found"
+    missing = requests.get(f"{shop_api}/prices/unknown/", timeout=15)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    broken = requests.get(f"{shop_api}/prices/broken/", timeout=15)
+    assert broken.status_code == 502
+    assert broken.json()["error"] == {"status": 502, "code": "upstream_error",
+                                      "message": "product has no price"}
+    bad = requests.get(f"{shop_api}/prices/a.b/", timeout=15)
+    assert bad.status_code == 400 and shop.asked("/api/products/a.b") == 0
+
+    spec = requests.get(f"{shop_api}/openapi.json", timeout=15).json()
+    assert spec["paths"]["/prices/{sku}/"]["get"]["summary"] == "A product's price"
+    c42 = requests.get(f"{shop_api}{VIEW}/team-standup/", timeout=15)
+    assert c42.status_code == 200 and c42.json() == expected("team-standup")
+
+
+@pytest.mark.parametrize("command", [
+    [sys.executable, "-m", "api"],
+    [sys.executable, "-m", "celery", "-A", "worker", "worker"],
+])
+def test_a_broken_catalogue_stops_a_process_at_start(env: dict[str, str], tmp_path: Path,
+                                                     command: list[str]):
+    """The API and the worker refuse a broken catalogue: exit code 2 and one JSON line
+    that names the upstream, the resource and the key."""
+    catalogue = with_shop(tmp_path, "http://127.0.0.1:9/api").read_text().replace(
+        'keep = "{name: name, price: price}"', 'keep = "{name: "')
+    path = tmp_path / "catalogue.toml"
+    path.write_text(catalogue)
+    done = subprocess.run(command, env={**env, "CACHEDPROXY_CATALOGUE": str(path)},
+                          cwd=PROJECT_DIR, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    [line] = [json.loads(line) for line in done.stderr.splitlines() if line.strip()]
+    assert line["event"] == "cannot start"
+    assert line["error"].startswith(
+        f"{path}: upstreams.shop.resources.product.keep: invalid JMESPath")
