@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 
+from demo.github import PREFIX as GITHUB
 from demo.server import API, DemoUpstream, make_demo_server
 from shared.telemetry.logs import configure_logging
 
@@ -19,8 +20,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("DEMO_PORT", "8042")))
     parser.add_argument(
         "--token",
-        default=os.environ.get("C42_TOKEN"),
-        help="the API token clients must send (default: $C42_TOKEN, else a random one)",
+        default=os.environ.get("DEMO_TOKEN") or os.environ.get("C42_TOKEN"),
+        help="the API token clients must send (default: $DEMO_TOKEN, $C42_TOKEN, else a "
+             "random one)",
     )
     args = parser.parse_args(argv)
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
@@ -28,7 +30,8 @@ def main(argv: list[str] | None = None) -> None:
     upstream = DemoUpstream(token)
     server = make_demo_server(upstream, args.host, args.port)
     port = server.server_address[1]
-    print(f"demo C42 upstream on http://{args.host}:{port}{API}", file=sys.stderr, flush=True)
+    print(f"demo C42 upstream on http://{args.host}:{port}{API}, GitHub on "
+          f"http://{args.host}:{port}{GITHUB}", file=sys.stderr, flush=True)
     if not args.token:
         print(f"demo token: {token}", file=sys.stderr, flush=True)
 

@@ -21,6 +21,7 @@ import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from socketserver import ThreadingMixIn
 from typing import Any
@@ -29,18 +30,24 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import bottle
 
 from demo.data import Event, Subscriber, sample_events
+from demo.github import PREFIX as GITHUB
+from demo.github import DemoGitHub
 from shared.policy.http import http_date, not_modified
 
 log = logging.getLogger(__name__)
 
 API = "/api/v2"
-# Set when a real upstream is configured; then no demo is started.
-CONFIGURED_BY = "C42_BASE_URL"
 
 
-def demo_env(host: str, port: int, token: str) -> dict[str, str]:
-    """The environment that points cachedproxy at a demo upstream on ``host:port``."""
-    return {"C42_BASE_URL": f"http://{host}:{port}{API}", "C42_TOKEN": token}
+def demo_env(environ: Mapping[str, str], host: str, port: int, token: str) -> dict[str, str]:
+    """What points the upstreams ``environ`` leaves unconfigured (no ``*_BASE_URL``) at
+    a demo upstream on ``host:port``; empty when every one is configured."""
+    wanted = {"C42": f"http://{host}:{port}{API}", "GITHUB": f"http://{host}:{port}{GITHUB}"}
+    out = {}
+    for name, url in wanted.items():
+        if f"{name}_BASE_URL" not in environ:
+            out.update({f"{name}_BASE_URL": url, f"{name}_TOKEN": token})
+    return out
 EVENT_IDS_RE = re.compile(r"\[([A-Za-z0-9_-]{1,128})\]")
 FAULT_MODES = {"error", "timeout", "rate_limit", "malformed"}
 
@@ -68,6 +75,7 @@ class DemoUpstream:
         self._lock = threading.Lock()
         self._started = threading.Condition(self._lock)
         self._release = threading.Event()  # wakes stalled responses on reset/shutdown
+        self.github = DemoGitHub(token)
         self.reset()
         self.app = self._build_app()
 
@@ -80,6 +88,7 @@ class DemoUpstream:
             self.validators = True  # False: no ETag/Last-Modified, never a 304
             self.fault: Fault | None = None
             self.latency = 0.0
+        self.github.reset()
         self._release.set()
         self._release = threading.Event()
 
@@ -93,7 +102,7 @@ class DemoUpstream:
         with self._lock:
             for (kind, event_id, status), n in self.requests.items():
                 out.setdefault(kind, {}).setdefault(event_id, {})[str(status)] = n
-        return out
+        return {**out, **self.github.counters()}
 
     def body_bytes(self) -> dict[str, dict[str, int]]:
         """Response body bytes sent, as {kind: {event id: bytes}}."""
@@ -200,6 +209,7 @@ class DemoUpstream:
 
     def _build_app(self) -> bottle.Bottle:
         app = bottle.Bottle()
+        app.merge(self.github.app)
 
         @app.get(f"{API}/events/<event_id>/")
         def event(event_id: str) -> bottle.HTTPResponse:

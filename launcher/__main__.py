@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from demo.server import CONFIGURED_BY, demo_env
+from demo.server import demo_env
 from launcher.services import (
     api_ready,
     celery,
@@ -183,13 +183,17 @@ def build(sup: Supervisor, env: dict[str, str], run_dir: Path) -> None:
         env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
         log.info("started", extra={"service": "redis", "url": env["REDIS_URL"],
                                    "data": str(data)})
-    if CONFIGURED_BY not in env:
-        port = free_port()
-        env.update(demo_env("127.0.0.1", port, secrets.token_urlsafe(16)))
+    port, token = free_port(), secrets.token_urlsafe(16)
+    wiring = demo_env(env, "127.0.0.1", port, token)
+    if wiring:  # some upstream is not configured: the demo stands in for it
+        env.update(wiring)
+        demo = {**env, "DEMO_TOKEN": token}
         sup.add(Service("demo", lambda: spawn(
-            [sys.executable, "-m", "demo", "--port", str(port)], env, **PIPE), stage=2,
+            [sys.executable, "-m", "demo", "--port", str(port)], demo, **PIPE), stage=2,
             ready=lambda: port_open("127.0.0.1", port)), timeout=10)
-        log.info("started", extra={"service": "demo upstream", "url": env[CONFIGURED_BY]})
+        log.info("started", extra={
+            "service": "demo upstream", "url": f"http://127.0.0.1:{port}",
+            "serves": {k: v for k, v in wiring.items() if k.endswith("_BASE_URL")}})
     settings = load_settings(env)
     run_dir.mkdir(parents=True, exist_ok=True)
     sup.add(Service("worker", lambda: celery(env, "worker", "--hostname", "worker@%h", **PIPE),

@@ -10,7 +10,9 @@ import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from demo.server import demo_env
 from launcher.services import (
     api_ready,
     kill_group,
@@ -21,6 +23,7 @@ from launcher.services import (
 )
 from shared.config.settings import load_settings, options
 from shared.queue import celery_app
+from shared.upstreams.registry import CATALOGUE_ENV
 
 
 def stop(procs: Sequence[subprocess.Popen], timeout: float = 8.0) -> None:
@@ -88,19 +91,20 @@ def wait_for_worker(env: dict[str, str], proc: subprocess.Popen, timeout: float 
     wait_for(answered, timeout, "celery worker", proc)
 
 
-def isolated_env(work_dir: Path, redis_url: str, c42_base_url: str, c42_token: str,
+def isolated_env(work_dir: Path, redis_url: str, demo_url: str, token: str,
                  **extra: str) -> dict[str, str]:
     """The environment of a system started for a test or a benchmark: the caller's, less
-    any cachedproxy option it sets, with an empty config.ini, and these values."""
+    any cachedproxy option it sets (the catalogue's path too), with an empty config.ini,
+    every upstream pointed at the demo upstream serving ``demo_url``, and ``extra``."""
     config = work_dir / "config.ini"
     config.write_text("")
-    ours = {opt.env for opt in options()}
+    ours = {opt.env for opt in options()} | {CATALOGUE_ENV}
+    demo = urlsplit(demo_url)
     return {
         **{k: v for k, v in os.environ.items() if k not in ours},
         "CACHEDPROXY_CONFIG": str(config),
         "REDIS_URL": redis_url,
-        "C42_BASE_URL": c42_base_url,
-        "C42_TOKEN": c42_token,
+        **demo_env({}, demo.hostname or "127.0.0.1", demo.port or 80, token),
         **extra,
     }
 

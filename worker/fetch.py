@@ -2,16 +2,19 @@
 
 Paginated resources keep one validator and one trimmed page per upstream page, so a
 refresh sends a conditional GET per page and a page answered 304 reuses what we have.
+Pages are found by offset and an item count, or by the ``Link`` header's next page
+(GitHub); a next page outside the upstream's base URL is never followed. What the
+catalogue derives from all items (a sorted top list) is computed here, once per change.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from shared.errors import UpstreamError
 from shared.store.entry import Entry, Validator, fetched, revalidated
-from shared.upstreams.kinds import ResourceKind
+from shared.upstreams.kinds import LinkPaging, Pagination, ResourceKind
 from worker.upstream import Response
 
 
@@ -21,6 +24,8 @@ class Upstream(Protocol):
     page_size: int
 
     def get(self, path: str, validator: Validator | None = None) -> Response: ...
+
+    def path_of(self, url: str) -> str: ...
 
 MAX_PAGES = 1000
 
@@ -44,7 +49,11 @@ def fetch(
     if previous is not None and previous.status != 200:
         previous = None
     request = _Fetch(client, kind, resource, previous, now, ttl)
-    return request.single() if kind.pagination is None else request.pages()
+    if kind.pagination is None:
+        return request.single()
+    if isinstance(kind.pagination, LinkPaging):
+        return request.linked_pages(kind.pagination)
+    return request.pages()
 
 
 @dataclass(frozen=True)
@@ -67,7 +76,7 @@ class _Fetch:
 
     def pages(self) -> Fetched:
         kind, previous, page_size = self.kind, self.previous, self.client.page_size
-        assert kind.pagination is not None
+        assert isinstance(kind.pagination, Pagination)
         paging = kind.pagination
         path = kind.path_for(self.resource)
         separator = "&" if "?" in path else "?"
@@ -96,9 +105,46 @@ class _Fetch:
             offset += page_size
             if offset >= count:
                 break
-        if not changed and previous is not None and len(pages) == len(old_pages):
+        return self._paged(count, pages, validators, changed)
+
+    def linked_pages(self, paging: LinkPaging) -> Fetched:
+        previous, page_size = self.previous, self.client.page_size
+        path = self.kind.path_for(self.resource)
+        separator = "&" if "?" in path else "?"
+        old_pages: list[Any] = previous.data["pages"] if previous is not None else []
+        pages: list[Any] = []
+        validators: list[Validator] = []
+        changed = False
+        next_path: str | None = f"{path}{separator}{paging.size_param}={page_size}"
+        while next_path is not None:
+            page = len(pages)
+            if page >= MAX_PAGES:
+                raise UpstreamError(f"upstream has more than {MAX_PAGES} pages")
+            stored = previous.validator(page, page_size) if previous is not None else None
+            response = self.client.get(next_path, stored)
+            if response.status == 304 and page < len(old_pages):
+                pages.append(old_pages[page])
+                if response.next_url is None and page + 1 < len(old_pages):
+                    # A 304 that does not say where the next page is: ask for it all.
+                    return replace(self, previous=None).linked_pages(paging)
+            else:
+                changed = True
+                pages.append(self.kind.trim(response.body))
+            validators.append(response.validator)
+            next_path = (self.client.path_of(response.next_url)
+                         if response.next_url is not None else None)
+        count = sum(len(p) if isinstance(p, list) else 1 for p in pages)
+        return self._paged(count, pages, validators, changed)
+
+    def _paged(self, count: int, pages: list[Any], validators: list[Validator],
+               changed: bool) -> Fetched:
+        previous = self.previous
+        if not changed and previous is not None and len(pages) == len(previous.data["pages"]):
             return Fetched(revalidated(previous, self.now, self.ttl), changed=False,
                            requests=len(pages))
-        data = {"count": count, "pages": pages}
-        entry = fetched(data, tuple(validators), self.now, self.ttl, page_size)
+        data: dict[str, Any] = {"count": count, "pages": pages}
+        if self.kind.derive is not None:
+            items = [item for p in pages for item in (p if isinstance(p, list) else [p])]
+            data["derived"] = self.kind.derive(items)
+        entry = fetched(data, tuple(validators), self.now, self.ttl, self.client.page_size)
         return Fetched(entry, changed=True, requests=len(pages))

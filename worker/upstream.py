@@ -18,13 +18,15 @@ class Response:
     status: int  # 200 or 304
     body: Any  # parsed JSON of a 200
     validator: Validator
+    next_url: str | None = None  # the Link header's rel="next"
 
 
 class RateLimited(UpstreamError):
-    """Upstream answered 429; ``retry_after`` is its Retry-After in seconds, if given."""
+    """Upstream said it is rate limiting us (429, or a 403 with an exhausted or secondary
+    limit, as GitHub does); ``retry_after`` is when to ask again, in seconds, if it said."""
 
-    def __init__(self, message: str, retry_after: float | None) -> None:
-        super().__init__(message, upstream_status=429)
+    def __init__(self, message: str, retry_after: float | None, status: int = 429) -> None:
+        super().__init__(message, upstream_status=status)
         self.retry_after = retry_after
 
 
@@ -54,18 +56,27 @@ class UpstreamClient:
         except requests.RequestException as exc:
             raise UpstreamError(f"upstream unreachable ({type(exc).__name__})") from exc
         if r.status_code == 304 and validator is not None:
-            return Response(304, None, _validator(r, fallback=validator))
+            return Response(304, None, _validator(r, fallback=validator), _next(r))
         if r.status_code == 404:
             raise NotFound("upstream has no such resource", upstream_status=404)
-        if r.status_code == 429:
-            raise RateLimited("upstream rate limit (429)", _retry_after(r))
+        if r.status_code == 429 or r.status_code == 403 and (
+                r.headers.get("X-RateLimit-Remaining") == "0" or "Retry-After" in r.headers):
+            raise RateLimited(f"upstream rate limit ({r.status_code})", _retry_after(r),
+                              r.status_code)
         if r.status_code != 200:
             raise UpstreamError(f"upstream answered {r.status_code}", r.status_code)
         try:
             body = r.json()
         except ValueError as exc:
             raise UpstreamError("upstream sent malformed JSON", 200) from exc
-        return Response(200, body, _validator(r))
+        return Response(200, body, _validator(r), _next(r))
+
+    def path_of(self, url: str) -> str:
+        """The path, under this upstream's base URL, of a URL it sent (a next page's);
+        UpstreamError for anything elsewhere, which is never followed."""
+        if not url.startswith(self.base_url + "/"):
+            raise UpstreamError("upstream's next page is outside its base URL")
+        return url[len(self.base_url):]
 
 
 def _validator(r: requests.Response, fallback: Validator | None = None) -> Validator:
@@ -78,8 +89,18 @@ def _validator(r: requests.Response, fallback: Validator | None = None) -> Valid
 
 
 def _retry_after(r: requests.Response) -> float | None:
+    """Retry-After in seconds, else the wait until X-RateLimit-Reset (epoch seconds)."""
     value = r.headers.get("Retry-After", "")
-    return float(value) if value.isdigit() else None
+    if value.isdigit():
+        return float(value)
+    reset = r.headers.get("X-RateLimit-Reset", "")
+    if reset.isdigit():
+        return max(float(reset) - time.time(), 0.0)
+    return None
+
+
+def _next(r: requests.Response) -> str | None:
+    return r.links.get("next", {}).get("url")
 
 
 class Recorder:
@@ -88,6 +109,7 @@ class Recorder:
     def __init__(self, client: UpstreamClient) -> None:
         self.client = client
         self.page_size = client.page_size
+        self.path_of = client.path_of
         self.responses: list[tuple[str, float]] = []
 
     def get(self, path: str, validator: Validator | None = None) -> Response:

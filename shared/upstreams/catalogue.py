@@ -25,6 +25,7 @@ view and the key.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import re
 import tomllib
@@ -43,6 +44,7 @@ from shared.errors import NotFound, UpstreamError
 from shared.upstreams.kinds import (
     KEY_RE,
     Endpoint,
+    LinkPaging,
     Pagination,
     Param,
     ResourceKind,
@@ -248,27 +250,42 @@ def _auth(at: _At, spec: Mapping[str, Any]) -> tuple[str, str] | None:
 
 @dataclass(frozen=True)
 class _Paging:
-    limit: str
-    offset: str
-    count: Callable[[Any], Any]
-    count_text: str
+    pagination: Pagination | LinkPaging
     page_size: int
     max_page_size: int
 
 
 def _paging(at: _At, spec: Mapping[str, Any]) -> _Paging | None:
+    """``style = "offset"``: ``limit`` and ``offset`` query parameters and ``count``, the
+    JMESPath of the item count in a page; ``style = "link"``: the Link header's next
+    page, ``size`` the page size's query parameter."""
     if not spec:
         return None
-    _only(at, spec, {"style", "limit", "offset", "count", "page_size", "max_page_size"})
     style = _get(at, spec, "style", str)
-    if style != "offset":
-        raise at.error("style", "must be \"offset\"")
+    common = {"style", "page_size", "max_page_size"}
+    pagination: Pagination | LinkPaging
+    if style == "offset":
+        _only(at, spec, common | {"limit", "offset", "count"})
+        count, count_text = _expr(at, spec, "count"), spec["count"]
+
+        def total(body: Any) -> int:
+            value = count(body)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise UpstreamError(f"upstream body has no count at '{count_text}'")
+            return value
+
+        pagination = Pagination(_get(at, spec, "limit", str), _get(at, spec, "offset", str),
+                                total)
+    elif style == "link":
+        _only(at, spec, common | {"size"})
+        pagination = LinkPaging(_get(at, spec, "size", str))
+    else:
+        raise at.error("style", "must be \"offset\" or \"link\"")
     page_size = _get(at, spec, "page_size", int, 100)
     max_page_size = _get(at, spec, "max_page_size", int, 100)
     if not 1 <= page_size <= max_page_size:
         raise at.error("page_size", "must be between 1 and max_page_size")
-    return _Paging(_get(at, spec, "limit", str), _get(at, spec, "offset", str),
-                   _expr(at, spec, "count"), spec["count"], page_size, max_page_size)
+    return _Paging(pagination, page_size, max_page_size)
 
 
 @dataclass(frozen=True)
@@ -335,7 +352,7 @@ def _kind(at: _At, upstream: str, name: str, spec: Any, paging: _Paging | None
           ) -> ResourceKind:
     if not NAME_RE.fullmatch(name):
         raise at.error("", "a resource's name is lower-case letters, digits and '_'")
-    _entry(at, spec, {"path", "paged", "checks", "not_found", "keep"})
+    _entry(at, spec, {"path", "paged", "checks", "not_found", "keep", "derive"})
     path = _get(at, spec, "path", str)
     fields = _fields(path)
     if not path.startswith("/") or len(fields) != 1 or not fields[0].isidentifier():
@@ -367,17 +384,31 @@ def _kind(at: _At, upstream: str, name: str, spec: Any, paging: _Paging | None
     if _get(at, spec, "paged", bool, False):
         if paging is None:
             raise at.error("paged", "the upstream declares no paging")
-        count, count_text = paging.count, paging.count_text
-
-        def total(body: Any) -> int:
-            value = count(body)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise UpstreamError(f"upstream body has no count at '{count_text}'")
-            return value
-
-        pagination = Pagination(paging.limit, paging.offset, total)
+        pagination = paging.pagination
+    derive = None
+    if "derive" in spec:
+        if pagination is None:
+            raise at.error("derive", "only a paged resource derives values from its items")
+        derive = _derive(at.key("derive"), _table(at, spec, "derive"))
     return ResourceKind(f"{upstream}:{name}", upstream, path.replace(f"{{{fields[0]}}}", "{key}"),
-                        trim, pagination)
+                        trim, pagination, derive)
+
+
+def _derive(at: _At, spec: Mapping[str, Any]) -> Callable[[list[Any]], dict[str, Any]]:
+    """``{<name> = JMESPath over {"items": all pages' items}}``: computed when the
+    resource changes and stored with it, e.g. a list sorted for a top-N view."""
+    expressions = {name: _expr(at, spec, name) for name in spec}
+
+    def derive(items: list[Any]) -> dict[str, Any]:
+        derived = {}
+        for name, expression in expressions.items():
+            value = expression({"items": items})
+            if value is None:
+                raise UpstreamError(f"upstream items give no '{name}'")
+            derived[name] = value
+        return derived
+
+    return derive
 
 
 # -- views -------------------------------------------------------------------------------
@@ -416,7 +447,7 @@ def _view(at: _At, name: str, spec: Any, upstreams: Mapping[str, Upstream],
         elif field not in names:
             raise where.error(part, f"{{{field}}} is not a parameter of the view")
         templates.append((kind_name, scope, setting))
-    body = _expr(at, spec, "body")
+    body = _body(at, spec, {p.name: p for p in params})
     part_names = list(parts)
 
     def resources(values: Mapping[str, Any], settings: Any) -> list[str]:
@@ -424,12 +455,44 @@ def _view(at: _At, name: str, spec: Any, upstreams: Mapping[str, Upstream],
                 for kind, scope, setting in templates]
 
     def build(values: Mapping[str, Any], data: Sequence[Any]) -> Any:
-        return body({"params": dict(values), **dict(zip(part_names, data, strict=True))})
+        document = {"params": dict(values), **dict(zip(part_names, data, strict=True))}
+        return body(values)(document)
 
     schema = _get(at, spec, "schema", dict, {})
     return View(name, route, params, resources, build,
                 _get(at, spec, "summary", str, name), schema,
                 _get(at, spec, "not_found", str, "not found upstream"))
+
+
+PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
+
+
+def _body(at: _At, spec: Mapping[str, Any], params: Mapping[str, Param]
+          ) -> Callable[[Mapping[str, Any]], Callable[[Any], Any]]:
+    """The view's body: parameter values -> its JMESPath search. ``${n}`` in the text is
+    a count or choice parameter's value, put in before compiling (JMESPath has no
+    variables): ``repos.derived.${field}[:${n}]``. Only those types may appear, and their
+    values are validated first, so nothing else can be written into the expression."""
+    text = _get(at, spec, "body", str)
+    named = PLACEHOLDER.findall(text)
+    for name in named:
+        if name not in params or params[name].type not in {"count", "choice"}:
+            raise at.error("body", f"${{{name}}} is not a count or choice parameter")
+    if not named:
+        search = _expr(at, spec, "body")
+        return lambda values: search
+    example = {p.name: p.choices[0] if p.choices else 1 for p in params.values()}
+    _expr(at, {"body": _fill(text, example)}, "body")  # refused here, not per request
+
+    @functools.lru_cache(maxsize=1024)
+    def compiled(filled: str) -> Callable[[Any], Any]:
+        return _expr(at, {"body": filled}, "body")
+
+    return lambda values: compiled(_fill(text, values))
+
+
+def _fill(text: str, values: Mapping[str, Any]) -> str:
+    return PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), text)
 
 
 def _param(at: _At, name: str, spec: Any) -> Param:

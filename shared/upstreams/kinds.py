@@ -38,12 +38,22 @@ class Pagination:
 
 
 @dataclass(frozen=True)
+class LinkPaging:
+    """Pages linked by the ``Link`` header's rel="next" (RFC 8288), as GitHub pages;
+    ``size_param`` asks for the page size."""
+
+    size_param: str
+
+
+@dataclass(frozen=True)
 class ResourceKind:
     name: str
     upstream: str
     path: str  # template with {key}; may carry a query string
     trim: Callable[[Any], Any]  # one page's JSON body -> the data we keep
-    pagination: Pagination | None = None
+    pagination: Pagination | LinkPaging | None = None
+    # All pages' kept items -> values computed once per change, stored as "derived"
+    derive: Callable[[list[Any]], dict[str, Any]] | None = None
 
     def resource(self, key: str) -> str:
         return f"{self.name}:{check_key(key)}"

@@ -54,13 +54,16 @@ def test_a_catalogue_entry_is_an_upstream_with_kinds_settings_and_views():
     assert view.build({"sku": "a1"}, [{"name": "Lamp", "price": 3}]) == {"sku": "a1", "price": 3}
 
 
-def test_the_shipped_catalogue_has_calendar42_and_its_view():
+def test_the_shipped_catalogue_has_calendar42_github_and_their_views():
     catalogue = load(DEFAULT_CATALOGUE)
-    assert list(catalogue.upstreams) == ["c42"]
+    assert list(catalogue.upstreams) == ["c42", "github"]
     assert [k.name for k in catalogue.upstreams["c42"].kinds] == ["c42:event",
                                                                  "c42:subscriptions"]
+    assert [k.name for k in catalogue.upstreams["github"].kinds] == [
+        "github:org", "github:members", "github:repos"]
     assert [(v.name, v.route) for v in catalogue.views] == [
-        ("events-with-subscriptions", "/events-with-subscriptions/{id}/")]
+        ("events-with-subscriptions", "/events-with-subscriptions/{id}/"),
+        ("top", "/view/top/{n}/{field}")]
 
 
 def broken(old: str, new: str) -> str:

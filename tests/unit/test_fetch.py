@@ -101,3 +101,91 @@ def test_malformed_page_fails_the_whole_fetch():
     pages[f"{BASE}&limit=2&offset=2"] = ({"data": "garbage"}, '"bad"')
     with pytest.raises(UpstreamError):
         fetch(FakeUpstream(pages), kind_of("c42:subscriptions:e1"), SUBS, None, now=0.0, ttl=10)
+
+
+BASE_URL = "http://up.example/github"
+
+
+@dataclass
+class LinkedUpstream:
+    """GitHub-style pages: path -> (body, etag, next page's URL); 304 keeps the Link."""
+
+    pages: dict[str, tuple[object, str, str | None]]
+    page_size: int = 2
+    link_on_304: bool = True
+    seen: list[tuple[str, Validator | None]] = field(default_factory=list)
+
+    def get(self, path: str, validator: Validator | None = None) -> Response:
+        self.seen.append((path, validator))
+        body, etag, next_url = self.pages[path]
+        if validator is not None and validator.etag == etag:
+            return Response(304, None, validator, next_url if self.link_on_304 else None)
+        return Response(200, body, Validator(etag, None), next_url)
+
+    def path_of(self, url: str) -> str:
+        if not url.startswith(BASE_URL + "/"):
+            raise UpstreamError("upstream's next page is outside its base URL")
+        return url[len(BASE_URL):]
+
+
+def gh_repo(name: str, stars: int) -> dict:
+    return {"full_name": name, "stargazers_count": stars, "forks_count": 0,
+            "open_issues_count": 0, "updated_at": "2026-01-01T00:00:00Z"}
+
+
+REPOS = "github:repos:o"
+P1, P2 = "/orgs/o/repos?per_page=2", "/orgs/o/repos?per_page=2&page=2"
+
+
+def linked(second=(("o/c", 1),), next_url=BASE_URL + P2):
+    return {P1: ([gh_repo("o/a", 3), gh_repo("o/b", 8)], '"a"', next_url),
+            P2: ([gh_repo(n, s) for n, s in second], f'"b-{second}"', None)}
+
+
+def test_link_pages_are_followed_and_rankings_derived():
+    upstream = LinkedUpstream(linked())
+    result = fetch(upstream, kind_of(REPOS), REPOS, None, now=0.0, ttl=10)
+    assert [path for path, _ in upstream.seen] == [P1, P2]
+    assert result.entry.data["count"] == 3 and len(result.entry.data["pages"]) == 2
+    assert result.entry.data["derived"]["stars"] == [["o/b", 8], ["o/a", 3], ["o/c", 1]]
+
+
+def test_unchanged_link_pages_cost_only_304s_and_keep_the_rankings():
+    upstream = LinkedUpstream(linked())
+    first = fetch(upstream, kind_of(REPOS), REPOS, None, now=0.0, ttl=10)
+    second = fetch(upstream, kind_of(REPOS), REPOS, first.entry, now=20.0, ttl=10)
+    assert not second.changed and second.requests == 2
+    assert second.entry.data == first.entry.data
+    assert [v.etag for _, v in upstream.seen[2:]] == [upstream.pages[P1][1],
+                                                      upstream.pages[P2][1]]
+
+
+def test_a_changed_page_changes_the_rankings():
+    upstream = LinkedUpstream(linked())
+    first = fetch(upstream, kind_of(REPOS), REPOS, None, now=0.0, ttl=10)
+    upstream.pages = linked(second=(("o/c", 50),))
+    second = fetch(upstream, kind_of(REPOS), REPOS, first.entry, now=20.0, ttl=10)
+    assert second.changed
+    assert second.entry.data["derived"]["stars"][0] == ["o/c", 50]
+
+
+def test_a_304_without_a_link_fetches_the_pages_again_whole():
+    """When a 304 does not say where the next page is, the rest cannot be walked
+    conditionally: the resource is fetched again without validators."""
+    upstream = LinkedUpstream(linked())
+    first = fetch(upstream, kind_of(REPOS), REPOS, None, now=0.0, ttl=10)
+    upstream.link_on_304 = False
+    again = fetch(upstream, kind_of(REPOS), REPOS, first.entry, now=20.0, ttl=10)
+    assert again.entry.data == first.entry.data
+    assert [(p, v is None) for p, v in upstream.seen[2:]] == [(P1, False), (P1, True),
+                                                              (P2, True)]
+
+
+@pytest.mark.parametrize("elsewhere", ["http://evil.example/orgs/o/repos?page=2",
+                                       "http://up.example/githubx/orgs?page=2",
+                                       "http://up.example/github"])
+def test_a_next_page_outside_the_base_url_is_never_followed(elsewhere):
+    upstream = LinkedUpstream(linked(next_url=elsewhere))
+    with pytest.raises(UpstreamError, match="outside its base URL"):
+        fetch(upstream, kind_of(REPOS), REPOS, None, now=0.0, ttl=10)
+    assert [path for path, _ in upstream.seen] == [P1]

@@ -1,0 +1,123 @@
+"""GitHub organisations end to end, against the GitHub-compatible demo: top-N views over
+all pages, correct against the upstream's own data, refreshed conditionally; rate limits
+answered as GitHub gives them."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from launcher.services import celery, free_port
+from tests.harness import start_api, stop, wait_for_worker
+from tests.integration.conftest import eventually
+
+FIELDS = {"stars": "stargazers_count", "forks": "forks_count",
+          "open_issues": "open_issues_count", "last_updated": "updated_at"}
+
+
+def ranking(demo, org: str, field: str) -> list[list[object]]:
+    """The top list computed here from the upstream's own data: largest first, ties in
+    ascending name order."""
+    repos = demo.upstream.github.orgs[org]["repos"]
+    key = FIELDS[field]
+    ordered = sorted(repos, key=lambda r: r.full_name)
+    ordered = sorted(ordered, key=lambda r: getattr(r, key), reverse=True)
+    return [[r.full_name, getattr(r, key)] for r in ordered]
+
+
+def repo_requests(demo, org: str) -> dict[str, int]:
+    return demo.upstream.github.counters().get("github:repos", {}).get(org, {})
+
+
+@pytest.mark.parametrize("field", sorted(FIELDS))
+def test_top_n_of_each_field_matches_the_upstreams_data(api, demo, field):
+    """/view/top/<N>/<field> over Netflix's 150 repositories (two pages of 100)."""
+    r = requests.get(f"{api}/view/top/5/{field}", timeout=20)
+    assert r.status_code == 200, r.text
+    assert r.json() == ranking(demo, "Netflix", field)[:5]
+    everything = requests.get(f"{api}/view/top/1000/{field}/", timeout=20)
+    assert everything.json() == ranking(demo, "Netflix", field)
+    assert len(everything.json()) == 150
+
+
+@pytest.mark.parametrize("path", ["/view/top/0/stars", "/view/top/-1/stars",
+                                  "/view/top/five/stars", "/view/top/5/name",
+                                  "/view/top/5/stars%5D", "/view/top/5"])
+def test_bad_top_parameters_are_refused_before_upstream(api, demo, path):
+    r = requests.get(f"{api}{path}", timeout=20)
+    assert r.status_code in (400, 404)
+    assert r.json()["error"]["code"] in ("invalid_request", "not_found")
+    assert repo_requests(demo, "Netflix") == {}
+
+
+@pytest.fixture
+def system(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., str]]:
+    """Start a worker and an API of their own with some settings changed (environment
+    names); they stop after the test."""
+    procs: list[subprocess.Popen] = []
+
+    def start(**changes: str) -> str:
+        own = {**env, "KEY_PREFIX": "cpgithub", "API_PORT": str(free_port()), **changes}
+        name = f"github@{socket.gethostname()}"
+        with (tmp_path / "worker.log").open("w") as out:
+            worker = celery(own, "worker", "--concurrency", "2", "--without-mingle",
+                            "--without-gossip", "--hostname", name,
+                            stdout=out, stderr=subprocess.STDOUT)
+        procs.append(worker)
+        wait_for_worker(own, worker, hostname=name)
+        with (tmp_path / "api.log").open("w") as out:
+            procs.append(start_api(own, stdout=out, stderr=subprocess.STDOUT))
+        return f"http://127.0.0.1:{own['API_PORT']}"
+
+    yield start
+    stop(procs)
+
+
+def test_link_pages_conditional_refresh_and_a_change_on_page_four(system, demo):
+    """Five pages of 30 followed by their Link headers; a refresh asks each page with
+    its ETag and GitHub answers 304 for the unchanged ones; a repository changed on page
+    4 moves to the top once refreshed, and no client waits on upstream meanwhile."""
+    api = system(GITHUB_PAGE_SIZE="30", GITHUB_TTL="2")
+    first = requests.get(f"{api}/view/top/3/stars", timeout=20)
+    assert first.json() == ranking(demo, "Netflix", "stars")[:3]
+    assert repo_requests(demo, "Netflix") == {"200": 5}
+
+    fourth_page = demo.upstream.github.orgs["Netflix"]["repos"][100]
+    demo.upstream.github.put_repo(fourth_page.full_name, {"stargazers_count": 99_999})
+
+    def moved_up() -> bool:
+        r = requests.get(f"{api}/view/top/1/stars", timeout=20)
+        assert r.status_code == 200 and r.elapsed.total_seconds() < 2.0
+        return r.json() == [[fourth_page.full_name, 99_999]]
+
+    eventually(moved_up, 20, "the changed repository at the top")
+    seen = repo_requests(demo, "Netflix")
+    assert seen["304"] >= 4 and seen["200"] >= 6  # 4 unchanged pages and the changed one
+    assert requests.get(f"{api}/view/top/150/stars", timeout=20).json() == ranking(
+        demo, "Netflix", "stars")
+
+
+def test_an_exhausted_rate_limit_serves_stale_and_a_cold_org_502(system, demo, serve_api):
+    """GitHub's 403 with X-RateLimit-Remaining: 0 is a rate limit: a view with data
+    answers stale-if-error, one without a 502 naming the upstream's status."""
+    api = system(GITHUB_ORG="demo-small", GITHUB_TTL="1", CACHE_STALE_WHILE_REVALIDATE="0")
+    assert requests.get(f"{api}/view/top/3/stars", timeout=20).json() == ranking(
+        demo, "demo-small", "stars")
+    demo.upstream.github.set_rate_limit(remaining=0)
+
+    def stale() -> bool:
+        r = requests.get(f"{api}/view/top/3/stars", timeout=20)
+        assert r.status_code == 200 and r.json() == ranking(demo, "demo-small", "stars")
+        return "detail=stale-if-error" in r.headers["Cache-Status"]
+
+    eventually(stale, 10, "stale-if-error while GitHub's limit is exhausted")
+    assert repo_requests(demo, "demo-small").get("403", 0) >= 1
+    cold = requests.get(f"{serve_api(github={'org': 'nobody-cached'})}/view/top/3/stars",
+                        timeout=20)
+    assert cold.status_code == 502 and cold.json()["error"]["code"] == "upstream_error"
+    assert "fwd-status=403" in cold.headers["Cache-Status"]
