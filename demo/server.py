@@ -102,7 +102,7 @@ class DemoUpstream:
         with self._lock:
             for (kind, event_id, status), n in self.requests.items():
                 out.setdefault(kind, {}).setdefault(event_id, {})[str(status)] = n
-        return {**out, **self.github.counters()}
+        return out
 
     def body_bytes(self) -> dict[str, dict[str, int]]:
         """Response body bytes sent, as {kind: {event id: bytes}}."""
@@ -238,7 +238,8 @@ class DemoUpstream:
 
         @app.get("/_demo/counters")
         def counters() -> bottle.HTTPResponse:
-            return json_body(200, {"requests": self.counters(), "bytes": self.body_bytes()})
+            return json_body(200, {"requests": self.counters(), "bytes": self.body_bytes(),
+                                   "github": self.github.counters()})
 
         @app.put("/_demo/validators")
         def put_validators() -> bottle.HTTPResponse:

@@ -13,6 +13,7 @@ import redis
 from shared.config.live import LiveSettings, process_settings
 from shared.config.settings import Settings
 from shared.store.breaker import UpstreamBreaker
+from shared.store.budget import UpstreamBudget
 from shared.store.client import connect
 from shared.store.entries import EntryStore
 from shared.store.flights import Flights
@@ -39,6 +40,7 @@ class WorkerContext:
     schedule: Schedule
     metrics: WorkerMetrics
     breaker: UpstreamBreaker
+    budget: UpstreamBudget
     upstreams: dict[str, UpstreamClient]
     clock: Callable[[], float] = field(default=time.time)
 
@@ -53,7 +55,8 @@ class WorkerContext:
         keys = Keys(settings.redis.key_prefix)
         ctx = cls(live.get, client, keys, EntryStore(client, keys), Flights(client, keys),
                   Schedule(client, keys), WorkerMetrics(client, keys),
-                  UpstreamBreaker(client, keys), upstream_clients(settings))
+                  UpstreamBreaker(client, keys), UpstreamBudget(client, keys),
+                  upstream_clients(settings))
 
         def on_change(old: Settings, new: Settings) -> None:
             if (old.upstreams, old.upstream) != (new.upstreams, new.upstream):

@@ -43,6 +43,8 @@ class UpstreamClient:
         self.timeout = (connect_timeout, read_timeout)
         self.session = session or requests.Session()
         self.headers = {"Accept": "application/json", **endpoint.headers}
+        # The rate limit the upstream last reported: (remaining, reset at, epoch s).
+        self.rate_limit: tuple[int, float] | None = None
 
     def get(self, path: str, validator: Validator | None = None) -> Response:
         """GET base_url + path, conditionally when a validator is given."""
@@ -55,6 +57,10 @@ class UpstreamClient:
             raise UpstreamTimeout("upstream did not answer in time") from exc
         except requests.RequestException as exc:
             raise UpstreamError(f"upstream unreachable ({type(exc).__name__})") from exc
+        remaining, reset = (r.headers.get("X-RateLimit-Remaining", ""),
+                            r.headers.get("X-RateLimit-Reset", ""))
+        if remaining.isdigit() and reset.isdigit():
+            self.rate_limit = (int(remaining), float(reset))
         if r.status_code == 304 and validator is not None:
             return Response(304, None, _validator(r, fallback=validator), _next(r))
         if r.status_code == 404:
@@ -111,6 +117,7 @@ class Recorder:
         self.page_size = client.page_size
         self.path_of = client.path_of
         self.responses: list[tuple[str, float]] = []
+        client.rate_limit = None  # what this fetch's answers report, if anything
 
     def get(self, path: str, validator: Validator | None = None) -> Response:
         started = time.perf_counter()

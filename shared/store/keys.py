@@ -45,6 +45,11 @@ class Keys:
         """Hash of a failing upstream: failures in a row, next probe (epoch ms)."""
         return self._key("upstream", upstream)
 
+    def budget(self, upstream: str) -> str:
+        """Hash of an upstream's request budget: the bucket's tokens and time, and the
+        rate limit the upstream last reported (remaining, reset at)."""
+        return self._key("budget", upstream)
+
     def held(self, upstream: str) -> str:
         """Set of resources whose refreshes wait for a failing upstream to answer."""
         return self._key("held", upstream)

@@ -56,6 +56,7 @@ NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 VIEW_NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,63}")
 PARAM_TYPES = {"id", "count", "choice"}
 SETTING_TYPES = {"id": str, "ids": tuple[str, ...]}
+STANDARD_SETTINGS = {"base_url", "token", "ttl", "budget_per_hour", "page_size"}
 
 
 class CatalogueError(SettingsError):
@@ -175,13 +176,16 @@ def _expr(at: _At, spec: Mapping[str, Any], key: str) -> Callable[[Any], Any]:
 def _upstream(at: _At, name: str, spec: Any) -> Upstream:
     if not NAME_RE.fullmatch(name):
         raise at.error("", "an upstream's name is 1-32 lower-case letters, digits and '_'")
-    _entry(at, spec, {"title", "base_url", "ttl", "auth", "headers", "paging", "params",
-                     "prefetch", "resources"})
+    _entry(at, spec, {"title", "base_url", "ttl", "budget_per_hour", "auth", "headers",
+                      "paging", "params", "prefetch", "resources"})
     title = _get(at, spec, "title", str, name)
     base_url = _get(at, spec, "base_url", str)
     if urlsplit(base_url).scheme not in {"http", "https"}:
         raise at.error("base_url", "must be an http(s) URL")
     ttl = _get(at, spec, "ttl", int, 0)
+    budget = _get(at, spec, "budget_per_hour", int, 0)
+    if ttl < 0 or budget < 0:
+        raise at.error("ttl" if ttl < 0 else "budget_per_hour", "must not be negative")
     auth = _auth(at.key("auth"), _table(at, spec, "auth", required=False))
     headers = _get(at, spec, "headers", dict, {})
     if not all(isinstance(v, str) for v in headers.values()):
@@ -202,7 +206,7 @@ def _upstream(at: _At, name: str, spec: Any) -> Upstream:
                                        "with a resource and a parameter of this upstream")
         prefetch.append((kind, fields[0]))
 
-    section = _section(name, title, base_url, ttl, auth, paging, params)
+    section = _section(name, title, base_url, ttl, budget, auth, paging, params)
     limit = paging.max_page_size if paging else 0
 
     def endpoint(settings: Any) -> Endpoint:
@@ -220,6 +224,8 @@ def _upstream(at: _At, name: str, spec: Any) -> Upstream:
     def checks(settings: Any) -> list[tuple[bool, str]]:
         found = [
             (settings.ttl >= 0, f"{name}.ttl must not be negative (0: cache.ttl)"),
+            (settings.budget_per_hour >= 0,
+             f"{name}.budget_per_hour must not be negative (0: no budget)"),
             (urlsplit(settings.base_url).scheme in {"http", "https"},
              f"{name}.base_url must be an http(s) URL"),
         ]
@@ -298,9 +304,9 @@ class _Setting:
 
 
 def _setting(at: _At, name: str, spec: Any) -> _Setting:
-    if not NAME_RE.fullmatch(name) or name in {"base_url", "token", "ttl", "page_size"}:
+    if not NAME_RE.fullmatch(name) or name in STANDARD_SETTINGS:
         raise at.error("", "a parameter's name is lower-case letters, digits and '_', "
-                           "and not base_url, token, ttl or page_size")
+                           f"and not one of {', '.join(sorted(STANDARD_SETTINGS))}")
     _entry(at, spec, {"type", "default", "help", "items"})
     kind = _get(at, spec, "type", str)
     if kind not in SETTING_TYPES:
@@ -321,8 +327,9 @@ def _values_of(value: Any) -> tuple[Any, ...]:
     return value if isinstance(value, tuple) else (value,)
 
 
-def _section(name: str, title: str, base_url: str, ttl: int, auth: tuple[str, str] | None,
-             paging: _Paging | None, params: Mapping[str, _Setting]) -> type:
+def _section(name: str, title: str, base_url: str, ttl: int, budget: int,
+             auth: tuple[str, str] | None, paging: _Paging | None,
+             params: Mapping[str, _Setting]) -> type:
     """The upstream's settings section: ``[<name>]``, ``<NAME>_*``, ``<prefix>/<name>/*``."""
     env = name.upper()
     fields: list[tuple[str, Any, Any]] = [
@@ -331,6 +338,9 @@ def _section(name: str, title: str, base_url: str, ttl: int, auth: tuple[str, st
             f" (sent as '{auth[0]}: {auth[1]}<token>')" if auth else ""), live=True)),
         ("ttl", int, option(ttl, f"{env}_TTL",
                             f"Seconds {title} responses stay fresh; 0: cache.ttl", live=True)),
+        ("budget_per_hour", int, option(
+            budget, f"{env}_BUDGET_PER_HOUR",
+            f"Requests an hour refreshes of {title} stay within; 0: no budget", live=True)),
     ]
     if paging is not None:
         fields.append(("page_size", int, option(

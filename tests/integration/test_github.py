@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def system(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., str]]:
     names); they stop after the test."""
     procs: list[subprocess.Popen] = []
 
-    def start(**changes: str) -> str:
+    def start(beat: bool = False, **changes: str) -> str:
         own = {**env, "KEY_PREFIX": "cpgithub", "API_PORT": str(free_port()), **changes}
         name = f"github@{socket.gethostname()}"
         with (tmp_path / "worker.log").open("w") as out:
@@ -70,6 +71,10 @@ def system(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., str]]:
                             stdout=out, stderr=subprocess.STDOUT)
         procs.append(worker)
         wait_for_worker(own, worker, hostname=name)
+        if beat:
+            with (tmp_path / "beat.log").open("w") as out:
+                procs.append(celery(own, "beat", "--schedule", str(tmp_path / "beat-schedule"),
+                                    stdout=out, stderr=subprocess.STDOUT))
         with (tmp_path / "api.log").open("w") as out:
             procs.append(start_api(own, stdout=out, stderr=subprocess.STDOUT))
         return f"http://127.0.0.1:{own['API_PORT']}"
@@ -121,3 +126,32 @@ def test_an_exhausted_rate_limit_serves_stale_and_a_cold_org_502(system, demo, s
                         timeout=20)
     assert cold.status_code == 502 and cold.json()["error"]["code"] == "upstream_error"
     assert "fwd-status=403" in cold.headers["Cache-Status"]
+
+
+def github_requests(demo, org: str) -> int:
+    return sum(n for kind, orgs in demo.upstream.github.counters().items()
+               for o, statuses in orgs.items() if o == org for n in statuses.values())
+
+
+@pytest.mark.parametrize(("changes", "limit", "first_wave"), [
+    # 360 an hour: one request every 10 s, a bucket of one.
+    ({"GITHUB_BUDGET_PER_HOUR": "360"}, None, 1),
+    # No budget of our own, but GitHub says 20 remain for the next hour: known once the
+    # first answers (the three prefetches that go together) report it.
+    ({"GITHUB_BUDGET_PER_HOUR": "0"}, 20, 3),
+])
+def test_refreshes_stay_within_the_upstreams_budget(system, demo, changes, limit,
+                                                    first_wave):
+    """The configured organisation's three resources with a 1 s TTL would be refreshed
+    about four times a second (30 requests in 8 s); paced by the budget, or by what
+    GitHub says remains, they ask at most one request per 10 s after the first."""
+    if limit is not None:
+        demo.upstream.github.set_rate_limit(remaining=limit)
+    system(beat=True, GITHUB_ORG="demo-small", GITHUB_TTL="1",
+           REFRESH_TICK_INTERVAL="0.25", **changes)
+    eventually(lambda: github_requests(demo, "demo-small") >= first_wave, 20,
+               "the first prefetch")
+    first = time.monotonic()
+    time.sleep(8)  # time must pass for refreshes to fall due; none may go past the budget
+    seconds = time.monotonic() - first
+    assert github_requests(demo, "demo-small") <= first_wave + int(seconds / 10) + 1

@@ -83,6 +83,7 @@ def stack(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iter
         "REDIS_URL": f"redis://127.0.0.1:{port}/0",
         "KEY_PREFIX": KEYS.prefix,
         "CACHE_TTL": str(int(TTL)),
+        "GITHUB_TTL": "3600",  # the GitHub organisation prefetched once, out of the way
         "REFRESH_RATIO": str(RATIO),
         "REFRESH_TICK_INTERVAL": str(TICK),
         "REFRESH_IDLE_TIMEOUT": str(int(IDLE)),
