@@ -23,7 +23,7 @@ from api.metrics import renderer
 from api.reader import Enqueue, Read, Reader
 from api.requests_log import SERVED, RequestLog
 from shared.config.settings import MAX_WAIT, Settings
-from shared.errors import CachedProxyError, StoreUnavailable
+from shared.errors import CachedProxyError, InvalidRequest, NotFound, StoreUnavailable
 from shared.policy import http
 from shared.policy.serving import Served
 from shared.queue import FETCH_TASK, QUEUES, celery_app
@@ -99,6 +99,19 @@ def error_response(error: CachedProxyError, negative_ttl: float = 0) -> bottle.H
     return json_response(error.status, error.body(), headers)
 
 
+def _values(view: View, raw: dict[str, str]) -> dict[str, Any]:
+    """The view's parameters, validated. A read-through path that is not exactly an
+    allowlisted one (an invalid value, any query string) is a 404, as any other path."""
+    try:
+        if view.allowlist and bottle.request.query_string:
+            raise InvalidRequest("a read-through path takes no query")
+        return {p.name: p.parse(raw[p.name]) for p in view.params}
+    except InvalidRequest:
+        if view.allowlist:
+            raise NotFound("no such path is allowlisted") from None
+        raise
+
+
 def _identity(values: dict[str, Any]) -> str:
     """What a view's parameters add to its ETag: the value of the only one, as ever."""
     if len(values) == 1:
@@ -119,7 +132,7 @@ def create_app(
     def serve(view: View) -> Callable[..., bottle.HTTPResponse]:
         def handler(**raw: str) -> bottle.HTTPResponse:
             try:
-                values = {p.name: p.parse(raw[p.name]) for p in view.params}
+                values = _values(view, raw)
                 with store_errors():
                     read = reader.read(view.resources(values, current()), view.not_found)
             except CachedProxyError as exc:

@@ -125,6 +125,12 @@ class DemoGitHub:
             return self._serve("repos", org, lambda o: [_repo(r) for r in o["repos"]],
                                paged=True)
 
+        @app.get(f"{PREFIX}/users/<user>/orgs")
+        def user_orgs(user: str) -> bottle.HTTPResponse:
+            return self._serve("user_orgs", user, lambda orgs: [
+                {"login": login, "description": org["name"]}
+                for login, org in orgs.items() if user in org["members"]], user=True)
+
         @app.get(f"{PREFIX}/orgs/<org>/members")
         def members(org: str) -> bottle.HTTPResponse:
             return self._serve("members", org, lambda o: [
@@ -144,15 +150,21 @@ class DemoGitHub:
 
         return app
 
-    def _serve(self, kind: str, org: str, build: Any, paged: bool = False
+    def _serve(self, kind: str, org: str, build: Any, paged: bool = False, user: bool = False
                ) -> bottle.HTTPResponse:
+        """``build`` makes the body from the organisation ``org`` (or, for a ``user``,
+        from every organisation, the user being ``org``)."""
         request = bottle.request
         given = request.get_header("Authorization", "")
         if self.token and not any(hmac.compare_digest(given.encode(), f"{s} {self.token}".encode())
                                   for s in ("Bearer", "token")):
             return self._count(kind, org, _json(401, {"message": "Bad credentials"}))
         with self._lock:
-            found = copy.deepcopy(self.orgs.get(org))
+            if user:
+                known = any(org in o["members"] for o in self.orgs.values())
+                found = copy.deepcopy(self.orgs) if known else None
+            else:
+                found = copy.deepcopy(self.orgs.get(org))
             secondary = self.secondary_retry_after
             exhausted = self.remaining <= 0
         if secondary is not None:

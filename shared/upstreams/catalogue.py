@@ -53,6 +53,7 @@ from shared.upstreams.kinds import (
 )
 
 NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
+READ_THROUGH_RE = re.compile(r"(/[A-Za-z0-9_-]*|/\{\w+\})+")
 VIEW_NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,63}")
 PARAM_TYPES = {"id", "count", "choice"}
 SETTING_TYPES = {"id": str, "ids": tuple[str, ...]}
@@ -92,7 +93,15 @@ def parse(text: str, source: str = "catalogue") -> Catalogue:
     kinds = {k.name: k for u in upstreams.values() for k in u.kinds}
     views = tuple(_view(at.key("views", name), name, spec, upstreams, kinds)
                   for name, spec in _table(at, data, "views", required=False).items())
-    return Catalogue(upstreams, views)
+    titles = {name: _get(at, spec, "title", str, name)
+              for name, spec in data["upstreams"].items()}
+    allowed = tuple(_read_through(k, titles[k.upstream]) for k in kinds.values()
+                    if k.read_through)
+    for view in allowed:
+        if view.name in {v.name for v in views}:
+            raise at.error(f"views.{view.name}", "is also the name of a read-through "
+                                                 "resource's route")
+    return Catalogue(upstreams, views + allowed)
 
 
 @dataclass(frozen=True)
@@ -362,7 +371,8 @@ def _kind(at: _At, upstream: str, name: str, spec: Any, paging: _Paging | None
           ) -> ResourceKind:
     if not NAME_RE.fullmatch(name):
         raise at.error("", "a resource's name is lower-case letters, digits and '_'")
-    _entry(at, spec, {"path", "paged", "checks", "not_found", "keep", "derive"})
+    _entry(at, spec, {"path", "paged", "checks", "not_found", "keep", "derive",
+                      "read_through"})
     path = _get(at, spec, "path", str)
     fields = _fields(path)
     if not path.startswith("/") or len(fields) != 1 or not fields[0].isidentifier():
@@ -400,8 +410,26 @@ def _kind(at: _At, upstream: str, name: str, spec: Any, paging: _Paging | None
         if pagination is None:
             raise at.error("derive", "only a paged resource derives values from its items")
         derive = _derive(at.key("derive"), _table(at, spec, "derive"))
+    read_through = _get(at, spec, "read_through", bool, False)
+    if read_through and (pagination is not None or not READ_THROUGH_RE.fullmatch(path)):
+        raise at.error("read_through", "a read-through resource is one page at a path of "
+                                       "letters, digits, '-', '_' and '/', no query")
     return ResourceKind(f"{upstream}:{name}", upstream, path.replace(f"{{{fields[0]}}}", "{key}"),
-                        trim, pagination, derive)
+                        trim, pagination, derive, read_through, fields[0])
+
+
+def _read_through(kind: ResourceKind, title: str) -> View:
+    """``GET /<upstream><path>``: a read-through resource, served as kept."""
+    route = f"/{kind.upstream}" + kind.path.replace("{key}", f"{{{kind.key_name}}}")
+
+    def resources(values: Mapping[str, Any], settings: Any) -> list[str]:
+        return [f"{kind.name}:{values[kind.key_name]}"]
+
+    return View(kind.name.replace(":", "-").replace("_", "-"), route,
+                (Param(kind.key_name, "id", f"{title} {kind.key_name}"),),
+                resources, lambda values, data: data[0],
+                f"{title}'s {route.removeprefix('/' + kind.upstream)}, read through the cache",
+                {}, allowlist=True)
 
 
 def _derive(at: _At, spec: Mapping[str, Any]) -> Callable[[list[Any]], dict[str, Any]]:

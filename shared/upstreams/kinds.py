@@ -54,6 +54,9 @@ class ResourceKind:
     pagination: Pagination | LinkPaging | None = None
     # All pages' kept items -> values computed once per change, stored as "derived"
     derive: Callable[[list[Any]], dict[str, Any]] | None = None
+    # Served as is at GET /<upstream><path>, its key named key_name (the allowlist)
+    read_through: bool = False
+    key_name: str = "key"
 
     def resource(self, key: str) -> str:
         return f"{self.name}:{check_key(key)}"
@@ -111,6 +114,7 @@ class View:
     summary: str  # what a client gets, for the OpenAPI description
     schema: Mapping[str, Any]  # JSON Schema of the body
     not_found: str = "not found upstream"  # the message when a part does not exist
+    allowlist: bool = False  # a read-through: a path outside the allowlist is a 404
 
 
 @dataclass(frozen=True)

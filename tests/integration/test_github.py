@@ -4,11 +4,15 @@ answered as GitHub gives them."""
 
 from __future__ import annotations
 
+import http.client
+import json
+import os
 import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -63,7 +67,10 @@ def system(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., str]]:
     procs: list[subprocess.Popen] = []
 
     def start(beat: bool = False, **changes: str) -> str:
-        own = {**env, "KEY_PREFIX": "cpgithub", "API_PORT": str(free_port()), **changes}
+        # A prefix of its own: what one test leaves (a reported rate limit, a budget in
+        # debt, a schedule) is not the next one's.
+        own = {**env, "KEY_PREFIX": f"cpgithub-{os.urandom(4).hex()}",
+               "API_PORT": str(free_port()), **changes}
         name = f"github@{socket.gethostname()}"
         with (tmp_path / "worker.log").open("w") as out:
             worker = celery(own, "worker", "--concurrency", "2", "--without-mingle",
@@ -155,3 +162,52 @@ def test_refreshes_stay_within_the_upstreams_budget(system, demo, changes, limit
     time.sleep(8)  # time must pass for refreshes to fall due; none may go past the budget
     seconds = time.monotonic() - first
     assert github_requests(demo, "demo-small") <= first_wave + int(seconds / 10) + 1
+
+
+def test_allowlisted_paths_are_read_through_the_cache(api, demo):
+    """/github/orgs/<org> and /github/users/<user>/orgs: fetched once through the
+    worker, then hits; upstream's 404 is ours."""
+    first = requests.get(f"{api}/github/orgs/Netflix", timeout=20)
+    assert first.status_code == 200
+    assert first.json() == {"login": "Netflix", "name": "Netflix, Inc.", "public_repos": 150,
+                            "updated_at": "2026-11-01T00:00:00Z"}
+    assert first.headers["Cache-Status"].startswith("cachedproxy; fwd=miss")
+    again = requests.get(f"{api}/github/orgs/Netflix", timeout=20)
+    assert again.headers["Cache-Status"].startswith("cachedproxy; hit")
+    assert demo.upstream.github.counters()["github:org"] == {"Netflix": {"200": 1}}
+    orgs = requests.get(f"{api}/github/users/ada/orgs", timeout=20)
+    assert orgs.json() == [{"login": "demo-small", "description": "A small demo organisation"}]
+    missing = requests.get(f"{api}/github/orgs/nobody-here", timeout=20)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize("path", [
+    "/github/orgs/Netflix/repos",  # upstream has it; the allowlist does not
+    "/github/orgs/Netflix/members",
+    "/github/emojis",
+    "/github/orgs/Netflix?per_page=1",  # a query is never passed on
+    "/github/orgs/Netflix%2Frepos",  # an encoded slash
+    "/github/orgs/%2e%2e",
+    "/github/orgs/..",
+    "/github/orgs/..%2F..%2Forgs%2FNetflix%2Frepos",
+    "/github/users/ada/orgs/../../../orgs/Netflix/repos",
+    "/github//evil.example/orgs/x",
+    "//github/orgs/Netflix",
+    "/github/orgs/Net%20flix",
+    "/github/orgs/Netflix%00",
+    "/GITHUB/orgs/Netflix",
+])
+def test_anything_not_allowlisted_is_404_without_an_upstream_request(api, demo, path):
+    """Never an open proxy: sent as is (no client-side normalising), every path outside
+    the allowlist is a JSON 404 and upstream sees nothing."""
+    url = urlsplit(api)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=20)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        status, body = response.status, json.loads(response.read())
+    finally:
+        connection.close()
+    assert status == 404, (path, body)
+    assert body["error"]["code"] == "not_found"
+    assert demo.upstream.github.counters() == {}

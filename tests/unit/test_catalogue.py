@@ -60,10 +60,12 @@ def test_the_shipped_catalogue_has_calendar42_github_and_their_views():
     assert [k.name for k in catalogue.upstreams["c42"].kinds] == ["c42:event",
                                                                  "c42:subscriptions"]
     assert [k.name for k in catalogue.upstreams["github"].kinds] == [
-        "github:org", "github:members", "github:repos"]
-    assert [(v.name, v.route) for v in catalogue.views] == [
-        ("events-with-subscriptions", "/events-with-subscriptions/{id}/"),
-        ("top", "/view/top/{n}/{field}")]
+        "github:org", "github:user_orgs", "github:members", "github:repos"]
+    assert [(v.name, v.route, v.allowlist) for v in catalogue.views] == [
+        ("events-with-subscriptions", "/events-with-subscriptions/{id}/", False),
+        ("top", "/view/top/{n}/{field}", False),
+        ("github-org", "/github/orgs/{org}", True),
+        ("github-user-orgs", "/github/users/{user}/orgs", True)]
 
 
 def broken(old: str, new: str) -> str:
