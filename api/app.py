@@ -218,10 +218,10 @@ def _code(status: int) -> str:
 
 
 def celery_enqueue(queue: Celery) -> Enqueue:
-    def enqueue(resource: str, token: str) -> None:
+    def enqueue(resource: str, token: str, background: bool) -> None:
         try:
-            queue.send_task(FETCH_TASK, args=(resource, token),
-                            kwargs={"request_id": context_value("request_id")})
+            queue.send_task(FETCH_TASK, args=(resource, token), kwargs={
+                "request_id": context_value("request_id"), "background": background})
         except (OperationalError, redis.RedisError) as exc:
             cause = _redis_cause(exc)
             if isinstance(cause, redis.exceptions.OutOfMemoryError):

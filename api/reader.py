@@ -47,7 +47,9 @@ from shared.store.flights import Flight, Flights, Outcome
 from shared.store.schedule import Schedule
 from shared.upstreams.registry import upstream_of
 
-Enqueue = Callable[[str, str], None]  # (resource, flight token) -> fetch task enqueued
+# (resource, flight token, background) -> fetch task enqueued; a background fetch is one
+# no client waits for (stale-while-revalidate): the worker paces it like a refresh.
+Enqueue = Callable[[str, str, bool], None]
 
 PROBE_OVERDUE = 10.0  # seconds past due before a request probes a failing upstream
 PENDING_MARGIN = 1.0  # seconds a led flight's lock outlasts its waiters before the task starts
@@ -119,7 +121,8 @@ class Reader:
         if action is ReadAction.SERVE_AND_REFRESH:
             # The refresh is best effort: the stored data is the answer either way.
             with contextlib.suppress(CachedProxyError, redis.RedisError):
-                self._lead([f for f in self._join(stale, api.miss_wait_timeout) if f.leader])
+                self._lead([f for f in self._join(stale, api.miss_wait_timeout) if f.leader],
+                           background=True)
             return Read(_checked(entries, not_found), Served.STALE)
         fallback = action is ReadAction.FETCH_OR_FALLBACK
         wait = api.stale_wait_timeout if fallback else api.miss_wait_timeout
@@ -163,7 +166,7 @@ class Reader:
         hold_ms = int((longest_wait + PENDING_MARGIN) * 1000)
         return [self.flights.join(r, hold_ms=hold_ms) for r in resources]
 
-    def _lead(self, flights: Sequence[Flight]) -> None:
+    def _lead(self, flights: Sequence[Flight], background: bool = False) -> None:
         if not flights:
             return
         # A flight that ended between our read and our lock may have filled the cache.
@@ -174,7 +177,7 @@ class Reader:
                 self.flights.finish(flight, Outcome())
                 continue
             try:
-                self.enqueue(flight.resource, flight.token)
+                self.enqueue(flight.resource, flight.token, background)
             except CachedProxyError as exc:
                 self.flights.finish(flight, Outcome.failed(exc))
                 raise

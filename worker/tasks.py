@@ -79,7 +79,7 @@ def refresh(ctx: WorkerContext, resource: str, ahead: bool = False) -> Outcome:
         with contextlib.suppress(redis.RedisError):  # accounting never fails a fetch
             if client.responses:
                 ctx.metrics.upstream(kind.name, client.responses)
-            _account(ctx, kind.upstream, client, spent[0])
+            _account(ctx, kind.upstream, resource, client, spent[0])
 
 
 def _rate(ctx: WorkerContext, upstream: str, now: float) -> tuple[float | None, float]:
@@ -91,7 +91,7 @@ def _rate(ctx: WorkerContext, upstream: str, now: float) -> tuple[float | None, 
     return refresh_rate(budget, remaining, reset_in), reset_in or 0.0
 
 
-def _pace(ctx: WorkerContext, upstream: str, cost: float) -> float:
+def _pace(ctx: WorkerContext, upstream: str, resource: str, cost: float) -> float:
     """Take a refresh's expected requests from the upstream's budget: the seconds it
     must wait instead (0: go)."""
     now = ctx.clock()
@@ -100,10 +100,11 @@ def _pace(ctx: WorkerContext, upstream: str, cost: float) -> float:
         return 0.0
     if rate <= 0:  # nothing left until the upstream's reset
         return max(reset_in, 1.0)
-    return ctx.budget.spend(upstream, cost, rate, now)
+    return ctx.budget.spend(upstream, resource, cost, rate, now)
 
 
-def _account(ctx: WorkerContext, upstream: str, client: Recorder, spent: float) -> None:
+def _account(ctx: WorkerContext, upstream: str, resource: str, client: Recorder,
+             spent: float) -> None:
     """Note the rate limit the upstream reported, and charge the requests a fetch
     made beyond what it took up front (all of a miss's) to the budget."""
     if client.client.rate_limit is not None:
@@ -114,7 +115,7 @@ def _account(ctx: WorkerContext, upstream: str, client: Recorder, spent: float) 
     now = ctx.clock()
     rate, _ = _rate(ctx, upstream, now)
     if rate:
-        ctx.budget.spend(upstream, made - spent, rate, now, force=True)
+        ctx.budget.spend(upstream, resource, made - spent, rate, now, force=True)
 
 
 def _refresh(ctx: WorkerContext, kind: ResourceKind, client: Recorder, resource: str,
@@ -139,10 +140,10 @@ def _refresh(ctx: WorkerContext, kind: ResourceKind, client: Recorder, resource:
                 "next_probe_in_s": round(gate.retry_at - ctx.clock(), 1)})
             return Outcome.failed(UpstreamError("upstream is failing; refresh held"))
         cost = float(len(previous.validators)) if previous is not None else 1.0
-        wait = _pace(ctx, kind.upstream, cost)
+        wait = _pace(ctx, kind.upstream, resource, cost)
         if wait > 0:
             # Over the upstream's budget: the data stays as it is a little longer.
-            ctx.schedule.postpone(resource, ctx.clock() + wait)
+            ctx.schedule.pace(resource, ctx.clock() + wait)
             log.info("refresh paced: upstream budget", extra={
                 "resource": resource, "upstream": kind.upstream, "wait_s": round(wait, 1)})
             return Outcome.failed(UpstreamError("refresh paced to the upstream's budget"))
@@ -235,9 +236,11 @@ def _run_flight(ctx: WorkerContext, flight: Flight, ahead: bool, worker: str | N
 
 @app.task(bind=True, base=ContextTask, name=FETCH_TASK)
 def fetch_resource(self: ContextTask, resource: str, token: str,
-                   request_id: str | None = None) -> str:
+                   request_id: str | None = None, background: bool = False) -> str:
     """Fetch one resource for the flight ``token`` (led by the API) and publish the outcome;
-    logs carry the id of the request that caused it."""
+    logs carry the id of the request that caused it. A ``background`` fetch (stale data
+    was served, nobody waits) goes like a refresh ahead: paced, held while the upstream
+    fails, skipped if the resource was just validated."""
     ctx = self.context
     flight = Flight(resource, token, leader=True)
     with log_context(request_id=request_id, task_id=self.request.id):
@@ -252,7 +255,7 @@ def fetch_resource(self: ContextTask, resource: str, token: str,
             ctx.flights.finish(flight, Outcome.failed(
                 FetchTimeout("the fetch started after its waiters gave up")))
             return "superseded"
-        return _run_flight(ctx, flight, ahead=False, worker=self.request.hostname)
+        return _run_flight(ctx, flight, ahead=background, worker=self.request.hostname)
 
 
 @app.task(bind=True, base=ContextTask, name=REFRESH_TASK)

@@ -2,10 +2,11 @@
 catalogue's ``budget_per_hour``) and what the upstream itself says remains of its rate
 limit (``X-RateLimit-Remaining`` until ``X-RateLimit-Reset``, as GitHub sends).
 
-Refreshes spend from a token bucket filled at that rate, holding ``BURST`` seconds of it;
-a refresh that would overdraw it waits until the tokens are there. A miss (a client is
-waiting) is never held back, but what it spends is taken from the same bucket, so
-refreshes slow down to make room. Pacing by what remains, less a reserve for misses,
+Refreshes spend at that rate, with a burst of ``BURST`` seconds of it (a token bucket,
+kept as a virtual schedule in Redis, shared/store/budget.py); a refresh that would
+overdraw it gets the next free turn and waits for it. A miss (a client is waiting) is
+never held back, but what it spends counts the same, so refreshes slow down to make
+room. Pacing by what remains, less a reserve for misses,
 slows refreshes before the upstream's limit runs out rather than after.
 """
 

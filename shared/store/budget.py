@@ -8,25 +8,35 @@ import redis
 from shared.policy.budget import capacity
 from shared.store.keys import Keys
 
-# KEYS[1]: the budget hash. ARGV: now (ms), rate (requests a ms), capacity, cost,
-# force (1: spend even into debt, for misses and corrections). Returns the ms to wait
-# (0: spent).
+# A virtual schedule (GCRA): "tat" is when the requests granted so far will have been
+# paid for at the rate. A request goes if, with its cost added, tat is at most the burst
+# ahead of now. Otherwise its slot is reserved for when it will be, tat moves on, and the
+# resource's reservation is kept: when it comes back then it goes without paying again,
+# so a costly refresh (many pages) is never starved by cheap ones.
+# KEYS[1]: the budget hash. ARGV: now (ms), ms a request costs (1 / rate), burst (ms),
+# cost (requests), force (1: spend regardless, into debt: misses, corrections),
+# resource. Returns the ms to wait (0: go).
 _SPEND = """
-local now, rate = tonumber(ARGV[1]), tonumber(ARGV[2])
-local cap, cost = tonumber(ARGV[3]), tonumber(ARGV[4])
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = tonumber(state[1]) or cap
-local at = tonumber(state[2]) or now
-tokens = math.min(cap, tokens + math.max(now - at, 0) * rate)
-local wait = 0
-if tokens >= cost or ARGV[5] == '1' then
-  tokens = tokens - cost
-else
-  wait = math.ceil((cost - tokens) / rate)
-end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
+local now, per, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local cost, force, mine = tonumber(ARGV[4]), ARGV[5] == '1', 'r:' .. ARGV[6]
 redis.call('PEXPIRE', KEYS[1], 7200000)
-return wait
+local reserved = tonumber(redis.call('HGET', KEYS[1], mine))
+if reserved and not force then
+  if reserved <= now then
+    redis.call('HDEL', KEYS[1], mine)
+    return 0
+  end
+  return reserved - now
+end
+local tat = math.max(tonumber(redis.call('HGET', KEYS[1], 'tat')) or now, now)
+local after = math.max(tat + cost * per, now)
+redis.call('HSET', KEYS[1], 'tat', tostring(after))
+if force or after - now <= burst then
+  return 0
+end
+local start = math.ceil(after - burst)
+redis.call('HSET', KEYS[1], mine, tostring(start))
+return start - now
 """
 
 
@@ -36,15 +46,16 @@ class UpstreamBudget:
         self.keys = keys
         self._spend = client.register_script(_SPEND)
 
-    def spend(self, upstream: str, cost: float, rate: float, now: float,
+    def spend(self, upstream: str, resource: str, cost: float, rate: float, now: float,
               force: bool = False) -> float:
-        """Take ``cost`` requests from the bucket filled at ``rate`` a second; returns
-        the seconds to wait instead (0: taken). ``force`` takes them regardless."""
+        """Spend ``cost`` requests of the budget filled at ``rate`` a second for a
+        refresh of ``resource``: 0 to go now, else the seconds until its reserved turn.
+        ``force`` spends regardless (a miss; a correction, negative for a refund)."""
         if rate <= 0:
             return 0.0 if force else float("inf")
         wait_ms = self._spend(keys=[self.keys.budget(upstream)], args=[
-            int(now * 1000), repr(rate / 1000), repr(capacity(rate)), repr(cost),
-            1 if force else 0])
+            int(now * 1000), repr(1000 / rate), repr(capacity(rate) / rate * 1000),
+            repr(cost), 1 if force else 0, resource])
         return int(wait_ms) / 1000
 
     def observe(self, upstream: str, remaining: int, reset_at: float) -> None:

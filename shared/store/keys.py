@@ -37,6 +37,11 @@ class Keys:
         """Sorted set: resource -> when a client last read it (epoch ms)."""
         return self._key("reads")
 
+    def paced(self) -> str:
+        """Hash: resource -> until when (epoch ms) its refresh waits for its upstream's
+        budget; stale data is served meanwhile without asking for a refresh."""
+        return self._key("paced")
+
     def failures(self) -> str:
         """Hash: resource -> refreshes failed in a row."""
         return self._key("failures")

@@ -116,10 +116,19 @@ class Schedule:
         """Retry at ``at`` (epoch seconds), if the resource is still live."""
         self.redis.zadd(self.keys.schedule(), {resource: _ms(at)}, xx=True)
 
+    def pace(self, resource: str, until: float) -> None:
+        """The refresh waits for its upstream's budget until ``until``: planned then, and
+        reads serve what is stored without asking for one meanwhile."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(self.keys.schedule(), {resource: _ms(until)}, xx=True)
+            pipe.hset(self.keys.paced(), resource, _ms(until))
+            pipe.execute()
+
     def succeeded(self, resource: str, at: float) -> None:
         """A refresh worked: clear its failures and plan the next one."""
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.hdel(self.keys.failures(), resource)
+            pipe.hdel(self.keys.paced(), resource)
             pipe.zadd(self.keys.schedule(), {resource: _ms(at)})
             pipe.execute()
 
@@ -129,17 +138,21 @@ class Schedule:
             pipe.zrem(self.keys.schedule(), resource)
             pipe.zrem(self.keys.reads(), resource)
             pipe.hdel(self.keys.failures(), resource)
+            pipe.hdel(self.keys.paced(), resource)
             pipe.execute()
 
     def backing_off_each(self, resources: Sequence[str], now: float) -> list[bool]:
-        """For each resource: it failed its last refresh and its retry is not due yet."""
+        """For each resource: it failed its last refresh and its retry is not due yet,
+        or its refresh waits for its upstream's budget."""
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.hmget(self.keys.failures(), list(resources))
             pipe.zmscore(self.keys.schedule(), list(resources))
-            failures, retry_at = pipe.execute()
+            pipe.hmget(self.keys.paced(), list(resources))
+            failures, retry_at, paced = pipe.execute()
         return [
-            count is not None and int(count) > 0 and at is not None and at > _ms(now)
-            for count, at in zip(failures, retry_at, strict=True)
+            (count is not None and int(count) > 0 and at is not None and at > _ms(now))
+            or (until is not None and int(until) > _ms(now))
+            for count, at, until in zip(failures, retry_at, paced, strict=True)
         ]
 
     def replan(self, plan: Sequence[tuple[str, float]]) -> None:
