@@ -37,7 +37,7 @@ from shared.store.schedule import Schedule
 from shared.telemetry.logs import context_value
 from shared.telemetry.metrics import RedisCollector
 from shared.upstreams.kinds import View
-from shared.upstreams.registry import views
+from shared.upstreams.registry import subscribe, views
 
 log = logging.getLogger(__name__)
 
@@ -269,8 +269,17 @@ def app_from_settings(
         current,
         waiting,
     )
-    return RequestLog(create_app(
-        reader, current,
-        lambda: health.readiness(client, keys, current().refresh.tick_interval),
-        renderer(RedisCollector(client, keys, [keys.queue(q) for q in QUEUES])),
-    ))
+    def build() -> bottle.Bottle:
+        return create_app(
+            reader, current,
+            lambda: health.readiness(client, keys, current().refresh.tick_interval),
+            renderer(RedisCollector(client, keys, [keys.queue(q) for q in QUEUES])),
+        )
+
+    served = RequestLog(build())
+
+    def rebuild() -> None:
+        served.app = build()  # the catalogue changed: its routes, in one swap
+
+    subscribe(rebuild)
+    return served

@@ -20,7 +20,7 @@ from shared.store.flights import Flights
 from shared.store.keys import Keys
 from shared.store.schedule import Schedule
 from shared.telemetry.metrics import WorkerMetrics
-from shared.upstreams.registry import upstreams
+from shared.upstreams.registry import subscribe, upstreams
 from worker.upstream import UpstreamClient
 
 
@@ -67,7 +67,11 @@ class WorkerContext:
                     # Refreshes planned under the longer period would come too late.
                     ctx.schedule.pull_in(f"{upstream}:", ctx.clock(), period)
 
+        def on_catalogue() -> None:
+            ctx.upstreams = upstream_clients(ctx.settings)  # new endpoints, auth, headers
+
         live.subscribe(on_change)
+        subscribe(on_catalogue)
         return ctx
 
 

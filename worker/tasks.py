@@ -61,20 +61,23 @@ class ContextTask(Task):
         return process_context()
 
 
-def refresh(ctx: WorkerContext, resource: str, ahead: bool = False) -> Outcome:
+def refresh(ctx: WorkerContext, resource: str, ahead: bool = False,
+            scheduled: bool = False) -> Outcome:
     """Fetch a resource (conditionally when cached), store what upstream said, and plan
     its next refresh.
 
     Upstream errors leave the stored entry as it was and retry with capped exponential
     backoff; a 404 is remembered briefly and the resource leaves the schedule. With
-    ``ahead`` (a scheduled refresh) a resource validated less than half a period ago is
-    not fetched again.
+    ``scheduled`` (the schedule's refresh) a resource validated less than half a period
+    ago is not fetched again. ``ahead`` (no client waits: a scheduled refresh, or a fetch
+    after serving stale data) is paced to the upstream's budget and held while the
+    upstream fails.
     """
     kind = kind_of(resource)
     client = Recorder(ctx.upstreams[kind.upstream])
     spent = [0.0]  # requests taken from the upstream's budget before fetching
     try:
-        return _refresh(ctx, kind, client, resource, ahead, spent)
+        return _refresh(ctx, kind, client, resource, ahead, scheduled, spent)
     finally:
         with contextlib.suppress(redis.RedisError):  # accounting never fails a fetch
             if client.responses:
@@ -119,12 +122,12 @@ def _account(ctx: WorkerContext, upstream: str, resource: str, client: Recorder,
 
 
 def _refresh(ctx: WorkerContext, kind: ResourceKind, client: Recorder, resource: str,
-             ahead: bool, spent: list[float]) -> Outcome:
+             ahead: bool, scheduled: bool, spent: list[float]) -> Outcome:
     settings = ctx.settings
     cache, plan = settings.cache, settings.refresh
     ttl = settings.ttl_for(kind.upstream)
     previous = ctx.entries.read([resource])[0]
-    if (ahead and previous is not None and previous.status == 200
+    if (scheduled and previous is not None and previous.status == 200
             and recently_checked(previous.checked_at, ctx.clock(), ttl, plan.ratio)):
         ctx.schedule.succeeded(
             resource, next_refresh(previous.checked_at, ttl, plan.ratio))
@@ -209,7 +212,8 @@ def _fields(resource: str, started: float, ahead: bool, **extra: object) -> dict
     return {"resource": resource, "ahead": ahead, "duration_ms": duration_ms, **extra}
 
 
-def _run_flight(ctx: WorkerContext, flight: Flight, ahead: bool, worker: str | None) -> str:
+def _run_flight(ctx: WorkerContext, flight: Flight, ahead: bool, worker: str | None,
+                scheduled: bool = False) -> str:
     """Run a flight this worker leads, noted as running in Redis meanwhile (so that a
     restart of a killed worker can fail it: worker/health.py)."""
     # What waiters hear if the fetch never gets to say: the process is being torn down
@@ -218,7 +222,7 @@ def _run_flight(ctx: WorkerContext, flight: Flight, ahead: bool, worker: str | N
     try:
         if worker:
             ctx.flights.track(worker, flight)
-        outcome = refresh(ctx, flight.resource, ahead)
+        outcome = refresh(ctx, flight.resource, ahead, scheduled)
     except SoftTimeLimitExceeded:
         outcome = Outcome.failed(UpstreamTimeout("fetch took longer than its time limit"))
     except redis.RedisError as exc:
@@ -277,7 +281,8 @@ def refresh_resource(self: ContextTask, resource: str, due: float | None = None)
     if not flight.leader:
         return "in_flight"  # that fetch plans the next refresh
     with log_context(task_id=self.request.id):
-        return _run_flight(ctx, flight, ahead=True, worker=self.request.hostname)
+        return _run_flight(ctx, flight, ahead=True, worker=self.request.hostname,
+                           scheduled=True)
 
 
 # No task events for the tick: one a second would crowd Flower's task list and memory.

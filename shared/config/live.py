@@ -36,6 +36,9 @@ from shared.config.settings import (
     validate,
 )
 from shared.telemetry.logs import refuse_to_start
+from shared.upstreams import catalogue as catalogue_file
+from shared.upstreams import registry
+from shared.upstreams.catalogue import Catalogue, CatalogueError
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +46,22 @@ WATCH_WAIT = "30s"  # how long one blocking query may hold
 CONNECT_TIMEOUT = 3.0  # Consul's HTTP timeout on top of the wait
 RETRY_MIN, RETRY_MAX = 0.5, 30.0
 START_SECTIONS = {"consul"}  # never read from Consul itself
+CATALOGUE_KEY = "catalogue"  # <prefix>/catalogue: the whole catalogue, TOML
 
 Listener = Callable[[Settings, Settings], None]  # (old, new)
 
 
 def consul_key(prefix: str, opt: Option) -> str:
     return f"{prefix}/{opt.section}/{opt.key}"
+
+
+def kv_catalogue(items: list[Mapping[str, Any]] | None, prefix: str) -> str | None:
+    """The catalogue kept in Consul at ``<prefix>/catalogue`` (TOML), if any."""
+    for item in items or []:
+        if item["Key"] == f"{prefix.rstrip('/')}/{CATALOGUE_KEY}" and item.get("Value"):
+            value = item["Value"]
+            return value.decode() if isinstance(value, bytes) else str(value)
+    return None
 
 
 def kv_layer(items: list[Mapping[str, Any]] | None, prefix: str) -> Layer:
@@ -76,6 +89,8 @@ class LiveSettings:
         self._listeners: list[Listener] = []
         self._lock = threading.Lock()
         self.watcher: ConsulWatcher | None = None
+        self._catalogue_text: str | None = None  # the Consul catalogue in force
+        self._last_good_text: str | None = None
 
     def get(self) -> Settings:
         return self._current
@@ -83,10 +98,14 @@ class LiveSettings:
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
-    def apply(self, layer: Layer) -> Settings:
-        """Take a new Consul layer; returns the settings now in force."""
+    def apply(self, layer: Layer, catalogue_text: str | None = None) -> Settings:
+        """Take a new Consul layer, and the catalogue kept in Consul (None: none there,
+        the file's); returns the settings now in force. A catalogue that does not
+        load, or that the settings do not validate against, is rejected whole and the
+        one in force stays."""
         prefix = self._current.consul.prefix
         with self._lock:
+            swapped, previous = self._take_catalogue(catalogue_text)
             good: dict[tuple[str, str], str] = {}
             for opt in options():
                 raw = layer.get(opt.section, {}).get(opt.key)
@@ -111,11 +130,20 @@ class LiveSettings:
                 )
             except SettingsError as exc:
                 log.error("config update rejected", extra={"error": str(exc)})
+                if swapped:
+                    registry.replace(previous)  # the catalogue goes back with them
+                    self._catalogue_text = self._last_good_text
                 return self._current
             old = self._current
             new = self._keep_restart_only(old, wanted, prefix)
             self._good = good
             self._current = new
+        if swapped:
+            log.info("catalogue applied", extra={
+                "source": "consul" if catalogue_text else "file",
+                "upstreams": list(registry.upstreams()),
+                "views": [v.name for v in registry.views()]})
+            registry.changed()
         if new != old:
             changed = [
                 f"{o.section}.{o.key}" for o in options() if _value(new, o) != _value(old, o)
@@ -128,10 +156,27 @@ class LiveSettings:
                     log.exception("config listener failed")
         return new
 
+    def _take_catalogue(self, text: str | None) -> tuple[bool, Catalogue | None]:
+        """Put the Consul catalogue ``text`` in force if it changed and loads; returns
+        whether it did, and the catalogue it replaced (None: the file's)."""
+        if text == self._catalogue_text:
+            return False, None
+        prefix = self._current.consul.prefix
+        try:
+            new = catalogue_file.parse(text, f"consul {prefix}/{CATALOGUE_KEY}") \
+                if text else None
+        except CatalogueError as exc:
+            log.error("catalogue update rejected", extra={"error": str(exc)})
+            return False, None
+        self._last_good_text, self._catalogue_text = self._catalogue_text, text
+        return True, registry.replace(new)
+
     @staticmethod
     def _keep_restart_only(old: Settings, wanted: Settings, prefix: str) -> Settings:
         keep: dict[str, dict[str, Any]] = {}
         for opt in options():
+            if opt.section not in old.upstreams and opt.section in wanted.upstreams:
+                continue  # an upstream the catalogue just added: nothing is running
             if not opt.live and _value(wanted, opt) != _value(old, opt):
                 log.warning(
                     "restart needed",
@@ -142,7 +187,11 @@ class LiveSettings:
 
 
 def _value(settings: Settings, opt: Option) -> Any:
-    return getattr(settings.section(opt.section), opt.key)
+    """An option's value; None for an upstream these settings do not have."""
+    try:
+        return getattr(settings.section(opt.section), opt.key)
+    except AttributeError:  # an upstream the catalogue added or removed
+        return None
 
 
 class ConsulWatcher(threading.Thread):
@@ -176,7 +225,7 @@ class ConsulWatcher(threading.Thread):
             self.index = 0
         elif index != self.index:
             self.index = index
-            self.live.apply(kv_layer(items, self.prefix))
+            self.live.apply(kv_layer(items, self.prefix), kv_catalogue(items, self.prefix))
             self.applied.set()
         return True
 

@@ -2,13 +2,15 @@
 
 The rest of the code knows upstreams only through this registry. The catalogue is
 ``catalogue.toml`` in the project directory unless ``CACHEDPROXY_CATALOGUE`` names another
-file; it is read once per process, on first use.
+file; it is read once per process, on first use, and replaced whole when a good one
+arrives from Consul KV (``<prefix>/catalogue``, shared/config/live.py).
 """
 
 from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from shared.errors import InvalidRequest
@@ -24,10 +26,37 @@ def catalogue_path() -> Path:
     return Path(os.environ.get(CATALOGUE_ENV) or DEFAULT_CATALOGUE)
 
 
+_live: Catalogue | None = None  # the catalogue from Consul, once one was applied
+_listeners: list[Callable[[], None]] = []
+
+
 @functools.cache
+def _from_file() -> Catalogue:
+    return catalogue_file.load(catalogue_path())
+
+
 def catalogue() -> Catalogue:
     """This process's catalogue; CatalogueError (a SettingsError) if it is broken."""
-    return catalogue_file.load(catalogue_path())
+    return _live if _live is not None else _from_file()
+
+
+def replace(new: Catalogue | None) -> Catalogue | None:
+    """Put ``new`` in force (None: the file's again); returns the one it replaces.
+    Subscribers hear of it through ``changed()``."""
+    global _live
+    old, _live = _live, new
+    _kinds.cache_clear()
+    return old
+
+
+def subscribe(listener: Callable[[], None]) -> None:
+    """Call ``listener`` after the catalogue in force changed (routes, clients)."""
+    _listeners.append(listener)
+
+
+def changed() -> None:
+    for listener in _listeners:
+        listener()
 
 
 def upstreams() -> dict[str, Upstream]:

@@ -21,6 +21,7 @@ from launcher.services import celery, free_port
 from shared.config.settings import Settings, load_settings
 from shared.store.keys import Keys
 from tests.harness import isolated_env, start_api, start_redis, stop, wait_for_worker
+from tests.integration.shop import Shop
 
 PREFIX = "cptest"
 
@@ -132,3 +133,15 @@ def fresh_state(demo: Demo, store: redis.Redis) -> None:
         for key in store.scan_iter(keys.pattern(kind)):
             store.delete(key)
     store.delete(keys.failures(), keys.paced())  # no test inherits another's back-off
+
+
+@pytest.fixture
+def shop() -> Iterator[Shop]:
+    """The shop upstream on a free port (tests/integration/shop.py)."""
+    upstream = Shop()
+    server = threaded_wsgi_server(upstream.app(), "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    upstream.base_url = f"http://127.0.0.1:{server.server_address[1]}/api"
+    yield upstream
+    server.shutdown()
+    server.server_close()

@@ -7,93 +7,17 @@ import json
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import bottle
 import pytest
 import requests
 
-from demo.server import threaded_wsgi_server
 from launcher.services import celery, free_port
 from shared.config.settings import PROJECT_DIR
 from tests.harness import start_api, stop, wait_for_worker
+from tests.integration.shop import Shop, with_shop
 from tests.integration.test_events_view import VIEW, expected
-
-SHOP = """
-[upstreams.shop]
-title = "Shop"
-base_url = "{base}"
-auth = {{ header = "X-Api-Key" }}
-headers = {{ Accept = "application/json" }}
-
-[upstreams.shop.resources.product]
-path = "/products/{{sku}}"
-checks = [{{ expr = "type(price) == 'number'", error = "product has no price" }}]
-not_found = {{ expr = "deleted == `true`", message = "product not found" }}
-keep = "{{name: name, price: price}}"
-
-[views.prices]
-route = "/prices/{{sku}}/"
-summary = "A product's price"
-params.sku = {{ type = "id", description = "Product SKU", example = "sku-1" }}
-parts = {{ product = "shop:product:{{sku}}" }}
-body = "{{sku: params.sku, price: product.price}}"
-"""
-
-PRODUCTS = {
-    "sku-1": {"name": "Lamp", "price": 12.5, "stock": 3},
-    "gone": {"name": "Old lamp", "price": 1, "deleted": True},
-    "broken": {"name": "No price"},
-}
-
-
-@dataclass
-class Shop:
-    """A small upstream the project has never heard of: products by SKU."""
-
-    base_url: str = ""
-    seen: list[tuple[str, str | None]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def app(self) -> bottle.Bottle:
-        app = bottle.Bottle()
-
-        @app.get("/api/products/<sku>")
-        def product(sku: str) -> bottle.HTTPResponse:
-            with self.lock:
-                self.seen.append((bottle.request.path, bottle.request.get_header("X-Api-Key")))
-            if sku not in PRODUCTS:
-                return bottle.HTTPResponse('{"detail": "no"}', 404,
-                                           {"Content-Type": "application/json"})
-            return bottle.HTTPResponse(json.dumps(PRODUCTS[sku]), 200,
-                                       {"Content-Type": "application/json"})
-
-        return app
-
-    def asked(self, path: str) -> int:
-        with self.lock:
-            return sum(1 for p, _ in self.seen if p == path)
-
-
-@pytest.fixture
-def shop() -> Iterator[Shop]:
-    upstream = Shop()
-    server = threaded_wsgi_server(upstream.app(), "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    upstream.base_url = f"http://127.0.0.1:{server.server_address[1]}/api"
-    yield upstream
-    server.shutdown()
-    server.server_close()
-
-
-def with_shop(tmp_path: Path, base_url: str, extra: str = "") -> Path:
-    path = tmp_path / "catalogue.toml"
-    shipped = (PROJECT_DIR / "catalogue.toml").read_text()
-    path.write_text(shipped + SHOP.format(base=base_url) + extra)
-    return path
 
 
 @pytest.fixture

@@ -20,9 +20,10 @@ from shared.config.live import LiveSettings, live_settings, seed
 from shared.config.settings import Settings
 from shared.store.entry import Entry
 from shared.store.keys import Keys
-from tests.harness import stop, wait_for_worker
+from tests.harness import start_api, stop, wait_for_worker
 from tests.integration.conftest import eventually
 from tests.integration.fake_consul import FakeConsul
+from tests.integration.shop import with_shop
 from tests.integration.test_events_view import VIEW
 
 TOKEN = "consul-acl-token"
@@ -244,3 +245,36 @@ def test_seed_writes_defaults_once_and_keeps_existing_values(consul, consul_env)
     assert "cachedproxy/refresh/ratio" in written and "cachedproxy/redis/url" not in written
     assert consul.kv["cachedproxy/cache/ttl"][0] == b"99"
     assert seed(consul_env) == []
+
+
+def test_a_catalogue_in_consul_changes_routes_live_and_a_broken_one_is_refused(
+        consul, consul_env, consul_worker, shop, tmp_path):
+    """An upstream and a view put into cachedproxy/catalogue are served by a running API
+    and worker, no restart; a broken update is refused and the last good one stays;
+    deleting the key brings back the file's catalogue."""
+    port = free_port()
+    with (tmp_path / "api.log").open("w") as out:
+        api_proc = start_api({**consul_env, "API_PORT": str(port)}, stdout=out,
+                             stderr=subprocess.STDOUT)
+    api = f"http://127.0.0.1:{port}"
+    try:
+        assert requests.get(f"{api}/prices/sku-1/", timeout=10).status_code == 404
+        good = with_shop(tmp_path, shop.base_url).read_text()
+        consul.put("cachedproxy/catalogue", good)
+
+        def served() -> bool:
+            r = requests.get(f"{api}/prices/sku-1/", timeout=10)
+            return r.status_code == 200 and r.json() == {"sku": "sku-1", "price": 12.5}
+
+        eventually(served, 10, "the shop's view served from the Consul catalogue")
+        consul.put("cachedproxy/catalogue", good.replace('keep = "{name: name, price: price}"',
+                                                        'keep = "{name: "'))
+        eventually(lambda: "catalogue update rejected" in (tmp_path / "api.log").read_text(),
+                   10, "the API refusing the broken catalogue")
+        assert served()  # the last good catalogue stays
+        consul.delete("cachedproxy/catalogue")
+        eventually(lambda: requests.get(f"{api}/prices/sku-1/", timeout=10).status_code == 404,
+                   10, "the file's catalogue back")
+        assert requests.get(f"{api}{VIEW}/team-standup/", timeout=10).status_code == 200
+    finally:
+        stop([api_proc])

@@ -7,6 +7,9 @@ import pytest
 
 from shared.config import live as live_module
 from shared.config.live import LiveSettings, kv_layer, process_settings, set_command_line
+from shared.config.settings import PROJECT_DIR
+from shared.errors import InvalidRequest
+from shared.upstreams import registry
 
 
 def test_kv_listing_maps_to_sections_and_keys():
@@ -82,3 +85,65 @@ def test_a_forked_process_loads_its_own_settings(fresh_process):
 
 def _settings_ids() -> tuple[int, int]:
     return id(process_settings()), id(process_settings())
+
+
+SHOP = (PROJECT_DIR / "catalogue.toml").read_text() + """
+[upstreams.shop]
+base_url = "https://shop.example/api"
+paging = { style = "link", size = "per_page", page_size = 10, max_page_size = 50 }
+
+[upstreams.shop.resources.products]
+path = "/brands/{brand}/products"
+paged = true
+keep = "[].name"
+"""
+
+
+@pytest.fixture
+def own_registry(monkeypatch):
+    """The registry as at start (the file's catalogue), restored after the test."""
+    monkeypatch.setattr(registry, "_live", None)
+    monkeypatch.setattr(registry, "_listeners", [])
+    registry._kinds.cache_clear()
+    yield
+    registry._kinds.cache_clear()
+
+
+def test_a_catalogue_from_consul_is_applied_whole(tmp_path, own_registry):
+    """The catalogue at <prefix>/catalogue replaces the file's: its upstreams, their
+    settings (env names and all) and kinds are in force, and subscribers hear of it."""
+    live = LiveSettings(no_config(tmp_path))
+    heard = []
+    registry.subscribe(lambda: heard.append(list(registry.upstreams())))
+    settings = live.apply({"shop": {"page_size": "20"}}, SHOP)
+    assert heard == [["c42", "github", "shop"]]
+    assert settings.section("shop").page_size == 20
+    assert registry.kind_of("shop:products:lamps").path_for("shop:products:lamps") == \
+        "/brands/lamps/products"
+    live.apply({"shop": {"page_size": "20"}}, SHOP)
+    assert len(heard) == 1  # the same text again: nothing to do
+
+
+@pytest.mark.parametrize(("layer", "text"), [
+    ({}, SHOP.replace('keep = "[].name"', 'keep = "[."')),  # does not load
+    ({"shop": {"page_size": "500"}}, SHOP),  # loads, but its settings do not validate
+])
+def test_a_broken_catalogue_update_is_rejected_whole(tmp_path, own_registry, layer, text):
+    """The last good catalogue, and the settings, stay in force."""
+    live = LiveSettings(no_config(tmp_path))
+    heard = []
+    registry.subscribe(lambda: heard.append(True))
+    before = live.get()
+    assert live.apply(layer, text) == before
+    assert list(registry.upstreams()) == ["c42", "github"] and heard == []
+    with pytest.raises(InvalidRequest):
+        registry.kind_of("shop:products:lamps")
+
+
+def test_without_a_catalogue_in_consul_the_files_is_back(tmp_path, own_registry):
+    live = LiveSettings(no_config(tmp_path))
+    live.apply({}, SHOP)
+    assert "shop" in registry.upstreams()
+    live.apply({}, None)
+    assert list(registry.upstreams()) == ["c42", "github"]
+    assert "shop" not in live.get().upstreams
