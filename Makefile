@@ -27,6 +27,7 @@ bench: $(VENV)/.installed
 	@$(ENSURE) redis-server=redis-server wrk=wrk
 	$(BIN)/python -m benchmarks
 	$(BIN)/python -m benchmarks.refresh
+	$(BIN)/python -m benchmarks.github
 
 # A bounded soak of the whole system (make run's launcher): SOAK_SECONDS=1800 make soak
 SOAK_SECONDS ?= 300
