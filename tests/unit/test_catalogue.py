@@ -3,6 +3,8 @@ upstream, resource or view and the key; a good one gives working kinds and views
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from shared.config.settings import SettingsError
@@ -52,6 +54,22 @@ def test_a_catalogue_entry_is_an_upstream_with_kinds_settings_and_views():
     assert shop.prefetch(section) == ["shop:product:sku-1"]
     [view] = catalogue.views
     assert view.build({"sku": "a1"}, [{"name": "Lamp", "price": 3}]) == {"sku": "a1", "price": 3}
+
+
+def test_an_upstream_s_defaults_title_ttl_and_budget():
+    """Without a title the name stands in; TTL 0 (cache.ttl) and no budget unless given."""
+    bare = parse('[upstreams.bare]\nbase_url = "https://bare.example"\n'
+                 '[upstreams.bare.resources.thing]\npath = "/things/{id}"\nkeep = "@"\n')
+    upstream = bare.upstreams["bare"]
+    section = upstream.section()
+    assert (section.ttl, section.budget_per_hour, section.token) == (0, 0, "")
+    assert upstream.endpoint(section).headers == {}  # no auth declared: nothing sent
+    fields = {f.name: f.metadata for f in dataclasses.fields(upstream.section)}
+    assert fields["base_url"]["help"] == "bare API base URL"
+    assert fields["base_url"]["env"] == "BARE_BASE_URL" and not fields["base_url"]["live"]
+    assert fields["token"]["env"] == "BARE_TOKEN" and fields["token"]["live"]
+    assert "page_size" not in fields  # not paged
+    assert upstream.endpoint(upstream.section(token="t")).headers == {}
 
 
 def test_the_shipped_catalogue_has_calendar42_github_and_their_views():
@@ -139,3 +157,138 @@ def test_a_body_that_breaks_a_jmespath_function_is_malformed_not_a_crash():
     [product] = catalogue.upstreams["shop"].kinds
     with pytest.raises(UpstreamError, match="^product has no price$"):
         product.trim({"price": 5})
+
+
+LINK = SHOP.replace('prefetch = ["product:{featured}"]', 'prefetch = ["product:{featured}"]\n'
+                   'paging = { style = "link", size = "per_page", page_size = 10, '
+                   'max_page_size = 50 }')
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("upstreams = {}",
+         'catalogue: upstreams: the catalogue lists no upstream'),
+        (SHOP.replace('headers = { Accept = "application/json" }', 'headers = "json"'),
+         'catalogue: upstreams.shop.headers: must be a table'),
+        (SHOP.replace('auth = { header = "X-Api-Key" }', 'auth = "X-Api-Key"'),
+         'catalogue: upstreams.shop.auth: must be a table'),
+        (SHOP.replace('prefetch = ["product:{featured}"]', 'paging = "link"'),
+         'catalogue: upstreams.shop.paging: must be a table'),
+        (SHOP.replace('params.featured = { type = "ids", default = ["sku-1"], help = "Products kept warm" }', 'params = "x"'),
+         'catalogue: upstreams.shop.params: must be a table'),
+        (SHOP.replace('[upstreams.shop.resources.product]', '[upstreams.shop.other]'),
+         'catalogue: upstreams.shop.other: unknown key (known: auth, base_url, budget_per_hour, headers, paging, params, prefetch, resources, title, ttl)'),
+        ('[upstreams.shop]\nbase_url = "http://x"\n',
+         'catalogue: upstreams.shop.resources: must be a table'),
+        (SHOP + '\n[views.other]\nroute = "/o/{id}"\nparams.id = { type = "id" }\nbody = "@"\n',
+         'catalogue: views.other.parts: must be a table'),
+        (SHOP.replace('prefetch = ["product:{featured}"]', 'paging = { style = "link", size = 5 }'),
+         'catalogue: upstreams.shop.paging.size: must be a string'),
+        (SHOP.replace('path = "/products/{sku}"', 'path = "/products/{sku}"\npaged = "yes"'),
+         'catalogue: upstreams.shop.resources.product.paged: must be true or false'),
+        ('[upstreams.Shop]\nbase_url = "http://x"\n[upstreams.Shop.resources.a]\npath = "/a/{k}"\nkeep = "@"',
+         "catalogue: upstreams.Shop: an upstream's name is 1-32 lower-case letters, digits and '_'"),
+        (SHOP.replace('title = "Shop"', 'title = "Shop"\nttl = -1'),
+         'catalogue: upstreams.shop.ttl: must not be negative'),
+        (SHOP.replace('title = "Shop"', 'title = "Shop"\nbudget_per_hour = -5'),
+         'catalogue: upstreams.shop.budget_per_hour: must not be negative'),
+        (SHOP.replace('title = "Shop"', 'title = 5'),
+         'catalogue: upstreams.shop.title: must be a string'),
+        (SHOP.replace('title = "Shop"', 'title = "Shop"\nttl = true'),
+         'catalogue: upstreams.shop.ttl: must be an integer'),
+        (SHOP.replace('headers = { Accept = "application/json" }', 'headers = { Accept = 1 }'),
+         'catalogue: upstreams.shop.headers: values must be strings'),
+        (SHOP.replace('auth = { header = "X-Api-Key" }', 'auth = { header = "X-Api-Key", kind = "x" }'),
+         'catalogue: upstreams.shop.auth.kind: unknown key (known: header, scheme)'),
+        (SHOP.replace('auth = { header = "X-Api-Key" }', 'auth = { scheme = "Bearer" }'),
+         'catalogue: upstreams.shop.auth.header: is required'),
+        (SHOP.replace('prefetch = ["product:{featured}"]', 'prefetch = "product:{featured}"'),
+         'catalogue: upstreams.shop.prefetch: must be a list'),
+        (SHOP.replace('prefetch = ["product:{featured}"]', 'prefetch = [5]'),
+         'catalogue: upstreams.shop.prefetch: 5 is not <resource>:{<param>} with a resource and a parameter of this upstream'),
+        (SHOP.replace('prefetch = ["product:{featured}"]', 'prefetch = ["product:{nothing}"]'),
+         "catalogue: upstreams.shop.prefetch: 'product:{nothing}' is not <resource>:{<param>} with a resource and a parameter of this upstream"),
+        (SHOP.replace('prefetch = ["product:{featured}"]', 'prefetch = ["product:x{featured}"]'),
+         "catalogue: upstreams.shop.prefetch: 'product:x{featured}' is not <resource>:{<param>} with a resource and a parameter of this upstream"),
+        (SHOP.replace('prefetch = ["product:{featured}"]', 'paging = { style = "pages" }'),
+         'catalogue: upstreams.shop.paging.style: must be "offset" or "link"'),
+        (SHOP.replace('prefetch = ["product:{featured}"]', 'paging = { style = "link", size = "n", page_size = 0 }'),
+         'catalogue: upstreams.shop.paging.page_size: must be between 1 and max_page_size'),
+        (SHOP.replace('prefetch = ["product:{featured}"]', 'paging = { style = "link", size = "n", page_size = 60, max_page_size = 50 }'),
+         'catalogue: upstreams.shop.paging.page_size: must be between 1 and max_page_size'),
+        (SHOP.replace('prefetch = ["product:{featured}"]', 'paging = { style = "offset", limit = "l", offset = "o" }'),
+         'catalogue: upstreams.shop.paging.count: is required'),
+        (SHOP.replace('prefetch = ["product:{featured}"]', 'paging = { style = "link", limit = "l" }'),
+         'catalogue: upstreams.shop.paging.limit: unknown key (known: max_page_size, page_size, size, style)'),
+        (SHOP.replace('params.featured = {', 'params.base_url = {'),
+         "catalogue: upstreams.shop.params.base_url: a parameter's name is lower-case letters, digits and '_', and not one of base_url, budget_per_hour, page_size, token, ttl"),
+        (SHOP.replace('params.featured = {', 'params.Featured = {'),
+         "catalogue: upstreams.shop.params.Featured: a parameter's name is lower-case letters, digits and '_', and not one of base_url, budget_per_hour, page_size, token, ttl"),
+        (SHOP.replace('params.featured = { type = "ids", default = ["sku-1"], help = "Products kept warm" }', 'params.featured = "x"'),
+         'catalogue: upstreams.shop.params.featured: must be a table'),
+        (SHOP.replace('params.featured = { type = "ids", default = ["sku-1"], help = "Products kept warm" }', 'params.featured = { type = "id", default = "no/slash" }'),
+         "catalogue: upstreams.shop.params.featured.default: must be an id (letters, digits, '_' and '-')"),
+        (SHOP.replace('params.featured = { type = "ids", default = ["sku-1"], help = "Products kept warm" }', 'params.featured = { type = "id" }'),
+         'catalogue: upstreams.shop.params.featured.default: is required'),
+        (SHOP.replace('[upstreams.shop.resources.product]', '[upstreams.shop.resources.Product]'),
+         "catalogue: upstreams.shop.resources.Product: a resource's name is lower-case letters, digits and '_'"),
+        (SHOP.replace('path = "/products/{sku}"', 'path = "products/{sku}"'),
+         "catalogue: upstreams.shop.resources.product.path: must start with '/' and hold one placeholder, e.g. {id}"),
+        (SHOP.replace('path = "/products/{sku}"', 'path = "/products/{1sku}"'),
+         "catalogue: upstreams.shop.resources.product.path: must start with '/' and hold one placeholder, e.g. {id}"),
+        (SHOP.replace('checks = [{ expr = "type(price) == \'number\'", error = "product has no price" }]', 'checks = ["x"]'),
+         'catalogue: upstreams.shop.resources.product.checks.0: must be a table with expr and error'),
+        (SHOP.replace('checks = [{ expr = "type(price) == \'number\'", error = "product has no price" }]', 'checks = [{ expr = "@" }]'),
+         'catalogue: upstreams.shop.resources.product.checks.0.error: is required'),
+        (SHOP.replace('not_found = { expr = "deleted == `true`", message = "product not found" }', 'not_found = { expr = "deleted" }'),
+         'catalogue: upstreams.shop.resources.product.not_found.message: is required'),
+        (SHOP.replace('not_found = { expr = "deleted == `true`", message = "product not found" }', 'not_found = "deleted"'),
+         'catalogue: upstreams.shop.resources.product.not_found: must be a table'),
+        (SHOP.replace('keep = "{name: name, price: price}"', 'keep = "@"\nderive = { top = "items" }'),
+         'catalogue: upstreams.shop.resources.product.derive: only a paged resource derives values from its items'),
+        (LINK.replace('keep = "{name: name, price: price}"', 'keep = "@"\npaged = true\nread_through = true'),
+         "catalogue: upstreams.shop.resources.product.read_through: a read-through resource is one page at a path of letters, digits, '-', '_' and '/', no query"),
+        (SHOP.replace('path = "/products/{sku}"', 'path = "/products/{sku}?x=1"').replace('keep = "{name', 'read_through = true\nkeep = "{name'),
+         "catalogue: upstreams.shop.resources.product.read_through: a read-through resource is one page at a path of letters, digits, '-', '_' and '/', no query"),
+        (SHOP.replace('[views.prices]', '[views.Prices]'),
+         "catalogue: views.Prices: a view's name is lower-case letters, digits and '-'"),
+        (SHOP.replace('[views.prices]', '[views.prices]\nextra = 1'),
+         'catalogue: views.prices.extra: unknown key (known: body, not_found, params, parts, route, schema, summary)'),
+        (SHOP.replace('parts = { product = "shop:product:{sku}" }', 'parts = { product = 5 }'),
+         'catalogue: views.prices.parts.product: must be "<upstream>:<resource>:{<param>}"'),
+        (SHOP.replace('parts = { product = "shop:product:{sku}" }', 'parts = { params = "shop:product:{sku}" }'),
+         'catalogue: views.prices.parts.params: must be "<upstream>:<resource>:{<param>}"'),
+        (SHOP.replace('parts = { product = "shop:product:{sku}" }', 'parts = { product = "shop:product:x{sku}" }'),
+         "catalogue: views.prices.parts.product: 'shop:product:x{sku}': no such resource, or its key is not one {placeholder}"),
+        (SHOP.replace('parts = { product = "shop:product:{sku}" }', 'parts = { product = "shop:product:{other.featured}" }'),
+         'catalogue: views.prices.parts.product: {other.featured} names no setting of an upstream'),
+        (SHOP.replace('route = "/prices/{sku}/"', 'route = "/prices/{sku}/{sku}"'),
+         "catalogue: views.prices.route: must start with '/', use letters, digits, '-', '_' and hold each parameter once as {name}"),
+        (SHOP.replace('route = "/prices/{sku}/"', 'route = "/pri ces/{sku}/"'),
+         "catalogue: views.prices.route: must start with '/', use letters, digits, '-', '_' and hold each parameter once as {name}"),
+        (SHOP.replace('params.sku = { type = "id", example = "sku-1" }', 'params.sku = { type = "choice" }'),
+         'catalogue: views.prices.params.sku.choices: a "choice" parameter lists its choices (ids), and only it has choices'),
+        (SHOP.replace('params.sku = { type = "id", example = "sku-1" }', 'params.sku = { type = "id", choices = ["a"] }'),
+         'catalogue: views.prices.params.sku.choices: a "choice" parameter lists its choices (ids), and only it has choices'),
+        (SHOP.replace('params.sku = { type = "id", example = "sku-1" }', 'params.sku = { type = "choice", choices = ["a b"] }'),
+         'catalogue: views.prices.params.sku.choices: a "choice" parameter lists its choices (ids), and only it has choices'),
+        (SHOP.replace('params.sku = { type = "id", example = "sku-1" }', 'params.sku = "id"'),
+         'catalogue: views.prices.params.sku: must be a table'),
+        (SHOP.replace('body = "{sku: params.sku, price: product.price}"', 'body = "product.${sku}"'),
+         'catalogue: views.prices.body: ${sku} is not a count or choice parameter'),
+        (SHOP.replace('body = "{sku: params.sku, price: product.price}"', 'body = "product.${nothing}"'),
+         'catalogue: views.prices.body: ${nothing} is not a count or choice parameter'),
+        (SHOP.replace('route = "/prices/{sku}/"', 'route = "/prices/{sku}/{n}"').replace('params.sku = { type = "id", example = "sku-1" }', 'params.sku = { type = "id", example = "sku-1" }\nparams.n = { type = "count" }').replace('body = "{sku: params.sku, price: product.price}"', 'body = "[product][:${n}"'),
+         'catalogue: views.prices.body: invalid JMESPath (syntax error'),
+        (SHOP.replace('path = "/products/{sku}"', 'path = "/products/{sku}"\nread_through = true') + '\n[views.shop-product]\nroute = "/x/{sku}"\nparams.sku = { type = "id" }\nparts = { product = "shop:product:{sku}" }\nbody = "@"\n',
+         "catalogue: views.shop-product: is also the name of a read-through resource's route"),
+    ],
+)
+def test_every_mistake_is_refused_with_its_own_message(text, message):
+    """Each check of the loader, by the exact message a user reads (the start of it
+    where JMESPath adds its own words)."""
+    with pytest.raises(CatalogueError) as refused:
+        parse(text)
+    assert str(refused.value) == message or (
+        message.endswith("(syntax error") and str(refused.value).startswith(message))
