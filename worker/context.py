@@ -25,9 +25,13 @@ from worker.upstream import UpstreamClient
 
 
 def upstream_clients(settings: Settings) -> dict[str, UpstreamClient]:
-    timeouts = settings.upstream.connect_timeout, settings.upstream.read_timeout
-    return {name: UpstreamClient(upstream.endpoint(settings.upstreams[name]), *timeouts)
-            for name, upstream in upstreams().items()}
+    clients = {}
+    for name, upstream in upstreams().items():
+        endpoint = upstream.endpoint(settings.upstreams[name])
+        clients[name] = UpstreamClient(
+            endpoint, endpoint.connect_timeout or settings.upstream.connect_timeout,
+            endpoint.read_timeout or settings.upstream.read_timeout)
+    return clients
 
 
 @dataclass

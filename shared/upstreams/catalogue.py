@@ -185,14 +185,21 @@ def _expr(at: _At, spec: Mapping[str, Any], key: str) -> Callable[[Any], Any]:
 def _upstream(at: _At, name: str, spec: Any) -> Upstream:
     if not NAME_RE.fullmatch(name):
         raise at.error("", "an upstream's name is 1-32 lower-case letters, digits and '_'")
-    _entry(at, spec, {"title", "base_url", "ttl", "budget_per_hour", "auth", "headers",
-                      "paging", "params", "prefetch", "resources"})
+    _entry(at, spec, {"title", "base_url", "ttl", "budget_per_hour", "timeouts", "auth",
+                      "headers", "paging", "params", "prefetch", "resources"})
     title = _get(at, spec, "title", str, name)
     base_url = _get(at, spec, "base_url", str)
     if urlsplit(base_url).scheme not in {"http", "https"}:
         raise at.error("base_url", "must be an http(s) URL")
     ttl = _get(at, spec, "ttl", int, 0)
     budget = _get(at, spec, "budget_per_hour", int, 0)
+    timeouts = _table(at, spec, "timeouts", required=False)
+    _only(at.key("timeouts"), timeouts, {"connect", "read"})
+    connect = _get(at.key("timeouts"), timeouts, "connect", (int, float), 0)
+    read = _get(at.key("timeouts"), timeouts, "read", (int, float), 0)
+    if connect < 0 or read < 0:
+        raise at.key("timeouts").error("connect" if connect < 0 else "read",
+                                       "must not be negative")
     if ttl < 0 or budget < 0:
         raise at.error("ttl" if ttl < 0 else "budget_per_hour", "must not be negative")
     auth = _auth(at.key("auth"), _table(at, spec, "auth", required=False))
@@ -222,7 +229,8 @@ def _upstream(at: _At, name: str, spec: Any) -> Upstream:
         sent = dict(headers)
         if auth is not None and settings.token:
             sent[auth[0]] = auth[1] + settings.token
-        return Endpoint(settings.base_url, sent, getattr(settings, "page_size", 100))
+        return Endpoint(settings.base_url, sent, getattr(settings, "page_size", 100),
+                        float(connect), float(read))
 
     def resources(settings: Any) -> list[str]:
         """The resources kept warm always: each value's, in the order of the values."""

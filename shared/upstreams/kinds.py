@@ -124,6 +124,8 @@ class Endpoint:
     base_url: str
     headers: Mapping[str, str]  # sent with every request, e.g. authentication
     page_size: int = 100
+    connect_timeout: float = 0.0  # seconds; 0: [upstream] connect_timeout
+    read_timeout: float = 0.0  # seconds; 0: [upstream] read_timeout
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,17 @@ def test_an_upstream_s_defaults_title_ttl_and_budget():
     assert fields["token"]["env"] == "BARE_TOKEN" and fields["token"]["live"]
     assert "page_size" not in fields  # not paged
     assert upstream.endpoint(upstream.section(token="t")).headers == {}
+    assert (upstream.endpoint(section).connect_timeout,
+            upstream.endpoint(section).read_timeout) == (0.0, 0.0)  # the [upstream] ones
+
+
+def test_an_upstream_may_have_its_own_timeouts():
+    timed = parse(SHOP.replace('title = "Shop"', 'title = "Shop"\ntimeouts = { connect = 1, read = 2.5 }'))
+    shop = timed.upstreams["shop"]
+    endpoint = shop.endpoint(shop.section())
+    assert (endpoint.connect_timeout, endpoint.read_timeout) == (1.0, 2.5)
+    with pytest.raises(CatalogueError, match="^catalogue: upstreams.shop.timeouts.read: must not be negative$"):
+        parse(SHOP.replace('title = "Shop"', 'title = "Shop"\ntimeouts = { read = -1 }'))
 
 
 def test_the_shipped_catalogue_has_calendar42_github_and_their_views():
@@ -178,7 +189,7 @@ LINK = SHOP.replace('prefetch = ["product:{featured}"]', 'prefetch = ["product:{
         (SHOP.replace('params.featured = { type = "ids", default = ["sku-1"], help = "Products kept warm" }', 'params = "x"'),
          'catalogue: upstreams.shop.params: must be a table'),
         (SHOP.replace('[upstreams.shop.resources.product]', '[upstreams.shop.other]'),
-         'catalogue: upstreams.shop.other: unknown key (known: auth, base_url, budget_per_hour, headers, paging, params, prefetch, resources, title, ttl)'),
+         'catalogue: upstreams.shop.other: unknown key (known: auth, base_url, budget_per_hour, headers, paging, params, prefetch, resources, timeouts, title, ttl)'),
         ('[upstreams.shop]\nbase_url = "http://x"\n',
          'catalogue: upstreams.shop.resources: must be a table'),
         (SHOP + '\n[views.other]\nroute = "/o/{id}"\nparams.id = { type = "id" }\nbody = "@"\n',
