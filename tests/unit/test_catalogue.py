@@ -74,6 +74,36 @@ def test_an_upstream_s_defaults_title_ttl_and_budget():
             upstream.endpoint(section).read_timeout) == (0.0, 0.0)  # the [upstream] ones
 
 
+def test_every_setting_of_an_upstream_is_declared_like_any_option():
+    """Each generated setting has its environment name and says whether a running
+    process applies it: the base URL needs a restart, the rest are live."""
+    paged = parse(SHOP.replace('prefetch = ["product:{featured}"]', 'prefetch = ["product:{featured}"]\npaging = { style = "link", size = "n", page_size = 7, max_page_size = 9 }'))
+    section = paged.upstreams["shop"].section
+    declared = {f.name: (f.metadata["env"], f.metadata["live"], f.default)
+                for f in dataclasses.fields(section)}
+    assert declared == {
+        "base_url": ("SHOP_BASE_URL", False, "https://shop.example/api"),
+        "token": ("SHOP_TOKEN", True, ""),
+        "ttl": ("SHOP_TTL", True, 0),
+        "budget_per_hour": ("SHOP_BUDGET_PER_HOUR", True, 0),
+        "page_size": ("SHOP_PAGE_SIZE", True, 7),
+        "featured": ("SHOP_FEATURED", True, ("sku-1",)),
+    }
+    helps = {f.name: f.metadata["help"] for f in dataclasses.fields(section)}
+    assert helps["token"] == "Shop API token (sent as 'X-Api-Key: <token>')"
+    assert helps["page_size"] == "Items per upstream page (1-9)"
+    assert helps["featured"] == "Products kept warm"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        section().ttl = 5  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("route", ["/Prices/{sku}", "/prices/{sku}", "/p_1/x-y/{sku}/"])
+def test_routes_of_letters_digits_dash_and_underscore_are_taken(route):
+    view = next(v for v in parse(SHOP.replace('route = "/prices/{sku}/"', f'route = "{route}"')).views
+                if v.name == "prices")
+    assert view.route == route
+
+
 def test_an_upstream_may_have_its_own_timeouts():
     timed = parse(SHOP.replace('title = "Shop"', 'title = "Shop"\ntimeouts = { connect = 1, read = 2.5 }'))
     shop = timed.upstreams["shop"]
@@ -275,6 +305,10 @@ LINK = SHOP.replace('prefetch = ["product:{featured}"]', 'prefetch = ["product:{
         (SHOP.replace('parts = { product = "shop:product:{sku}" }', 'parts = { product = "shop:product:{other.featured}" }'),
          'catalogue: views.prices.parts.product: {other.featured} names no setting of an upstream'),
         (SHOP.replace('route = "/prices/{sku}/"', 'route = "/prices/{sku}/{sku}"'),
+         "catalogue: views.prices.route: must start with '/', use letters, digits, '-', '_' and hold each parameter once as {name}"),
+        (SHOP.replace('route = "/prices/{sku}/"', 'route = "//prices/{sku}/"'),
+         "catalogue: views.prices.route: must start with '/', use letters, digits, '-', '_' and hold each parameter once as {name}"),
+        (SHOP.replace('route = "/prices/{sku}/"', 'route = "prices/{sku}/"'),
          "catalogue: views.prices.route: must start with '/', use letters, digits, '-', '_' and hold each parameter once as {name}"),
         (SHOP.replace('route = "/prices/{sku}/"', 'route = "/pri ces/{sku}/"'),
          "catalogue: views.prices.route: must start with '/', use letters, digits, '-', '_' and hold each parameter once as {name}"),
