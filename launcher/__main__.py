@@ -206,6 +206,8 @@ def build(sup: Supervisor, env: dict[str, str], run_dir: Path) -> None:
                     ready=lambda: api_ready(env)))
     base = f"http://{settings.api.host}:{settings.api.port}"
     for view in views():
+        if not all(p.example for p in view.params):
+            continue  # no example to show
         example = view.route.format(**{p.name: p.example for p in view.params})
         log.info("started", extra={"service": "api", "view": view.name,
                                    "url": f"{base}{example}"})

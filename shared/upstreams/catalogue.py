@@ -380,7 +380,7 @@ def _kind(at: _At, upstream: str, name: str, spec: Any, paging: _Paging | None
     if not NAME_RE.fullmatch(name):
         raise at.error("", "a resource's name is lower-case letters, digits and '_'")
     _entry(at, spec, {"path", "paged", "checks", "not_found", "keep", "derive",
-                      "read_through"})
+                      "read_through", "example"})
     path = _get(at, spec, "path", str)
     fields = _fields(path)
     if not path.startswith("/") or len(fields) != 1 or not fields[0].isidentifier():
@@ -423,7 +423,8 @@ def _kind(at: _At, upstream: str, name: str, spec: Any, paging: _Paging | None
         raise at.error("read_through", "a read-through resource is one page at a path of "
                                        "letters, digits, '-', '_' and '/', no query")
     return ResourceKind(f"{upstream}:{name}", upstream, path.replace(f"{{{fields[0]}}}", "{key}"),
-                        trim, pagination, derive, read_through, fields[0])
+                        trim, pagination, derive, read_through, fields[0],
+                        _get(at, spec, "example", str, ""))
 
 
 def _read_through(kind: ResourceKind, title: str) -> View:
@@ -434,7 +435,7 @@ def _read_through(kind: ResourceKind, title: str) -> View:
         return [f"{kind.name}:{values[kind.key_name]}"]
 
     return View(kind.name.replace(":", "-").replace("_", "-"), route,
-                (Param(kind.key_name, "id", f"{title} {kind.key_name}"),),
+                (Param(kind.key_name, "id", f"{title} {kind.key_name}", kind.example),),
                 resources, lambda values, data: data[0],
                 f"{title}'s {route.removeprefix('/' + kind.upstream)}, read through the cache",
                 {}, allowlist=True)

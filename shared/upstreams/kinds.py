@@ -57,6 +57,7 @@ class ResourceKind:
     # Served as is at GET /<upstream><path>, its key named key_name (the allowlist)
     read_through: bool = False
     key_name: str = "key"
+    example: str = ""  # a key to show, e.g. in make run's example URLs
 
     def resource(self, key: str) -> str:
         return f"{self.name}:{check_key(key)}"
