@@ -19,6 +19,7 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 
 from api import openapi
+from api.admin import admin_app
 from api.metrics import renderer
 from api.reader import Enqueue, Read, Reader
 from api.requests_log import SERVED, RequestLog
@@ -26,12 +27,13 @@ from shared.config.settings import MAX_WAIT, Settings
 from shared.errors import CachedProxyError, InvalidRequest, NotFound, StoreUnavailable
 from shared.policy import http
 from shared.policy.serving import Served
-from shared.queue import FETCH_TASK, QUEUES, celery_app
+from shared.queue import FETCH_TASK, QUEUES, REFRESH_TASK, celery_app
 from shared.store import health
 from shared.store.breaker import UpstreamBreaker
 from shared.store.client import connect
 from shared.store.entries import EntryStore, store_error, store_errors
 from shared.store.flights import Flights
+from shared.store.inventory import Inventory
 from shared.store.keys import Keys
 from shared.store.schedule import Schedule
 from shared.telemetry.logs import context_value
@@ -124,9 +126,11 @@ def create_app(
     current: Callable[[], Settings],
     readiness: Callable[[], dict[str, Any]] | None = None,
     metrics: Callable[[], tuple[bytes, str]] | None = None,
+    admin: bottle.Bottle | None = None,
 ) -> bottle.Bottle:
     """The app; ``current`` gives the settings in force now (they may change live);
-    ``readiness`` checks Redis, workers and beat for /readyz."""
+    ``readiness`` checks Redis, workers and beat for /readyz; ``admin`` is mounted at
+    /admin/ (api/admin.py)."""
     app = bottle.Bottle()
 
     def serve(view: View) -> Callable[..., bottle.HTTPResponse]:
@@ -208,6 +212,9 @@ def create_app(
         return encode({"error": {"status": status, "code": _code(status), "message": message}})
 
     app.default_error_handler = http_error
+    if admin is not None:
+        admin.default_error_handler = http_error
+        app.mount("/admin/", admin)
     return app
 
 
@@ -219,21 +226,27 @@ def _code(status: int) -> str:
 
 def celery_enqueue(queue: Celery) -> Enqueue:
     def enqueue(resource: str, token: str, background: bool) -> None:
-        try:
-            queue.send_task(FETCH_TASK, args=(resource, token), kwargs={
-                "request_id": context_value("request_id"), "background": background})
-        except (OperationalError, redis.RedisError) as exc:
-            cause = _redis_cause(exc)
-            if isinstance(cause, redis.exceptions.OutOfMemoryError):
-                raise store_error(cause) from exc
-            raise StoreUnavailable("task queue unavailable") from exc
-        except Exception as exc:
-            # kombu can fail in its own ways after a broker error (a channel closed
-            # under a concurrent publisher); the answer is the same.
-            log.warning("enqueue failed", exc_info=True)
-            raise StoreUnavailable("task queue unavailable") from exc
+        send(queue, FETCH_TASK, (resource, token), {
+            "request_id": context_value("request_id"), "background": background})
 
     return enqueue
+
+
+def send(queue: Celery, task: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Send a task; a broker that cannot take it is a 503 (store_full when out of
+    memory)."""
+    try:
+        queue.send_task(task, args=args, kwargs=kwargs)
+    except (OperationalError, redis.RedisError) as exc:
+        cause = _redis_cause(exc)
+        if isinstance(cause, redis.exceptions.OutOfMemoryError):
+            raise store_error(cause) from exc
+        raise StoreUnavailable("task queue unavailable") from exc
+    except Exception as exc:
+        # kombu can fail in its own ways after a broker error (a channel closed under a
+        # concurrent publisher); the answer is the same.
+        log.warning("enqueue failed", exc_info=True)
+        raise StoreUnavailable("task queue unavailable") from exc
 
 
 def _redis_cause(exc: BaseException) -> BaseException:
@@ -274,6 +287,10 @@ def app_from_settings(
             reader, current,
             lambda: health.readiness(client, keys, current().refresh.tick_interval),
             renderer(RedisCollector(client, keys, [keys.queue(q) for q in QUEUES])),
+            admin_app(Inventory(client, keys),
+                      lambda resource: send(queue, REFRESH_TASK, (resource,),
+                                            {"on_demand": True}),
+                      current, reader.clock),
         )
 
     served = RequestLog(build())

@@ -263,9 +263,12 @@ def fetch_resource(self: ContextTask, resource: str, token: str,
 
 
 @app.task(bind=True, base=ContextTask, name=REFRESH_TASK)
-def refresh_resource(self: ContextTask, resource: str, due: float | None = None) -> str:
+def refresh_resource(self: ContextTask, resource: str, due: float | None = None,
+                     on_demand: bool = False) -> str:
     """Refresh one live resource ahead of its expiry, unless a fetch of it is under way;
-    ``due`` is when the schedule wanted it (for the refresh-lag metric)."""
+    ``due`` is when the schedule wanted it (for the refresh-lag metric). ``on_demand``
+    (an operator's "refresh now") asks upstream at once: not paced, not skipped for
+    having been checked lately."""
     ctx = self.context
     if due is not None:
         with contextlib.suppress(redis.RedisError):
@@ -281,8 +284,8 @@ def refresh_resource(self: ContextTask, resource: str, due: float | None = None)
     if not flight.leader:
         return "in_flight"  # that fetch plans the next refresh
     with log_context(task_id=self.request.id):
-        return _run_flight(ctx, flight, ahead=True, worker=self.request.hostname,
-                           scheduled=True)
+        return _run_flight(ctx, flight, ahead=not on_demand, worker=self.request.hostname,
+                           scheduled=not on_demand)
 
 
 # No task events for the tick: one a second would crowd Flower's task list and memory.

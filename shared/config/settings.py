@@ -150,6 +150,14 @@ class ConsulSettings:
 
 
 @dataclass(frozen=True)
+class AdminSettings:
+    token: str = option(
+        "", "ADMIN_TOKEN",
+        "Bearer token of the admin API (/admin/); empty: the admin API is off (404)", live=True,
+    )
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: str = option("INFO", "LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR", live=True)
 
@@ -164,6 +172,7 @@ class Settings:
     flower: FlowerSettings = field(default_factory=FlowerSettings)
     consul: ConsulSettings = field(default_factory=ConsulSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    admin: AdminSettings = field(default_factory=AdminSettings)
     # Each upstream's own section, by name (shared/upstreams/registry.py).
     upstreams: Mapping[str, Any] = field(
         default_factory=lambda: {name: u.section() for name, u in upstreams().items()})

@@ -1,0 +1,200 @@
+"""The admin API under ``/admin/``: what is cached, purge, refresh now.
+
+Off unless ``[admin] token`` (``ADMIN_TOKEN``) is set: then every ``/admin/`` path is a
+404, as any unknown path. With a token, requests carry ``Authorization: Bearer <token>``
+(compared in constant time, never logged); without it, 401 with ``WWW-Authenticate``.
+
+    GET    /admin/entries?prefix=&limit=&after=   entries, in name order, a page at a time
+    DELETE /admin/entries/<resource>              purge one resource
+    POST   /admin/purge  {"upstream": "github"} | {"prefix": "github:repos:"}
+                         | {"view": "<name>", "params": {...}} | {"resources": [...]}
+    POST   /admin/refresh/<resource>              a conditional refresh, enqueued now (202)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import bottle
+
+from shared.config.settings import Settings
+from shared.errors import CachedProxyError, InvalidRequest, NotFound
+from shared.store.inventory import Inventory
+from shared.upstreams.registry import kind_of, upstreams, views
+
+log = logging.getLogger(__name__)
+JSON_TYPE = "application/json; charset=utf-8"
+MAX_PAGE = 1000
+
+Refresh = Callable[[str], None]  # resource -> a refresh enqueued
+
+
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> bottle.HTTPResponse:
+    return bottle.HTTPResponse(json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+                               status, {"Content-Type": JSON_TYPE, **(headers or {})})
+
+
+def _error(error: CachedProxyError, headers: dict[str, str] | None = None) -> bottle.HTTPResponse:
+    return _json(error.status, error.body(), headers)
+
+
+def _same(given: str, expected: str) -> bool:
+    """Constant time, whatever the lengths."""
+    return hmac.compare_digest(hashlib.sha256(given.encode()).digest(),
+                               hashlib.sha256(expected.encode()).digest())
+
+
+class Unauthorized(CachedProxyError):
+    status = 401
+    code = "unauthorized"
+
+
+def admin_app(inventory: Inventory, refresh: Refresh, current: Callable[[], Settings],
+              clock: Callable[[], float]) -> bottle.Bottle:
+    app = bottle.Bottle()
+
+    def guarded(handler: Callable[..., bottle.HTTPResponse]) -> Callable[..., Any]:
+        def check(**kwargs: Any) -> bottle.HTTPResponse:
+            token = current().admin.token
+            if not token:
+                return _error(NotFound("no such route"))
+            given = bottle.request.get_header("Authorization", "")
+            scheme, _, credentials = given.partition(" ")
+            if scheme.lower() != "bearer" or not _same(credentials.strip(), token):
+                return _error(Unauthorized("admin token missing or wrong"),
+                              {"WWW-Authenticate": 'Bearer realm="cachedproxy admin"'})
+            try:
+                return handler(**kwargs)
+            except CachedProxyError as exc:
+                return _error(exc)
+
+        return check
+
+    @app.get("/entries", apply=[guarded])
+    def entries() -> bottle.HTTPResponse:
+        query = bottle.request.query
+        try:
+            limit = int(query.get("limit", "100"))
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidRequest(f"limit must be 1-{MAX_PAGE}")
+        listed = inventory.entries(query.get("prefix", ""), limit, query.get("after", ""))
+        now = clock()
+        body: dict[str, Any] = {"entries": [e.as_json(now) for e in listed]}
+        if len(listed) == limit:
+            body["next"] = {"after": listed[-1].resource}
+        return _json(200, body)
+
+    @app.delete("/entries/<resource:path>", apply=[guarded])
+    def purge_one(resource: str) -> bottle.HTTPResponse:
+        kind_of(resource)  # 400 for anything that is not a resource
+        purged = inventory.purge([resource])
+        if not purged:
+            raise NotFound("no such entry")
+        log.info("purged", extra={"resources": purged})
+        return _json(200, {"purged": purged})
+
+    @app.post("/purge", apply=[guarded])
+    def purge() -> bottle.HTTPResponse:
+        try:
+            spec = bottle.request.json
+        except ValueError:
+            spec = None
+        if not isinstance(spec, dict) or len(spec.keys() - {"params"}) != 1:
+            raise InvalidRequest('send one of {"upstream"}, {"prefix"}, {"view", "params"}, '
+                                 '{"resources"}')
+        if "upstream" in spec:
+            if spec["upstream"] not in upstreams():
+                raise NotFound("no such upstream")
+            purged = inventory.purge_prefix(f"{spec['upstream']}:")
+        elif "prefix" in spec and isinstance(spec["prefix"], str) and spec["prefix"]:
+            purged = inventory.purge_prefix(spec["prefix"])
+        elif "view" in spec:
+            view = next((v for v in views() if v.name == spec["view"]), None)
+            raw = spec.get("params")
+            if view is None:
+                raise NotFound("no such view")
+            if not isinstance(raw, dict) or set(raw) != {p.name for p in view.params}:
+                raise InvalidRequest(f"params must name {', '.join(p.name for p in view.params)}")
+            values = {p.name: p.parse(str(raw[p.name])) for p in view.params}
+            purged = inventory.purge(view.resources(values, current()))
+        elif "resources" in spec and isinstance(spec["resources"], list) and all(
+                isinstance(r, str) for r in spec["resources"]):
+            for resource in spec["resources"]:
+                kind_of(resource)
+            purged = inventory.purge(spec["resources"])
+        else:
+            raise InvalidRequest("nothing to purge")
+        log.info("purged", extra={"count": len(purged)})
+        return _json(200, {"purged": purged})
+
+    @app.post("/refresh/<resource:path>", apply=[guarded])
+    def refresh_now(resource: str) -> bottle.HTTPResponse:
+        kind_of(resource)
+        refresh(resource)
+        return _json(202, {"status": "enqueued", "resource": resource,
+                           "see": f"/admin/entries?prefix={resource}&limit=1"})
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m api.admin entries|purge ...``: the same operations on the configured
+    Redis, for an operator at the machine (no token: access to Redis is the right)."""
+    import argparse
+    import sys
+    import time
+
+    from shared.config.live import process_environ
+    from shared.config.settings import SettingsError, load_settings
+    from shared.store.client import connect
+    from shared.store.keys import Keys
+    from shared.telemetry.logs import refuse_to_start
+
+    parser = argparse.ArgumentParser(prog="python -m api.admin", description=main.__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    listing = commands.add_parser("entries", help="list cached entries, one JSON line each")
+    listing.add_argument("--prefix", default="", help="resources starting with this")
+    listing.add_argument("--limit", type=int, default=MAX_PAGE)
+    purging = commands.add_parser("purge", help="purge entries; prints what was purged")
+    what = purging.add_mutually_exclusive_group(required=True)
+    what.add_argument("--upstream", help="every entry of this upstream")
+    what.add_argument("--prefix", help="every entry whose resource starts with this")
+    what.add_argument("--resource", action="append", help="this resource (repeatable)")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(process_environ())
+    except SettingsError as exc:
+        refuse_to_start(exc)
+    inventory = Inventory(connect(settings.redis), Keys(settings.redis.key_prefix))
+    if args.command == "entries":
+        now = time.time()
+        for listed in inventory.entries(args.prefix, args.limit):
+            print(json.dumps(listed.as_json(now), ensure_ascii=False))
+        return 0
+    try:
+        if args.upstream:
+            if args.upstream not in upstreams():
+                raise NotFound(f"no upstream {args.upstream!r}")
+            purged = inventory.purge_prefix(f"{args.upstream}:")
+        elif args.prefix:
+            purged = inventory.purge_prefix(args.prefix)
+        else:
+            for resource in args.resource:
+                kind_of(resource)
+            purged = inventory.purge(args.resource)
+    except CachedProxyError as exc:
+        print(json.dumps(exc.body()), file=sys.stderr)
+        return 2
+    print(json.dumps({"purged": purged}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,104 @@
+"""What is cached, for operators: list entries and purge them, by resource, by prefix
+(an upstream, a kind) or all of a view's parts. Used by the admin API and its command."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from shared.store.entry import Entry
+from shared.store.keys import Keys
+
+SCAN_BATCH = 500
+
+
+@dataclass(frozen=True)
+class Listed:
+    resource: str
+    entry: Entry | None  # None: stored in a format this version does not read
+    bytes: int
+    next_refresh: float | None  # epoch seconds; None: not live (not refreshed ahead)
+    last_read: float | None
+
+    def as_json(self, now: float) -> dict[str, Any]:
+        e = self.entry
+        return {
+            "resource": self.resource,
+            "status": e.status if e else None,
+            "bytes": self.bytes,
+            "fetched_at": e.fetched_at if e else None,
+            "checked_at": e.checked_at if e else None,
+            "fresh_until": e.fresh_until if e else None,
+            "fresh": bool(e and e.is_fresh(now)),
+            "validators": [[v.etag, v.last_modified] for v in e.validators] if e else [],
+            "live": self.next_refresh is not None,
+            "next_refresh": self.next_refresh,
+            "last_read": self.last_read,
+        }
+
+
+class Inventory:
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self.redis = client
+        self.keys = keys
+
+    def _resources(self, prefix: str) -> Iterator[str]:
+        start = len(self.keys.entry(""))
+        for key in self.redis.scan_iter(match=_glob(self.keys.entry(prefix)) + "*",
+                                        count=SCAN_BATCH):
+            yield (key.decode() if isinstance(key, bytes) else key)[start:]
+
+    def entries(self, prefix: str = "", limit: int = 100, after: str = "") -> list[Listed]:
+        """Entries whose resource starts with ``prefix``, in name order, at most
+        ``limit`` of them after the resource ``after`` (the previous page's last)."""
+        names = sorted(r for r in self._resources(prefix) if r > after)[:limit]
+        if not names:
+            return []
+        with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hgetall(self.keys.entry(name))
+                pipe.memory_usage(self.keys.entry(name))
+            pipe.zmscore(self.keys.schedule(), names)
+            pipe.zmscore(self.keys.reads(), names)
+            *pairs, due, reads = pipe.execute()
+        return [
+            Listed(name, Entry.from_fields(fields), int(size or 0),
+                   None if at is None else at / 1000, None if read is None else read / 1000)
+            for name, fields, size, at, read in zip(
+                names, pairs[::2], pairs[1::2], due, reads, strict=True)
+        ]
+
+    def purge(self, resources: Iterable[str]) -> list[str]:
+        """Delete these resources' entries and their refresh plans; returns those that
+        had an entry. The next read of each is a miss with upstream's data."""
+        names = list(resources)
+        if not names:
+            return []
+        with self.redis.pipeline(transaction=True) as pipe:
+            for name in names:
+                pipe.delete(self.keys.entry(name))
+            pipe.zrem(self.keys.schedule(), *names)
+            pipe.zrem(self.keys.reads(), *names)
+            pipe.hdel(self.keys.failures(), *names)
+            pipe.hdel(self.keys.paced(), *names)
+            deleted = pipe.execute()[:len(names)]
+        return [name for name, gone in zip(names, deleted, strict=True) if gone]
+
+    def purge_prefix(self, prefix: str) -> list[str]:
+        """Every resource whose name starts with ``prefix`` (``github:``: an upstream)."""
+        purged: list[str] = []
+        batch: list[str] = []
+        for name in self._resources(prefix):
+            batch.append(name)
+            if len(batch) >= SCAN_BATCH:
+                purged += self.purge(batch)
+                batch = []
+        return purged + self.purge(batch)
+
+
+def _glob(text: str) -> str:
+    """``text`` with Redis MATCH's special characters escaped."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

@@ -1,0 +1,146 @@
+"""The admin API against a real Redis and worker: off without a token, 401 without the
+right one, entries listed, purges that make the next read a miss with upstream's data,
+a refresh on demand."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import requests
+
+from shared.config.settings import PROJECT_DIR
+from shared.store.entry import Entry
+from shared.store.keys import Keys
+from tests.integration.conftest import PREFIX, eventually
+from tests.integration.test_events_view import VIEW, expected, get
+
+TOKEN = "admin-token-for-tests-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def admin(serve_api) -> str:
+    return serve_api(admin={"token": TOKEN})
+
+
+def test_without_a_token_configured_the_admin_api_does_not_exist(serve_api):
+    api = serve_api(admin={"token": ""})
+    for method, path in [("GET", "/admin/entries"), ("POST", "/admin/purge"),
+                         ("DELETE", "/admin/entries/c42:event:x"), ("GET", "/admin/nope")]:
+        r = requests.request(method, f"{api}{path}", headers=AUTH, timeout=10)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", path
+
+
+@pytest.mark.parametrize("header", [None, "Bearer wrong", f"Basic {TOKEN}", TOKEN,
+                                    f"Bearer {TOKEN}x"])
+def test_a_missing_or_wrong_token_is_401_with_www_authenticate(admin, header):
+    headers = {"Authorization": header} if header else {}
+    r = requests.get(f"{admin}/admin/entries", headers=headers, timeout=10)
+    assert r.status_code == 401
+    assert r.headers["WWW-Authenticate"] == 'Bearer realm="cachedproxy admin"'
+    assert r.json()["error"]["code"] == "unauthorized"
+
+
+def test_entries_are_listed_a_page_at_a_time(admin, api):
+    get(f"{api}{VIEW}/team-standup/")
+    get(f"{api}{VIEW}/quiet-evening/")
+    r = requests.get(f"{admin}/admin/entries", params={"prefix": "c42:"}, headers=AUTH,
+                     timeout=10)
+    assert r.status_code == 200
+    listed = r.json()["entries"]
+    assert [e["resource"] for e in listed] == [
+        "c42:event:quiet-evening", "c42:event:team-standup",
+        "c42:subscriptions:quiet-evening", "c42:subscriptions:team-standup"]
+    first = listed[1]
+    assert first["status"] == 200 and first["fresh"] and first["live"]
+    assert first["bytes"] > 0 and first["fresh_until"] > first["checked_at"]
+    assert first["validators"] and first["next_refresh"] > first["checked_at"]
+    page = requests.get(f"{admin}/admin/entries", headers=AUTH, timeout=10, params={
+        "prefix": "c42:event:", "limit": 1}).json()
+    assert [e["resource"] for e in page["entries"]] == ["c42:event:quiet-evening"]
+    after = requests.get(f"{admin}/admin/entries", headers=AUTH, timeout=10, params={
+        "prefix": "c42:event:", "limit": 1, **page["next"]}).json()
+    assert [e["resource"] for e in after["entries"]] == ["c42:event:team-standup"]
+    bad = requests.get(f"{admin}/admin/entries", params={"limit": "0"}, headers=AUTH,
+                       timeout=10)
+    assert bad.status_code == 400
+
+
+def test_purging_a_view_makes_the_next_read_a_miss_with_upstreams_data(admin, api, demo):
+    assert get(f"{api}{VIEW}/team-standup/").json() == expected("team-standup")
+    demo.upstream.put_event("team-standup", "Stand-up, moved", None)
+    assert get(f"{api}{VIEW}/team-standup/").json()["title"] == "Team stand-up"  # cached
+    r = requests.post(f"{admin}/admin/purge", headers=AUTH, timeout=10, json={
+        "view": "events-with-subscriptions", "params": {"id": "team-standup"}})
+    assert r.status_code == 200
+    assert r.json() == {"purged": ["c42:event:team-standup",
+                                   "c42:subscriptions:team-standup"]}
+    after = get(f"{api}{VIEW}/team-standup/")
+    assert after.json()["title"] == "Stand-up, moved"
+    assert after.headers["Cache-Status"].startswith("cachedproxy; fwd=miss")
+
+
+def test_purging_an_upstream_or_one_resource(admin, api, store):
+    get(f"{api}{VIEW}/team-standup/")
+    get(f"{api}{VIEW}/quiet-evening/")
+    one = requests.delete(f"{admin}/admin/entries/c42:event:quiet-evening", headers=AUTH,
+                          timeout=10)
+    assert one.json() == {"purged": ["c42:event:quiet-evening"]}
+    again = requests.delete(f"{admin}/admin/entries/c42:event:quiet-evening", headers=AUTH,
+                            timeout=10)
+    assert again.status_code == 404
+    not_a_resource = requests.delete(f"{admin}/admin/entries/nothing", headers=AUTH,
+                                     timeout=10)
+    assert not_a_resource.status_code == 400
+    everything = requests.post(f"{admin}/admin/purge", json={"upstream": "c42"},
+                               headers=AUTH, timeout=10)
+    assert sorted(everything.json()["purged"]) == [
+        "c42:event:team-standup", "c42:subscriptions:quiet-evening",
+        "c42:subscriptions:team-standup"]
+    assert not list(store.scan_iter(Keys(PREFIX).entry("c42:") + "*"))
+    assert store.zcard(Keys(PREFIX).schedule()) == 0
+    for body in ({}, {"upstream": "nope"}, {"view": "nope"}, {"upstream": "c42", "prefix": "x"},
+                 {"view": "events-with-subscriptions", "params": {"id": "a.b"}}):
+        r = requests.post(f"{admin}/admin/purge", json=body, headers=AUTH, timeout=10)
+        assert r.status_code in (400, 404) and "error" in r.json(), body
+
+
+def test_refresh_now_is_enqueued_and_done(admin, api, store):
+    get(f"{api}{VIEW}/team-standup/")
+    key = Keys(PREFIX).entry("c42:event:team-standup")
+    before = Entry.from_fields(store.hgetall(key))
+    r = requests.post(f"{admin}/admin/refresh/c42:event:team-standup", headers=AUTH,
+                      timeout=10)
+    assert r.status_code == 202 and r.json()["resource"] == "c42:event:team-standup"
+
+    def refreshed() -> bool:
+        entry = Entry.from_fields(store.hgetall(key))
+        return entry is not None and entry.checked_at > before.checked_at
+
+    eventually(refreshed, 10, "the refresh done by the worker")
+
+
+def test_the_command_line_lists_and_purges(api, env, store):
+    """`python -m api.admin entries` prints one JSON line an entry; `purge --upstream`
+    empties that upstream's entries."""
+    get(f"{api}{VIEW}/team-standup/")
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "api.admin", *args], env=env,
+                              cwd=PROJECT_DIR, capture_output=True, text=True, timeout=60)
+
+    listed = run("entries", "--prefix", "c42:event:")
+    assert listed.returncode == 0, listed.stderr
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [r["resource"] for r in rows] == ["c42:event:team-standup"]
+    assert rows[0]["status"] == 200
+    purged = run("purge", "--upstream", "c42")
+    assert purged.returncode == 0
+    assert sorted(json.loads(purged.stdout)["purged"]) == [
+        "c42:event:team-standup", "c42:subscriptions:team-standup"]
+    assert run("entries").stdout == ""
+    refused = run("purge", "--upstream", "nope")
+    assert refused.returncode == 2 and json.loads(refused.stderr)["error"]["code"] == "not_found"
