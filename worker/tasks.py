@@ -160,6 +160,11 @@ def _refresh(ctx: WorkerContext, kind: ResourceKind, client: Recorder, resource:
             result = fetch(client, kind, resource, None, ctx.clock(), ttl)
             kept = keep_until(result.entry, cache.stale_if_error)
         if result.changed:
+            size = len(result.entry.encoded_data().encode())
+            if size > cache.max_entry_bytes:
+                # Stored, it would crowd out everything else; what is stored stays.
+                raise UpstreamError(f"upstream data too large to store ({size} bytes, at "
+                                    f"most {cache.max_entry_bytes})", upstream_status=200)
             ctx.entries.save(resource, result.entry, kept)
     except CachedProxyError as exc:
         now = ctx.clock()

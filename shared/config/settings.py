@@ -58,6 +58,11 @@ class CacheSettings:
         "Seconds past freshness an entry is served at once while one refresh runs",
         live=True,
     )
+    max_entry_bytes: int = option(
+        4_194_304, "CACHE_MAX_ENTRY_BYTES",
+        "Largest data one resource may store, in bytes; a larger upstream answer is a 502",
+        live=True,
+    )
     stale_if_error: int = option(
         86400,
         "CACHE_STALE_IF_ERROR",
@@ -296,6 +301,7 @@ def validate(settings: Settings) -> Settings:
     checks = [
         (settings.cache.ttl > 0, "cache.ttl must be positive"),
         (settings.cache.negative_ttl > 0, "cache.negative_ttl must be positive"),
+        (settings.cache.max_entry_bytes >= 1024, "cache.max_entry_bytes must be at least 1024"),
         (
             0 <= settings.cache.stale_while_revalidate <= settings.cache.stale_if_error,
             "cache.stale_while_revalidate must be between 0 and cache.stale_if_error",

@@ -52,11 +52,15 @@ class Entry:
             return None
         return self.validators[page]
 
+    def encoded_data(self) -> str:
+        """The data as stored: compact JSON, UTF-8."""
+        return json.dumps(self.data, ensure_ascii=False, separators=(",", ":"))
+
     def to_fields(self) -> dict[str, str]:
         return {
             "v": FORMAT_VERSION,
             "status": str(self.status),
-            "data": json.dumps(self.data, ensure_ascii=False, separators=(",", ":")),
+            "data": self.encoded_data(),
             "validators": json.dumps([[v.etag, v.last_modified] for v in self.validators]),
             "fetched_at": repr(self.fetched_at),
             "checked_at": repr(self.checked_at),

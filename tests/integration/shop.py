@@ -37,6 +37,7 @@ PRODUCTS = {
     "sku-1": {"name": "Lamp", "price": 12.5, "stock": 3},
     "gone": {"name": "Old lamp", "price": 1, "deleted": True},
     "broken": {"name": "No price"},
+    "huge": {"name": "Lamp " * 2000, "price": 99},  # 10 kB of name: over the tests' cap
 }
 
 

@@ -25,6 +25,7 @@ def shop_api(env: dict[str, str], shop: Shop, tmp_path: Path) -> Iterator[str]:
     """A worker and an API of their own, on the catalogue with the shop added."""
     env = {**env, "CACHEDPROXY_CATALOGUE": str(with_shop(tmp_path, shop.base_url)),
            "SHOP_TOKEN": "k3y-for-the-shop", "KEY_PREFIX": "cpshop",
+           "CACHE_MAX_ENTRY_BYTES": "4096",
            "API_PORT": str(free_port())}
     name = f"shop@{socket.gethostname()}"
     with (tmp_path / "worker.log").open("w") as out:
@@ -67,6 +68,19 @@ def test_an_upstream_added_to_the_catalogue_is_served_end_to_end(shop_api: str, 
     assert spec["paths"]["/prices/{sku}/"]["get"]["summary"] == "A product's price"
     c42 = requests.get(f"{shop_api}{VIEW}/team-standup/", timeout=15)
     assert c42.status_code == 200 and c42.json() == expected("team-standup")
+
+
+def test_an_upstream_answer_over_the_size_cap_is_a_502_and_not_stored(shop_api: str,
+                                                                     shop: Shop):
+    """A resource whose kept data is over cache.max_entry_bytes is refused with a clear
+    message and nothing is stored: the next request asks upstream again."""
+    for _ in range(2):
+        r = requests.get(f"{shop_api}/prices/huge/", timeout=15)
+        assert r.status_code == 502
+        message = r.json()["error"]["message"]
+        assert message.startswith("upstream data too large to store (")
+        assert message.endswith(" bytes, at most 4096)")
+    assert shop.asked("/api/products/huge") == 2
 
 
 @pytest.mark.parametrize("command", [
