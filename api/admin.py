@@ -23,7 +23,7 @@ from typing import Any
 import bottle
 
 from shared.config.settings import Settings
-from shared.errors import CachedProxyError, InvalidRequest, NotFound
+from shared.errors import CachedProxyError, InvalidRequest, NotFound, Unauthorized
 from shared.store.inventory import Inventory
 from shared.upstreams.registry import kind_of, upstreams, views
 
@@ -47,11 +47,6 @@ def _same(given: str, expected: str) -> bool:
     """Constant time, whatever the lengths."""
     return hmac.compare_digest(hashlib.sha256(given.encode()).digest(),
                                hashlib.sha256(expected.encode()).digest())
-
-
-class Unauthorized(CachedProxyError):
-    status = 401
-    code = "unauthorized"
 
 
 def admin_app(inventory: Inventory, refresh: Refresh, current: Callable[[], Settings],

@@ -2,6 +2,7 @@
 
     CachedProxyError            500  internal
     ├── InvalidRequest          400  invalid_request
+    ├── Unauthorized            401  unauthorized      the admin API's token missing or wrong
     ├── NotFound                404  not_found
     ├── UpstreamError           502  upstream_error    upstream 5xx/4xx, refused, bad body
     │   └── UpstreamTimeout     504  upstream_timeout  upstream did not answer in time
@@ -72,10 +73,15 @@ class StoreFull(CachedProxyError):
     code = "store_full"
 
 
+class Unauthorized(CachedProxyError):
+    status = 401
+    code = "unauthorized"
+
+
 _BY_CODE: dict[str, type[CachedProxyError]] = {
     cls.code: cls
-    for cls in (CachedProxyError, InvalidRequest, NotFound, UpstreamError, UpstreamTimeout,
-                FetchTimeout, FetchFailed, StoreUnavailable, StoreFull)
+    for cls in (CachedProxyError, InvalidRequest, Unauthorized, NotFound, UpstreamError,
+                UpstreamTimeout, FetchTimeout, FetchFailed, StoreUnavailable, StoreFull)
 }
 
 
