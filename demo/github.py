@@ -5,7 +5,8 @@ Serves ``/github/orgs/<org>``, ``/github/orgs/<org>/repos`` and
 30, at most 100) linked by ``Link`` headers (rel="next", "last"), weak ETags and 304s,
 ``X-RateLimit-*`` headers on every answer, a 304 not charged against the limit, and
 an exhausted limit (403 with ``X-RateLimit-Remaining: 0``) or a secondary limit (403 with
-``Retry-After``) that a test can switch on. ``Netflix`` has 150 repositories and 45
+``Retry-After``) that a test can switch on. Anonymous requests are served, as GitHub
+serves them; a token that is sent must be the demo's. ``Netflix`` has 150 repositories and 45
 members; ``demo-small`` has 3 repositories.
 """
 
@@ -156,8 +157,10 @@ class DemoGitHub:
         from every organisation, the user being ``org``)."""
         request = bottle.request
         given = request.get_header("Authorization", "")
-        if self.token and not any(hmac.compare_digest(given.encode(), f"{s} {self.token}".encode())
-                                  for s in ("Bearer", "token")):
+        # As GitHub: anonymous requests are served; a token that is sent must be right.
+        if given and self.token and not any(
+                hmac.compare_digest(given.encode(), f"{s} {self.token}".encode())
+                for s in ("Bearer", "token")):
             return self._count(kind, org, _json(401, {"message": "Bad credentials"}))
         with self._lock:
             if user:
