@@ -88,6 +88,7 @@ class DemoUpstream:
             self.validators = True  # False: no ETag/Last-Modified, never a 304
             self.fault: Fault | None = None
             self.latency = 0.0
+            self.answer_first = False  # True: the answer is made before the latency
         self.github.reset()
         self._release.set()
         self._release = threading.Event()
@@ -159,9 +160,12 @@ class DemoUpstream:
             raise ValueError(str(exc)) from None
         self.set_fault(fault)
 
-    def set_latency(self, seconds: float) -> None:
+    def set_latency(self, seconds: float, answer_first: bool = False) -> None:
+        """Delay every answer; ``answer_first`` makes it from the data as it is when the
+        request arrives (a change meanwhile is not in it), as a slow network would."""
         with self._lock:
             self.latency = seconds
+            self.answer_first = answer_first
 
     # --- serving -------------------------------------------------------------------
 
@@ -181,6 +185,7 @@ class DemoUpstream:
     ) -> bottle.HTTPResponse:
         """Count, delay and fault a response; ``build`` makes the normal one."""
         release = self._release
+        early = build() if self.answer_first else None  # before anyone hears it arrived
         with self._started:
             self.started[(kind, event_id)] += 1
             self._started.notify_all()
@@ -197,7 +202,7 @@ class DemoUpstream:
         elif fault is not None and fault.mode == "malformed":
             response = bottle.HTTPResponse('{"data": [', 200, {"Content-Type": "application/json"})
         else:
-            response = build()
+            response = early if early is not None else build()
         with self._lock:
             self.requests[(kind, event_id, response.status_code)] += 1
             self.bytes_sent[(kind, event_id)] += len(response.body or b"")

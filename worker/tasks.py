@@ -36,7 +36,7 @@ from shared.policy.timing import (
 )
 from shared.queue import FETCH_TASK, REFRESH_TASK, TICK_TASK
 from shared.store.entries import store_error
-from shared.store.entry import keep_until, not_found
+from shared.store.entry import Entry, keep_until, not_found
 from shared.store.flights import FETCH_TIME_LIMIT, Flight, Outcome
 from shared.store.health import ticked
 from shared.telemetry.logs import log_context
@@ -44,7 +44,7 @@ from shared.upstreams.kinds import ResourceKind
 from shared.upstreams.registry import kind_of, upstreams
 from worker import app
 from worker.context import WorkerContext, process_context
-from worker.fetch import fetch
+from worker.fetch import Fetched, fetch
 from worker.upstream import RateLimited, Recorder
 
 log = logging.getLogger(__name__)
@@ -153,19 +153,7 @@ def _refresh(ctx: WorkerContext, kind: ResourceKind, client: Recorder, resource:
         spent[0] = cost
     started = time.perf_counter()
     try:
-        result = fetch(client, kind, resource, previous, ctx.clock(), ttl)
-        kept = keep_until(result.entry, cache.stale_if_error)
-        if not result.changed and not ctx.entries.revalidate(resource, result.entry, kept):
-            # The entry expired while upstream said 304: take the data whole.
-            result = fetch(client, kind, resource, None, ctx.clock(), ttl)
-            kept = keep_until(result.entry, cache.stale_if_error)
-        if result.changed:
-            size = len(result.entry.encoded_data().encode())
-            if size > cache.max_entry_bytes:
-                # Stored, it would crowd out everything else; what is stored stays.
-                raise UpstreamError(f"upstream data too large to store ({size} bytes, at "
-                                    f"most {cache.max_entry_bytes})", upstream_status=200)
-            ctx.entries.save(resource, result.entry, kept)
+        result = _fetch_and_store(ctx, kind, client, resource, previous, ttl)
     except CachedProxyError as exc:
         now = ctx.clock()
         failures = 0 if isinstance(exc, NotFound) else ctx.schedule.note_failure(resource)
@@ -199,6 +187,34 @@ def _refresh(ctx: WorkerContext, kind: ResourceKind, client: Recorder, resource:
         upstream_requests=result.requests,
     ))
     return Outcome()
+
+
+def _fetch_and_store(ctx: WorkerContext, kind: ResourceKind, client: Recorder, resource: str,
+                     previous: Entry | None, ttl: int) -> Fetched:
+    """Fetch and store what upstream said. A purge while the fetch ran means upstream
+    may have changed after it answered: the answer is dropped and asked again, once."""
+    cache = ctx.settings.cache
+    for _ in range(2):
+        generation = ctx.entries.generation(resource)
+        result = fetch(client, kind, resource, previous, ctx.clock(), ttl)
+        kept = keep_until(result.entry, cache.stale_if_error)
+        if not result.changed and not ctx.entries.revalidate(resource, result.entry, kept,
+                                                             generation):
+            # The entry expired or was purged while upstream said 304: take it whole.
+            previous = None
+            continue
+        if not result.changed:
+            return result
+        size = len(result.entry.encoded_data().encode())
+        if size > cache.max_entry_bytes:
+            # Stored, it would crowd out everything else; what is stored stays.
+            raise UpstreamError(f"upstream data too large to store ({size} bytes, at "
+                                f"most {cache.max_entry_bytes})", upstream_status=200)
+        if ctx.entries.save(resource, result.entry, kept, generation):
+            return result
+        log.info("fetch dropped: purged while it ran", extra={"resource": resource})
+        previous = None
+    raise FetchFailed("the resource was purged again while it was fetched")
 
 
 def _answered(ctx: WorkerContext, upstream: str) -> None:

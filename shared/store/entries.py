@@ -12,10 +12,27 @@ from shared.errors import CachedProxyError, StoreFull, StoreUnavailable
 from shared.store.entry import Entry
 from shared.store.keys import Keys
 
-# A 304 touches only the timestamps, and only of an entry that still exists.
+# A 304 touches only the timestamps, and only of an entry that still exists and was
+# not purged since the fetch began (KEYS[2], the generations, ARGV[4]; '' unguarded).
 _REVALIDATE = """
+if ARGV[4] ~= '' and (redis.call('HGET', KEYS[2], ARGV[5]) or '0') ~= ARGV[4] then
+  return 0
+end
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'checked_at', ARGV[1], 'fresh_until', ARGV[2])
+redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+return 1
+"""
+
+# Replace an entry whole, unless it was purged since the fetch began. KEYS: the entry,
+# the generations. ARGV: resource, generation ('' unguarded), expire at (ms), then the
+# fields and values.
+_SAVE = """
+if ARGV[2] ~= '' and (redis.call('HGET', KEYS[2], ARGV[1]) or '0') ~= ARGV[2] then
+  return 0
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 redis.call('PEXPIREAT', KEYS[1], ARGV[3])
 return 1
 """
@@ -47,6 +64,7 @@ class EntryStore:
         self.redis = client
         self.keys = keys
         self._revalidate = client.register_script(_REVALIDATE)
+        self._save = client.register_script(_SAVE)
 
     def read(
         self,
@@ -68,19 +86,29 @@ class EntryStore:
                 raise reply
         return [Entry.from_fields(fields) for fields in replies]
 
-    def save(self, resource: str, entry: Entry, keep_until: float) -> None:
-        """Replace an entry whole; a reader never sees half of one."""
-        key = self.keys.entry(resource)
-        with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(key)
-            pipe.hset(key, mapping=entry.to_fields())  # type: ignore[arg-type]
-            pipe.pexpireat(key, _ms(keep_until))
-            pipe.execute()
+    def generation(self, resource: str) -> int:
+        """How often the resource was purged; what a fetch starting now must find again
+        to store what it fetched."""
+        return int(self.redis.hget(self.keys.generations(), resource) or 0)
 
-    def revalidate(self, resource: str, entry: Entry, keep_until: float) -> bool:
-        """Store the new timestamps of a 304; False if the entry is gone meanwhile."""
+    def save(self, resource: str, entry: Entry, keep_until: float,
+             generation: int | None = None) -> bool:
+        """Replace an entry whole (a reader never sees half of one); with a
+        ``generation``, only if the resource was not purged since: False then."""
+        fields = [item for pair in entry.to_fields().items() for item in pair]
+        done = self._save(
+            keys=[self.keys.entry(resource), self.keys.generations()],
+            args=[resource, "" if generation is None else str(generation),
+                  _ms(keep_until), *fields])
+        return bool(done)
+
+    def revalidate(self, resource: str, entry: Entry, keep_until: float,
+                   generation: int | None = None) -> bool:
+        """Store the new timestamps of a 304; False if the entry is gone meanwhile, or
+        was purged since ``generation``."""
         done = self._revalidate(
-            keys=[self.keys.entry(resource)],
-            args=[repr(entry.checked_at), repr(entry.fresh_until), _ms(keep_until)],
+            keys=[self.keys.entry(resource), self.keys.generations()],
+            args=[repr(entry.checked_at), repr(entry.fresh_until), _ms(keep_until),
+                  "" if generation is None else str(generation), resource],
         )
         return bool(done)

@@ -84,6 +84,8 @@ class Inventory:
             pipe.zrem(self.keys.reads(), *names)
             pipe.hdel(self.keys.failures(), *names)
             pipe.hdel(self.keys.paced(), *names)
+            for name in names:  # a fetch under way cannot store what it got before
+                pipe.hincrby(self.keys.generations(), name, 1)
             deleted = pipe.execute()[:len(names)]
         return [name for name, gone in zip(names, deleted, strict=True) if gone]
 

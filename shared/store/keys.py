@@ -37,6 +37,11 @@ class Keys:
         """Sorted set: resource -> when a client last read it (epoch ms)."""
         return self._key("reads")
 
+    def generations(self) -> str:
+        """Hash: resource -> how often it was purged; a fetch stores only if it is
+        unchanged since the fetch began, so a purge is never undone by older data."""
+        return self._key("generations")
+
     def paced(self) -> str:
         """Hash: resource -> until when (epoch ms) its refresh waits for its upstream's
         budget; stale data is served meanwhile without asking for a refresh."""

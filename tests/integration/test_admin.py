@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -144,3 +145,26 @@ def test_the_command_line_lists_and_purges(api, env, store):
     assert run("entries").stdout == ""
     refused = run("purge", "--upstream", "nope")
     assert refused.returncode == 2 and json.loads(refused.stderr)["error"]["code"] == "not_found"
+
+
+def test_a_fetch_under_way_cannot_put_back_what_a_purge_removed(admin, api, demo, store):
+    """Delete on write: a writer changes data upstream and purges; a fetch that was
+    already under way with the old data is dropped and asks again, so the next read
+    sees the new data."""
+    get(f"{api}{VIEW}/team-standup/")
+    purge = {"view": "events-with-subscriptions", "params": {"id": "team-standup"}}
+    requests.post(f"{admin}/admin/purge", json=purge, headers=AUTH, timeout=10)
+    demo.upstream.reset()  # forget the first read's request: wait for the miss's below
+    # The miss's fetch is slow and answered from the data as it was when it arrived:
+    # the write lands while it is on its way back.
+    demo.upstream.set_latency(0.8, answer_first=True)
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(get, f"{api}{VIEW}/team-standup/")
+        assert demo.upstream.wait_for_request("event", "team-standup", timeout=10)
+        demo.upstream.put_event("team-standup", "Written meanwhile", None)
+        requests.post(f"{admin}/admin/purge", json=purge, headers=AUTH, timeout=10)
+        answered = pending.result(timeout=20)
+    assert answered.status_code == 200
+    assert answered.json()["title"] == "Written meanwhile"
+    demo.upstream.set_latency(0)
+    assert get(f"{api}{VIEW}/team-standup/").json()["title"] == "Written meanwhile"
