@@ -82,9 +82,11 @@ class RedisCollector:
             pipe.zcard(self.keys.schedule())
             for queue in self.queues:
                 pipe.llen(queue)
+            pipe.info("memory")
+            pipe.info("stats")
             replies = pipe.execute()
         raw: dict[str, Any] = {_text(k): _text(v) for k, v in replies[0].items()}
-        live, lengths = replies[1], replies[2:]
+        live, lengths, memory, stats = replies[1], replies[2:-2], replies[-2], replies[-1]
 
         requests = CounterMetricFamily(
             "cachedproxy_upstream_requests", "Upstream requests by resource kind and status "
@@ -123,6 +125,15 @@ class RedisCollector:
         for queue, length in zip(self.queues, lengths, strict=True):
             queue_len.add_metric([queue.rsplit(":", 1)[-1]], length)
         yield queue_len
+        yield GaugeMetricFamily("cachedproxy_redis_used_memory_bytes",
+                                "Memory Redis uses (INFO used_memory)",
+                                value=float(memory.get("used_memory", 0)))
+        yield GaugeMetricFamily("cachedproxy_redis_max_memory_bytes",
+                                "Redis's maxmemory (0: no cap)",
+                                value=float(memory.get("maxmemory", 0)))
+        yield CounterMetricFamily("cachedproxy_redis_evicted_keys",
+                                  "Keys Redis evicted for its maxmemory since it started",
+                                  value=float(stats.get("evicted_keys", 0)))
 
     def _entries(self) -> int:
         count = 0

@@ -75,3 +75,6 @@ def test_gauges_for_live_set_entries_and_queues(api):
     assert samples[("cachedproxy_cache_entries", ())] >= 2
     assert ("cachedproxy_queue_length", (("queue", "fetch"),)) in samples
     assert ("cachedproxy_queue_length", (("queue", "refresh"),)) in samples
+    assert samples[("cachedproxy_redis_used_memory_bytes", ())] > 100_000
+    assert samples[("cachedproxy_redis_max_memory_bytes", ())] == 0  # the tests' Redis
+    assert samples[("cachedproxy_redis_evicted_keys_total", ())] == 0
