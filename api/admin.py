@@ -22,25 +22,20 @@ from typing import Any
 
 import bottle
 
+from api.responses import json_response
 from shared.config.settings import Settings
 from shared.errors import CachedProxyError, InvalidRequest, NotFound, Unauthorized
 from shared.store.inventory import Inventory
 from shared.upstreams.registry import kind_of, upstreams, views
 
 log = logging.getLogger(__name__)
-JSON_TYPE = "application/json; charset=utf-8"
 MAX_PAGE = 1000
 
 Refresh = Callable[[str], None]  # resource -> a refresh enqueued
 
 
-def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> bottle.HTTPResponse:
-    return bottle.HTTPResponse(json.dumps(body, ensure_ascii=False, separators=(",", ":")),
-                               status, {"Content-Type": JSON_TYPE, **(headers or {})})
-
-
 def _error(error: CachedProxyError, headers: dict[str, str] | None = None) -> bottle.HTTPResponse:
-    return _json(error.status, error.body(), headers)
+    return json_response(error.status, error.body(), headers)
 
 
 def _same(given: str, expected: str) -> bool:
@@ -84,7 +79,7 @@ def admin_app(inventory: Inventory, refresh: Refresh, current: Callable[[], Sett
         body: dict[str, Any] = {"entries": [e.as_json(now) for e in listed]}
         if len(listed) == limit:
             body["next"] = {"after": listed[-1].resource}
-        return _json(200, body)
+        return json_response(200, body)
 
     @app.delete("/entries/<resource:path>", apply=[guarded])
     def purge_one(resource: str) -> bottle.HTTPResponse:
@@ -93,7 +88,7 @@ def admin_app(inventory: Inventory, refresh: Refresh, current: Callable[[], Sett
         if not purged:
             raise NotFound("no such entry")
         log.info("purged", extra={"resources": purged})
-        return _json(200, {"purged": purged})
+        return json_response(200, {"purged": purged})
 
     @app.post("/purge", apply=[guarded])
     def purge() -> bottle.HTTPResponse:
@@ -127,13 +122,13 @@ def admin_app(inventory: Inventory, refresh: Refresh, current: Callable[[], Sett
         else:
             raise InvalidRequest("nothing to purge")
         log.info("purged", extra={"count": len(purged)})
-        return _json(200, {"purged": purged})
+        return json_response(200, {"purged": purged})
 
     @app.post("/refresh/<resource:path>", apply=[guarded])
     def refresh_now(resource: str) -> bottle.HTTPResponse:
         kind_of(resource)
         refresh(resource)
-        return _json(202, {"status": "enqueued", "resource": resource,
+        return json_response(202, {"status": "enqueued", "resource": resource,
                            "see": f"/admin/entries?prefix={resource}&limit=1"})
 
     return app

@@ -8,8 +8,9 @@ Errors are JSON with one status per kind (shared/errors.py).
 
 from __future__ import annotations
 
-import json
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +24,7 @@ from api.admin import admin_app
 from api.metrics import renderer
 from api.reader import Enqueue, Read, Reader
 from api.requests_log import SERVED, RequestLog
+from api.responses import JSON_TYPE, encode, json_response
 from shared.config.settings import MAX_WAIT, Settings
 from shared.errors import CachedProxyError, InvalidRequest, NotFound, StoreUnavailable
 from shared.policy import http
@@ -43,17 +45,32 @@ from shared.upstreams.registry import subscribe, views
 
 log = logging.getLogger(__name__)
 
-JSON_TYPE = "application/json; charset=utf-8"
 CACHE = "cachedproxy"
+BODY_CACHE_SIZE = 1024  # encoded view bodies kept per process, by ETag
 
 
-def encode(body: Any) -> bytes:
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+class BodyCache:
+    """Encoded view bodies by ETag, the least recently used dropped past ``size``: a
+    body is a pure function of what its ETag is made of, so a hit builds it once."""
 
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._bodies: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()
 
-def json_response(status: int, body: Any, headers: dict[str, str] | None = None
-                  ) -> bottle.HTTPResponse:
-    return bottle.HTTPResponse(encode(body), status, {"Content-Type": JSON_TYPE, **(headers or {})})
+    def get(self, etag: str) -> bytes | None:
+        with self._lock:
+            body = self._bodies.get(etag)
+            if body is not None:
+                self._bodies.move_to_end(etag)
+            return body
+
+    def put(self, etag: str, body: bytes) -> bytes:
+        with self._lock:
+            self._bodies[etag] = body
+            if len(self._bodies) > self.size:
+                self._bodies.popitem(last=False)
+        return body
 
 
 def cache_status(read: Read, now: float) -> str:
@@ -132,6 +149,7 @@ def create_app(
     ``readiness`` checks Redis, workers and beat for /readyz; ``admin`` is mounted at
     /admin/ (api/admin.py)."""
     app = bottle.Bottle()
+    bodies = BodyCache(BODY_CACHE_SIZE)
 
     def serve(view: View) -> Callable[..., bottle.HTTPResponse]:
         def handler(**raw: str) -> bottle.HTTPResponse:
@@ -164,8 +182,10 @@ def create_app(
             if http.not_modified(request.get_header("If-None-Match"),
                                  request.get_header("If-Modified-Since"), etag, modified):
                 return bottle.HTTPResponse(None, 304, headers)
-            body = view.build(values, [e.data for e in read.entries])
-            return json_response(200, body, headers)
+            body = bodies.get(etag)
+            if body is None:  # the ETag names the parameters and the parts' data
+                body = bodies.put(etag, encode(view.build(values, [e.data for e in read.entries])))
+            return bottle.HTTPResponse(body, 200, {**headers, "Content-Type": JSON_TYPE})
 
         return handler
 

@@ -26,7 +26,6 @@ from shared.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from shared.policy.budget import refresh_rate
 from shared.policy.storing import Backoff, Stored, after_fetch
 from shared.policy.timing import (
     next_refresh,
@@ -45,6 +44,7 @@ from shared.upstreams.registry import kind_of, upstreams
 from worker import app
 from worker.context import WorkerContext, process_context
 from worker.fetch import Fetched, fetch
+from worker.pacing import account, pace
 from worker.upstream import RateLimited, Recorder
 
 log = logging.getLogger(__name__)
@@ -82,43 +82,7 @@ def refresh(ctx: WorkerContext, resource: str, ahead: bool = False,
         with contextlib.suppress(redis.RedisError):  # accounting never fails a fetch
             if client.responses:
                 ctx.metrics.upstream(kind.name, client.responses)
-            _account(ctx, kind.upstream, resource, client, spent[0])
-
-
-def _rate(ctx: WorkerContext, upstream: str, now: float) -> tuple[float | None, float]:
-    """Requests a second the upstream's refreshes may make (None: no limit), and the
-    seconds until what it reported of its rate limit resets."""
-    reported = ctx.budget.observed(upstream)
-    remaining, reset_in = (reported[0], reported[1] - now) if reported else (None, None)
-    budget = ctx.settings.upstreams[upstream].budget_per_hour
-    return refresh_rate(budget, remaining, reset_in), reset_in or 0.0
-
-
-def _pace(ctx: WorkerContext, upstream: str, resource: str, cost: float) -> float:
-    """Take a refresh's expected requests from the upstream's budget: the seconds it
-    must wait instead (0: go)."""
-    now = ctx.clock()
-    rate, reset_in = _rate(ctx, upstream, now)
-    if rate is None:
-        return 0.0
-    if rate <= 0:  # nothing left until the upstream's reset
-        return max(reset_in, 1.0)
-    return ctx.budget.spend(upstream, resource, cost, rate, now)
-
-
-def _account(ctx: WorkerContext, upstream: str, resource: str, client: Recorder,
-             spent: float) -> None:
-    """Note the rate limit the upstream reported, and charge the requests a fetch
-    made beyond what it took up front (all of a miss's) to the budget."""
-    if client.client.rate_limit is not None:
-        ctx.budget.observe(upstream, *client.client.rate_limit)
-    made = len(client.responses)
-    if made == spent:
-        return
-    now = ctx.clock()
-    rate, _ = _rate(ctx, upstream, now)
-    if rate:
-        ctx.budget.spend(upstream, resource, made - spent, rate, now, force=True)
+            account(ctx, kind.upstream, resource, client, spent[0])
 
 
 def _refresh(ctx: WorkerContext, kind: ResourceKind, client: Recorder, resource: str,
@@ -143,7 +107,7 @@ def _refresh(ctx: WorkerContext, kind: ResourceKind, client: Recorder, resource:
                 "next_probe_in_s": round(gate.retry_at - ctx.clock(), 1)})
             return Outcome.failed(UpstreamError("upstream is failing; refresh held"))
         cost = float(len(previous.validators)) if previous is not None else 1.0
-        wait = _pace(ctx, kind.upstream, resource, cost)
+        wait = pace(ctx, kind.upstream, resource, cost)
         if wait > 0:
             # Over the upstream's budget: the data stays as it is a little longer.
             ctx.schedule.pace(resource, ctx.clock() + wait)

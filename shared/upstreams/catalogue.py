@@ -258,8 +258,8 @@ def _upstream(at: _At, name: str, spec: Any) -> Upstream:
 
 
 def _values(settings: Any, param: str) -> tuple[str, ...]:
-    value = getattr(settings, param)
-    return value if isinstance(value, tuple) else (value,)
+    """A parameter setting's values: those of an ``ids`` list, or the one ``id``."""
+    return _values_of(getattr(settings, param))
 
 
 def _auth(at: _At, spec: Mapping[str, Any]) -> tuple[str, str] | None:

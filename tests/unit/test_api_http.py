@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from api import openapi
-from api.app import create_app
+from api.app import BodyCache, create_app
 from api.reader import Read
 from api.requests_log import RequestLog
 from shared.config.settings import Settings
@@ -170,3 +170,28 @@ def test_one_outcome_value_reaches_the_metric_and_the_log(read, error, served, l
     assert changed == ({served} if served else set())
     [record] = [r for r in caplog.records if r.name == "api.requests"]
     assert (record.cache, record.levelno) == (served, level)
+
+
+def test_the_body_cache_keeps_the_most_recently_used_bodies():
+    """Bodies by ETag, at most ``size`` of them, the least recently used dropped."""
+    cache = BodyCache(2)
+    assert cache.put('"a"', b"A") == b"A"
+    cache.put('"b"', b"B")
+    assert cache.get('"a"') == b"A"  # now the most recent
+    cache.put('"c"', b"C")
+    assert (cache.get('"a"'), cache.get('"b"'), cache.get('"c"')) == (b"A", None, b"C")
+
+
+def test_a_hit_serves_the_body_of_its_own_etag():
+    """Two views of different data in one process never share a body."""
+    reader = StubReader(None, Read(entries(120, 200)))
+    app = create_app(reader, lambda: SETTINGS)
+    _, first, body = call(app, URL)
+    other = entries(120, 200)
+    other[0] = type(other[0])(**{**other[0].__dict__, "digest": "other",
+                                 "data": {"id": "e1", "title": "Changed"}})
+    reader.result = Read(other)  # upstream's data changed: another ETag
+    _, second, body2 = call(app, URL)
+    assert call(app, URL)[2] == body2  # served again from the cache
+    assert first["ETag"] != second["ETag"]
+    assert json.loads(body)["title"] == "t" and json.loads(body2)["title"] == "Changed"

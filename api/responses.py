@@ -1,0 +1,19 @@
+"""JSON bodies as the API sends them: compact UTF-8, one content type."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import bottle
+
+JSON_TYPE = "application/json; charset=utf-8"
+
+
+def encode(body: Any) -> bytes:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None
+                  ) -> bottle.HTTPResponse:
+    return bottle.HTTPResponse(encode(body), status, {"Content-Type": JSON_TYPE, **(headers or {})})
