@@ -41,7 +41,7 @@ from shared.store.schedule import Schedule
 from shared.telemetry.logs import context_value
 from shared.telemetry.metrics import RedisCollector
 from shared.upstreams.kinds import View
-from shared.upstreams.registry import subscribe, views
+from shared.upstreams.registry import subscribe, upstream_of, views
 
 log = logging.getLogger(__name__)
 
@@ -289,6 +289,7 @@ def app_from_settings(
     """
     current = current or (lambda: settings)
     client = connect(settings.redis)
+    broker = connect(settings.redis, broker=True) if settings.redis.broker_url else client
     # Blocking waits need a socket timeout above the longest wait they may be given.
     waiting = connect(settings.redis, MAX_WAIT + settings.redis.socket_timeout)
     keys = Keys(settings.redis.key_prefix)
@@ -306,7 +307,8 @@ def app_from_settings(
         return create_app(
             reader, current,
             lambda: health.readiness(client, keys, current().refresh.tick_interval),
-            renderer(RedisCollector(client, keys, [keys.queue(q) for q in QUEUES])),
+            renderer(RedisCollector(client, keys, [keys.queue(q) for q in QUEUES], upstream_of,
+                                    broker)),
             admin_app(Inventory(client, keys),
                       lambda resource: send(queue, REFRESH_TASK, (resource,),
                                             {"on_demand": True}),

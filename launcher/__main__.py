@@ -30,6 +30,7 @@ from launcher.services import (
     celery,
     free_port,
     kill_group,
+    memory_cap,
     port_open,
     relay,
     spawn,
@@ -178,11 +179,12 @@ def build(sup: Supervisor, env: dict[str, str], run_dir: Path) -> None:
     if "REDIS_URL" not in env:
         port = free_port()
         data = run_dir / "redis"
-        sup.add(Service("redis", lambda: spawn_redis(data, port), stage=3,
-                        ready=lambda: port_open("127.0.0.1", port)), timeout=10)
+        cap = load_settings(env).redis.max_memory
+        sup.add(Service("redis", lambda: spawn_redis(data, port, True, *memory_cap(cap)),
+                        stage=3, ready=lambda: port_open("127.0.0.1", port)), timeout=10)
         env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
         log.info("started", extra={"service": "redis", "url": env["REDIS_URL"],
-                                   "data": str(data)})
+                                   "data": str(data), "max_memory": cap})
     port, token = free_port(), secrets.token_urlsafe(16)
     wiring = demo_env(env, "127.0.0.1", port, token)
     if wiring:  # some upstream is not configured: the demo stands in for it

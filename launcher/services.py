@@ -131,6 +131,13 @@ def redis_server_binary() -> str:
     return binary
 
 
+def memory_cap(max_memory: str) -> tuple[str, ...]:
+    """redis-server options capping memory so that only cache entries are evicted:
+    volatile-lru evicts only keys with a TTL, and only cache entries have one (the
+    queues, schedule, locks and everything else never expire; docs/OPERATIONS.md)."""
+    return ("--maxmemory", max_memory, "--maxmemory-policy", "volatile-lru")
+
+
 def spawn_redis(data_dir: Path, port: int, appendonly: bool = True, *options: str
                 ) -> subprocess.Popen:
     """A private redis-server on loopback (``options``: more ``--name value`` pairs)."""

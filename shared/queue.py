@@ -29,7 +29,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     one at a time and bounded in run time; their outcome travels through the flight's
     result key, not a result backend; task events are on for Flower."""
     return {
-        "broker_url": settings.redis.url,
+        "broker_url": settings.redis.broker_url or settings.redis.url,
         # Outcomes travel through the flight's result key, not Celery's result backend.
         "result_backend": None,
         "task_ignore_result": True,

@@ -286,6 +286,7 @@ def tick(self: ContextTask) -> int:
         claimed, dropped = ctx.schedule.claim_due(
             plan.max_claims, REFRESH_LEASE, plan.idle_timeout, pinned)
         ticked(ctx.redis, ctx.schedule.keys, ctx.clock())
+        ctx.flights.sweep()
     except redis.RedisError as exc:
         # Out of memory or away: nothing was claimed; the next tick tries again.
         log.warning("tick skipped: store unusable", extra={"error": repr(exc)})

@@ -12,6 +12,7 @@ from __future__ import annotations
 import configparser
 import dataclasses
 import os
+import re
 import typing
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,14 @@ Layer = Mapping[str, Mapping[str, str]]
 class RedisSettings:
     url: str = option(
         "redis://127.0.0.1:6379/0", "REDIS_URL", "Redis for the cache, the schedule and the broker"
+    )
+    broker_url: str = option(
+        "", "BROKER_URL", "A separate Redis for the task queues (empty: the one of REDIS_URL)"
+    )
+    max_memory: str = option(
+        "256mb", "REDIS_MAX_MEMORY",
+        "Memory cap (maxmemory) of the Redis that make run starts; with volatile-lru only "
+        "cache entries are evicted at the cap",
     )
     key_prefix: str = option(
         "cachedproxy", "KEY_PREFIX", "Prefix of every Redis key this deployment writes"
@@ -309,6 +318,16 @@ def validate(settings: Settings) -> Settings:
         (
             urlsplit(settings.redis.url).scheme in {"redis", "rediss", "unix"},
             "redis.url must be a redis://, rediss:// or unix:// URL",
+        ),
+        (
+            not settings.redis.broker_url
+            or urlsplit(settings.redis.broker_url).scheme in {"redis", "rediss", "unix"},
+            "redis.broker_url must be empty or a redis://, rediss:// or unix:// URL",
+        ),
+        (
+            re.fullmatch(r"[1-9][0-9]*(b|kb|mb|gb)?", settings.redis.max_memory.lower())
+            is not None,
+            "redis.max_memory must be a size such as 256mb or 2gb",
         ),
         (
             settings.upstream.connect_timeout > 0 and settings.upstream.read_timeout > 0,

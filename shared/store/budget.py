@@ -19,7 +19,6 @@ from shared.store.keys import Keys
 _SPEND = """
 local now, per, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local cost, force, mine = tonumber(ARGV[4]), ARGV[5] == '1', 'r:' .. ARGV[6]
-redis.call('PEXPIRE', KEYS[1], 7200000)
 local reserved = tonumber(redis.call('HGET', KEYS[1], mine))
 if reserved and not force then
   if reserved <= now then

@@ -1,11 +1,17 @@
 """Single flight across processes: one fetch per resource, however many requests wait.
 
-A miss joins the flight of its resource with ``SET lock <token> NX PX <ms> GET``: the first
-caller becomes the leader (and enqueues the fetch); every later caller gets the leader's
-token back in the same round trip. A flight led by the API holds the lock only for its
-waiters' longest wait until the fetch task starts and extends it (``start``): a task
-message that never reaches a worker (a worker killed with it, a broker out of memory)
-blocks the resource for seconds, not for the fetch's whole time limit.
+A miss joins the flight of its resource in one script: the first caller becomes the
+leader (and enqueues the fetch); every later caller gets the leader's token back in the
+same round trip. A flight led by the API holds the lock only for its waiters' longest
+wait until the fetch task starts and extends it (``start``): a task message that never
+reaches a worker (a worker killed with it, a broker out of memory) blocks the resource
+for seconds, not for the fetch's whole time limit.
+
+Locks and results carry their deadlines in their values, not as Redis TTLs: under the
+``volatile-lru`` memory policy (docs/OPERATIONS.md) only keys with a TTL can be evicted,
+and only cache entries have one. The locks are fields of one hash (resource -> "token
+deadline_ms", by Redis's own clock); a lock past its deadline counts as free and the
+tick's ``sweep`` removes it and result lists past theirs.
 
 Everyone waits on the flight's result list with ``BLMOVE key key``, which hands every
 waiter the same element without consuming it. The fetch task writes the entry first,
@@ -32,30 +38,74 @@ from shared.store.keys import Keys
 FETCH_SOFT_TIME_LIMIT = 25
 FETCH_TIME_LIMIT = 30
 LOCK_TIMEOUT_MS = (FETCH_TIME_LIMIT + 5) * 1000
-RESULT_TTL_MS = 30_000
+RESULT_TTL_MS = 30_000  # an outcome is kept this long for its waiters
 
-# allow-oom: the outcome (a few bytes, expiring) must reach the waiters even when Redis
-# is out of memory, or they would wait out their timeout for "store full".
-_FINISH = """#!lua flags=allow-oom
-redis.call('RPUSH', KEYS[2], ARGV[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-if KEYS[3] then redis.call('HDEL', KEYS[3], ARGV[1]) end
+# Shared by the scripts: Redis's clock in ms, and the live holder of a lock (or nil).
+_HELPERS = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function holder(locks, resource, now)
+  local value = redis.call('HGET', locks, resource)
+  if not value then return nil end
+  local token, deadline = string.match(value, '^(%S+) (%d+)$')
+  if token and tonumber(deadline) > now then return token end
+  return nil
+end
+"""
+
+# KEYS[1]: locks. ARGV: resource, token, hold (ms). The holder's token, or false: led.
+_JOIN = _HELPERS + """
+local now = now_ms()
+local current = holder(KEYS[1], ARGV[1], now)
+if current then return current end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ' ' .. (now + tonumber(ARGV[3])))
+return false
+"""
+
+# KEYS[1]: locks. ARGV: resource, token, hold (ms).
+_START = _HELPERS + """
+local now = now_ms()
+local current = holder(KEYS[1], ARGV[1], now)
+if current and current ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ' ' .. (now + tonumber(ARGV[3])))
 return 1
 """
 
+# allow-oom: the outcome (a few bytes) must reach the waiters even when Redis is out of
+# memory, or they would wait out their timeout for "store full".
+# KEYS: locks, result, results (index), [running]. ARGV: resource, token, outcome, keep (ms).
+_FINISH = "#!lua flags=allow-oom\n" + _HELPERS + """
+local now = now_ms()
+redis.call('RPUSH', KEYS[2], ARGV[3])
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), KEYS[2])
+local value = redis.call('HGET', KEYS[1], ARGV[1])
+if value and string.match(value, '^(%S+)') == ARGV[2] then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+if KEYS[4] then redis.call('HDEL', KEYS[4], ARGV[2]) end
+return 1
+"""
 
-_START = """
-local current = redis.call('GET', KEYS[1])
-if current == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
+# KEYS: locks, results (index). Removes locks and result lists past their deadlines;
+# returns how many of each. allow-oom: it only frees memory.
+_SWEEP = "#!lua flags=allow-oom\n" + _HELPERS + """
+local now = now_ms()
+local locks = 0
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  if not holder(KEYS[1], all[i], now) then
+    redis.call('HDEL', KEYS[1], all[i])
+    locks = locks + 1
+  end
 end
-if not current then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
+local results = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
+for _, key in ipairs(results) do
+  redis.call('DEL', key)
+  redis.call('ZREM', KEYS[2], key)
 end
-return 0
+return {locks, #results}
 """
 
 
@@ -99,8 +149,10 @@ class Flights:
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.redis = client
         self.keys = keys
-        self._finish = client.register_script(_FINISH)
+        self._join = client.register_script(_JOIN)
         self._start = client.register_script(_START)
+        self._finish = client.register_script(_FINISH)
+        self._sweep = client.register_script(_SWEEP)
 
     def join(self, resource: str, token: str | None = None, hold_ms: int = LOCK_TIMEOUT_MS
              ) -> Flight:
@@ -108,9 +160,7 @@ class Flights:
         is held ``hold_ms`` at first: until the fetch task starts, when it is led by a
         request that enqueues one."""
         token = token or secrets.token_hex(12)
-        current = self.redis.set(
-            self.keys.lock(resource), token, nx=True, px=hold_ms, get=True
-        )
+        current = self._join(keys=[self.keys.locks()], args=[resource, token, hold_ms])
         if current is None:
             return Flight(resource, token, leader=True)
         return Flight(resource, _text(current), leader=False)  # type: ignore[arg-type]
@@ -118,16 +168,32 @@ class Flights:
     def start(self, flight: Flight) -> bool:
         """The fetch task begins: hold the lock for the fetch's time limit. False when
         the lock expired while the task was queued and another flight holds it now."""
-        return bool(self._start(keys=[self.keys.lock(flight.resource)],
-                                args=[flight.token, LOCK_TIMEOUT_MS]))
+        return bool(self._start(keys=[self.keys.locks()],
+                                args=[flight.resource, flight.token, LOCK_TIMEOUT_MS]))
 
     def finish(self, flight: Flight, outcome: Outcome, worker: str | None = None) -> None:
         """Publish the outcome to every waiter and release the lock if still ours; the
         ``worker`` that ran it (``track``) no longer does."""
-        keys = [self.keys.lock(flight.resource), self.keys.result(flight.resource, flight.token)]
+        keys = [self.keys.locks(), self.keys.result(flight.resource, flight.token),
+                self.keys.results()]
         if worker:
             keys.append(self.keys.running(worker))
-        self._finish(keys=keys, args=[flight.token, outcome.encode(), RESULT_TTL_MS])
+        self._finish(keys=keys,
+                     args=[flight.resource, flight.token, outcome.encode(), RESULT_TTL_MS])
+
+    def holder(self, resource: str) -> str | None:
+        """The token of the flight holding the resource's lock, if one does."""
+        value = self.redis.hget(self.keys.locks(), resource)
+        if value is None:
+            return None
+        token, _, deadline = _text(value).partition(" ")
+        now_s, now_us = self.redis.time()
+        return token if int(deadline) > now_s * 1000 + now_us // 1000 else None
+
+    def sweep(self) -> tuple[int, int]:
+        """Remove locks and outcomes past their deadlines: (locks, results) removed."""
+        locks, results = self._sweep(keys=[self.keys.locks(), self.keys.results()])
+        return int(locks), int(results)
 
     def track(self, worker: str, flight: Flight) -> None:
         """Note that ``worker`` runs ``flight`` (until it finishes it)."""

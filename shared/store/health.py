@@ -28,7 +28,7 @@ def worker_gone(client: redis.Redis, keys: Keys, hostname: str) -> None:
 
 
 def ticked(client: redis.Redis, keys: Keys, now: float) -> None:
-    client.set(keys.last_tick(), repr(now), ex=3600)
+    client.set(keys.last_tick(), repr(now))
 
 
 def readiness(client: redis.Redis, keys: Keys, tick_interval: float,

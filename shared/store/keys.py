@@ -16,13 +16,17 @@ class Keys:
         """Hash holding one resource's trimmed data, validators and timestamps."""
         return self._key("entry", resource)
 
-    def lock(self, resource: str) -> str:
-        """Single-flight lock of one resource; its value is the flight's token."""
-        return self._key("lock", resource)
+    def locks(self) -> str:
+        """Hash of the single-flight locks: resource -> "<flight token> <deadline ms>"."""
+        return self._key("locks")
 
     def result(self, resource: str, token: str) -> str:
         """List holding the outcome of one flight, read by every waiter."""
         return self._key("result", resource, token)
+
+    def results(self) -> str:
+        """Sorted set: result list -> when it may be removed (epoch ms, Redis's clock)."""
+        return self._key("results")
 
     def running(self, worker: str) -> str:
         """Hash of the flights one worker (by Celery hostname) is running: token ->

@@ -10,7 +10,7 @@ cached entries and the queue lengths in one round trip at scrape time.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import redis
@@ -71,22 +71,27 @@ def _cumulative(counts: dict[str, int], buckets: Sequence[float]) -> list[tuple[
 class RedisCollector:
     """A prometheus_client collector reading the worker metrics and Redis gauges."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, queues: Sequence[str]) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, queues: Sequence[str],
+                 upstream_of: Callable[[str], str], broker: redis.Redis | None = None) -> None:
         self.redis = client
         self.keys = keys
         self.queues = queues  # the broker's queue list keys
+        self.upstream_of = upstream_of  # resource -> its upstream's name
+        self.broker = broker or client
 
     def collect(self) -> Iterator[Metric]:
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(self.keys.metrics())
             pipe.zcard(self.keys.schedule())
-            for queue in self.queues:
-                pipe.llen(queue)
             pipe.info("memory")
             pipe.info("stats")
             replies = pipe.execute()
+        with self.broker.pipeline(transaction=False) as pipe:
+            for queue in self.queues:
+                pipe.llen(queue)
+            lengths = pipe.execute()
         raw: dict[str, Any] = {_text(k): _text(v) for k, v in replies[0].items()}
-        live, lengths, memory, stats = replies[1], replies[2:-2], replies[-2], replies[-1]
+        live, memory, stats = replies[1], replies[2], replies[3]
 
         requests = CounterMetricFamily(
             "cachedproxy_upstream_requests", "Upstream requests by resource kind and status "
@@ -118,8 +123,16 @@ class RedisCollector:
         yield lag_hist
         yield GaugeMetricFamily("cachedproxy_live_resources",
                                 "Resources in the refresh schedule", value=live)
-        yield GaugeMetricFamily("cachedproxy_cache_entries", "Cache entries in Redis "
-                                f"(counted up to {ENTRY_SCAN_LIMIT})", value=self._entries())
+        entries = GaugeMetricFamily("cachedproxy_cache_entries", "Cache entries in Redis by "
+                                    f"upstream (counted up to {ENTRY_SCAN_LIMIT})",
+                                    labels=["upstream"])
+        size = GaugeMetricFamily("cachedproxy_cache_bytes", "Memory the cache entries of an "
+                                 "upstream use in Redis (MEMORY USAGE)", labels=["upstream"])
+        for upstream, (count, used) in sorted(self._entries().items()):
+            entries.add_metric([upstream], count)
+            size.add_metric([upstream], used)
+        yield entries
+        yield size
         queue_len = GaugeMetricFamily("cachedproxy_queue_length", "Tasks waiting in a queue",
                                       labels=["queue"])
         for queue, length in zip(self.queues, lengths, strict=True):
@@ -135,13 +148,34 @@ class RedisCollector:
                                   "Keys Redis evicted for its maxmemory since it started",
                                   value=float(stats.get("evicted_keys", 0)))
 
-    def _entries(self) -> int:
-        count = 0
-        for _ in self.redis.scan_iter(self.keys.pattern("entry"), count=1000):
-            count += 1
-            if count >= ENTRY_SCAN_LIMIT:
+    def _entries(self) -> dict[str, tuple[int, int]]:
+        """upstream -> (entries, bytes), one SCAN page and one pipeline at a time."""
+        found: dict[str, tuple[int, int]] = {}
+        entry_prefix = len(self.keys.entry(""))
+        cursor, seen = 0, 0
+        while seen < ENTRY_SCAN_LIMIT:
+            cursor, page = self.redis.scan(cursor, match=self.keys.pattern("entry"), count=1000)
+            page = page[:ENTRY_SCAN_LIMIT - seen]
+            seen += len(page)
+            with self.redis.pipeline(transaction=False) as pipe:
+                for key in page:
+                    pipe.memory_usage(key, samples=0)
+                usages = pipe.execute()
+            for key, used in zip(page, usages, strict=True):
+                if used is None:  # gone since the SCAN
+                    continue
+                upstream = self._upstream(_text(key)[entry_prefix:])
+                count, total = found.get(upstream, (0, 0))
+                found[upstream] = (count + 1, total + int(used))
+            if cursor == 0:
                 break
-        return count
+        return found
+
+    def _upstream(self, resource: str) -> str:
+        try:
+            return self.upstream_of(resource)
+        except KeyError:  # its kind left the catalogue; the entry ages out
+            return "unknown"
 
 
 def _text(value: Any) -> str:

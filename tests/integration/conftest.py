@@ -129,10 +129,10 @@ def fresh_state(demo: Demo, store: redis.Redis) -> None:
     of failures."""
     demo.upstream.reset()
     keys = Keys(PREFIX)
-    for kind in ("entry", "lock", "result", "upstream", "held", "running", "budget"):
+    for kind in ("entry", "result", "upstream", "held", "running", "budget"):
         for key in store.scan_iter(keys.pattern(kind)):
             store.delete(key)
-    store.delete(keys.failures(), keys.paced())  # no test inherits another's back-off
+    store.delete(keys.failures(), keys.paced(), keys.locks(), keys.results())  # no test inherits another's back-off
 
 
 @pytest.fixture

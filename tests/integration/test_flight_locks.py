@@ -29,15 +29,52 @@ def test_task_start_extends_its_own_lock_and_yields_to_another(store: redis.Redi
     """start(): a task holding its lock extends it to the fetch's limit; a task whose
     lock expired takes it again if free, and gives way if another flight leads."""
     flights = Flights(store, Keys(PREFIX))
-    lock = Keys(PREFIX).lock("c42:event:x")
+    locks = Keys(PREFIX).locks()
     mine = flights.join("c42:event:x", hold_ms=2000)
     assert flights.start(mine)
-    assert store.pttl(lock) > 2000 and store.pttl(lock) <= LOCK_TIMEOUT_MS
-    store.delete(lock)
-    assert flights.start(mine) and store.get(lock) == mine.token  # free: taken again
-    store.set(lock, "another", px=5000)
+    assert held_for(store, "c42:event:x") > 2000
+    assert held_for(store, "c42:event:x") <= LOCK_TIMEOUT_MS
+    store.hdel(locks, "c42:event:x")
+    assert flights.start(mine) and flights.holder("c42:event:x") == mine.token  # free: taken
+    assert flights.join("c42:event:x").token == mine.token  # followers get the holder
+    store.hset(locks, "c42:event:x", f"another {now_ms(store) + 5000}")
     assert not flights.start(mine)
-    assert store.get(lock) == "another"
+    assert flights.holder("c42:event:x") == "another"
+
+
+def test_locks_and_outcomes_end_at_their_deadlines_without_a_redis_ttl(store: redis.Redis):
+    """Nothing but cache entries carries a TTL (only those may be evicted); a lock past
+    its deadline is free to the next flight, and the sweep removes it and old outcomes."""
+    flights = Flights(store, Keys(PREFIX))
+    old = flights.join("c42:event:old", hold_ms=1)
+    other = flights.join("c42:event:held")
+    done = flights.join("c42:event:done")
+    flights.finish(done, Outcome())
+    assert store.ttl(Keys(PREFIX).locks()) == -1
+    eventually(lambda: flights.holder("c42:event:old") is None, 2, "the lock's deadline")
+    new = flights.join("c42:event:old")
+    assert new.leader and new.token != old.token
+    store.hset(Keys(PREFIX).locks(), "c42:event:old", f"{new.token} {now_ms(store) - 1}")
+    assert flights.sweep() == (1, 0)  # outcomes are kept for RESULT_TTL_MS
+    assert store.hkeys(Keys(PREFIX).locks()) == ["c42:event:held"]
+    assert flights.holder("c42:event:held") == other.token
+    kept = store.zrange(Keys(PREFIX).results(), 0, -1)
+    assert kept == [Keys(PREFIX).result("c42:event:done", done.token)]
+    assert store.ttl(kept[0]) == -1
+    store.zadd(Keys(PREFIX).results(), {kept[0]: 0})
+    assert flights.sweep() == (0, 1)
+    assert not store.exists(kept[0]) and store.zcard(Keys(PREFIX).results()) == 0
+
+
+def now_ms(store: redis.Redis) -> int:
+    seconds, micros = store.time()
+    return seconds * 1000 + micros // 1000
+
+
+def held_for(store: redis.Redis, resource: str) -> int:
+    """How many more ms the resource's lock is held."""
+    deadline = int(store.hget(Keys(PREFIX).locks(), resource).split(" ")[1])
+    return deadline - now_ms(store)
 
 
 def test_flights_abandoned_by_a_killed_worker_are_failed_once(store: redis.Redis):
@@ -52,5 +89,5 @@ def test_flights_abandoned_by_a_killed_worker_are_failed_once(store: redis.Redis
     failed = flights.fail_abandoned("w@host", Outcome("fetch_failed", "killed"))
     assert [f.resource for f in failed] == ["c42:event:lost"]
     assert flights.wait(lost, 1.0).code == "fetch_failed"
-    assert store.exists(Keys(PREFIX).lock("c42:event:lost")) == 0
+    assert not store.hexists(Keys(PREFIX).locks(), "c42:event:lost")
     assert flights.fail_abandoned("w@host", Outcome("fetch_failed", "killed")) == []

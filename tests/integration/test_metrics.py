@@ -5,6 +5,8 @@ from __future__ import annotations
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from shared.store.keys import Keys
+from tests.integration.conftest import PREFIX
 from tests.integration.test_events_view import VIEW, get
 
 
@@ -67,12 +69,18 @@ def test_revalidation_counts_304_apart(api, demo, store):
                  kind="c42:event", status="200") == 0
 
 
-def test_gauges_for_live_set_entries_and_queues(api):
-    """Live-set size, cached entries and queue lengths are exported."""
+def test_gauges_for_live_set_entries_and_queues(api, store):
+    """Live-set size, cached entries and their memory per upstream, queue lengths and
+    Redis's memory are exported."""
     get(f"{api}{VIEW}/team-standup/")
     samples = scrape(api)
+    entries = list(store.scan_iter(Keys(PREFIX).pattern("entry")))
     assert samples[("cachedproxy_live_resources", ())] >= 2
-    assert samples[("cachedproxy_cache_entries", ())] >= 2
+    assert len(entries) == 2  # the event and its subscriptions
+    assert samples[("cachedproxy_cache_entries", (("upstream", "c42"),))] == 2
+    assert samples[("cachedproxy_cache_bytes", (("upstream", "c42"),))] == sum(
+        store.memory_usage(key, samples=0) for key in entries)
+    assert ("cachedproxy_cache_entries", (("upstream", "github"),)) not in samples
     assert ("cachedproxy_queue_length", (("queue", "fetch"),)) in samples
     assert ("cachedproxy_queue_length", (("queue", "refresh"),)) in samples
     assert samples[("cachedproxy_redis_used_memory_bytes", ())] > 100_000

@@ -111,7 +111,7 @@ def stack(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iter
 def forget_unpinned(stack: Stack) -> None:
     """Each test starts with nothing cached or scheduled but the configured event."""
     for key in stack.store.scan_iter(KEYS.pattern()):
-        if PINNED not in key and key.split(":")[1] in {"entry", "lock", "result"}:
+        if PINNED not in key and key.split(":")[1] in {"entry", "result"}:
             stack.store.delete(key)
         if key.split(":")[1] in {"upstream", "held"}:
             stack.store.delete(key)
@@ -119,7 +119,10 @@ def forget_unpinned(stack: Stack) -> None:
         for member in stack.store.zrange(key, 0, -1):
             if PINNED not in member:
                 stack.store.zrem(key, member)
-    stack.store.delete(KEYS.failures())
+    stack.store.delete(KEYS.failures(), KEYS.results())
+    for resource in stack.store.hkeys(KEYS.locks()):
+        if PINNED not in resource:
+            stack.store.hdel(KEYS.locks(), resource)
 
 
 def read_steadily(stack: Stack, event_id: str, seconds: float, every: float = 0.2

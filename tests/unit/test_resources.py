@@ -27,14 +27,14 @@ def test_other_ids_are_rejected(key):
 def test_every_key_is_under_the_prefix():
     """All keys of a deployment match its prefix pattern, so they can be found and removed."""
     keys = Keys("tenant-a")
-    made = [keys.entry("c42:event:1"), keys.lock("c42:event:1"), keys.result("c42:event:1", "t")]
+    made = [keys.entry("c42:event:1"), keys.locks(), keys.result("c42:event:1", "t")]
     assert made == [
         "tenant-a:entry:c42:event:1",
-        "tenant-a:lock:c42:event:1",
+        "tenant-a:locks",
         "tenant-a:result:c42:event:1:t",
     ]
     assert keys.pattern() == "tenant-a:*"
-    assert keys.pattern("lock") == "tenant-a:lock:*"
+    assert keys.pattern("entry") == "tenant-a:entry:*"
 
 
 def test_catalog_knows_the_c42_kinds_and_refuses_others():
