@@ -163,7 +163,7 @@ class Flights:
         current = self._join(keys=[self.keys.locks()], args=[resource, token, hold_ms])
         if current is None:
             return Flight(resource, token, leader=True)
-        return Flight(resource, _text(current), leader=False)  # type: ignore[arg-type]
+        return Flight(resource, _text(current), leader=False)
 
     def start(self, flight: Flight) -> bool:
         """The fetch task begins: hold the lock for the fetch's time limit. False when

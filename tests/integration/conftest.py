@@ -132,7 +132,8 @@ def fresh_state(demo: Demo, store: redis.Redis) -> None:
     for kind in ("entry", "result", "upstream", "held", "running", "budget"):
         for key in store.scan_iter(keys.pattern(kind)):
             store.delete(key)
-    store.delete(keys.failures(), keys.paced(), keys.locks(), keys.results())  # no test inherits another's back-off
+    # No test inherits another's back-off or flights.
+    store.delete(keys.failures(), keys.paced(), keys.locks(), keys.results())
 
 
 @pytest.fixture
