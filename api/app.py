@@ -21,6 +21,7 @@ from kombu.exceptions import OperationalError
 
 from api import openapi
 from api.admin import admin_app
+from api.local import Copies, Copy, Outage
 from api.metrics import renderer
 from api.reader import Enqueue, Read, Reader
 from api.requests_log import SERVED, RequestLog
@@ -28,12 +29,12 @@ from api.responses import JSON_TYPE, encode, json_response
 from shared.config.settings import MAX_WAIT, Settings
 from shared.errors import CachedProxyError, InvalidRequest, NotFound, StoreUnavailable
 from shared.policy import http
-from shared.policy.serving import Served
+from shared.policy.serving import Served, copy_usable
 from shared.queue import FETCH_TASK, QUEUES, REFRESH_TASK, celery_app
 from shared.store import health
 from shared.store.breaker import UpstreamBreaker
 from shared.store.client import connect
-from shared.store.entries import EntryStore, store_error, store_errors
+from shared.store.entries import EntryStore, store_error
 from shared.store.flights import Flights
 from shared.store.inventory import Inventory
 from shared.store.keys import Keys
@@ -46,6 +47,7 @@ from shared.upstreams.registry import subscribe, upstream_of, views
 log = logging.getLogger(__name__)
 
 CACHE = "cachedproxy"
+UNREACHABLE = "cache store unavailable: Redis is unreachable"
 BODY_CACHE_SIZE = 1024  # encoded view bodies kept per process, by ETag
 
 
@@ -151,12 +153,60 @@ def create_app(
     app = bottle.Bottle()
     bodies = BodyCache(BODY_CACHE_SIZE)
 
+    copies, outage = Copies(), Outage()
+
+    def respond(key: tuple[str, str], etag: str, modified: float, fresh_until: float,
+                checked_at: float, status: str, body: Callable[[], bytes]
+                ) -> bottle.HTTPResponse:
+        now = reader.clock()
+        cache = current().cache
+        headers = {
+            "ETag": etag,
+            "Last-Modified": http.http_date(modified),
+            "Cache-Control": http.cache_control(
+                fresh_until - now, cache.stale_while_revalidate, cache.stale_if_error),
+            "Age": str(int(max(now - checked_at, 0.0))),
+            "Cache-Status": status,
+        }
+        request = bottle.request
+        unchanged = http.not_modified(request.get_header("If-None-Match"),
+                                      request.get_header("If-Modified-Since"), etag, modified)
+        encoded = None if unchanged else body()
+        if not copies.touch(key, etag, fresh_until, checked_at):  # kept for Redis outages
+            copies.put(key, Copy(encoded or body(), etag, modified, fresh_until, checked_at))
+        if encoded is None:
+            return bottle.HTTPResponse(None, 304, headers)
+        return bottle.HTTPResponse(encoded, 200, {**headers, "Content-Type": JSON_TYPE})
+
+    def without_store(key: tuple[str, str], error: CachedProxyError) -> bottle.HTTPResponse:
+        """Redis is unreachable: this process's copy of the view if still usable."""
+        now = reader.clock()
+        copy = copies.get(key)
+        if copy is None or not copy_usable(copy.fresh_until, now, current().cache.stale_if_error):
+            bottle.request.environ[SERVED] = Served.ERROR
+            return error_response(error)
+        bottle.request.environ[SERVED] = Served.LOCAL
+        status = http.cache_status(CACHE, ["hit", f"ttl={int(copy.fresh_until - now)}",
+                                           "detail=store-unavailable"])
+        return respond(key, copy.etag, copy.modified, copy.fresh_until, copy.checked_at,
+                       status, lambda: copy.body)
+
     def serve(view: View) -> Callable[..., bottle.HTTPResponse]:
         def handler(**raw: str) -> bottle.HTTPResponse:
             try:
                 values = _values(view, raw)
-                with store_errors():
-                    read = reader.read(view.resources(values, current()), view.not_found)
+                key = (view.name, _identity(values))
+                resources = view.resources(values, current())
+                if not outage.should_try(reader.clock()):
+                    return without_store(key, StoreUnavailable(UNREACHABLE))
+                try:
+                    read = reader.read(resources, view.not_found)
+                except (redis.ConnectionError, redis.TimeoutError):
+                    outage.failed(reader.clock())
+                    return without_store(key, StoreUnavailable(UNREACHABLE))
+                except redis.RedisError as exc:
+                    raise store_error(exc) from exc
+                outage.succeeded()
             except CachedProxyError as exc:
                 bottle.request.environ[SERVED] = error_served(exc)
                 return error_response(exc, negative_ttl=current().cache.negative_ttl)
@@ -165,27 +215,19 @@ def create_app(
                 bottle.request.environ[SERVED] = Served.ERROR
                 return error_response(CachedProxyError())
             bottle.request.environ[SERVED] = read.served
-            now = reader.clock()
-            cache = current().cache
-            etag = http.strong_etag(view.name, _identity(values),
-                                    *(e.digest for e in read.entries))
-            modified = max(e.fetched_at for e in read.entries)
-            headers = {
-                "ETag": etag,
-                "Last-Modified": http.http_date(modified),
-                "Cache-Control": http.cache_control(
-                    read.fresh_for(now), cache.stale_while_revalidate, cache.stale_if_error),
-                "Age": str(int(read.age(now))),
-                "Cache-Status": cache_status(read, now),
-            }
-            request = bottle.request
-            if http.not_modified(request.get_header("If-None-Match"),
-                                 request.get_header("If-Modified-Since"), etag, modified):
-                return bottle.HTTPResponse(None, 304, headers)
-            body = bodies.get(etag)
-            if body is None:  # the ETag names the parameters and the parts' data
-                body = bodies.put(etag, encode(view.build(values, [e.data for e in read.entries])))
-            return bottle.HTTPResponse(body, 200, {**headers, "Content-Type": JSON_TYPE})
+            etag = http.strong_etag(view.name, key[1], *(e.digest for e in read.entries))
+
+            def body() -> bytes:
+                encoded = bodies.get(etag)
+                if encoded is None:  # the ETag names the parameters and the parts' data
+                    encoded = bodies.put(etag, encode(
+                        view.build(values, [e.data for e in read.entries])))
+                return encoded
+
+            return respond(key, etag, max(e.fetched_at for e in read.entries),
+                           min(e.fresh_until for e in read.entries),
+                           min(e.checked_at for e in read.entries),
+                           cache_status(read, reader.clock()), body)
 
         return handler
 
@@ -288,10 +330,12 @@ def app_from_settings(
     gives the settings in force at each request, when they follow Consul.
     """
     current = current or (lambda: settings)
-    client = connect(settings.redis)
+    # One retry: a connection Redis closed (a restart) is replaced at once, and a Redis
+    # that is down is known as such at once (api/local.py).
+    client = connect(settings.redis, retries=1)
     broker = connect(settings.redis, broker=True) if settings.redis.broker_url else client
     # Blocking waits need a socket timeout above the longest wait they may be given.
-    waiting = connect(settings.redis, MAX_WAIT + settings.redis.socket_timeout)
+    waiting = connect(settings.redis, MAX_WAIT + settings.redis.socket_timeout, retries=1)
     keys = Keys(settings.redis.key_prefix)
     queue = celery_app(settings, main="cachedproxy-api")
     reader = Reader(

@@ -31,7 +31,8 @@ LATENCY = Histogram("cachedproxy_http_request_duration_seconds", "API request la
                     ["route"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                                         0.5, 1.0, 2.5, 5.0, 10.0))
 OUTCOMES = Counter("cachedproxy_cache_outcomes", "How view requests were served: hit, miss, "
-                   "collapsed, stale, stale_if_error, negative (a cached 404), error",
+                   "collapsed, stale, stale_if_error, negative (a cached 404), local (a process's "
+                   "own copy while Redis is unreachable), error",
                    ["outcome"])
 
 

@@ -25,7 +25,9 @@ _CACHE_HEADERS = {
     "Age": {"description": "Seconds since upstream last confirmed the oldest part",
             "schema": {"type": "integer", "minimum": 0}},
     "Cache-Status": {"description": "RFC 9211: hit, fwd=miss (collapsed), fwd=stale, ttl, "
-                                    "fwd-status", "schema": {"type": "string"}},
+                                    "fwd-status; detail=store-unavailable when served from "
+                                    "the API process's own copy while Redis is unreachable",
+                     "schema": {"type": "string"}},
 }
 
 

@@ -32,6 +32,7 @@ class Served(enum.Enum):
     STALE_IF_ERROR = "stale_if_error"  # served because upstream failed or backs off
     NEGATIVE = "negative"  # a remembered upstream 404
     ERROR = "error"  # no usable data: upstream, Redis or the fetch failed
+    LOCAL = "local"  # the API process's own copy, served while Redis is unreachable
 
 
 class Staleness(enum.Enum):
@@ -88,3 +89,10 @@ def read_action(state: Staleness, backing_off: bool) -> ReadAction:
     if state is Staleness.REVALIDATE:
         return ReadAction.SERVE_AND_REFRESH
     return ReadAction.FETCH_OR_FALLBACK
+
+
+def copy_usable(fresh_until: float, now: float, stale_if_error: float) -> bool:
+    """Whether an API process's own copy of a view may be served while Redis is
+    unreachable: fresh, or less than ``stale_if_error`` past its freshness (RFC 5861
+    section 4; the store failing is an error like upstream failing)."""
+    return now < fresh_until + max(stale_if_error, 0.0)

@@ -17,6 +17,7 @@ from api.app import app_from_settings
 from demo.server import threaded_wsgi_server
 from launcher.services import celery, free_port
 from tests.harness import start_redis, stop, wait_for_worker
+from tests.integration.conftest import eventually
 from tests.integration.test_events_view import VIEW, expected, get
 
 
@@ -68,9 +69,11 @@ def own_redis(tmp_path: Path, env: dict[str, str]):
     stop([worker, *procs])
 
 
-def test_redis_restart_loses_nothing_and_service_resumes(own_redis, settings, demo):
-    """While Redis is down the API answers 503; once it is back, cached data is still
-    there (no upstream call) and misses are fetched again."""
+def test_redis_down_serves_recent_views_and_restart_loses_nothing(own_redis, settings, demo):
+    """While Redis is down the API answers the view it served from its own copy (the
+    same body, Cache-Status saying so) and 503 store_unavailable for a view it never
+    served; once Redis is back, without a restart, cached data is still there (no
+    upstream call) and misses are fetched again."""
     url, port, data, procs = own_redis
     server = threaded_wsgi_server(
         app_from_settings(settings.replace(redis={"url": url, "socket_timeout": 1.0})),
@@ -79,12 +82,20 @@ def test_redis_restart_loses_nothing_and_service_resumes(own_redis, settings, de
     threading.Thread(target=server.serve_forever, daemon=True).start()
     api = f"http://127.0.0.1:{server.server_address[1]}"
     try:
-        assert get(f"{api}{VIEW}/launch-party/").json() == expected("launch-party")
+        served = requests.get(f"{api}{VIEW}/launch-party/", timeout=10)
+        assert served.json() == expected("launch-party")
         stop([procs.pop()])
         r = requests.get(f"{api}{VIEW}/launch-party/", timeout=10)
+        assert r.status_code == 200 and r.content == served.content
+        assert r.headers["ETag"] == served.headers["ETag"]
+        assert r.headers["Cache-Status"].endswith("; detail=store-unavailable")
+        r = requests.get(f"{api}{VIEW}/team-standup/", timeout=10)
         assert r.status_code == 503 and r.json()["error"]["code"] == "store_unavailable"
         procs.append(start_redis(data, port, appendonly=True))
         calls = demo.upstream.counters()
+        eventually(lambda: "detail" not in requests.get(
+            f"{api}{VIEW}/launch-party/", timeout=10).headers["Cache-Status"], 5,
+            "reads from Redis again")
         assert get(f"{api}{VIEW}/launch-party/").json() == expected("launch-party")
         assert demo.upstream.counters() == calls
         assert get(f"{api}{VIEW}/team-standup/").json() == expected("team-standup")

@@ -22,6 +22,7 @@ class StubReader:
         self.error = error
         self.result = read or Read([EVENT, SUBS])
         self.asked: list[Sequence[str]] = []
+        self.now = NOW
 
     def read(self, resources: Sequence[str], not_found: str = "") -> Read:
         self.asked.append(list(resources))
@@ -30,7 +31,7 @@ class StubReader:
         return self.result
 
     def clock(self) -> float:
-        return NOW
+        return self.now
 
 
 def call(app, path: str, method: str = "GET", headers: dict[str, str] | None = None

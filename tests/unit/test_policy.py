@@ -11,7 +11,14 @@ from shared.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from shared.policy.serving import ReadAction, Staleness, Windows, read_action, staleness
+from shared.policy.serving import (
+    ReadAction,
+    Staleness,
+    Windows,
+    copy_usable,
+    read_action,
+    staleness,
+)
 from shared.policy.storing import AfterFetch, Backoff, Stored, after_fetch
 from shared.store.entry import fetched, not_found
 
@@ -107,3 +114,23 @@ def test_after_fetch(changed, error, failures, retry_after, decision):
     not a failure; failures keep the data and retry after a back-off that is never 0,
     doubles, is capped, and honours a longer Retry-After."""
     assert after_fetch(changed, error, failures, BACKOFF, retry_after) == decision
+
+
+@pytest.mark.parametrize(
+    ("now", "stale_if_error", "usable"),
+    [
+        (99.0, 0, True),  # fresh
+        (100.0, 0, False),  # freshness over, no stale-if-error window
+        (100.0, 60, True),  # stale, within the window
+        (159.9, 60, True),
+        (160.0, 60, False),  # the window is over
+        (500.0, 60, False),
+        (99.0, -5, True),  # a negative window counts as none
+        (100.0, -5, False),
+    ],
+)
+def test_a_process_copy_stands_in_for_unreachable_redis_under_stale_if_error(
+        now, stale_if_error, usable):
+    """A copy fresh until t=100 may be served while Redis is unreachable until
+    stale_if_error past t=100, not a moment later."""
+    assert copy_usable(100.0, now, stale_if_error) is usable
