@@ -4,10 +4,12 @@ Off unless ``[admin] token`` (``ADMIN_TOKEN``) is set: then every ``/admin/`` pa
 404, as any unknown path. With a token, requests carry ``Authorization: Bearer <token>``
 (compared in constant time, never logged); without it, 401 with ``WWW-Authenticate``.
 
-    GET    /admin/entries?prefix=&limit=&after=   entries, in name order, a page at a time
+    GET    /admin/entries?upstream=&prefix=&live=&limit=&after=
+                                                  entries, in name order, a page at a time
     DELETE /admin/entries/<resource>              purge one resource
     POST   /admin/purge  {"upstream": "github"} | {"prefix": "github:repos:"}
-                         | {"view": "<name>", "params": {...}} | {"resources": [...]}
+                         | {"view": "<name>", "params": {...}} | {"tag": "event:<id>"}
+                         | {"resources": [...]}
     POST   /admin/refresh/<resource>              a conditional refresh, enqueued now (202)
 """
 
@@ -25,8 +27,8 @@ import bottle
 from api.responses import json_response
 from shared.config.settings import Settings
 from shared.errors import CachedProxyError, InvalidRequest, NotFound, Unauthorized
-from shared.store.inventory import Inventory
-from shared.upstreams.registry import kind_of, upstreams, views
+from shared.store.inventory import Inventory, Listed
+from shared.upstreams.registry import kind_of, tagged, upstreams, views
 
 log = logging.getLogger(__name__)
 MAX_PAGE = 1000
@@ -74,9 +76,13 @@ def admin_app(inventory: Inventory, refresh: Refresh, current: Callable[[], Sett
             limit = 0
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidRequest(f"limit must be 1-{MAX_PAGE}")
-        listed = inventory.entries(query.get("prefix", ""), limit, query.get("after", ""))
+        live = {"": None, "true": True, "false": False}.get(query.get("live", ""), "bad")
+        if live == "bad":
+            raise InvalidRequest("live must be true (refreshed ahead) or false (idle)")
+        prefix = scoped_prefix(query.get("upstream", ""), query.get("prefix", ""))
+        listed = inventory.entries(prefix, limit, query.get("after", ""), live)  # type: ignore[arg-type]
         now = clock()
-        body: dict[str, Any] = {"entries": [e.as_json(now) for e in listed]}
+        body: dict[str, Any] = {"entries": [described(e, now) for e in listed]}
         if len(listed) == limit:
             body["next"] = {"after": listed[-1].resource}
         return json_response(200, body)
@@ -98,8 +104,10 @@ def admin_app(inventory: Inventory, refresh: Refresh, current: Callable[[], Sett
             spec = None
         if not isinstance(spec, dict) or len(spec.keys() - {"params"}) != 1:
             raise InvalidRequest('send one of {"upstream"}, {"prefix"}, {"view", "params"}, '
-                                 '{"resources"}')
-        if "upstream" in spec:
+                                 '{"tag"}, {"resources"}')
+        if "tag" in spec and isinstance(spec["tag"], str):
+            purged = inventory.purge(resources_tagged(spec["tag"]))
+        elif "upstream" in spec:
             if spec["upstream"] not in upstreams():
                 raise NotFound("no such upstream")
             purged = inventory.purge_prefix(f"{spec['upstream']}:")
@@ -134,6 +142,34 @@ def admin_app(inventory: Inventory, refresh: Refresh, current: Callable[[], Sett
     return app
 
 
+def scoped_prefix(upstream: str, prefix: str) -> str:
+    """The resource prefix of a listing by upstream and/or prefix."""
+    if not upstream:
+        return prefix
+    if upstream not in upstreams():
+        raise NotFound("no such upstream")
+    if prefix and not prefix.startswith(f"{upstream}:"):
+        raise InvalidRequest(f"prefix must start with {upstream}: to list upstream {upstream}")
+    return prefix or f"{upstream}:"
+
+
+def resources_tagged(tag: str) -> list[str]:
+    resources = tagged(tag)
+    if not resources:
+        raise NotFound(f"no resource kind in the catalogue carries a tag like {tag!r}")
+    return resources
+
+
+def described(listed: Listed, now: float) -> dict[str, Any]:
+    """An entry as the admin API and command show it: with its upstream and tags."""
+    try:
+        kind = kind_of(listed.resource)
+    except CachedProxyError:  # its kind left the catalogue; it ages out
+        return {**listed.as_json(now), "upstream": None, "tags": []}
+    return {**listed.as_json(now), "upstream": kind.upstream,
+            "tags": kind.tags_of(listed.resource)}
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m api.admin entries|purge ...``: the same operations on the configured
     Redis, for an operator at the machine (no token: access to Redis is the right)."""
@@ -151,11 +187,18 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("entries", help="list cached entries, one JSON line each")
     listing.add_argument("--prefix", default="", help="resources starting with this")
+    listing.add_argument("--upstream", default="", help="entries of this upstream")
+    state = listing.add_mutually_exclusive_group()
+    state.add_argument("--live", dest="live", action="store_const", const=True,
+                       help="only entries refreshed ahead")
+    state.add_argument("--idle", dest="live", action="store_const", const=False,
+                       help="only entries not refreshed ahead")
     listing.add_argument("--limit", type=int, default=MAX_PAGE)
     purging = commands.add_parser("purge", help="purge entries; prints what was purged")
     what = purging.add_mutually_exclusive_group(required=True)
     what.add_argument("--upstream", help="every entry of this upstream")
     what.add_argument("--prefix", help="every entry whose resource starts with this")
+    what.add_argument("--tag", help="every resource carrying this tag (catalogue tags)")
     what.add_argument("--resource", action="append", help="this resource (repeatable)")
     args = parser.parse_args(argv)
     try:
@@ -163,13 +206,16 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         refuse_to_start(exc)
     inventory = Inventory(connect(settings.redis), Keys(settings.redis.key_prefix))
-    if args.command == "entries":
-        now = time.time()
-        for listed in inventory.entries(args.prefix, args.limit):
-            print(json.dumps(listed.as_json(now), ensure_ascii=False))
-        return 0
     try:
-        if args.upstream:
+        if args.command == "entries":
+            now = time.time()
+            prefix = scoped_prefix(args.upstream, args.prefix)
+            for listed in inventory.entries(prefix, args.limit, live=args.live):
+                print(json.dumps(described(listed, now), ensure_ascii=False))
+            return 0
+        if args.tag:
+            purged = inventory.purge(resources_tagged(args.tag))
+        elif args.upstream:
             if args.upstream not in upstreams():
                 raise NotFound(f"no upstream {args.upstream!r}")
             purged = inventory.purge_prefix(f"{args.upstream}:")

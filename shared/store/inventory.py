@@ -51,12 +51,20 @@ class Inventory:
                                         count=SCAN_BATCH):
             yield (key.decode() if isinstance(key, bytes) else key)[start:]
 
-    def entries(self, prefix: str = "", limit: int = 100, after: str = "") -> list[Listed]:
+    def entries(self, prefix: str = "", limit: int = 100, after: str = "",
+                live: bool | None = None) -> list[Listed]:
         """Entries whose resource starts with ``prefix``, in name order, at most
-        ``limit`` of them after the resource ``after`` (the previous page's last)."""
-        names = sorted(r for r in self._resources(prefix) if r > after)[:limit]
-        if not names:
-            return []
+        ``limit`` of them after the resource ``after`` (the previous page's last);
+        ``live``: only those refreshed ahead (True) or only idle ones (False)."""
+        names = sorted(r for r in self._resources(prefix) if r > after)
+        found: list[Listed] = []
+        while names and len(found) < limit:
+            batch, names = names[:limit], names[limit:]
+            found += [e for e in self._listed(batch)
+                      if live is None or (e.next_refresh is not None) == live]
+        return found[:limit]
+
+    def _listed(self, names: list[str]) -> list[Listed]:
         with self.redis.pipeline(transaction=False) as pipe:
             for name in names:
                 pipe.hgetall(self.keys.entry(name))
@@ -69,6 +77,7 @@ class Inventory:
                    None if at is None else at / 1000, None if read is None else read / 1000)
             for name, fields, size, at, read in zip(
                 names, pairs[::2], pairs[1::2], due, reads, strict=True)
+            if fields  # gone since the SCAN
         ]
 
     def purge(self, resources: Iterable[str]) -> list[str]:

@@ -53,6 +53,7 @@ from shared.upstreams.kinds import (
 )
 
 NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
+TAG_RE = re.compile(r"[A-Za-z0-9_:.-]{1,200}")
 READ_THROUGH_RE = re.compile(r"(/[A-Za-z0-9_-]*|/\{\w+\})+")
 VIEW_NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,63}")
 PARAM_TYPES = {"id", "count", "choice"}
@@ -380,7 +381,7 @@ def _kind(at: _At, upstream: str, name: str, spec: Any, paging: _Paging | None
     if not NAME_RE.fullmatch(name):
         raise at.error("", "a resource's name is lower-case letters, digits and '_'")
     _entry(at, spec, {"path", "paged", "checks", "not_found", "keep", "derive",
-                      "read_through", "example"})
+                      "read_through", "example", "tags"})
     path = _get(at, spec, "path", str)
     fields = _fields(path)
     if not path.startswith("/") or len(fields) != 1 or not fields[0].isidentifier():
@@ -422,9 +423,18 @@ def _kind(at: _At, upstream: str, name: str, spec: Any, paging: _Paging | None
     if read_through and (pagination is not None or not READ_THROUGH_RE.fullmatch(path)):
         raise at.error("read_through", "a read-through resource is one page at a path of "
                                        "letters, digits, '-', '_' and '/', no query")
-    return ResourceKind(f"{upstream}:{name}", upstream, path.replace(f"{{{fields[0]}}}", "{key}"),
+    placeholder = f"{{{fields[0]}}}"
+    tags = []
+    for i, tag in enumerate(_get(at, spec, "tags", list, [])):
+        if not isinstance(tag, str) or not TAG_RE.fullmatch(tag.replace(placeholder, "K", 1)) \
+                or tag.count(placeholder) != 1:
+            raise at.key("tags", str(i)).error(
+                "", f"a tag is letters, digits, '_', '-', ':' and '.' around {placeholder}, "
+                    f"e.g. \"event:{placeholder}\"")
+        tags.append(tag.replace(placeholder, "{key}"))
+    return ResourceKind(f"{upstream}:{name}", upstream, path.replace(placeholder, "{key}"),
                         trim, pagination, derive, read_through, fields[0],
-                        _get(at, spec, "example", str, ""))
+                        _get(at, spec, "example", str, ""), tuple(tags))
 
 
 def _read_through(kind: ResourceKind, title: str) -> View:

@@ -58,9 +58,25 @@ class ResourceKind:
     read_through: bool = False
     key_name: str = "key"
     example: str = ""  # a key to show, e.g. in make run's example URLs
+    # Templates with {key}: what an operator may purge this kind's resources by, e.g.
+    # "event:{key}" puts an event's resources of every kind under the tag "event:<id>".
+    tags: tuple[str, ...] = ()
 
     def resource(self, key: str) -> str:
         return f"{self.name}:{check_key(key)}"
+
+    def tags_of(self, resource: str) -> list[str]:
+        return [tag.replace("{key}", key_of(resource)) for tag in self.tags]
+
+    def tagged(self, tag: str) -> str | None:
+        """This kind's resource carrying ``tag``, if one may."""
+        for template in self.tags:
+            head, _, tail = template.partition("{key}")
+            key = tag[len(head):len(tag) - len(tail)]
+            if (len(tag) > len(head) + len(tail) and tag.startswith(head)
+                    and tag.endswith(tail) and KEY_RE.fullmatch(key)):
+                return f"{self.name}:{key}"
+        return None
 
     def path_for(self, resource: str) -> str:
         return self.path.format(key=key_of(resource))

@@ -77,6 +77,12 @@ def upstream_of(resource: str) -> str:
     return _kinds()[kind_name_of(resource)].upstream
 
 
+def tagged(tag: str) -> list[str]:
+    """The resources carrying ``tag`` (catalogue ``tags``), of every kind; [] when no
+    kind declares a tag of its form."""
+    return [r for k in _kinds().values() if (r := k.tagged(tag)) is not None]
+
+
 def kind_of(resource: str) -> ResourceKind:
     kind = _kinds().get(kind_name_of(resource))
     if kind is None:

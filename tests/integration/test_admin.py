@@ -102,11 +102,53 @@ def test_purging_an_upstream_or_one_resource(admin, api, store):
         "c42:event:team-standup", "c42:subscriptions:quiet-evening",
         "c42:subscriptions:team-standup"]
     assert not list(store.scan_iter(Keys(PREFIX).entry("c42:") + "*"))
-    assert store.zcard(Keys(PREFIX).schedule()) == 0
+    assert not [r for r in store.zrange(Keys(PREFIX).schedule(), 0, -1) if r.startswith("c42:")]
     for body in ({}, {"upstream": "nope"}, {"view": "nope"}, {"upstream": "c42", "prefix": "x"},
                  {"view": "events-with-subscriptions", "params": {"id": "a.b"}}):
         r = requests.post(f"{admin}/admin/purge", json=body, headers=AUTH, timeout=10)
         assert r.status_code in (400, 404) and "error" in r.json(), body
+
+
+def test_purging_by_tag_takes_every_kind_of_one_event_and_nothing_else(admin, api, demo):
+    """The catalogue tags an event's resources "event:<id>": one purge by tag takes the
+    event and its subscriptions; another event stays cached."""
+    get(f"{api}{VIEW}/team-standup/")
+    get(f"{api}{VIEW}/quiet-evening/")
+    demo.upstream.put_event("team-standup", "Stand-up, moved", ["Zoë"])
+    r = requests.post(f"{admin}/admin/purge", json={"tag": "event:team-standup"},
+                      headers=AUTH, timeout=10)
+    assert r.status_code == 200
+    assert sorted(r.json()["purged"]) == ["c42:event:team-standup",
+                                          "c42:subscriptions:team-standup"]
+    after = get(f"{api}{VIEW}/team-standup/")
+    assert after.json() == {"id": "team-standup", "title": "Stand-up, moved", "names": ["Zoë"]}
+    assert get(f"{api}{VIEW}/quiet-evening/").headers["Cache-Status"].startswith(
+        "cachedproxy; hit")
+    for tag in ("nope:team-standup", "event:", "event:a b"):
+        r = requests.post(f"{admin}/admin/purge", json={"tag": tag}, headers=AUTH, timeout=10)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", tag
+
+
+def test_entries_by_upstream_and_live_or_idle_with_their_tags(admin, api, store):
+    get(f"{api}{VIEW}/team-standup/")
+    store.zrem(Keys(PREFIX).schedule(), "c42:event:team-standup")  # no longer refreshed ahead
+
+    def listed(**params: str) -> list[dict]:
+        r = requests.get(f"{admin}/admin/entries", params=params, headers=AUTH, timeout=10)
+        assert r.status_code == 200, r.text
+        return r.json()["entries"]
+
+    idle = listed(upstream="c42", live="false")
+    assert [e["resource"] for e in idle] == ["c42:event:team-standup"]
+    assert idle[0]["upstream"] == "c42" and idle[0]["tags"] == ["event:team-standup"]
+    assert not idle[0]["live"] and idle[0]["next_refresh"] is None
+    assert [e["resource"] for e in listed(upstream="c42", live="true")] == [
+        "c42:subscriptions:team-standup"]
+    assert len(listed(upstream="c42")) == 2 and listed(upstream="github") == []
+    for params, status in (({"upstream": "nope"}, 404), ({"live": "maybe"}, 400),
+                           ({"upstream": "c42", "prefix": "github:"}, 400)):
+        r = requests.get(f"{admin}/admin/entries", params=params, headers=AUTH, timeout=10)
+        assert r.status_code == status and "error" in r.json(), params
 
 
 def test_refresh_now_is_enqueued_and_done(admin, api, store):
@@ -137,7 +179,13 @@ def test_the_command_line_lists_and_purges(api, env, store):
     assert listed.returncode == 0, listed.stderr
     rows = [json.loads(line) for line in listed.stdout.splitlines()]
     assert [r["resource"] for r in rows] == ["c42:event:team-standup"]
-    assert rows[0]["status"] == 200
+    assert rows[0]["status"] == 200 and rows[0]["tags"] == ["event:team-standup"]
+    assert run("entries", "--upstream", "c42", "--idle").stdout == ""
+    assert len(run("entries", "--upstream", "c42", "--live").stdout.splitlines()) == 2
+    by_tag = run("purge", "--tag", "event:team-standup")
+    assert sorted(json.loads(by_tag.stdout)["purged"]) == [
+        "c42:event:team-standup", "c42:subscriptions:team-standup"]
+    get(f"{api}{VIEW}/team-standup/")
     purged = run("purge", "--upstream", "c42")
     assert purged.returncode == 0
     assert sorted(json.loads(purged.stdout)["purged"]) == [

@@ -326,6 +326,14 @@ LINK = SHOP.replace('prefetch = ["product:{featured}"]', 'prefetch = ["product:{
          'catalogue: views.prices.body: ${nothing} is not a count or choice parameter'),
         (SHOP.replace('route = "/prices/{sku}/"', 'route = "/prices/{sku}/{n}"').replace('params.sku = { type = "id", example = "sku-1" }', 'params.sku = { type = "id", example = "sku-1" }\nparams.n = { type = "count" }').replace('body = "{sku: params.sku, price: product.price}"', 'body = "[product][:${n}"'),
          'catalogue: views.prices.body: invalid JMESPath (syntax error'),
+        (SHOP.replace('path = "/products/{sku}"', 'path = "/products/{sku}"\ntags = ["sku"]'),
+         'catalogue: upstreams.shop.resources.product.tags.0: a tag is letters, digits, \'_\', \'-\', \':\' and \'.\' around {sku}, e.g. "event:{sku}"'),
+        (SHOP.replace('path = "/products/{sku}"', 'path = "/products/{sku}"\ntags = ["p {sku}"]'),
+         'catalogue: upstreams.shop.resources.product.tags.0: a tag is letters, digits, \'_\', \'-\', \':\' and \'.\' around {sku}, e.g. "event:{sku}"'),
+        (SHOP.replace('path = "/products/{sku}"', 'path = "/products/{sku}"\ntags = ["{sku}:{sku}"]'),
+         'catalogue: upstreams.shop.resources.product.tags.0: a tag is letters, digits, \'_\', \'-\', \':\' and \'.\' around {sku}, e.g. "event:{sku}"'),
+        (SHOP.replace('path = "/products/{sku}"', 'path = "/products/{sku}"\ntags = "x"'),
+         'catalogue: upstreams.shop.resources.product.tags: must be a list'),
         (SHOP.replace('path = "/products/{sku}"', 'path = "/products/{sku}"\nread_through = true') + '\n[views.shop-product]\nroute = "/x/{sku}"\nparams.sku = { type = "id" }\nparts = { product = "shop:product:{sku}" }\nbody = "@"\n',
          "catalogue: views.shop-product: is also the name of a read-through resource's route"),
     ],
@@ -337,3 +345,38 @@ def test_every_mistake_is_refused_with_its_own_message(text, message):
         parse(text)
     assert str(refused.value) == message or (
         message.endswith("(syntax error") and str(refused.value).startswith(message))
+
+
+TAGGED = SHOP.replace('path = "/products/{sku}"',
+                      'path = "/products/{sku}"\ntags = ["product:{sku}", "sku.{sku}.v1"]')
+
+
+@pytest.mark.parametrize(
+    ("tag", "resource"),
+    [
+        ("product:a1", "shop:product:a1"),
+        ("sku.a-1_B.v1", "shop:product:a-1_B"),
+        ("product:", None),  # no key
+        ("product:a:b", None),  # not a key
+        ("product:a b", None),
+        ("sku.a1.v2", None),
+        ("sku.a1", None),
+        ("products:a1", None),
+        ("xproduct:a1", None),
+        ("product:" + "k" * 129, None),  # keys are at most 128 characters
+    ],
+)
+def test_a_tag_names_the_resource_whose_key_it_holds(tag, resource):
+    """A kind's tag templates map a tag back to the one resource carrying it."""
+    [kind] = parse(TAGGED).upstreams["shop"].kinds
+    assert kind.tagged(tag) == resource
+    if resource is not None:
+        assert tag in kind.tags_of(resource)
+
+
+def test_the_shipped_catalogue_tags_an_event_and_an_organisation_across_kinds():
+    kinds = {k.name: k for u in load(DEFAULT_CATALOGUE).upstreams.values() for k in u.kinds}
+    assert sorted(r for k in kinds.values() if (r := k.tagged("event:e1"))) == [
+        "c42:event:e1", "c42:subscriptions:e1"]
+    assert sorted(r for k in kinds.values() if (r := k.tagged("org:acme"))) == [
+        "github:members:acme", "github:org:acme", "github:repos:acme"]
