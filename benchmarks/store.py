@@ -145,12 +145,13 @@ def run_down(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             for event in served:
                 assert requests.get(f"{sys_.api}{VIEW}/{event}/", timeout=30).status_code == 200
         stop_at, started = threading.Event(), time.monotonic()
-        mix = [e for pair in zip(served, never, strict=True) for e in pair]
+        mix = list(served)  # the views never served join once Redis is down
         with ThreadPoolExecutor(1) as pool:
             running = pool.submit(load, sys_.api, mix, stop_at, started)
             time.sleep(2)  # steady load first
             down_at = time.monotonic() - started
             sys_.stop_redis()
+            mix.extend(never)
             time.sleep(args.down_seconds)
             up_at = time.monotonic() - started
             sys_.start_redis()
@@ -175,6 +176,9 @@ def run_down(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "max_ms": round(max((a.ms for a in during), default=0.0), 2),
         "p99_503_ms": round(pct([a.ms for a in during if a.status == 503], 99), 2),
         "normal_after_s": round(max((a.at for a in abnormal_after), default=up_at) - up_at, 2),
+        "abnormal_after": {f"{status}{' local' if local else ''}": sum(
+            1 for a in abnormal_after if (a.status, a.local) == (status, local))
+            for status, local in {(a.status, a.local) for a in abnormal_after}},
     }
 
 
@@ -207,6 +211,8 @@ def run_memory(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         seconds = time.monotonic() - started
         memory, stats = store.info("memory"), store.info("stats")
         live: list[str] = list(store.zrange(KEYS.schedule(), 0, -1))  # type: ignore[arg-type]
+        kept = list(store.scan_iter(KEYS.pattern("entry"), count=1000))
+        sizes = [store.memory_usage(key, samples=0) or 0 for key in kept]
         return {
             "cap_mb": args.cap_mb,
             "requested_mb": round(views * 2 * size / 1e6, 1),
@@ -214,6 +220,8 @@ def run_memory(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "seconds": round(seconds, 1),
             "failed_requests": sum(s != 200 for s in statuses),
             "evicted_keys": stats["evicted_keys"],
+            "entries_kept": len(kept),
+            "mean_entry_kb": round(sum(sizes) / max(len(sizes), 1) / 1000, 1),
             "used_memory_mb": round(memory["used_memory"] / 1e6, 1),
             "planted_tasks_left": store.llen(KEYS.queue("planted")),
             "planted_schedule_left": sum(m.startswith("c42:event:planted-") for m in live),

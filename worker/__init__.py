@@ -12,6 +12,7 @@ from shared.telemetry.logs import configure_logging
 
 app = Celery("cachedproxy", include=["worker.tasks", "worker.health"])
 app.config_from_object("celeryconfig")
+app.conf.worker_consumer = "worker.consumer:Consumer"  # reconnects promptly
 app.user_options["preload"].add(
     click.Option(["--consul"], default=None, help="Consul agent host:port for live settings")
 )
