@@ -20,6 +20,7 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 
 from api import openapi
+from api.access import Access, Limiter
 from api.admin import admin_app
 from api.local import Copies, Copy, Outage
 from api.metrics import renderer
@@ -271,6 +272,9 @@ def create_app(
             status, "internal error" if status >= 500 else reason)
         if status >= 500:
             log.error("unhandled error", extra={"error": repr(err.exception)})
+        if status == 405:  # every GET route answers HEAD too
+            allowed = [m.strip() for m in err.headers.get("Allow", "").split(",") if m.strip()]
+            err.headers["Allow"] = ", ".join(allowed + ["HEAD"] * ("GET" in allowed))
         return encode({"error": {"status": status, "code": _code(status), "message": message}})
 
     app.default_error_handler = http_error
@@ -359,10 +363,12 @@ def app_from_settings(
                       current, reader.clock),
         )
 
-    served = RequestLog(build())
+    guarded = Access(build(), lambda: current().access, settings.api.host,
+                     Limiter(client, keys), reader.clock)
+    served = RequestLog(guarded)
 
     def rebuild() -> None:
-        served.app = build()  # the catalogue changed: its routes, in one swap
+        guarded.app = build()  # the catalogue changed: its routes, in one swap
 
     subscribe(rebuild)
     return served

@@ -83,7 +83,11 @@ def _view(view: View, alias: bool) -> dict[str, Any]:
                 },
                 "304": {"description": "The client's copy is current", "headers": _CACHE_HEADERS},
                 "400": _error(f"A parameter is invalid: {invalid}"),
+                "401": _error("An API key is required (API_REQUIRE_KEYS) and none or an "
+                              "unknown one was sent"),
                 "404": _error(view.not_found[:1].upper() + view.not_found[1:]),
+                "429": _error("Over the client's rate limit (API_RATE_LIMIT); Retry-After "
+                              "says when to try again"),
                 "502": _error("Upstream failed and nothing usable is cached"),
                 "503": _error("Redis is unreachable, or the fetch's worker died"),
                 "504": _error("Upstream or the fetch took too long"),
@@ -100,6 +104,8 @@ def spec() -> dict[str, Any]:
             "version": "0.1.0",
             "description": "Combined views of slow upstream APIs, served from Redis.",
         },
+        # An API key when keys are required (off on loopback by default), else nothing.
+        "security": [{"apiKey": []}, {}],
         "paths": {
             **{view.route.rstrip("/") + "/": _view(view, alias=False) for view in views()},
             **{view.route.rstrip("/"): _view(view, alias=True) for view in views()},
@@ -136,7 +142,10 @@ def spec() -> dict[str, Any]:
                                           "schema": {"type": "object"}}}}},
             }},
         },
-        "components": {"schemas": {
+        "components": {"securitySchemes": {
+            "apiKey": {"type": "http", "scheme": "bearer",
+                       "description": "Authorization: Bearer <API key> (python -m api.keys)"},
+        }, "schemas": {
             **{_schema_name(view): dict(view.schema) for view in views()},
             "Readiness": {
                 "type": "object",

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from api import metrics
+from api.access import CLIENT
 from shared.policy.serving import Served
 from shared.telemetry.logs import log_context
 
@@ -58,6 +59,7 @@ class RequestLog:
                     "path": environ.get("PATH_INFO"),
                     "status": status,
                     "cache": served.value if served is not None else None,
+                    "client": environ.get(CLIENT),  # the API key's name, never the key
                     "duration_ms": round(seconds * 1000, 2),
                 })
         return body

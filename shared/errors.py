@@ -78,10 +78,18 @@ class Unauthorized(CachedProxyError):
     code = "unauthorized"
 
 
+class TooManyRequests(CachedProxyError):
+    """A client over its rate limit (api/access.py)."""
+
+    status = 429
+    code = "rate_limited"
+
+
 _BY_CODE: dict[str, type[CachedProxyError]] = {
     cls.code: cls
     for cls in (CachedProxyError, InvalidRequest, Unauthorized, NotFound, UpstreamError,
-                UpstreamTimeout, FetchTimeout, FetchFailed, StoreUnavailable, StoreFull)
+                UpstreamTimeout, FetchTimeout, FetchFailed, StoreUnavailable, StoreFull,
+                TooManyRequests)
 }
 
 

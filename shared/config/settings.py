@@ -20,7 +20,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from limits import parse_many
+
 from shared.config.declare import SettingsError, option
+from shared.policy.access import REQUIRE_MODES, parse_keys, parse_networks
 from shared.upstreams.registry import upstreams
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -28,6 +31,8 @@ CONFIG_ENV = "CACHEDPROXY_CONFIG"
 CONFIG_SEARCH_PATH = (Path("/etc/cachedproxy/config.ini"), PROJECT_DIR / "config.ini")
 
 MAX_WAIT = 60.0  # longest wait a request may be configured to make for upstream
+
+ORIGIN_RE = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 
 # A layer maps ini section -> key -> raw string value.
 Layer = Mapping[str, Mapping[str, str]]
@@ -41,6 +46,10 @@ class RedisSettings:
     )
     broker_url: str = option(
         "", "BROKER_URL", "A separate Redis for the task queues (empty: the one of REDIS_URL)"
+    )
+    tls_ca_file: str = option(
+        "", "REDIS_TLS_CA_FILE",
+        "CA certificate file to verify Redis's (rediss://); empty: the system's CAs",
     )
     max_memory: str = option(
         "256mb", "REDIS_MAX_MEMORY",
@@ -164,6 +173,38 @@ class ConsulSettings:
 
 
 @dataclass(frozen=True)
+class AccessSettings:
+    keys: str = option(
+        "", "API_KEYS",
+        "API keys as name:<sha256 hex of the key>, comma-separated (python -m api.keys new "
+        "<name> makes one)", live=True,
+    )
+    require_keys: str = option(
+        "auto", "API_REQUIRE_KEYS",
+        "auto (required unless the API listens on loopback only), on or off", live=True,
+    )
+    metrics_keys: str = option(
+        "", "METRICS_KEYS",
+        "Keys for /metrics alone, as API_KEYS; empty: /metrics takes the API keys", live=True,
+    )
+    rate_limit: str = option(
+        "", "API_RATE_LIMIT",
+        "Requests per client, e.g. 50/second;1000/minute (per key, or per address without "
+        "keys); empty: no limit", live=True,
+    )
+    cors_origins: str = option(
+        "", "API_CORS_ORIGINS",
+        "Origins browsers may read the API from, comma-separated; empty: none (CORS off)",
+        live=True,
+    )
+    trusted_proxies: str = option(
+        "", "API_TRUSTED_PROXIES",
+        "Proxies (addresses or CIDR) whose X-Forwarded-For gives the client's address",
+        live=True,
+    )
+
+
+@dataclass(frozen=True)
 class AdminSettings:
     token: str = option(
         "", "ADMIN_TOKEN",
@@ -186,6 +227,7 @@ class Settings:
     flower: FlowerSettings = field(default_factory=FlowerSettings)
     consul: ConsulSettings = field(default_factory=ConsulSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    access: AccessSettings = field(default_factory=AccessSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
     # Each upstream's own section, by name (shared/upstreams/registry.py).
     upstreams: Mapping[str, Any] = field(
@@ -306,6 +348,29 @@ def build(layers: Sequence[tuple[str, Layer]]) -> Settings:
     return Settings().replace(**values)
 
 
+def _access_checks(access: AccessSettings) -> list[tuple[bool, str]]:
+    """Each access option parses (the message names the option, never its value)."""
+    parsers = [
+        (access.keys, parse_keys, "access.keys"),
+        (access.metrics_keys, parse_keys, "access.metrics_keys"),
+        (access.trusted_proxies, parse_networks, "access.trusted_proxies"),
+        (access.rate_limit, lambda raw: raw.strip() and parse_many(raw), "access.rate_limit"),
+    ]
+    found = []
+    for raw, parse, name in parsers:
+        try:
+            parse(raw)
+            found.append((True, ""))
+        except ValueError as exc:
+            found.append((False, f"{name}: {exc}"))
+    found.append((access.require_keys in REQUIRE_MODES,
+                  f"access.require_keys must be one of {', '.join(REQUIRE_MODES)}"))
+    found.append((all(ORIGIN_RE.fullmatch(o.strip()) for o in access.cors_origins.split(",")
+                      if o.strip()),
+                  "access.cors_origins must be origins such as https://app.example"))
+    return found
+
+
 def validate(settings: Settings) -> Settings:
     checks = [
         (settings.cache.ttl > 0, "cache.ttl must be positive"),
@@ -324,6 +389,7 @@ def validate(settings: Settings) -> Settings:
             or urlsplit(settings.redis.broker_url).scheme in {"redis", "rediss", "unix"},
             "redis.broker_url must be empty or a redis://, rediss:// or unix:// URL",
         ),
+        *_access_checks(settings.access),
         (
             re.fullmatch(r"[1-9][0-9]*(b|kb|mb|gb)?", settings.redis.max_memory.lower())
             is not None,

@@ -76,6 +76,12 @@ class Keys:
         """When a tick last claimed refreshes (epoch seconds)."""
         return self._key("health", "tick")
 
+    def rate_limits(self) -> str:
+        """Prefix of the rate limiter's keys (the ``limits`` library's moving windows,
+        one per client and limit; they expire, and may be evicted: a client's window
+        then starts afresh)."""
+        return self._key("ratelimit")
+
     def metrics(self) -> str:
         """Hash of the workers' counters and histogram buckets (shared/telemetry/metrics.py)."""
         return self._key("metrics")

@@ -40,6 +40,7 @@ def call(app, path: str, method: str = "GET", headers: dict[str, str] | None = N
         # PEP 3333: PATH_INFO carries the URL's bytes as latin-1.
         "PATH_INFO": path.encode().decode("latin-1"),
         "REQUEST_METHOD": method, "QUERY_STRING": "", "SERVER_NAME": "t", "SERVER_PORT": "80",
+        "REMOTE_ADDR": "127.0.0.1",
         "wsgi.input": io.BytesIO(), "wsgi.url_scheme": "http", "wsgi.errors": io.StringIO(),
     }
     for name, value in (headers or {}).items():

@@ -73,8 +73,9 @@ def test_unknown_route_and_method_are_json_errors():
     status, headers, body = call(app, "/nope")
     assert status == 404 and json.loads(body)["error"]["code"] == "not_found"
     assert headers["Content-Type"] == "application/json; charset=utf-8"
-    status, _, body = call(app, "/events-with-subscriptions/e1", method="POST")
+    status, headers, body = call(app, "/events-with-subscriptions/e1", method="POST")
     assert status == 405 and json.loads(body)["error"]["status"] == 405
+    assert headers["Allow"] == "GET, HEAD"
 
 
 def test_healthz_answers_without_touching_the_cache():

@@ -14,7 +14,7 @@ class Connection:
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
 
-    def ensure_connection(self, *args: Any, **kwargs: Any) -> "Connection":
+    def ensure_connection(self, *args: Any, **kwargs: Any) -> Connection:
         self.calls.append(kwargs)
         return self
 

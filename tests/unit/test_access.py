@@ -1,0 +1,220 @@
+"""Who may read and how much: keys, where keys are required, the client's address
+behind proxies, rate-limit headers; then the middleware with a stub app."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+
+import pytest
+import redis
+
+from api.access import UNAVAILABLE, Access
+from shared.config.settings import AccessSettings
+from shared.policy.access import (
+    Limit,
+    Window,
+    client_address,
+    identify,
+    key_hash,
+    keys_required,
+    limited_headers,
+    new_key,
+    parse_keys,
+    parse_networks,
+    policy_header,
+)
+from tests.unit.apptools import call
+
+KEY_A, KEY_B = "a" * 40, "b" * 40
+LINES = f"web:{key_hash(KEY_A)}, batch:{key_hash(KEY_B)}"
+
+
+def test_keys_are_configured_by_name_and_hash_and_a_bad_item_is_named_not_shown():
+    assert parse_keys(LINES) == {key_hash(KEY_A): "web", key_hash(KEY_B): "batch"}
+    assert parse_keys("") == {} and parse_keys(" , ") == {}
+    for raw, position in [(KEY_A, 1), (f"web:{key_hash(KEY_A).upper()}", 1),
+                          (f"web:{key_hash(KEY_A)},{KEY_B}", 2), (f":{key_hash(KEY_A)}", 1),
+                          (f"we b:{key_hash(KEY_A)}", 1), (f"web:{key_hash(KEY_A)[:-1]}", 1)]:
+        with pytest.raises(ValueError) as refused:
+            parse_keys(raw)
+        assert f"item {position} " in str(refused.value)
+        assert KEY_A not in str(refused.value) and KEY_B not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("authorization", "name"),
+    [
+        (f"Bearer {KEY_A}", "web"),
+        (f"bearer {KEY_B}", "batch"),
+        (f"Bearer  {KEY_A} ", "web"),
+        (f"Bearer {KEY_A}x", None),
+        (f"Basic {KEY_A}", None),
+        (KEY_A, None),
+        ("Bearer ", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_a_request_is_identified_by_the_key_it_carries(authorization, name):
+    assert identify(authorization, parse_keys(LINES)) == name
+
+
+def test_a_new_key_is_long_random_and_configures_itself():
+    key, line = new_key("web")
+    again, _ = new_key("web")
+    assert len(key) >= 32 and key != again and line.startswith("web:")
+    assert identify(f"Bearer {key}", parse_keys(line)) == "web"
+    with pytest.raises(ValueError):
+        new_key("no spaces")
+
+
+@pytest.mark.parametrize(
+    ("mode", "host", "required"),
+    [("auto", "127.0.0.1", False), ("auto", "127.0.0.2", False), ("auto", "::1", False),
+     ("auto", "[::1]", False), ("auto", "localhost", False), ("auto", "0.0.0.0", True),
+     ("auto", "10.1.2.3", True), ("auto", "api.internal", True), ("on", "127.0.0.1", True),
+     ("off", "0.0.0.0", False)],
+)
+def test_keys_are_required_off_loopback_unless_set(mode, host, required):
+    assert keys_required(mode, host) is required
+
+
+PROXIES = parse_networks("10.0.0.0/8, 192.168.1.1")
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "client"),
+    [
+        ("203.0.113.9", "1.2.3.4", "203.0.113.9"),  # not a proxy: its header is ignored
+        ("10.0.0.2", "1.2.3.4", "1.2.3.4"),
+        ("10.0.0.2", "6.6.6.6, 1.2.3.4, 10.0.0.7", "1.2.3.4"),  # nearest untrusted hop
+        ("192.168.1.1", "10.0.0.5, 10.0.0.6", "10.0.0.5"),  # all proxies: the first
+        ("10.0.0.2", None, "10.0.0.2"),
+        ("10.0.0.2", "", "10.0.0.2"),
+        ("10.0.0.2", "1.2.3.4, not-an-ip", "10.0.0.2"),  # malformed: the proxy itself
+        ("10.0.0.2", "2001:db8::1", "2001:db8::1"),
+    ],
+)
+def test_the_client_address_is_taken_from_forwarded_for_only_behind_trusted_proxies(
+        peer, forwarded, client):
+    assert client_address(peer, forwarded, PROXIES) == client
+
+
+def test_trusted_proxies_are_addresses_or_networks():
+    assert parse_networks("10.0.0.0/8,::1") == (ipaddress.ip_network("10.0.0.0/8"),
+                                                ipaddress.ip_network("::1/128"))
+    with pytest.raises(ValueError):
+        parse_networks("10.0.0.0/8, proxy.local")
+
+
+SECOND, MINUTE = Limit(50, 1), Limit(1000, 60)
+
+
+@pytest.mark.parametrize(
+    ("windows", "retry", "ratelimit"),
+    [
+        ([Window(SECOND, 0, 0.2), Window(MINUTE, 500, 31.0)], "1", '"50-per-1s";r=0;t=1'),
+        ([Window(SECOND, 3, 0.5), Window(MINUTE, 0, 30.1)], "31", '"1000-per-60s";r=0;t=31'),
+        ([Window(SECOND, 0, 0.9), Window(MINUTE, 0, 59.0)], "59", '"1000-per-60s";r=0;t=59'),
+        ([Window(SECOND, 0, 0.0)], "1", '"50-per-1s";r=0;t=1'),  # never "retry in 0 s"
+    ],
+)
+def test_a_429_says_when_to_retry_by_the_longest_exhausted_window(windows, retry, ratelimit):
+    headers = limited_headers(windows)
+    assert headers["Retry-After"] == retry and headers["RateLimit"] == ratelimit
+    assert headers["RateLimit-Policy"] == policy_header([w.limit for w in windows])
+
+
+def test_the_policy_header_lists_every_limit():
+    assert policy_header([SECOND, MINUTE]) == '"50-per-1s";q=50;w=1, "1000-per-60s";q=1000;w=60'
+
+
+# The middleware, in front of a stub app.
+
+def stub(environ, start_response):
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [json.dumps({"client": environ.get("cachedproxy.client")}).encode()]
+
+
+class StubLimiter:
+    def __init__(self, windows=None, error=None):
+        self.windows, self.error, self.seen = windows, error, []
+
+    def hit(self, client, limits, now):
+        self.seen.append(client)
+        if self.error:
+            raise self.error
+        return self.windows
+
+
+def guarded(limiter=None, host="0.0.0.0", **settings):
+    values = {"keys": LINES, **settings}
+    return Access(stub, lambda: AccessSettings(**values), host, limiter, lambda: 100.0)
+
+
+def test_without_a_key_views_are_401_and_open_paths_stay_open():
+    app = guarded()
+    status, headers, body = call(app, "/events-with-subscriptions/e1/")
+    assert status == 401 and headers["WWW-Authenticate"] == 'Bearer realm="cachedproxy"'
+    assert json.loads(body)["error"]["code"] == "unauthorized"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    for path in ("/healthz", "/readyz", "/openapi.json", "/admin/entries"):
+        assert call(app, path)[0] == 200, path
+    status, headers, body = call(app, "/x", headers={"Authorization": f"Bearer {KEY_B}"})
+    assert status == 200 and json.loads(body) == {"client": "batch"}
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert call(guarded(require_keys="off"), "/x")[0] == 200
+    assert call(guarded(host="127.0.0.1"), "/x")[0] == 200  # auto, on loopback
+
+
+def test_keys_required_but_none_configured_say_so():
+    status, _, body = call(guarded(keys=""), "/x")
+    assert status == 401 and "none is configured" in json.loads(body)["error"]["message"]
+
+
+def test_metrics_take_their_own_keys_when_set():
+    metrics_key = "m" * 40
+    app = guarded(metrics_keys=f"prom:{key_hash(metrics_key)}")
+    assert call(app, "/metrics", headers={"Authorization": f"Bearer {KEY_A}"})[0] == 401
+    assert call(app, "/metrics", headers={"Authorization": f"Bearer {metrics_key}"})[0] == 200
+    assert call(guarded(), "/metrics", headers={"Authorization": f"Bearer {KEY_A}"})[0] == 200
+
+
+def test_over_the_limit_is_429_with_retry_after_and_ratelimit_headers():
+    limiter = StubLimiter([Window(Limit(2, 10), 0, 4.2)])
+    app = guarded(limiter, rate_limit="2/10 seconds")
+    status, headers, body = call(app, "/x", headers={"Authorization": f"Bearer {KEY_A}"})
+    assert status == 429 and json.loads(body)["error"]["code"] == "rate_limited"
+    assert (headers["Retry-After"], headers["RateLimit"], headers["RateLimit-Policy"]) == (
+        "5", '"2-per-10s";r=0;t=5', '"2-per-10s";q=2;w=10')
+    assert headers["Cache-Control"] == "no-store"
+    assert limiter.seen == ["key:web"]
+    call(guarded(limiter, rate_limit="2/10 seconds", require_keys="off"), "/x")
+    assert limiter.seen[-1] == "addr:127.0.0.1"
+    assert call(guarded(limiter), "/x", headers={"Authorization": f"Bearer {KEY_A}"})[0] == 200
+    assert len(limiter.seen) == 2  # no limit configured: not counted
+
+
+def test_a_limiter_without_redis_lets_requests_through_and_counts_them():
+    before = UNAVAILABLE._value.get()
+    app = guarded(StubLimiter(error=redis.ConnectionError("down")), rate_limit="1/second")
+    assert call(app, "/x", headers={"Authorization": f"Bearer {KEY_A}"})[0] == 200
+    assert UNAVAILABLE._value.get() == before + 1
+
+
+def test_cors_is_off_by_default_and_an_allowlist_when_set():
+    origin = {"Origin": "https://app.example", "Authorization": f"Bearer {KEY_A}"}
+    _, headers, _ = call(guarded(), "/x", headers=origin)
+    assert "Access-Control-Allow-Origin" not in headers
+    app = guarded(cors_origins="https://app.example, http://localhost:3000")
+    _, headers, _ = call(app, "/x", headers=origin)
+    assert headers["Access-Control-Allow-Origin"] == "https://app.example"
+    assert headers["Vary"] == "Origin" and "Cache-Status" in headers[
+        "Access-Control-Expose-Headers"]
+    status, headers, _ = call(app, "/x", "OPTIONS", headers={
+        "Origin": "https://app.example", "Access-Control-Request-Method": "GET"})
+    assert status == 204 and headers["Access-Control-Allow-Methods"] == "GET, HEAD"
+    assert "Authorization" in headers["Access-Control-Allow-Headers"]
+    _, headers, _ = call(app, "/x", headers={**origin, "Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in headers
