@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 from celery import Celery
@@ -28,8 +29,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings for cachedproxy: fetches are short, so they are acked early, taken
     one at a time and bounded in run time; their outcome travels through the flight's
     result key, not a result backend; task events are on for Flower."""
+    broker = settings.redis.broker_url or settings.redis.url
+    tls = {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_certs": settings.redis.tls_ca_file or None}
     return {
-        "broker_url": settings.redis.broker_url or settings.redis.url,
+        "broker_url": broker,
+        # rediss://: verify the server's certificate (against REDIS_TLS_CA_FILE if set).
+        "broker_use_ssl": tls if broker.startswith("rediss://") else None,
         # Outcomes travel through the flight's result key, not Celery's result backend.
         "result_backend": None,
         "task_ignore_result": True,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -18,9 +20,12 @@ def connect(settings: RedisSettings, socket_timeout: float | None = None,
     must outlast any blocking command the client is used for. ``retries``: how often a
     command that lost its connection is tried again, at once (default: redis-py's, up to
     10 with back-off, about 3.5 s in all while Redis is down)."""
-    extra = {} if retries is None else {"retry": Retry(NoBackoff(), retries)}
+    extra: dict[str, Any] = {} if retries is None else {"retry": Retry(NoBackoff(), retries)}
+    url = (settings.broker_url or settings.url) if broker else settings.url
+    if url.startswith("rediss://"):
+        extra.update(ssl_cert_reqs="required", ssl_ca_certs=settings.tls_ca_file or None)
     return redis.Redis.from_url(
-        (settings.broker_url or settings.url) if broker else settings.url,
+        url,
         socket_timeout=settings.socket_timeout if socket_timeout is None else socket_timeout,
         socket_connect_timeout=settings.socket_timeout,
         health_check_interval=HEALTH_CHECK_INTERVAL,

@@ -1,0 +1,96 @@
+"""The whole system against a Redis that requires an ACL user's password over TLS, as
+``make run`` starts it (worker, beat, the API under ``python -m api``): views are
+fetched and served, /readyz is ready, and the password appears in no log and no answer.
+"""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+
+from launcher.services import celery, free_port
+from tests.harness import start_api, start_redis, stop, wait_for_worker
+from tests.integration.conftest import eventually
+from tests.integration.test_events_view import VIEW, expected
+
+USER = "cachedproxy"
+
+
+def certificates(where: Path) -> Path:
+    """A CA and a server certificate for 127.0.0.1 signed by it; returns the CA file."""
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+    ca_key, ca, key, csr, cert = (where / n for n in
+                                  ("ca.key", "ca.pem", "redis.key", "redis.csr", "redis.pem"))
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+            "/CN=cachedproxy test CA", "-keyout", str(ca_key), "-out", str(ca))
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+            "-keyout", str(key), "-out", str(csr))
+    ext = where / "san.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+            "-CAcreateserial", "-days", "1", "-out", str(cert), "-extfile", str(ext))
+    return ca
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
+    ca = certificates(tmp_path)
+    password = secrets.token_urlsafe(24)
+    port = free_port()
+    proc = start_redis(
+        tmp_path / "redis", port, False, "--port", "0", "--tls-port", str(port),
+        "--tls-cert-file", str(tmp_path / "redis.pem"), "--tls-key-file",
+        str(tmp_path / "redis.key"), "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no",
+        "--user", "default", "off", "--user", USER, "on", f">{password}", "~*", "&*", "+@all")
+    try:
+        yield f"rediss://{USER}:{password}@127.0.0.1:{port}/0", password, ca
+    finally:
+        stop([proc])
+
+
+def test_everything_runs_against_redis_with_acl_password_and_tls(tls_redis, env, tmp_path):
+    url, password, ca = tls_redis
+    with pytest.raises(redis.exceptions.RedisError):  # no TLS, or no password: refused
+        redis.Redis.from_url(url.replace("rediss://", "redis://"), socket_timeout=2).ping()
+    with pytest.raises(redis.exceptions.RedisError):
+        redis.Redis.from_url(url.replace(password, "wrong"), ssl_ca_certs=str(ca)).ping()
+    env = {**env, "REDIS_URL": url, "REDIS_TLS_CA_FILE": str(ca), "KEY_PREFIX": "cptls",
+           "REFRESH_TICK_INTERVAL": "0.5"}
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    procs = []
+    try:
+        with (logs / "worker.log").open("w") as out:
+            worker = celery(env, "worker", "--concurrency", "1", "--without-mingle",
+                            "--without-gossip", "--hostname", "tls@%h",
+                            stdout=out, stderr=subprocess.STDOUT)
+        procs.append(worker)
+        with (logs / "beat.log").open("w") as out:
+            procs.append(celery(env, "beat", "--schedule", str(tmp_path / "beat-schedule"),
+                                stdout=out, stderr=subprocess.STDOUT))
+        wait_for_worker(env, worker)
+        port = free_port()
+        with (logs / "api.log").open("w") as out:
+            procs.append(start_api({**env, "API_PORT": str(port)}, stdout=out,
+                                   stderr=subprocess.STDOUT))
+        api = f"http://127.0.0.1:{port}"
+        miss = requests.get(f"{api}{VIEW}/launch-party/", timeout=15)
+        assert miss.status_code == 200 and miss.json() == expected("launch-party")
+        hit = requests.get(f"{api}{VIEW}/launch-party/", timeout=15)
+        assert hit.headers["Cache-Status"].startswith("cachedproxy; hit")
+        eventually(lambda: requests.get(f"{api}/readyz", timeout=5).status_code == 200, 15,
+                   "ready: Redis, a worker and beat, all over TLS")
+        ready = requests.get(f"{api}/readyz", timeout=5).text
+        assert password not in ready
+    finally:
+        stop(list(reversed(procs)))
+    for log in logs.iterdir():
+        assert password not in log.read_text(), log.name
