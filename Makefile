@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 
 ENSURE := scripts/ensure-command
 
-.PHONY: run test lint bench soak mutate clean test-tools
+.PHONY: run test lint bench soak fuzz mutate clean test-tools
 
 run: $(VENV)/.installed
 	@[ -n "$$REDIS_URL" ] || $(ENSURE) redis-server=redis-server
@@ -35,6 +35,11 @@ SOAK_SECONDS ?= 300
 soak: $(VENV)/.installed
 	@$(ENSURE) redis-server=redis-server
 	$(BIN)/python -m benchmarks.soak --seconds $(SOAK_SECONDS)
+
+# The API under 12,000 generated requests (schemathesis and hypothesis), keys on.
+fuzz: $(VENV)/.installed
+	@$(ENSURE) redis-server=redis-server
+	$(BIN)/python -m benchmarks.fuzz --examples 6000
 
 # Mutation testing of the caching decisions ([tool.mutmut] in pyproject.toml).
 mutate: $(VENV)/.installed
