@@ -11,6 +11,7 @@ follow the IETF draft (draft-ietf-httpapi-ratelimit-headers).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -60,6 +61,7 @@ def keys_required(mode: str, host: str) -> bool:
     return mode == "on"
 
 
+@functools.lru_cache(maxsize=16)
 def _loopback(host: str) -> bool:
     if host == "localhost":
         return True
