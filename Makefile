@@ -24,7 +24,7 @@ lint: $(VENV)/.installed
 	$(BIN)/mypy
 
 bench: $(VENV)/.installed
-	@$(ENSURE) redis-server=redis-server wrk=wrk
+	@$(ENSURE) redis-server=redis-server wrk=wrk nginx=nginx
 	$(BIN)/python -m benchmarks
 	$(BIN)/python -m benchmarks.refresh
 	$(BIN)/python -m benchmarks.github

@@ -1,7 +1,11 @@
 """``python -m benchmarks``: hit throughput, cold-miss latency and the cold burst.
 
 Every figure is printed next to a reference measured in the same run on the same machine:
-- hit: the API's view vs. the same server stack returning one Redis GET (benchmarks.reference);
+- hit: the API's view vs. nginx ``proxy_cache`` serving the same URL from its cache (one
+  worker; installed like wrk), vs. the same server stack returning a constant body of the
+  same size (its ceiling), and vs. that stack returning one Redis GET (benchmarks.reference);
+  with the API's CPU time per 1,000 hits;
+- 304: the same view with a matching ``If-None-Match`` vs. the 200 hit;
 - hit during misses: the same hit load while four other events' fetches stall upstream;
 - cold miss: the API's first answer vs. a client making the same upstream requests itself,
   one after another (the event and each subscription page, at the demo's latency);
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import secrets
 import statistics
@@ -29,7 +34,7 @@ import requests
 
 from benchmarks.reference import REFERENCE_KEY
 from demo.server import API, DemoUpstream, make_demo_server
-from launcher.services import celery, free_port, http_ok, spawn, wait_for
+from launcher.services import celery, free_port, http_ok, port_open, spawn, wait_for
 from shared.config.settings import PROJECT_DIR
 from shared.store.keys import Keys
 from tests.harness import isolated_env, start_api, start_redis, stop, wait_for_worker
@@ -38,9 +43,10 @@ EVENT = "launch-party"
 VIEW = f"/events-with-subscriptions/{EVENT}/"
 
 
-def wrk(url: str, seconds: int, connections: int) -> dict[str, float]:
+def wrk(url: str, seconds: int, connections: int, *headers: str) -> dict[str, float]:
+    sent = [arg for header in headers for arg in ("-H", header)]
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", *sent, url],
         capture_output=True, text=True, check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -56,6 +62,65 @@ def wrk(url: str, seconds: int, connections: int) -> dict[str, float]:
     return result
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process and its children still running (the API's
+    gunicorn master and workers), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(stat.parent.name) == pid or int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+NGINX_CONF = """
+{user}
+worker_processes 1;
+daemon off;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {work}/nginx-body;
+  proxy_temp_path {work}/nginx-proxy;
+  fastcgi_temp_path {work}/nginx-fastcgi;
+  uwsgi_temp_path {work}/nginx-uwsgi;
+  scgi_temp_path {work}/nginx-scgi;
+  proxy_cache_path {work}/nginx-cache keys_zone=views:10m;
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://127.0.0.1:{upstream};
+      proxy_http_version 1.1;
+      proxy_cache views;
+      proxy_cache_valid 200 10m;
+      proxy_ignore_headers Cache-Control Expires;
+      add_header X-Cache-Status $upstream_cache_status;
+    }}
+  }}
+}}
+"""
+
+
+def start_nginx(work: Path, upstream_port: int) -> tuple[subprocess.Popen, int]:
+    """nginx with proxy_cache in front of the API, one worker, on a free port."""
+    port = free_port()
+    conf = work / "nginx.conf"
+    # Started as root, nginx's worker would switch to www-data, which cannot write into
+    # this private directory; it stays the user that runs the benchmark.
+    user = "user root;" if os.geteuid() == 0 else ""
+    conf.write_text(NGINX_CONF.format(user=user, work=work, port=port, upstream=upstream_port))
+    proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(work)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: port_open("127.0.0.1", port), 10, "nginx", proc)
+    return proc, port
+
+
 def timed(fn: Callable[[], object], times: int) -> list[float]:
     samples = []
     for _ in range(times):
@@ -68,7 +133,7 @@ def timed(fn: Callable[[], object], times: int) -> list[float]:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--seconds", type=int, default=10, help="length of each load run")
-    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--latency-ms", type=float, default=50, help="demo upstream latency")
     parser.add_argument("--burst", type=int, default=100)
     args = parser.parse_args()
@@ -90,7 +155,8 @@ def main() -> int:
         procs.append(worker)
         wait_for_worker(env, worker)
         api_port, ref_port = free_port(), free_port()
-        procs.append(start_api({**env, "API_PORT": str(api_port)}, **quiet))
+        api_proc = start_api({**env, "API_PORT": str(api_port)}, **quiet)
+        procs.append(api_proc)
         ref = spawn([sys.executable, "-m", "benchmarks.reference"],
                     {**env, "API_PORT": str(ref_port)}, cwd=PROJECT_DIR, **quiet)
         procs.append(ref)
@@ -98,12 +164,25 @@ def main() -> int:
         store = redis.Redis(port=redis_port)
         keys = Keys("cachedproxy")
 
-        # Hit path against the reference, same body size.
-        body = requests.get(api + VIEW, timeout=30).content
+        # Hit path against the references, same body size.
+        first = requests.get(api + VIEW, timeout=30)
+        body, etag = first.content, first.headers["ETag"]
         store.set(f"cachedproxy:{REFERENCE_KEY}", body)
         wait_for(lambda: http_ok(f"http://127.0.0.1:{ref_port}/reference"), 30, "reference", ref)
+        nginx, nginx_port = start_nginx(work, api_port)
+        procs.append(nginx)
+        cached = f"http://127.0.0.1:{nginx_port}{VIEW}"
+        requests.get(cached, timeout=30)
+        warm = requests.get(cached, timeout=30)
+        assert warm.headers.get("X-Cache-Status") == "HIT", (warm.status_code, warm.headers)
         wrk(api + VIEW, 2, args.connections)  # warm-up
+        cpu_before = cpu_seconds(api_proc.pid)  # gunicorn's master and its workers
         hit = wrk(api + VIEW, args.seconds, args.connections)
+        cpu_ms_per_1000 = (cpu_seconds(api_proc.pid) - cpu_before) * 1000 / (
+            hit["rps"] * args.seconds / 1000)
+        not_modified = wrk(api + VIEW, args.seconds, args.connections, f"If-None-Match: {etag}")
+        nginx_hit = wrk(cached, args.seconds, args.connections)
+        ceiling = wrk(f"http://127.0.0.1:{ref_port}/constant", args.seconds, args.connections)
         reference = wrk(f"http://127.0.0.1:{ref_port}/reference", args.seconds, args.connections)
 
         # Hits while slow misses wait: other events' fetches stall upstream for 3 s.
@@ -157,8 +236,15 @@ def main() -> int:
     p50 = statistics.median
     report = {
         "hit": hit,
+        "nginx_proxy_cache_hit": nginx_hit,
+        "hit_vs_nginx_rps": round(hit["rps"] / nginx_hit["rps"], 3),
+        "constant_body_same_server": ceiling,
+        "hit_vs_constant_rps": round(hit["rps"] / ceiling["rps"], 3),
         "reference_redis_get": reference,
         "hit_vs_reference_rps": round(hit["rps"] / reference["rps"], 3),
+        "api_cpu_ms_per_1000_hits": round(cpu_ms_per_1000, 1),
+        "not_modified_304": not_modified,
+        "304_vs_200_rps": round(not_modified["rps"] / hit["rps"], 3),
         "hit_during_4_slow_misses": during,
         "hit_during_misses_vs_hit_rps": round(during["rps"] / hit["rps"], 3),
         "cold_miss_p50_ms": round(p50(cold_ms), 1),

@@ -1,8 +1,9 @@
-"""``python -m benchmarks.reference``: the hit-path reference.
+"""``python -m benchmarks.reference``: the hit-path references.
 
-The same server as the API (gunicorn, gevent workers, same settings) serving a Bottle
-route that does one Redis GET of a stored body and returns it: the floor any cached view
-served by this stack can reach.
+The same server as the API (gunicorn, gevent workers, same settings) serving Bottle
+routes: ``/reference`` does one Redis GET of a stored body and returns it (a cached view
+read from Redis can go no faster); ``/constant`` returns that body from memory after its
+first request (the ceiling of this server stack: no Redis, no work).
 """
 
 from __future__ import annotations
@@ -23,10 +24,19 @@ def reference_app(settings: Settings) -> Any:
     client = connect(settings.redis)
     app = bottle.Bottle()
 
+    key = f"{settings.redis.key_prefix}:{REFERENCE_KEY}"
+    headers = {"Content-Type": "application/json; charset=utf-8"}
+    constant: list[bytes] = []
+
     @app.get("/reference")
     def reference() -> bottle.HTTPResponse:
-        return bottle.HTTPResponse(client.get(f"{settings.redis.key_prefix}:{REFERENCE_KEY}"),
-                                   200, {"Content-Type": "application/json; charset=utf-8"})
+        return bottle.HTTPResponse(client.get(key), 200, headers)
+
+    @app.get("/constant")
+    def constant_body() -> bottle.HTTPResponse:
+        if not constant:
+            constant.append(client.get(key) or b"")  # type: ignore[arg-type]
+        return bottle.HTTPResponse(constant[0], 200, headers)
 
     return app
 
