@@ -43,6 +43,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Fetches are short: ack early, take one at a time, bound their run time.
         "task_acks_late": False,
         "worker_prefetch_multiplier": 1,
+        # Fetches mostly wait on upstream: more processes than cores (benchmarks.capacity).
+        "worker_concurrency": settings.worker.concurrency,
         "task_soft_time_limit": FETCH_SOFT_TIME_LIMIT,
         "task_time_limit": FETCH_TIME_LIMIT,
         "broker_transport_options": {

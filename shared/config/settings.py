@@ -90,6 +90,15 @@ class CacheSettings:
 
 
 @dataclass(frozen=True)
+class WorkerSettings:
+    concurrency: int = option(
+        8, "WORKER_CONCURRENCY",
+        "Worker processes fetching at once; fetches wait on upstream, so more than cores "
+        "(celery --concurrency overrides)",
+    )
+
+
+@dataclass(frozen=True)
 class RefreshSettings:
     ratio: float = option(
         0.8, "REFRESH_RATIO", "Refresh a live resource after this fraction of its TTL", live=True
@@ -222,6 +231,7 @@ class Settings:
     redis: RedisSettings = field(default_factory=RedisSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
     refresh: RefreshSettings = field(default_factory=RefreshSettings)
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     flower: FlowerSettings = field(default_factory=FlowerSettings)
@@ -405,6 +415,7 @@ def validate(settings: Settings) -> Settings:
             f"api.miss_wait_timeout and api.stale_wait_timeout must be 0-{MAX_WAIT:g} s",
         ),
         (settings.api.workers >= 1, "api.workers must be at least 1"),
+        (1 <= settings.worker.concurrency <= 256, "worker.concurrency must be 1-256"),
         (settings.flower.max_tasks >= 1, "flower.max_tasks must be at least 1"),
         (0.1 <= settings.refresh.ratio < 1, "refresh.ratio must be at least 0.1 and below 1"),
         (settings.refresh.idle_timeout > 0, "refresh.idle_timeout must be positive"),
