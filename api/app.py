@@ -8,6 +8,7 @@ Errors are JSON with one status per kind (shared/errors.py).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections import OrderedDict
@@ -22,7 +23,7 @@ from kombu.exceptions import OperationalError
 from api import openapi
 from api.access import Access, Limiter
 from api.admin import admin_app
-from api.local import Copies, Copy, Outage
+from api.local import Copies, Copy, Key, Outage, Tracker
 from api.metrics import renderer
 from api.reader import Enqueue, Read, Reader
 from api.requests_log import SERVED, RequestLog
@@ -147,18 +148,24 @@ def create_app(
     readiness: Callable[[], dict[str, Any]] | None = None,
     metrics: Callable[[], tuple[bytes, str]] | None = None,
     admin: bottle.Bottle | None = None,
+    tracker: Tracker | None = None,
 ) -> bottle.Bottle:
     """The app; ``current`` gives the settings in force now (they may change live);
     ``readiness`` checks Redis, workers and beat for /readyz; ``admin`` is mounted at
-    /admin/ (api/admin.py)."""
+    /admin/ (api/admin.py); with a ``tracker`` of entry changes, fresh views are served
+    from this process's copies without Redis (api/local.py)."""
     app = bottle.Bottle()
     bodies = BodyCache(BODY_CACHE_SIZE)
 
     copies, outage = Copies(), Outage()
+    if tracker is not None:
+        tracker.on_change = copies.drop
 
-    def respond(key: tuple[str, str], etag: str, modified: float, fresh_until: float,
-                checked_at: float, status: str, body: Callable[[], bytes]
+    def respond(key: Key, etag: str, modified: float, fresh_until: float, checked_at: float,
+                status: str, body: Callable[[], bytes], keep: Copy | None = None
                 ) -> bottle.HTTPResponse:
+        """The view's response (a 304 when the client's copy matches); ``keep``: note it
+        in this process's copies (``keep`` without its body)."""
         now = reader.clock()
         cache = current().cache
         headers = {
@@ -173,24 +180,41 @@ def create_app(
         unchanged = http.not_modified(request.get_header("If-None-Match"),
                                       request.get_header("If-Modified-Since"), etag, modified)
         encoded = None if unchanged else body()
-        if not copies.touch(key, etag, fresh_until, checked_at):  # kept for Redis outages
-            copies.put(key, Copy(encoded or body(), etag, modified, fresh_until, checked_at))
+        if keep is not None and not copies.touch(key, etag, fresh_until, checked_at,
+                                                 keep.session):
+            copies.put(key, dataclasses.replace(keep, body=encoded or body()))
         if encoded is None:
             return bottle.HTTPResponse(None, 304, headers)
         return bottle.HTTPResponse(encoded, 200, {**headers, "Content-Type": JSON_TYPE})
 
-    def without_store(key: tuple[str, str], error: CachedProxyError) -> bottle.HTTPResponse:
-        """Redis is unreachable: this process's copy of the view if still usable."""
-        now = reader.clock()
-        copy = copies.get(key)
-        if copy is None or not copy_usable(copy.fresh_until, now, current().cache.stale_if_error):
-            bottle.request.environ[SERVED] = Served.ERROR
-            return error_response(error)
-        bottle.request.environ[SERVED] = Served.LOCAL
-        status = http.cache_status(CACHE, ["hit", f"ttl={int(copy.fresh_until - now)}",
-                                           "detail=store-unavailable"])
+    def from_copy(key: Key, copy: Copy, served: Served, details: tuple[str, ...] = ()
+                  ) -> bottle.HTTPResponse:
+        bottle.request.environ[SERVED] = served
+        status = http.cache_status(
+            CACHE, ["hit", f"ttl={int(copy.fresh_until - reader.clock())}", *details])
         return respond(key, copy.etag, copy.modified, copy.fresh_until, copy.checked_at,
                        status, lambda: copy.body)
+
+    def current_copy(key: Key, resources: list[str], now: float) -> Copy | None:
+        """This process's copy of the view if it may be served as a hit without Redis:
+        fresh, made in the current tracking session, nothing pending against it, and no
+        read of its resources due to be recorded."""
+        copy = copies.get(key)
+        if (tracker is None or copy is None or not copy.session or now >= copy.fresh_until
+                or reader.reads.pending(resources, now)):
+            return None
+        if tracker.current(now) != copy.session:
+            return None
+        return copy if copies.get(key) is copy else None  # the notices applied may drop it
+
+    def without_store(key: Key, error: CachedProxyError) -> bottle.HTTPResponse:
+        """Redis is unreachable: this process's copy of the view if still usable."""
+        copy = copies.get(key)
+        if copy is None or not copy_usable(copy.fresh_until, reader.clock(),
+                                           current().cache.stale_if_error):
+            bottle.request.environ[SERVED] = Served.ERROR
+            return error_response(error)
+        return from_copy(key, copy, Served.LOCAL, ("detail=store-unavailable",))
 
     def serve(view: View) -> Callable[..., bottle.HTTPResponse]:
         def handler(**raw: str) -> bottle.HTTPResponse:
@@ -198,8 +222,16 @@ def create_app(
                 values = _values(view, raw)
                 key = (view.name, _identity(values))
                 resources = view.resources(values, current())
-                if not outage.should_try(reader.clock()):
+                now = reader.clock()
+                copy = current_copy(key, resources, now)
+                if copy is not None:
+                    return from_copy(key, copy, Served.HIT)
+                if not outage.should_try(now):
                     return without_store(key, StoreUnavailable(UNREACHABLE))
+                # A copy made from this read is current only if none of its entries
+                # changed meanwhile (as told by the notices applied after the read).
+                session = tracker.current(now) if tracker is not None else 0
+                notice = tracker.changes if tracker is not None else 0
                 try:
                     read = reader.read(resources, view.not_found)
                 except (redis.ConnectionError, redis.TimeoutError):
@@ -225,10 +257,14 @@ def create_app(
                         view.build(values, [e.data for e in read.entries])))
                 return encoded
 
-            return respond(key, etag, max(e.fetched_at for e in read.entries),
-                           min(e.fresh_until for e in read.entries),
-                           min(e.checked_at for e in read.entries),
-                           cache_status(read, reader.clock()), body)
+            if tracker is not None and (tracker.current(reader.clock()) != session
+                                        or tracker.changed_since(resources, notice)):
+                session = 0
+            made = Copy(b"", etag, max(e.fetched_at for e in read.entries),
+                        min(e.fresh_until for e in read.entries),
+                        min(e.checked_at for e in read.entries), tuple(resources), session)
+            return respond(key, etag, made.modified, made.fresh_until, made.checked_at,
+                           cache_status(read, reader.clock()), body, keep=made)
 
         return handler
 
@@ -351,6 +387,8 @@ def app_from_settings(
         current,
         waiting,
     )
+    tracker = Tracker(client, keys.entry(""), lambda _: None)
+
     def build() -> bottle.Bottle:
         return create_app(
             reader, current,
@@ -361,6 +399,7 @@ def app_from_settings(
                       lambda resource: send(queue, REFRESH_TASK, (resource,),
                                             {"on_demand": True}),
                       current, reader.clock),
+            tracker,
         )
 
     guarded = Access(build(), lambda: current().access, settings.api.host,

@@ -46,6 +46,10 @@ class ReadThrottle:
         self.period = period
         self._next: dict[str, float] = {}
 
+    def pending(self, resources: Iterable[str], now: float) -> bool:
+        """Whether a read of any of these is due to be recorded (nothing is noted)."""
+        return any(self._next.get(r, 0.0) <= now for r in resources)
+
     def due(self, resources: Iterable[str], now: float) -> list[str]:
         due = [r for r in resources if self._next.get(r, 0.0) <= now]
         for resource in due:

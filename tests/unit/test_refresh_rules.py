@@ -73,6 +73,15 @@ def test_read_throttle_records_each_resource_once_per_period():
     assert throttle.due(["a", "b", "c"], now=10) == ["a", "b"]
 
 
+def test_read_throttle_says_whether_a_read_is_pending_without_noting_it():
+    throttle = ReadThrottle(period=10)
+    assert throttle.pending(["a"], now=0) and throttle.pending(["a"], now=0)
+    throttle.due(["a"], now=0)
+    assert not throttle.pending(["a"], now=9.9)
+    assert throttle.pending(["a", "b"], now=9.9)  # b never recorded
+    assert throttle.pending(["a"], now=10)
+
+
 @pytest.mark.parametrize(
     ("error", "failing"),
     [
