@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -225,6 +226,9 @@ def create_app(
                 now = reader.clock()
                 copy = current_copy(key, resources, now)
                 if copy is not None:
+                    # No I/O on this path: let the server's other requests run (under
+                    # gevent a connection sending requests back to back would hold it).
+                    time.sleep(0)
                     return from_copy(key, copy, Served.HIT)
                 if not outage.should_try(now):
                     return without_store(key, StoreUnavailable(UNREACHABLE))
