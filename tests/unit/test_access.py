@@ -33,6 +33,7 @@ LINES = f"web:{key_hash(KEY_A)}, batch:{key_hash(KEY_B)}"
 def test_keys_are_configured_by_name_and_hash_and_a_bad_item_is_named_not_shown():
     assert parse_keys(LINES) == {key_hash(KEY_A): "web", key_hash(KEY_B): "batch"}
     assert parse_keys("") == {} and parse_keys(" , ") == {}
+    assert parse_keys(f"web:{key_hash(KEY_A)},, batch:{key_hash(KEY_B)},") == parse_keys(LINES)
     for raw, position in [(KEY_A, 1), (f"web:{key_hash(KEY_A).upper()}", 1),
                           (f"web:{key_hash(KEY_A)},{KEY_B}", 2), (f":{key_hash(KEY_A)}", 1),
                           (f"we b:{key_hash(KEY_A)}", 1), (f"web:{key_hash(KEY_A)[:-1]}", 1)]:
@@ -65,8 +66,10 @@ def test_a_new_key_is_long_random_and_configures_itself():
     again, _ = new_key("web")
     assert len(key) >= 32 and key != again and line.startswith("web:")
     assert identify(f"Bearer {key}", parse_keys(line)) == "web"
-    with pytest.raises(ValueError):
-        new_key("no spaces")
+    assert new_key("Web.Front-1")[1].startswith("Web.Front-1:")
+    for bad in ("no spaces", "", "n" * 65):
+        with pytest.raises(ValueError, match="1-64 letters, digits"):
+            new_key(bad)
 
 
 @pytest.mark.parametrize(
@@ -94,6 +97,8 @@ PROXIES = parse_networks("10.0.0.0/8, 192.168.1.1")
         ("10.0.0.2", "", "10.0.0.2"),
         ("10.0.0.2", "1.2.3.4, not-an-ip", "10.0.0.2"),  # malformed: the proxy itself
         ("10.0.0.2", "2001:db8::1", "2001:db8::1"),
+        ("", "1.2.3.4", ""),  # no usable peer address is never a trusted proxy
+        ("unix:/run/api.sock", "1.2.3.4", "unix:/run/api.sock"),
     ],
 )
 def test_the_client_address_is_taken_from_forwarded_for_only_behind_trusted_proxies(
@@ -106,6 +111,7 @@ def test_trusted_proxies_are_addresses_or_networks():
                                                 ipaddress.ip_network("::1/128"))
     with pytest.raises(ValueError):
         parse_networks("10.0.0.0/8, proxy.local")
+    assert parse_networks("10.1.2.3/8") == (ipaddress.ip_network("10.0.0.0/8"),)  # host bits
 
 
 SECOND, MINUTE = Limit(50, 1), Limit(1000, 60)
@@ -118,6 +124,8 @@ SECOND, MINUTE = Limit(50, 1), Limit(1000, 60)
         ([Window(SECOND, 3, 0.5), Window(MINUTE, 0, 30.1)], "31", '"1000-per-60s";r=0;t=31'),
         ([Window(SECOND, 0, 0.9), Window(MINUTE, 0, 59.0)], "59", '"1000-per-60s";r=0;t=59'),
         ([Window(SECOND, 0, 0.0)], "1", '"50-per-1s";r=0;t=1'),  # never "retry in 0 s"
+        ([Window(SECOND, 0, 0.2), Window(MINUTE, 1, 31.0)], "1", '"50-per-1s";r=0;t=1'),
+        ([Window(SECOND, 2, 1.5)], "2", '"50-per-1s";r=2;t=2'),  # none exhausted: the longest
     ],
 )
 def test_a_429_says_when_to_retry_by_the_longest_exhausted_window(windows, retry, ratelimit):
