@@ -277,6 +277,7 @@ def refresh_resource(self: ContextTask, resource: str, due: float | None = None,
 @app.task(bind=True, base=ContextTask, name=TICK_TASK, ignore_result=True, send_events=False)
 def tick(self: ContextTask) -> int:
     """Claim the resources due for refresh and enqueue a refresh for each."""
+    started = time.perf_counter()
     ctx = self.context
     settings = ctx.settings
     plan = settings.refresh
@@ -300,7 +301,8 @@ def tick(self: ContextTask) -> int:
                 "error": repr(exc), "enqueued": sent, "claimed": len(claimed)})
             return sent
     if claimed or dropped:
-        log.info("tick", extra={"claimed": len(claimed), "idle_dropped": dropped})
+        log.info("tick", extra={"claimed": len(claimed), "idle_dropped": dropped,
+                                "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
     return len(claimed)
 
 
