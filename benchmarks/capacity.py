@@ -17,7 +17,6 @@ import json
 import secrets
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from benchmarks import each
 from demo.server import API, DemoUpstream, make_demo_server
 from launcher.services import celery, free_port
 from shared.config.settings import Settings
@@ -133,11 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=100)
     parser.add_argument("--seconds", type=float, default=60)
     args = parser.parse_args(argv)
-    results = []
-    for concurrency in args.concurrency:
-        with tempfile.TemporaryDirectory(prefix="cachedproxy-capacity-") as tmp:
-            results.append(run(concurrency, args, Path(tmp)))
-        print(json.dumps(results[-1]), flush=True)
+    results = each("capacity", args.concurrency, lambda value, work: run(value, args, work))
     base = results[0]
     for result in results[1:]:
         print(json.dumps({

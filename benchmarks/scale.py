@@ -25,7 +25,6 @@ import secrets
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Any, cast
 
 import redis
 
+from benchmarks import each
 from demo.server import API, DemoUpstream, make_demo_server
 from launcher.services import celery, free_port
 from shared.config.settings import Settings
@@ -158,11 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ttl", type=int, default=120)
     parser.add_argument("--periods", type=float, default=1.5)
     args = parser.parse_args(argv)
-    results = []
-    for count in args.resources:
-        with tempfile.TemporaryDirectory(prefix="cachedproxy-scale-") as tmp:
-            results.append(run(count, args, Path(tmp)))
-        print(json.dumps(results[-1]), flush=True)
+    results = each("scale", args.resources, lambda value, work: run(value, args, work))
     first, last = results[0], results[-1]
     growth = last["resources"] / first["resources"]
     print(json.dumps({"growth": {
