@@ -5,7 +5,7 @@ Its settings come from ``celeryconfig.py`` (read when Celery first needs them).
 
 import click
 from celery import Celery
-from celery.signals import beat_init, setup_logging, user_preload_options
+from celery.signals import beat_init, setup_logging, user_preload_options, worker_init
 
 from shared.config.live import set_command_line, settings_or_exit
 from shared.telemetry.logs import configure_logging
@@ -37,4 +37,11 @@ def _json_logging(**_: object) -> None:
 def _no_sent_events(sender: object, **_: object) -> None:
     """Beat sends only the tick, once a second: no "task-sent" events for it, which
     would fill Flower's task list (the tick task itself sends none either)."""
+    app.conf.task_send_sent_event = False
+
+
+@worker_init.connect
+def _no_sent_events_for_refreshes(**_: object) -> None:
+    """The worker sends only the tick's refreshes: no "task-sent" event for each (a
+    second publish per refresh); Flower still sees each one received, started, done."""
     app.conf.task_send_sent_event = False
