@@ -1,7 +1,8 @@
 """The API's read path: hits, single-flight misses, and serving stale (RFC 5861).
 
 For each resource of a view the stored entry is:
-- fresh: served (a hit is one Redis round trip);
+- fresh: served (one Redis round trip; a hit from the process's own copy, api/local.py,
+  takes none);
 - stale within ``stale_while_revalidate``: served at once, and one refresh is enqueued;
 - older, or missing: the request joins the resource's flight (the leader enqueues the
   fetch task) and waits on the flight's result key. If the fetch fails and good data is
