@@ -298,7 +298,7 @@ def create_app(
             return error_response(StoreUnavailable("metrics store unavailable"))
         return bottle.HTTPResponse(body, 200, {"Content-Type": content_type})
 
-    spec = encode(openapi.spec())
+    spec = encode(openapi.spec(admin=admin is not None))
 
     @app.get("/openapi.json")
     def openapi_json() -> bottle.HTTPResponse:

@@ -96,7 +96,69 @@ def _view(view: View, alias: bool) -> dict[str, Any]:
     }
 
 
-def spec() -> dict[str, Any]:
+_ADMIN_ERRORS = {
+    "401": _error("No admin token, or a wrong one (with WWW-Authenticate)"),
+    "404": _error("The admin API is off (no ADMIN_TOKEN), or no such entry or upstream"),
+}
+_RESOURCE = {"name": "resource", "in": "path", "required": True,
+             "description": "A resource, e.g. c42:event:launch-party",
+             "schema": {"type": "string",
+                        "pattern": "^[a-z0-9_]+:[a-z0-9_]+:[A-Za-z0-9_-]{1,128}$"}}
+_PURGED = {"description": "The resources whose entries were deleted", "content": {
+    "application/json": {"schema": {"type": "object", "required": ["purged"], "properties": {
+        "purged": {"type": "array", "items": {"type": "string"}}}}}}}
+
+
+def _admin_paths() -> dict[str, Any]:
+    """The admin API (api/admin.py): a Bearer admin token; 404 while none is configured."""
+    security: list[dict[str, list[str]]] = [{"adminToken": []}]
+    query = [
+        {"name": "upstream", "in": "query", "schema": {"type": "string"}},
+        {"name": "prefix", "in": "query", "schema": {"type": "string"}},
+        {"name": "live", "in": "query", "schema": {"type": "string", "enum": ["true", "false"]}},
+        {"name": "limit", "in": "query",
+         "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
+        {"name": "after", "in": "query", "schema": {"type": "string"},
+         "description": "The last resource of the previous page (its next.after)"},
+    ]
+    return {
+        "/admin/entries": {"get": {
+            "operationId": "adminEntries", "security": security, "parameters": query,
+            "summary": "Cached entries in resource order, a page at a time",
+            "responses": {"200": {"description": "A page of entries", "content": {
+                "application/json": {"schema": {"type": "object", "required": ["entries"],
+                                                "properties": {
+                    "entries": {"type": "array", "items": {"type": "object"}},
+                    "next": {"type": "object"}}}}}},
+                "400": _error("A query parameter is invalid"), **_ADMIN_ERRORS},
+        }},
+        "/admin/entries/{resource}": {"delete": {
+            "operationId": "adminPurgeOne", "security": security, "parameters": [_RESOURCE],
+            "summary": "Purge one resource: its next read is a miss",
+            "responses": {"200": _PURGED, "400": _error("Not a resource"), **_ADMIN_ERRORS},
+        }},
+        "/admin/purge": {"post": {
+            "operationId": "adminPurge", "security": security,
+            "summary": "Purge by upstream, prefix, a view's parameters, tag or resources",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "description": 'One of {"upstream"}, {"prefix"}, {"view", '
+                '"params"}, {"tag"}, {"resources"}'}}}},
+            "responses": {"200": _PURGED, "400": _error("Not one of the accepted bodies"),
+                          **_ADMIN_ERRORS},
+        }},
+        "/admin/refresh/{resource}": {"post": {
+            "operationId": "adminRefresh", "security": security, "parameters": [_RESOURCE],
+            "summary": "Refresh a resource now (conditionally, outside the request budget)",
+            "responses": {"202": {"description": "Enqueued; the entry shows when it is done",
+                                  "content": {"application/json": {
+                                      "schema": {"type": "object"}}}},
+                          "400": _error("Not a resource"), **_ADMIN_ERRORS},
+        }},
+    }
+
+
+def spec(admin: bool = False) -> dict[str, Any]:
+    """The OpenAPI document; ``admin``: with the admin API's paths."""
     return {
         "openapi": "3.0.3",
         "info": {
@@ -141,10 +203,13 @@ def spec() -> dict[str, Any]:
                                       "content": {"application/json": {
                                           "schema": {"type": "object"}}}}},
             }},
+            **(_admin_paths() if admin else {}),
         },
         "components": {"securitySchemes": {
             "apiKey": {"type": "http", "scheme": "bearer",
                        "description": "Authorization: Bearer <API key> (python -m api.keys)"},
+            "adminToken": {"type": "http", "scheme": "bearer",
+                           "description": "Authorization: Bearer <ADMIN_TOKEN>"},
         }, "schemas": {
             **{_schema_name(view): dict(view.schema) for view in views()},
             "Readiness": {

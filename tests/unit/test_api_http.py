@@ -8,7 +8,9 @@ import logging
 import re
 
 import pytest
+import schemathesis
 from prometheus_client import REGISTRY
+from schemathesis.core.result import Ok
 
 from api import openapi
 from api.app import BodyCache, create_app
@@ -133,6 +135,24 @@ def test_openapi_describes_exactly_the_routes():
     assert routes == set(openapi.spec()["paths"])
     status, headers, body = call(app, "/openapi.json")
     assert status == 200 and json.loads(body) == openapi.spec()
+
+
+def test_openapi_describes_the_admin_api_where_it_is_mounted():
+    """With the admin API mounted, /openapi.json has its four operations, each behind
+    the admin token; the document stays a valid OpenAPI 3 description."""
+    from api.admin import admin_app
+
+    app = create_app(StubReader(), lambda: SETTINGS,
+                     admin=admin_app(None, lambda _: None, lambda: SETTINGS, lambda: 0.0))
+    document = json.loads(call(app, "/openapi.json")[2])
+    admin = {path: ops for path, ops in document["paths"].items() if path.startswith("/admin/")}
+    assert {(path, method) for path, ops in admin.items() for method in ops} == {
+        ("/admin/entries", "get"), ("/admin/entries/{resource}", "delete"),
+        ("/admin/purge", "post"), ("/admin/refresh/{resource}", "post")}
+    assert all(op["security"] == [{"adminToken": []}] for ops in admin.values()
+               for op in ops.values())
+    parsed = list(schemathesis.openapi.from_dict(document).get_all_operations())
+    assert parsed and all(isinstance(result, Ok) for result in parsed)  # Err: a wrong one
 
 
 def _served_error(status_error: Exception, cache_hit: bool = False) -> Exception:
