@@ -101,7 +101,7 @@ _ADMIN_ERRORS = {
     "404": _error("The admin API is off (no ADMIN_TOKEN), or no such entry or upstream"),
 }
 _RESOURCE = {"name": "resource", "in": "path", "required": True,
-             "description": "A resource, e.g. c42:event:launch-party",
+             "description": "A resource: <upstream>:<kind>:<key>",
              "schema": {"type": "string",
                         "pattern": "^[a-z0-9_]+:[a-z0-9_]+:[A-Za-z0-9_-]{1,128}$"}}
 _PURGED = {"description": "The resources whose entries were deleted", "content": {
