@@ -142,10 +142,11 @@ def github_requests(demo, org: str) -> int:
 
 @pytest.mark.parametrize(("changes", "limit", "first_wave"), [
     # 360 an hour: one request every 10 s, a bucket of one.
-    ({"GITHUB_BUDGET_PER_HOUR": "360"}, None, 1),
+    ({"GITHUB_BUDGET_PER_HOUR": "360"}, None, (1, 1)),
     # No budget of our own, but GitHub says 20 remain for the next hour: known once the
-    # first answers (the three prefetches that go together) report it.
-    ({"GITHUB_BUDGET_PER_HOUR": "0"}, 20, 3),
+    # first answer reports it. The three prefetches start together on two worker
+    # processes, so two or three go before the first answer is back.
+    ({"GITHUB_BUDGET_PER_HOUR": "0"}, 20, (2, 3)),
 ])
 def test_refreshes_stay_within_the_upstreams_budget(system, demo, changes, limit,
                                                     first_wave):
@@ -156,12 +157,12 @@ def test_refreshes_stay_within_the_upstreams_budget(system, demo, changes, limit
         demo.upstream.github.set_rate_limit(remaining=limit)
     system(beat=True, GITHUB_ORG="demo-small", GITHUB_TTL="1",
            REFRESH_TICK_INTERVAL="0.25", **changes)
-    eventually(lambda: github_requests(demo, "demo-small") >= first_wave, 20,
-               "the first prefetch")
+    least, most = first_wave
+    eventually(lambda: github_requests(demo, "demo-small") >= least, 20, "the first prefetch")
     first = time.monotonic()
     time.sleep(8)  # time must pass for refreshes to fall due; none may go past the budget
     seconds = time.monotonic() - first
-    assert github_requests(demo, "demo-small") <= first_wave + int(seconds / 10) + 1
+    assert github_requests(demo, "demo-small") <= most + int(seconds / 10) + 1
 
 
 def test_allowlisted_paths_are_read_through_the_cache(api, demo):
