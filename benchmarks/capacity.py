@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import secrets
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -25,8 +23,7 @@ from typing import Any
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks import each
-from demo.server import API, DemoUpstream, make_demo_server
+from benchmarks import demo_upstream, each
 from launcher.services import celery, free_port
 from shared.config.settings import Settings
 from tests.harness import isolated_env, process_tree, start_api, start_redis, stop, wait_for_worker
@@ -62,16 +59,11 @@ def rss_mb(pid: int) -> float:
 
 
 def run(concurrency: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    upstream = DemoUpstream(secrets.token_urlsafe(12))
     events = [f"cap-{i}" for i in range(args.events)]
-    for event in events:
-        upstream.put_event(event, f"Event {event}", ["Ada", "Grace", "Linus"])
-    server = make_demo_server(upstream, "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    upstream, server, base_url = demo_upstream(events)
     port = free_port()
     procs = [start_redis(work / "redis", port, False)]
-    env = isolated_env(work, f"redis://127.0.0.1:{port}/0",
-                       f"http://127.0.0.1:{server.server_address[1]}{API}", upstream.token,
+    env = isolated_env(work, f"redis://127.0.0.1:{port}/0", base_url, upstream.token,
                        LOG_LEVEL="WARNING", CACHE_TTL=str(args.ttl), REFRESH_TICK_INTERVAL="0.5",
                        API_MISS_WAIT_TIMEOUT="30", API_WORKERS="2")
     logs = (work / "processes.log").open("w")

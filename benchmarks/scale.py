@@ -22,19 +22,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import secrets
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, cast
 
 import redis
 
-from benchmarks import each
-from demo.server import API, DemoUpstream, make_demo_server
+from benchmarks import NAMES, demo_upstream, each
 from launcher.services import celery, free_port
 from shared.config.settings import Settings
 from shared.store.entries import EntryStore
@@ -89,12 +86,8 @@ def seed(store: redis.Redis, events: list[str], ttl: int, period: float) -> tupl
 
 
 def run(count: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    upstream = DemoUpstream(secrets.token_urlsafe(12))
     events = [f"s{i}" for i in range(count // 2)]
-    for event in events:
-        upstream.put_event(event, f"Event {event}", ["Ada", "Grace", "Linus"])
-    server = make_demo_server(upstream, "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    upstream, server, base_url = demo_upstream(events)
     port = free_port()
     procs = [start_redis(work / "redis", port, False)]
     store = redis.Redis(port=port)
@@ -103,7 +96,7 @@ def run(count: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     stored, data_bytes = seed(store, events, args.ttl, period)
     entry_memory = (store.info("memory")["used_memory"] - base_memory) / stored
     env = isolated_env(work, f"redis://127.0.0.1:{port}/0",
-                       f"http://127.0.0.1:{server.server_address[1]}{API}", upstream.token,
+                       base_url, upstream.token,
                        LOG_LEVEL="INFO", CACHE_TTL=str(args.ttl), C42_PAGE_SIZE="100")
     log_path = work / "worker.log"
     try:
@@ -120,7 +113,7 @@ def run(count: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
         time.sleep(period / 5)
         upstream.reset()
         for event in events:  # reset() restores the sample events only
-            upstream.put_event(event, f"Event {event}", ["Ada", "Grace", "Linus"])
+            upstream.put_event(event, f"Event {event}", NAMES)
         lag_fields = [k for k in cast(list[bytes], store.hkeys(KEYS.metrics()))
                       if k.startswith(b"refresh_lag")]
         if lag_fields:
