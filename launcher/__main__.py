@@ -1,8 +1,8 @@
 """``python -m launcher`` (``make run``): the whole system in the foreground, supervised.
 
-Starts a private redis-server (unless REDIS_URL is set), the demo upstream (unless a
-real one is configured), a Celery worker, Celery beat, Flower and the API; logs where each
-listens. A process that exits unasked is logged and restarted with back-off
+Starts a private redis-server (unless REDIS_URL or REDIS_SENTINELS is set), the demo
+upstream (unless a real one is configured), a Celery worker, Celery beat, Flower and the
+API; logs where each listens. A process that exits unasked is logged and restarted with back-off
 (launcher/supervise.py) while the others keep serving. Ctrl-C or SIGTERM stops them in
 order: the API first, finishing its in-flight requests while the worker still runs
 their fetches, then worker, beat and Flower, then the demo upstream and Redis. Everything
@@ -176,7 +176,7 @@ class Supervisor:
 
 def build(sup: Supervisor, env: dict[str, str], run_dir: Path) -> None:
     """Start every service, in order, each ready before the next."""
-    if "REDIS_URL" not in env:
+    if "REDIS_URL" not in env and "REDIS_SENTINELS" not in env:
         port = free_port()
         data = run_dir / "redis"
         cap = load_settings(env).redis.max_memory

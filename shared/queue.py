@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import ssl
 from typing import Any
+from urllib.parse import urlsplit
 
 from celery import Celery
 from kombu import Exchange, Queue
 
-from shared.config.settings import Settings
+from shared.config.settings import Settings, sentinel_addresses
+from shared.store.client import sentinel_options
 from shared.store.flights import FETCH_SOFT_TIME_LIMIT, FETCH_TIME_LIMIT
 from shared.store.keys import Keys
 
@@ -31,10 +33,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     result key, not a result backend; task events are on for Flower."""
     broker = settings.redis.broker_url or settings.redis.url
     tls = {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_certs": settings.redis.tls_ca_file or None}
+    secure = broker.startswith("rediss://")
+    transport: dict[str, Any] = {}
+    if settings.redis.sentinels and not settings.redis.broker_url:
+        broker, transport = sentinel_broker(settings)
     return {
         "broker_url": broker,
         # rediss://: verify the server's certificate (against REDIS_TLS_CA_FILE if set).
-        "broker_use_ssl": tls if broker.startswith("rediss://") else None,
+        "broker_use_ssl": tls if secure else None,
         # Outcomes travel through the flight's result key, not Celery's result backend.
         "result_backend": None,
         "task_ignore_result": True,
@@ -50,6 +56,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_transport_options": {
             "visibility_timeout": FETCH_TIME_LIMIT * 4,
             "global_keyprefix": Keys(settings.redis.key_prefix).celery_prefix(),
+            **transport,
         },
         "broker_connection_retry_on_startup": True,
         # A Redis error reply (out of memory, read-only during a failover) restarts the
@@ -77,6 +84,23 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "timezone": "UTC",
     }
+
+
+def sentinel_broker(settings: Settings) -> tuple[str, dict[str, Any]]:
+    """kombu's Sentinel transport for REDIS_SENTINELS: ``sentinel://`` URLs, one per
+    sentinel, carrying the master's credentials and database from REDIS_URL, and the
+    transport options naming the master and reaching the sentinels."""
+    master, sentinel = sentinel_options(settings.redis)
+    auth = urlsplit(settings.redis.url).netloc.rpartition("@")[0]
+    userinfo = f"{auth}@" if auth else ""
+    broker = ";".join(f"sentinel://{userinfo}{f'[{host}]' if ':' in host else host}:{port}"
+                      f"/{master['db']}"
+                      for host, port in sentinel_addresses(settings.redis.sentinels))
+    options = {"master_name": settings.redis.sentinel_master,
+               "sentinel_kwargs": {k: v for k, v in sentinel.items() if v is not None},
+               "socket_timeout": master["socket_timeout"],
+               "socket_connect_timeout": master["socket_connect_timeout"]}
+    return broker, options
 
 
 def celery_app(settings: Settings, main: str = "cachedproxy") -> Celery:

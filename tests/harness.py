@@ -12,11 +12,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import redis
+
 from demo.server import demo_env
 from launcher.services import (
     api_ready,
+    free_port,
     kill_group,
     port_open,
+    redis_server_binary,
+    spawn,
     spawn_api,
     spawn_redis,
     wait_for,
@@ -115,3 +120,106 @@ def start_redis(data_dir: Path, port: int, appendonly: bool = True, *options: st
     proc = spawn_redis(data_dir, port, appendonly, *options)
     wait_for(lambda: port_open("127.0.0.1", port), 10, "redis-server", proc)
     return proc
+
+
+def _local(port: int) -> redis.Redis:
+    return redis.Redis(port=port, socket_timeout=1, socket_connect_timeout=1)
+
+
+class SentinelStand:
+    """A Redis master, one replica and three sentinels on loopback, as a highly available
+    Redis is deployed: the sentinels agree (quorum 2) that the master is down after
+    ``down_after_ms`` and promote the replica. For tests and benchmarks of failover."""
+
+    MASTER = "mymaster"
+
+    def __init__(self, work_dir: Path, down_after_ms: int = 1000) -> None:
+        self.work_dir = work_dir
+        self.down_after_ms = down_after_ms
+        self.nodes: dict[int, subprocess.Popen] = {}  # port -> redis-server
+        self.sentinels: dict[int, subprocess.Popen] = {}  # port -> sentinel
+
+    def start(self) -> SentinelStand:
+        master, replica = free_port(), free_port()
+        self.start_node(master)
+        self.start_node(replica, "--replicaof", "127.0.0.1", str(master))
+        for _ in range(3):
+            port = free_port()
+            directory = self.work_dir / f"sentinel-{port}"
+            directory.mkdir(parents=True)
+            conf = directory / "sentinel.conf"
+            conf.write_text(
+                f"port {port}\nbind 127.0.0.1\ndir {directory}\n"
+                f"logfile {directory / 'sentinel.log'}\n"
+                f"sentinel monitor {self.MASTER} 127.0.0.1 {master} 2\n"
+                f"sentinel down-after-milliseconds {self.MASTER} {self.down_after_ms}\n"
+                f"sentinel failover-timeout {self.MASTER} 10000\n"
+            )
+            self.sentinels[port] = spawn([redis_server_binary(), str(conf), "--sentinel"],
+                                         stdout=subprocess.DEVNULL)
+            wait_for(lambda p=port: port_open("127.0.0.1", p), 10, "redis sentinel",
+                     self.sentinels[port])
+        wait_for(lambda: self.in_sync(master), 30, "replica in sync and known to sentinels")
+        return self
+
+    def start_node(self, port: int, *options: str) -> None:
+        proc = spawn_redis(self.work_dir / f"redis-{port}", port, False, *options)
+        wait_for(lambda: port_open("127.0.0.1", port), 10, "redis-server", proc)
+        self.nodes[port] = proc
+
+    @property
+    def addresses(self) -> str:
+        """REDIS_SENTINELS for this stand."""
+        return ",".join(f"127.0.0.1:{port}" for port in self.sentinels)
+
+    def master(self) -> int:
+        """The master's port as every sentinel names it (0: they do not agree yet)."""
+        named = set()
+        for port in self.sentinels:
+            try:
+                with _local(port) as sentinel:
+                    address = sentinel.sentinel_get_master_addr_by_name(self.MASTER)
+            except redis.RedisError:
+                return 0
+            named.add(int(address[1]) if address else 0)
+        return named.pop() if len(named) == 1 else 0
+
+    def in_sync(self, master: int) -> bool:
+        """``master`` is the master of every sentinel, has a replica online, and every
+        sentinel knows that replica (so it can promote it)."""
+        if self.master() != master:
+            return False
+        try:
+            with _local(master) as node:
+                info = node.info("replication")
+            if not any(isinstance(v, dict) and v.get("state") == "online"
+                       for k, v in info.items() if k.startswith("slave")):
+                return False
+            for port in self.sentinels:
+                with _local(port) as sentinel:
+                    if not sentinel.sentinel_slaves(self.MASTER):
+                        return False
+            return True
+        except redis.RedisError:
+            return False
+
+    def kill_master(self) -> int:
+        """SIGKILL the master's process; its port."""
+        port = self.master()
+        self.nodes.pop(port).kill()
+        return port
+
+    def wait_failover(self, old: int, timeout: float = 30) -> int:
+        """The promoted replica's port, once every sentinel names it."""
+        wait_for(lambda: self.master() not in (0, old), timeout, "failover")
+        return self.master()
+
+    def rejoin(self, port: int) -> None:
+        """Start the killed node again as a replica of the new master (as an operator
+        brings a failed host back); returns once it is in sync."""
+        master = self.master()
+        self.start_node(port, "--replicaof", "127.0.0.1", str(master))
+        wait_for(lambda: self.in_sync(master), 30, "old master rejoined as replica")
+
+    def stop(self) -> None:
+        stop([*self.sentinels.values(), *self.nodes.values()])

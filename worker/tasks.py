@@ -17,6 +17,8 @@ from billiard.exceptions import WorkerLostError
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.signals import task_failure
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from shared.errors import (
     CachedProxyError,
@@ -51,6 +53,10 @@ log = logging.getLogger(__name__)
 
 # A claimed refresh that has not finished by then is claimed again.
 REFRESH_LEASE = FETCH_TIME_LIMIT + 5
+
+# Publishing a flight's outcome outlasts a Sentinel failover: lost connections are tried
+# again for about 8 s (0.2, 0.4, 0.8, then 1 s apart).
+FINISH_RETRY = Retry(ExponentialBackoff(cap=1.0, base=0.1), 10)
 
 
 class ContextTask(Task):
@@ -216,7 +222,10 @@ def _run_flight(ctx: WorkerContext, flight: Flight, ahead: bool, worker: str | N
             "resource": flight.resource, "outcome": outcome.code, "error": repr(exc)})
     finally:
         try:
-            ctx.flights.finish(flight, outcome, worker)
+            # A failover loses the connection: finish on the promoted replica, or the
+            # lock it holds would keep the resource from being fetched until it expires.
+            FINISH_RETRY.call_with_retry(
+                lambda: ctx.flights.finish(flight, outcome, worker), lambda _: None)
         except redis.RedisError as exc:
             log.warning("fetch outcome not published; its waiters time out",
                         extra={"resource": flight.resource, "error": repr(exc)})

@@ -47,6 +47,19 @@ class RedisSettings:
     broker_url: str = option(
         "", "BROKER_URL", "A separate Redis for the task queues (empty: the one of REDIS_URL)"
     )
+    sentinels: str = option(
+        "", "REDIS_SENTINELS",
+        "Comma-separated host:port of Redis Sentinels; when set, the master they name is the "
+        "cache's and the broker's Redis and REDIS_URL gives only its scheme, user, password "
+        "and database",
+    )
+    sentinel_master: str = option(
+        "mymaster", "REDIS_SENTINEL_MASTER", "Name of the master the sentinels watch"
+    )
+    sentinel_password: str = option(
+        "", "REDIS_SENTINEL_PASSWORD",
+        "Password of the sentinels themselves (their requirepass); empty: none",
+    )
     tls_ca_file: str = option(
         "", "REDIS_TLS_CA_FILE",
         "CA certificate file to verify Redis's (rediss://); empty: the system's CAs",
@@ -381,6 +394,20 @@ def _access_checks(access: AccessSettings) -> list[tuple[bool, str]]:
     return found
 
 
+def sentinel_addresses(text: str) -> list[tuple[str, int]]:
+    """``host:port,host:port`` (a ``[v6]:port`` too) as (host, port) pairs, in order."""
+    found: list[tuple[str, int]] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        host, sep, port = item.rpartition(":")
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise SettingsError(f"redis.sentinels: item {len(found) + 1} is not host:port")
+        found.append((host, int(port)))
+    return found
+
+
 def validate(settings: Settings) -> Settings:
     checks = [
         (settings.cache.ttl > 0, "cache.ttl must be positive"),
@@ -398,6 +425,19 @@ def validate(settings: Settings) -> Settings:
             not settings.redis.broker_url
             or urlsplit(settings.redis.broker_url).scheme in {"redis", "rediss", "unix"},
             "redis.broker_url must be empty or a redis://, rediss:// or unix:// URL",
+        ),
+        (
+            not settings.redis.sentinels or bool(sentinel_addresses(settings.redis.sentinels)),
+            "redis.sentinels must list host:port items",
+        ),
+        (
+            not settings.redis.sentinels
+            or urlsplit(settings.redis.url).scheme in {"redis", "rediss"},
+            "redis.url must be a redis:// or rediss:// URL when redis.sentinels is set",
+        ),
+        (
+            re.fullmatch(r"[A-Za-z0-9._-]+", settings.redis.sentinel_master) is not None,
+            "redis.sentinel_master must be a name of letters, digits, '.', '_' or '-'",
         ),
         *_access_checks(settings.access),
         (
