@@ -11,12 +11,21 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 SECRETS = {"C42_TOKEN": "t", "FLOWER_BASIC_AUTH": "ops:pw"}
 LONG_RUNNING = {"redis", "consul", "demo", "worker", "beat", "flower", "api"}
+SENTINEL_PROFILE = {"redis-master", "redis-replica", "sentinel-1", "sentinel-2", "sentinel-3",
+                    "worker-a", "worker-b", "api-a", "api-b"}
 
 
-def compose_config(env: dict[str, str]) -> subprocess.CompletedProcess:
+def compose_config(env: dict[str, str], *profiles: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if k not in SECRETS}
-    return subprocess.run(["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config"],
-                          env={**clean, **env}, capture_output=True, text=True, timeout=60)
+    chosen = [arg for profile in profiles for arg in ("--profile", profile)]
+    return subprocess.run(
+        ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), *chosen, "config"],
+        env={**clean, **env}, capture_output=True, text=True, timeout=60)
+
+
+def default_services(services: dict[str, dict]) -> set[str]:
+    """The services ``docker compose up`` starts without a profile."""
+    return {name for name, service in services.items() if not service.get("profiles")}
 
 
 def test_compose_file_is_valid_and_complete():
@@ -24,7 +33,7 @@ def test_compose_file_is_valid_and_complete():
     result = compose_config(SECRETS)
     assert result.returncode == 0, result.stderr
     services = yaml.safe_load(result.stdout)["services"]
-    assert set(services) == LONG_RUNNING | {"consul-seed"}
+    assert default_services(services) == LONG_RUNNING | {"consul-seed"}
     for name in LONG_RUNNING:
         assert services[name].get("healthcheck", {}).get("test"), name
         assert services[name].get("restart") == "unless-stopped", name
@@ -45,3 +54,30 @@ def test_no_secret_has_a_default():
     for missing in SECRETS:
         result = compose_config({k: v for k, v in SECRETS.items() if k != missing})
         assert result.returncode != 0 and missing in result.stderr
+
+
+def test_sentinel_profile_runs_two_of_each_behind_three_sentinels():
+    """``--profile sentinel``: a master, a replica (of the master), three sentinels
+    watching it with quorum 2, and two API and two worker containers (each worker with a
+    beat) that know Redis only through the sentinels."""
+    result = compose_config(SECRETS, "sentinel")
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    profiled = set(services) - default_services(services)
+    assert profiled == SENTINEL_PROFILE
+    assert services["redis-replica"]["command"][-3:] == ["--replicaof", "redis-master", "6379"]
+    for n in (1, 2, 3):
+        script = " ".join(services[f"sentinel-{n}"]["command"])
+        assert "sentinel monitor mymaster redis-master 6379 2" in script
+        assert "--sentinel" in script
+    for name in ("worker-a", "worker-b", "api-a", "api-b"):
+        env = services[name]["environment"]
+        assert env["REDIS_SENTINELS"] == "sentinel-1:26379,sentinel-2:26379,sentinel-3:26379"
+        assert env["REDIS_SENTINEL_MASTER"] == "mymaster"
+        assert services[name].get("healthcheck", {}).get("test"), name
+    for name in ("worker-a", "worker-b"):
+        assert "--beat" in services[name]["command"]
+    ports = [p for name in ("api-a", "api-b") for p in services[name]["ports"]]
+    assert len(ports) == 2
+    assert all(p.get("host_ip") == "127.0.0.1" if isinstance(p, dict) else
+               str(p).startswith("127.0.0.1:") for p in ports)
