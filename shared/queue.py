@@ -62,6 +62,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # A Redis error reply (out of memory, read-only during a failover) restarts the
         # consumer like a lost connection does, instead of ending the worker.
         "broker_channel_error_retry": True,
+        # Celery 6's default, stated: cancels only late-acked tasks on a lost broker
+        # connection, and ours are acked early; leaving it unset warns at every reconnect.
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
         "task_default_queue": FETCH_QUEUE,
         "task_default_exchange": "",
         "task_queues": [Queue(q, _DIRECT, routing_key=q) for q in QUEUES],

@@ -20,13 +20,15 @@ from dataclasses import dataclass, field
 import pytest
 import requests
 
-from launcher.services import celery, free_port
+from launcher.services import celery, free_port, http_ok, wait_for
 from tests.harness import SentinelStand, isolated_env, start_api, stop, wait_for_worker
+from tests.integration.conftest import eventually
 from tests.integration.test_events_view import VIEW
 
 TTL = 6
 PERIOD = TTL * 0.8  # a live resource's refresh period (REFRESH_RATIO 0.8)
 MISS_WAIT = 6.0
+FLOWER_LOGIN = ("ops", "flower-ha-password")
 
 
 @dataclass
@@ -34,6 +36,7 @@ class Cluster:
     stand: SentinelStand
     env: dict[str, str]
     apis: list[str]
+    flower: str = ""
     procs: list[subprocess.Popen] = field(default_factory=list)
 
     def all_running(self) -> bool:
@@ -71,6 +74,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, demo) -> Iterator[Cluster]
                 cluster.procs.append(start_api({**env, "API_PORT": str(port)}, stdout=out,
                                                stderr=subprocess.STDOUT))
             cluster.apis.append(f"http://127.0.0.1:{port}")
+        port = free_port()
+        with (logs / "flower.log").open("w") as out:
+            flower = celery({**env, "FLOWER_PORT": str(port), "FLOWER_BASIC_AUTH": ":".join(
+                FLOWER_LOGIN)}, "flower", stdout=out, stderr=subprocess.STDOUT)
+        cluster.procs.append(flower)
+        cluster.flower = f"http://127.0.0.1:{port}"
+        wait_for(lambda: http_ok(f"{cluster.flower}/healthcheck"), 30, "flower", flower)
         yield cluster
     finally:
         stop(list(reversed(cluster.procs)))
@@ -225,6 +235,20 @@ def test_killing_the_master_during_cold_misses_answers_every_wait(cluster, demo)
             event_id, fetches(demo, event_id), refreshes)
     assert cluster.all_running()
     cluster.stand.rejoin(old)
+
+
+def test_flower_follows_the_failovers(cluster, demo):
+    """After the failovers above, Flower (connected through the sentinels too) still
+    sees the fetches that new misses cause."""
+    (event_id,) = events(demo, "flower", 1)
+    r = requests.get(f"{cluster.apis[0]}{VIEW}/{event_id}/", timeout=15)
+    assert r.status_code == 200, r.text
+
+    def listed() -> bool:
+        tasks = requests.get(f"{cluster.flower}/api/tasks", auth=FLOWER_LOGIN, timeout=10)
+        return any(event_id in str(t.get("args")) for t in tasks.json().values())
+
+    eventually(listed, 20, "flower lists the fetch of a miss after the failovers")
 
 
 def test_the_sentinel_settings_reach_every_part(cluster):
