@@ -8,7 +8,9 @@ request after warming is one the failover cost.
 - ``steady``: ``--clients`` clients read ``--views`` warm views from both API groups;
   after 3 s the master is SIGKILLed. Reported: answers by status, the window from the
   kill to the last non-200, against the sentinels' own failover time (kill to promotion,
-  measured in the same run), and extra upstream requests per resource.
+  measured in the same run), and extra upstream requests per resource. The same for one
+  more client on a third API group started just before the kill: it has served nothing
+  yet, so it has no copies to answer from while no master is known.
 - ``cold``: ``--views`` new events requested three times each at once (upstream takes
   0.5 s); the master is killed when the first fetch reaches upstream. Reported: answers
   by status, the longest answer (bounded by the miss wait), the time until every view
@@ -49,11 +51,19 @@ MISS_WAIT = 10.0
 class Cluster:
     stand: SentinelStand
     upstream: DemoUpstream
+    env: dict[str, str]
     apis: list[str]
     procs: list[subprocess.Popen]
 
     def running(self) -> bool:
         return all(proc.poll() is None for proc in self.procs)
+
+
+    def add_api(self) -> str:
+        port = free_port()
+        self.procs.append(start_api({**self.env, "API_PORT": str(port)},
+                                    stderr=subprocess.DEVNULL))
+        return f"http://127.0.0.1:{port}"
 
 
 @contextmanager
@@ -64,7 +74,7 @@ def cluster(work: Path, events: list[str], down_after_ms: int) -> Iterator[Clust
                        REDIS_SENTINELS=stand.addresses, LOG_LEVEL="WARNING",
                        CACHE_TTL="3600", API_MISS_WAIT_TIMEOUT=str(MISS_WAIT))
     procs: list[subprocess.Popen] = []
-    apis = []
+    c = Cluster(stand, upstream, env, [], procs)
     try:
         for host in ("a", "b"):
             worker = celery(env, "worker", "--concurrency", "4", "--without-mingle",
@@ -72,11 +82,9 @@ def cluster(work: Path, events: list[str], down_after_ms: int) -> Iterator[Clust
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             procs += [worker, celery(env, "beat", "--schedule", str(work / f"beat-{host}"),
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-            port = free_port()
-            procs.append(start_api({**env, "API_PORT": str(port)}, stderr=subprocess.DEVNULL))
-            apis.append(f"http://127.0.0.1:{port}")
+            c.apis.append(c.add_api())
         wait_for_worker(env, procs[0])
-        yield Cluster(stand, upstream, apis, procs)
+        yield c
     finally:
         stop(list(reversed(procs)))
         stand.stop()
@@ -96,19 +104,23 @@ def steady(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         urls = [f"{api}{VIEW}/{e}/" for e in events for api in c.apis]
         assert all(get(u) == 200 for u in urls)
         before = {e: c.upstream.count("event", e) for e in events}
+        new_api = c.add_api()  # has served nothing
+        new_urls = [f"{new_api}{VIEW}/{e}/" for e in events]
         seen: list[tuple[float, int]] = []
+        seen_new: list[tuple[float, int]] = []
         done = threading.Event()
 
-        def read(offset: int) -> None:
+        def read(offset: int, urls: list[str], seen: list[tuple[float, int]]) -> None:
             i = offset
             while not done.is_set():
                 seen.append((time.monotonic(), get(urls[i % len(urls)])))
                 i += 1
 
-        with ThreadPoolExecutor(args.clients) as pool:
+        with ThreadPoolExecutor(args.clients + 1) as pool:
             for n in range(args.clients):
-                pool.submit(read, n)
+                pool.submit(read, n, urls, seen)
             time.sleep(3)
+            pool.submit(read, 0, new_urls, seen_new)
             killed = time.monotonic()
             old = c.stand.kill_master()
             c.stand.wait_failover(old)
@@ -116,6 +128,7 @@ def steady(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             time.sleep(10)
             done.set()
         failed = [t for t, status in seen if status != 200]
+        failed_new = [t for t, status in seen_new if status != 200]
         extra = [c.upstream.count("event", e) - before[e] for e in events]
         return {
             "run": "steady", "clients": args.clients, "views": len(urls),
@@ -125,6 +138,9 @@ def steady(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "non_200_window_s": round(max(failed) - killed, 2) if failed else 0.0,
             "window_per_failover": round((max(failed) - killed) / (promoted - killed), 2)
             if failed else 0.0,
+            "new_api_statuses": dict(Counter(status for _, status in seen_new)),
+            "new_api_non_200_window_s": round(max(failed_new) - killed, 2) if failed_new
+            else 0.0,
             "extra_upstream_per_resource_max": max(extra),
             "processes_restarted": 0 if c.running() else "some exited",
         }
