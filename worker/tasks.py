@@ -285,7 +285,8 @@ def refresh_resource(self: ContextTask, resource: str, due: float | None = None,
 # No task events for the tick: one a second would crowd Flower's task list and memory.
 @app.task(bind=True, base=ContextTask, name=TICK_TASK, ignore_result=True, send_events=False)
 def tick(self: ContextTask) -> int:
-    """Claim the resources due for refresh and enqueue a refresh for each."""
+    """Claim the resources due for refresh by the next tick and enqueue a refresh for
+    each."""
     started = time.perf_counter()
     ctx = self.context
     settings = ctx.settings
@@ -294,7 +295,7 @@ def tick(self: ContextTask) -> int:
               for r in upstream.prefetch(settings.upstreams[name])]
     try:
         claimed, dropped = ctx.schedule.claim_due(
-            plan.max_claims, REFRESH_LEASE, plan.idle_timeout, pinned)
+            plan.max_claims, REFRESH_LEASE, plan.idle_timeout, pinned, plan.tick_interval)
         ticked(ctx.redis, ctx.schedule.keys, ctx.clock())
         ctx.flights.sweep()
     except redis.RedisError as exc:

@@ -41,6 +41,19 @@ def test_claim_takes_due_resources_once_and_leases_them(schedule: Schedule, stor
     assert store.zscore(KEYS.schedule(), "r:1") / 1000 == pytest.approx(now + 30, abs=2)
 
 
+def test_claim_takes_what_comes_due_before_the_next_tick(schedule: Schedule):
+    """With ``ahead`` (the tick interval) a resource due before the next tick is claimed
+    now, at most that early; later ones wait. Without it only what is due now."""
+    now = time.time()
+    read_now(schedule, "soon", "later")
+    schedule.plan("soon", now + 0.5)
+    schedule.plan("later", now + 3)
+    assert schedule.claim(limit=10, lease=30, idle=600) == ([], 0)
+    due, _ = schedule.claim_due(limit=10, lease=30, idle=600, ahead=1.5)
+    assert [resource for resource, _ in due] == ["soon"]
+    assert due[0][1] == pytest.approx(now + 0.5, abs=0.01)  # still reported as due then
+
+
 def test_claim_is_bounded_and_oldest_first(schedule: Schedule):
     """One tick claims at most ``limit``, the longest overdue first; the rest wait."""
     now = time.time()
