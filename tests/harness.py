@@ -90,7 +90,10 @@ def wait_for_worker(env: dict[str, str], proc: subprocess.Popen, timeout: float 
     destination = [hostname] if hostname else None
 
     def answered() -> bool:
-        replies = control.ping(destination=destination, timeout=0.3)
+        try:
+            replies = control.ping(destination=destination, timeout=0.3)
+        except (redis.ConnectionError, OSError):  # the broker is (re)starting
+            return False
         return any(hostname is None or hostname in reply for reply in replies)
 
     wait_for(answered, timeout, "celery worker", proc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import threading
@@ -16,6 +17,8 @@ import requests
 from api.app import app_from_settings
 from demo.server import threaded_wsgi_server
 from launcher.services import celery, free_port
+from shared.config.settings import load_settings
+from shared.queue import FETCH_TASK, celery_app
 from tests.harness import start_redis, stop, wait_for_worker
 from tests.integration.conftest import eventually
 from tests.integration.test_events_view import VIEW, expected, get
@@ -65,7 +68,7 @@ def own_redis(tmp_path: Path, env: dict[str, str]):
                         "--without-mingle", "--without-gossip", "--hostname", "restart@%h",
                         stdout=out, stderr=subprocess.STDOUT)
     wait_for_worker({**env, "REDIS_URL": url}, worker)
-    yield url, port, data, procs
+    yield url, port, data, procs, worker
     stop([worker, *procs])
 
 
@@ -74,7 +77,7 @@ def test_redis_down_serves_recent_views_and_restart_loses_nothing(own_redis, set
     same body, Cache-Status saying so) and 503 store_unavailable for a view it never
     served; once Redis is back, without a restart, cached data is still there (no
     upstream call) and misses are fetched again."""
-    url, port, data, procs = own_redis
+    url, port, data, procs, _ = own_redis
     server = threaded_wsgi_server(
         app_from_settings(settings.replace(redis={"url": url, "socket_timeout": 1.0})),
         "127.0.0.1", 0,
@@ -102,3 +105,26 @@ def test_redis_down_serves_recent_views_and_restart_loses_nothing(own_redis, set
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_worker_outlives_losing_the_broker_with_tasks_reserved(own_redis, env, demo, tmp_path):
+    """Redis goes away while the worker has a fetch running and another reserved (taken
+    from the queue, not yet started): the worker does not exit; it reconnects when Redis
+    is back and runs tasks again."""
+    url, port, data, procs, worker = own_redis
+    own = {**env, "REDIS_URL": url}
+    sender = celery_app(load_settings(own))
+    demo.upstream.set_latency(2)
+    for event_id in ("launch-party", "team-standup", "board-meeting"):
+        sender.send_task(FETCH_TASK, (f"c42:event:{event_id}", secrets.token_hex(8)))
+    assert demo.upstream.wait_for_request("event", "launch-party", timeout=10)
+    log = tmp_path / "worker.log"
+    stop([procs.pop()])
+    eventually(lambda: "Connection to broker lost" in log.read_text(), 10,
+               "the worker notices Redis is gone")
+    procs.append(start_redis(data, port, appendonly=True))
+    demo.upstream.set_latency(0)
+    wait_for_worker(own, worker, timeout=20)
+    sender.send_task(FETCH_TASK, ("c42:event:quiet-evening", secrets.token_hex(8)))
+    assert demo.upstream.wait_for_request("event", "quiet-evening", timeout=20)
+    assert worker.poll() is None, log.read_text()[-2000:]

@@ -233,6 +233,9 @@ def test_killing_the_master_during_cold_misses_answers_every_wait(cluster, demo)
     for event_id in ids:
         assert 1 <= fetches(demo, event_id) <= 1 + 1 + refreshes, (
             event_id, fetches(demo, event_id), refreshes)
+    for host in ("a", "b"):  # both workers came through, fetches reserved or not
+        wait_for_worker(cluster.env, cluster.procs[0], timeout=30,
+                        hostname=f"ha-{host}@{socket.gethostname()}")
     assert cluster.all_running()
     cluster.stand.rejoin(old)
 

@@ -1,13 +1,15 @@
-"""The worker reconnects to a broker that was away within a second of its return."""
+"""The worker reconnects to a broker that was away within a second of its return, and
+survives the loss with tasks reserved."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from kombu.utils.functional import fxrange
 
 from worker import app
-from worker.consumer import RECONNECT_INTERVAL, Consumer
+from worker.consumer import RECONNECT_INTERVAL, Consumer, _close_quietly
 
 
 class Connection:
@@ -31,3 +33,18 @@ def test_the_worker_is_celery_s_consumer_trying_the_broker_every_second():
                     call["interval_step"], repeatlast=True)
     assert [next(waits) for _ in range(6)] == [0, 0.5, 1.0, 1.0, 1.0, 1.0]
     assert RECONNECT_INTERVAL == 1.0
+
+
+def test_closing_a_lost_broker_connection_may_fail_on_the_gone_transport(caplog):
+    """Closing the connection after a loss tolerates kombu's AttributeError (its
+    transport already let go), logging it; anything else still propagates."""
+    def gone() -> None:
+        raise AttributeError("'NoneType' object has no attribute 'hostname'")
+
+    def refused() -> None:
+        raise ConnectionRefusedError
+
+    _close_quietly(gone)()
+    assert "reserved tasks" in caplog.text
+    with pytest.raises(ConnectionRefusedError):
+        _close_quietly(refused)()
