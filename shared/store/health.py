@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import redis
+from redis.sentinel import SentinelConnectionPool
 
 from shared.store.keys import Keys
 
@@ -33,10 +34,16 @@ def ticked(client: redis.Redis, keys: Keys, now: float) -> None:
 
 def readiness(client: redis.Redis, keys: Keys, tick_interval: float,
               now: float | None = None) -> dict[str, Any]:
-    """Redis reachable, at least one worker seen recently, beat ticking recently."""
+    """Redis reachable (with Sentinel: the master it is), at least one worker seen
+    recently, beat ticking recently."""
     now = time.time() if now is None else now
     tick_late_after = max(5 * tick_interval, 5.0)
+    redis_check: dict[str, Any] = {"ok": True}
     try:
+        pool = client.connection_pool
+        if isinstance(pool, SentinelConnectionPool):  # which master the sentinels name now
+            host, port = pool.get_master_address()
+            redis_check["master"] = f"{host}:{port}"
         with client.pipeline(transaction=False) as pipe:
             pipe.zrange(keys.workers(), int((now - WORKER_GONE_AFTER) * 1000), "+inf",
                         byscore=True)
@@ -49,7 +56,7 @@ def readiness(client: redis.Redis, keys: Keys, tick_interval: float,
     names = sorted(w.decode() if isinstance(w, bytes) else w for w in workers)
     tick_age = None if tick is None else round(now - float(tick), 1)
     checks: dict[str, dict[str, Any]] = {
-        "redis": {"ok": True},
+        "redis": redis_check,
         "workers": {"ok": bool(names), "seen": names},
         "beat": {"ok": tick_age is not None and tick_age <= tick_late_after,
                  "last_tick_s_ago": tick_age},

@@ -255,10 +255,11 @@ def test_flower_follows_the_failovers(cluster, demo):
 
 
 def test_the_sentinel_settings_reach_every_part(cluster):
-    """``/readyz`` of both API groups sees Redis, both workers and a beat, all found
-    through the sentinels."""
+    """``/readyz`` of both API groups sees Redis (naming the master the sentinels chose
+    after the failovers), both workers and a beat, all found through the sentinels."""
     for api in cluster.apis:
         body = requests.get(f"{api}/readyz", timeout=5).json()
         assert body["status"] == "ready", body
+        assert body["checks"]["redis"]["master"] == f"127.0.0.1:{cluster.stand.master()}"
         assert {"ha-a@", "ha-b@"} <= {w.split("@")[0] + "@" for w in
                                        body["checks"]["workers"]["seen"]}
