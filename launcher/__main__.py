@@ -2,8 +2,8 @@
 
 Starts a private redis-server (unless REDIS_URL or REDIS_SENTINELS is set), the demo
 upstream (unless a real one is configured), a Celery worker, Celery beat, Flower and the
-API; logs where each listens. A process that exits unasked is logged and restarted with back-off
-(launcher/supervise.py) while the others keep serving. Ctrl-C or SIGTERM stops them in
+API; logs where each listens. A process that exits unasked is logged and restarted with
+back-off (launcher/supervise.py) while the others keep serving. Ctrl-C or SIGTERM stops them in
 order: the API first, finishing its in-flight requests while the worker still runs
 their fetches, then worker, beat and Flower, then the demo upstream and Redis. Everything
 it prints is JSON lines: the children's logs as they are, anything else wrapped.
