@@ -12,7 +12,8 @@ Locks and results carry their deadlines in their values, not as Redis TTLs: unde
 only keys with a TTL can be evicted, and only cache entries have one. The locks are
 fields of one hash (resource -> "token deadline_ms", by Redis's own clock); a lock past
 its deadline counts as free and the tick's ``sweep`` removes it and result lists past
-theirs.
+theirs, and the purge generations of resources no flight holds (only a fetch under way
+compares against one).
 
 Everyone waits on the flight's result list with ``BLMOVE key key``, which hands every
 waiter the same element without consuming it. The fetch task writes the entry first,
@@ -91,6 +92,9 @@ return 1
 
 # KEYS: locks, results (index). Removes locks and result lists past their deadlines;
 # returns how many of each. allow-oom: it only frees memory.
+# KEYS: locks, results (index), generations. Purge generations matter only to a fetch
+# under way, which reads its resource's under the flight's lock: a resource nobody holds
+# needs none (a fetch that starts later reads 0 and fetches after the purge).
 _SWEEP = "#!lua flags=allow-oom\n" + _HELPERS + """
 local now = now_ms()
 local locks = 0
@@ -106,7 +110,14 @@ for _, key in ipairs(results) do
   redis.call('DEL', key)
   redis.call('ZREM', KEYS[2], key)
 end
-return {locks, #results}
+local generations = 0
+for _, resource in ipairs(redis.call('HKEYS', KEYS[3])) do
+  if not holder(KEYS[1], resource, now) then
+    redis.call('HDEL', KEYS[3], resource)
+    generations = generations + 1
+  end
+end
+return {locks, #results, generations}
 """
 
 
@@ -191,10 +202,12 @@ class Flights:
         now_s, now_us = self.redis.time()
         return token if int(deadline) > now_s * 1000 + now_us // 1000 else None
 
-    def sweep(self) -> tuple[int, int]:
-        """Remove locks and outcomes past their deadlines: (locks, results) removed."""
-        locks, results = self._sweep(keys=[self.keys.locks(), self.keys.results()])
-        return int(locks), int(results)
+    def sweep(self) -> tuple[int, int, int]:
+        """Remove locks and outcomes past their deadlines, and the purge generations of
+        resources no flight holds: (locks, results, generations) removed."""
+        locks, results, generations = self._sweep(
+            keys=[self.keys.locks(), self.keys.results(), self.keys.generations()])
+        return int(locks), int(results), int(generations)
 
     def track(self, worker: str, flight: Flight) -> None:
         """Note that ``worker`` runs ``flight`` (until it finishes it)."""

@@ -43,7 +43,8 @@ class Keys:
 
     def generations(self) -> str:
         """Hash: resource -> how often it was purged; a fetch stores only if it is
-        unchanged since the fetch began, so a purge is never undone by older data."""
+        unchanged since the fetch began, so a purge is never undone by older data. The
+        tick drops a resource's count once no flight holds it (Flights.sweep)."""
         return self._key("generations")
 
     def paced(self) -> str:

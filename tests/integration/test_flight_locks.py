@@ -3,9 +3,14 @@ for the fetch's time limit; a task message that never arrives blocks a resource 
 
 from __future__ import annotations
 
+import time
+
 import redis
 
+from shared.store.entries import EntryStore
+from shared.store.entry import Validator, fetched
 from shared.store.flights import LOCK_TIMEOUT_MS, Flights, Outcome
+from shared.store.inventory import Inventory
 from shared.store.keys import Keys
 from tests.integration.conftest import PREFIX, eventually
 from tests.integration.test_events_view import VIEW, expected, get
@@ -55,15 +60,36 @@ def test_locks_and_outcomes_end_at_their_deadlines_without_a_redis_ttl(store: re
     new = flights.join("c42:event:old")
     assert new.leader and new.token != old.token
     store.hset(Keys(PREFIX).locks(), "c42:event:old", f"{new.token} {now_ms(store) - 1}")
-    assert flights.sweep() == (1, 0)  # outcomes are kept for RESULT_TTL_MS
+    assert flights.sweep() == (1, 0, 0)  # outcomes are kept for RESULT_TTL_MS
     assert store.hkeys(Keys(PREFIX).locks()) == ["c42:event:held"]
     assert flights.holder("c42:event:held") == other.token
     kept = store.zrange(Keys(PREFIX).results(), 0, -1)
     assert kept == [Keys(PREFIX).result("c42:event:done", done.token)]
     assert store.ttl(kept[0]) == -1
     store.zadd(Keys(PREFIX).results(), {kept[0]: 0})
-    assert flights.sweep() == (0, 1)
+    assert flights.sweep() == (0, 1, 0)
     assert not store.exists(kept[0]) and store.zcard(Keys(PREFIX).results()) == 0
+
+
+def test_purge_generations_last_only_while_a_fetch_may_compare_against_them(store):
+    """A purge bumps each resource's generation so that a fetch under way cannot store
+    what it got before; the sweep keeps the generation while a flight holds the
+    resource, and drops it once none does (the hash does not grow with every purge)."""
+    keys = Keys(PREFIX)
+    flights, entries, inventory = Flights(store, keys), EntryStore(store, keys), Inventory(
+        store, keys)
+    running = flights.join("c42:event:busy")
+    began_at = entries.generation("c42:event:busy")  # as the fetch under way read it
+    inventory.purge(["c42:event:busy", "c42:event:idle"])
+    assert flights.sweep() == (0, 0, 1)
+    assert store.hkeys(keys.generations()) == ["c42:event:busy"]
+    now = time.time()
+    data = fetched({"id": "busy"}, (Validator('"1"'),), now, 60)
+    assert not entries.save("c42:event:busy", data, now + 60, began_at)  # purged since
+    flights.finish(running, Outcome())
+    assert flights.sweep() == (0, 0, 1)
+    assert store.hlen(keys.generations()) == 0
+    assert entries.save("c42:event:busy", data, now + 60, entries.generation("c42:event:busy"))
 
 
 def now_ms(store: redis.Redis) -> int:
