@@ -19,6 +19,10 @@ from worker.context import process_context
 
 log = logging.getLogger(__name__)
 
+# Set once the worker is shutting down: the last heartbeat (the "worker-offline" event,
+# which Celery may send after the shutdown signal) must not record it as alive again.
+_stopping = False
+
 
 def _store() -> tuple[redis.Redis, Keys]:
     ctx = process_context()  # the same the tasks use, settings followed live
@@ -36,7 +40,7 @@ def _hostname(sender: Any) -> str | None:
 @heartbeat_sent.connect
 def _beat(sender: Any = None, **_: object) -> None:
     hostname = _hostname(sender)
-    if hostname:
+    if hostname and not _stopping:
         with contextlib.suppress(redis.RedisError):  # Redis away: /readyz says so itself
             worker_seen(*_store(), hostname, time.time())
 
@@ -61,6 +65,8 @@ def _fail_abandoned(sender: Any = None, **_: object) -> None:
 
 @worker_shutdown.connect
 def _gone(sender: Any = None, **_: object) -> None:
+    global _stopping
+    _stopping = True
     hostname = _hostname(sender)
     if hostname:
         with contextlib.suppress(redis.RedisError):
