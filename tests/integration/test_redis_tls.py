@@ -1,6 +1,8 @@
 """The whole system against a Redis that requires an ACL user's password over TLS, as
 ``make run`` starts it (worker, beat, the API under ``python -m api``): views are
 fetched and served, /readyz is ready, and the password appears in no log and no answer.
+And Redis Sentinel over TLS: the cache's client and the broker find a master that
+requires a password through sentinels that speak only TLS.
 """
 
 from __future__ import annotations
@@ -14,7 +16,17 @@ import pytest
 import redis
 import requests
 
-from launcher.services import celery, free_port
+from launcher.services import (
+    celery,
+    free_port,
+    port_open,
+    redis_server_binary,
+    spawn,
+    wait_for,
+)
+from shared.config.settings import load_settings
+from shared.queue import celery_app
+from shared.store.client import connect
 from tests.harness import start_api, start_redis, stop, wait_for_worker
 from tests.integration.conftest import eventually
 from tests.integration.test_events_view import VIEW, expected
@@ -94,3 +106,60 @@ def test_everything_runs_against_redis_with_acl_password_and_tls(tls_redis, env,
         stop(list(reversed(procs)))
     for log in logs.iterdir():
         assert password not in log.read_text(), log.name
+
+
+def test_sentinels_over_tls_name_a_master_that_requires_a_password(tmp_path: Path):
+    """A master and a replica with only TLS ports and a password, three sentinels with
+    only TLS ports: the cache's client and the broker (kombu's Sentinel transport) find
+    the master through the sentinels, both over TLS, and work."""
+    ca = certificates(tmp_path)
+    password = secrets.token_urlsafe(24)
+    tls = ["--tls-cert-file", str(tmp_path / "redis.pem"), "--tls-key-file",
+           str(tmp_path / "redis.key"), "--tls-ca-cert-file", str(ca), "--tls-auth-clients",
+           "no", "--tls-replication", "yes"]
+    master, replica = free_port(), free_port()
+    procs = [start_redis(tmp_path / "master", master, False, "--port", "0", "--tls-port",
+                         str(master), "--requirepass", password, *tls)]
+    sentinels = []
+    try:
+        procs.append(start_redis(tmp_path / "replica", replica, False, "--port", "0",
+                                 "--tls-port", str(replica), "--requirepass", password,
+                                 "--masterauth", password, "--replicaof", "127.0.0.1",
+                                 str(master), *tls))
+        for _ in range(3):
+            port = free_port()
+            directory = tmp_path / f"sentinel-{port}"
+            directory.mkdir()
+            conf = directory / "sentinel.conf"
+            conf.write_text(
+                f"port 0\ntls-port {port}\nbind 127.0.0.1\ndir {directory}\n"
+                f"tls-cert-file {tmp_path / 'redis.pem'}\ntls-key-file {tmp_path / 'redis.key'}\n"
+                f"tls-ca-cert-file {ca}\ntls-auth-clients no\ntls-replication yes\n"
+                f"sentinel monitor mymaster 127.0.0.1 {master} 2\n"
+                f"sentinel auth-pass mymaster {password}\n")
+            procs.append(spawn([redis_server_binary(), str(conf), "--sentinel"],
+                               stdout=subprocess.DEVNULL))
+            wait_for(lambda p=port: port_open("127.0.0.1", p), 10, "sentinel", procs[-1])
+            sentinels.append(f"127.0.0.1:{port}")
+        settings = load_settings({"REDIS_SENTINELS": ",".join(sentinels),
+                                  "REDIS_URL": f"rediss://:{password}@unused/0",
+                                  "REDIS_TLS_CA_FILE": str(ca)}, ini=[])
+        client = connect(settings.redis)
+
+        def reachable() -> bool:
+            try:
+                return bool(client.ping())
+            except redis.RedisError:  # the sentinels are still starting
+                return False
+
+        eventually(reachable, 10, "the master found through the sentinels")
+        assert client.connection_pool.get_master_address() == ("127.0.0.1", master)
+        with celery_app(settings).connection_for_write() as conn:
+            queue = conn.SimpleQueue("tls-check")
+            queue.put({"through": "sentinels"})
+            message = queue.get(timeout=10)
+            message.ack()
+            queue.close()
+        assert message.payload == {"through": "sentinels"}
+    finally:
+        stop(list(reversed(procs)))
