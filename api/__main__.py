@@ -1,7 +1,10 @@
-"""``python -m api``: serve the API with gunicorn and gevent workers.
+"""``python -m api``: serve the API with granian, its WSGI interface, in processes.
 
-gevent lets one process hold many requests that wait on a cache miss while it keeps
-answering hits; see docs/BENCHMARKS.md for the measurements behind the choice.
+Each of ``api.workers`` processes answers on a pool of up to ``api.threads`` threads
+under granian's Rust HTTP server: a hit is a few microseconds of Python on one of them,
+and a miss waiting on its fetch blocks only its own thread (the wait releases the GIL),
+so hits go on while misses wait. See docs/BENCHMARKS.md for the measurements behind
+the choice.
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ import atexit
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
 from typing import Any
 
-from gunicorn.app.base import BaseApplication
+from granian.constants import HTTPModes, Interfaces
+from granian.http import HTTP1Settings
+from granian.log import LogLevels
+from granian.server import Server
 
 from shared.config.live import process_environ, process_settings, set_command_line
 from shared.config.settings import Settings, SettingsError, load_settings
@@ -22,14 +27,19 @@ from shared.telemetry.logs import configure_logging, refuse_to_start
 
 # Seconds a stopping server gives in-flight requests; within make run's stop budget.
 GRACEFUL_TIMEOUT = 7
+# A request's head (request line and headers) past this is refused with 431, and one not
+# received within HEADER_TIMEOUT_MS is dropped (a client that trickles its headers).
+MAX_HEAD_BYTES = 64 * 1024
+HEADER_TIMEOUT_MS = 10_000
+API = "api.__main__:load_api"
 
 
-def _child_exit(_server: Any, worker: Any) -> None:
-    """A gunicorn worker ended: its live gauges leave the shared metrics."""
-    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
-        from prometheus_client import multiprocess
+def load_api() -> Any:
+    """The WSGI app of one server process (granian calls it in each, after the fork)."""
+    from api.app import app_from_settings
 
-        multiprocess.mark_process_dead(worker.pid)
+    live = process_settings()  # one per server process, following Consul
+    return app_from_settings(live.get(), live.get)
 
 
 def _metrics_dir() -> None:
@@ -40,55 +50,47 @@ def _metrics_dir() -> None:
         atexit.register(shutil.rmtree, path, ignore_errors=True)
 
 
-def _load_api(settings: Settings) -> Any:
-    # Imported here, in the worker after gevent has patched the standard library.
-    from api.app import app_from_settings
+def _log_config(level: str) -> dict[str, Any]:
+    """granian's own records (start, stop, a worker lost) as the API's JSON lines."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "shared.telemetry.logs.json_formatter"}},
+        "filters": {"context": {"()": "shared.telemetry.logs.ContextFilter"}},
+        "handlers": {
+            "stderr": {"class": "logging.StreamHandler", "formatter": "json",
+                       "filters": ["context"]}
+        },
+        "root": {"level": level.upper(), "handlers": ["stderr"]},
+        "loggers": {
+            "_granian": {"level": level.upper(), "handlers": [], "propagate": True},
+            "granian.access": {"level": "WARNING", "handlers": [], "propagate": True},
+        },
+    }
 
-    live = process_settings()  # one per server process, following Consul
-    return app_from_settings(live.get(), live.get)
 
-
-class ApiServer(BaseApplication):
-    """gunicorn serving ``load(settings)`` (the API by default) with gevent workers."""
-
-    def __init__(self, settings: Settings, load: Callable[[Settings], Any] = _load_api) -> None:
-        self.settings = settings
-        self._load = load
-        super().__init__()
-
-    def load_config(self) -> None:
-        s = self.settings
-        options: dict[str, Any] = {
-            "bind": f"{s.api.host}:{s.api.port}",
-            "workers": s.api.workers,
-            "worker_class": "api.edge.JsonErrorWorker",
-            "worker_connections": 1000,
-            "graceful_timeout": GRACEFUL_TIMEOUT,
-            "timeout": 30,
-            "keepalive": 5,
-            "control_socket_disable": True,
-            "child_exit": _child_exit,
-            "logconfig_dict": {
-                "version": 1,
-                "disable_existing_loggers": False,
-                "formatters": {"json": {"()": "shared.telemetry.logs.json_formatter"}},
-                "filters": {"context": {"()": "shared.telemetry.logs.ContextFilter"}},
-                "handlers": {
-                    "stderr": {"class": "logging.StreamHandler", "formatter": "json",
-                               "filters": ["context"]}
-                },
-                "root": {"level": s.log.level.upper(), "handlers": ["stderr"]},
-                "loggers": {
-                    "gunicorn.error": {"level": s.log.level.upper(), "propagate": True},
-                    "gunicorn.access": {"level": "WARNING", "propagate": True},
-                },
-            },
-        }
-        for key, value in options.items():
-            self.cfg.set(key, value)
-
-    def load(self) -> Any:
-        return self._load(self.settings)
+def server(settings: Settings, target: str = API) -> Any:
+    """granian serving the WSGI app that ``target`` ("module:factory") makes."""
+    s = settings.api
+    return Server(
+        target,
+        address=s.host,
+        port=s.port,
+        interface=Interfaces.WSGI,
+        factory=True,
+        workers=s.workers,
+        blocking_threads=s.threads,
+        backpressure=s.threads,
+        http=HTTPModes.http1,
+        websockets=False,
+        http1_settings=HTTP1Settings(header_read_timeout=HEADER_TIMEOUT_MS, keep_alive=True,
+                                     max_buffer_size=MAX_HEAD_BYTES),
+        log_level=LogLevels(settings.log.level.lower()),
+        log_dictconfig=_log_config(settings.log.level),
+        respawn_failed_workers=True,
+        respawn_interval=1.0,
+        workers_kill_timeout=GRACEFUL_TIMEOUT,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
         refuse_to_start(exc)
     configure_logging(settings.log.level)
     _metrics_dir()
-    ApiServer(settings).run()
+    server(settings).serve()
 
 
 if __name__ == "__main__":

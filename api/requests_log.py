@@ -22,6 +22,7 @@ from shared.telemetry.logs import log_context
 
 log = logging.getLogger("api.requests")
 SERVED = "cachedproxy.served"  # environ key: how a view request was served (a Served)
+ROUTE = "cachedproxy.route"  # environ key: the route's rule, for a request no router saw
 REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 StartResponse = Callable[..., Any]
@@ -50,7 +51,8 @@ class RequestLog:
             seconds = time.perf_counter() - started
             status = seen.get("status", 500)
             served = environ.get(SERVED)
-            route = getattr(environ.get("bottle.route"), "rule", "unmatched")
+            route = str(environ.get(ROUTE) or getattr(environ.get("bottle.route"), "rule",
+                                                      "unmatched"))
             metrics.observe(route, environ.get("REQUEST_METHOD", ""), status, served, seconds)
             level = logging.DEBUG if served is Served.HIT else logging.INFO
             if log.isEnabledFor(level):

@@ -64,7 +64,7 @@ def wrk(url: str, seconds: int, connections: int, *headers: str) -> dict[str, fl
 
 def cpu_seconds(pid: int) -> float:
     """User and system CPU time of a process and its children still running (the API's
-    gunicorn master and workers), from /proc."""
+    server and its worker processes), from /proc."""
     tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -176,7 +176,7 @@ def main() -> int:
         warm = requests.get(cached, timeout=30)
         assert warm.headers.get("X-Cache-Status") == "HIT", (warm.status_code, warm.headers)
         wrk(api + VIEW, 2, args.connections)  # warm-up
-        cpu_before = cpu_seconds(api_proc.pid)  # gunicorn's master and its workers
+        cpu_before = cpu_seconds(api_proc.pid)  # the server and its worker processes
         hit = wrk(api + VIEW, args.seconds, args.connections)
         cpu_ms_per_1000 = (cpu_seconds(api_proc.pid) - cpu_before) * 1000 / (
             hit["rps"] * args.seconds / 1000)

@@ -1,6 +1,6 @@
 """``python -m benchmarks.reference``: the hit-path references.
 
-The same server as the API (gunicorn, gevent workers, same settings) serving Bottle
+The same server as the API (granian, same processes and threads) serving Bottle
 routes: ``/reference`` does one Redis GET of a stored body and returns it (a cached view
 read from Redis can go no faster); ``/constant`` returns that body from memory after its
 first request (the ceiling of this server stack: no Redis, no work).
@@ -10,17 +10,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.__main__ import ApiServer
-from shared.config.settings import Settings, load_settings
+from api.__main__ import server
+from shared.config.settings import load_settings
 
 REFERENCE_KEY = "bench:reference"
 
 
-def reference_app(settings: Settings) -> Any:
+def reference_app() -> Any:
     import bottle
 
     from shared.store.client import connect
 
+    settings = load_settings()
     client = connect(settings.redis)
     app = bottle.Bottle()
 
@@ -42,4 +43,4 @@ def reference_app(settings: Settings) -> Any:
 
 
 if __name__ == "__main__":
-    ApiServer(load_settings(), load=reference_app).run()
+    server(load_settings(), "benchmarks.reference:reference_app").serve()

@@ -156,6 +156,9 @@ class ApiSettings:
     host: str = option("127.0.0.1", "API_HOST", "Address the API listens on")
     port: int = option(8080, "API_PORT", "Port the API listens on")
     workers: int = option(2, "API_WORKERS", "API server processes")
+    threads: int = option(
+        8, "API_THREADS",
+        "Requests each API process handles at once (its threads; a miss waiting holds one)")
     miss_wait_timeout: float = option(
         10.0,
         "API_MISS_WAIT_TIMEOUT",
@@ -455,6 +458,7 @@ def validate(settings: Settings) -> Settings:
             f"api.miss_wait_timeout and api.stale_wait_timeout must be 0-{MAX_WAIT:g} s",
         ),
         (settings.api.workers >= 1, "api.workers must be at least 1"),
+        (settings.api.threads >= 1, "api.threads must be at least 1"),
         (1 <= settings.worker.concurrency <= 256, "worker.concurrency must be 1-256"),
         (settings.flower.max_tasks >= 1, "flower.max_tasks must be at least 1"),
         (0.1 <= settings.refresh.ratio < 1, "refresh.ratio must be at least 0.1 and below 1"),

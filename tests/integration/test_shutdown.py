@@ -29,7 +29,7 @@ def test_api_finishes_in_flight_requests_on_sigterm(env, worker, demo, tmp_path:
             r = pending.result(timeout=15)
         assert r.status_code == 200 and r.json() == expected("team-standup")
         assert api.wait(timeout=12) == 0
-        assert time.monotonic() - stopping < 12  # gunicorn's graceful timeout is 10 s
+        assert time.monotonic() - stopping < 12  # the server's graceful timeout is 7 s
     finally:
         stop([api])
 

@@ -34,12 +34,12 @@ class StubReader:
         return self.now
 
 
-def call(app, path: str, method: str = "GET", headers: dict[str, str] | None = None
-         ) -> tuple[int, CaseInsensitiveDict, bytes]:
+def call(app, path: str, method: str = "GET", headers: dict[str, str] | None = None,
+         query: str = "") -> tuple[int, CaseInsensitiveDict, bytes]:
     environ = {
         # PEP 3333: PATH_INFO carries the URL's bytes as latin-1.
         "PATH_INFO": path.encode().decode("latin-1"),
-        "REQUEST_METHOD": method, "QUERY_STRING": "", "SERVER_NAME": "t", "SERVER_PORT": "80",
+        "REQUEST_METHOD": method, "QUERY_STRING": query, "SERVER_NAME": "t", "SERVER_PORT": "80",
         "REMOTE_ADDR": "127.0.0.1",
         "wsgi.input": io.BytesIO(), "wsgi.url_scheme": "http", "wsgi.errors": io.StringIO(),
     }

@@ -13,9 +13,10 @@ from prometheus_client import REGISTRY
 from schemathesis.core.result import Ok
 
 from api import openapi
-from api.app import BodyCache, create_app
+from api.app import create_app
 from api.reader import Read
 from api.requests_log import RequestLog
+from api.views import BodyCache
 from shared.config.settings import Settings
 from shared.errors import InvalidRequest, NotFound, UpstreamError
 from shared.policy.http import http_date

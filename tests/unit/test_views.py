@@ -1,0 +1,107 @@
+"""Hits from a process's copy answered before routing (``Views.hit``): the same response
+the view's route gives, and only when the route would serve the copy without Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+from prometheus_client import REGISTRY
+
+from api.app import create_app
+from api.requests_log import RequestLog
+from shared.config.settings import Settings
+from shared.policy.http import http_date
+from shared.policy.timing import ReadThrottle
+from tests.unit.apptools import NOW, StubReader, call
+
+VIEW = "/events-with-subscriptions/e1/"
+RULE = "/events-with-subscriptions/<id>/"
+
+
+class Tracking:
+    """A tracking connection that is up (session 1) and has told of no change."""
+
+    session = 1
+    changes = 0
+
+    def __init__(self) -> None:
+        self.on_change = lambda resources: None
+
+    def current(self, now: float) -> int:
+        return self.session
+
+    def changed_since(self, resources: Sequence[str], notice: int) -> bool:
+        return False
+
+
+class Reader(StubReader):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = ReadThrottle(60.0)
+
+    def read(self, resources: Sequence[str], not_found: str = ""):
+        self.reads.due(resources, self.now)  # the read is recorded, as Reader does
+        return super().read(resources, not_found)
+
+
+@pytest.fixture
+def served():
+    """An app whose view was served once from Redis (so its copy is current), the
+    reader, the tracker and the settings in force."""
+    reader, tracker, settings = Reader(), Tracking(), Settings()
+    app = create_app(reader, lambda: settings, tracker=tracker)
+    assert call(app, VIEW)[0] == 200 and len(reader.asked) == 1
+    reader.now = NOW + 3
+    return app, reader, tracker
+
+
+@pytest.mark.parametrize(("method", "headers"), [
+    ("GET", {}),
+    ("HEAD", {}),
+    ("GET", {"If-None-Match": "*"}),
+    ("GET", {"If-None-Match": '"other"'}),
+    ("GET", {"If-Modified-Since": http_date(NOW)}),
+    ("GET", {"If-Modified-Since": http_date(NOW - 1000)}),
+    ("HEAD", {"If-Modified-Since": "not a date"}),
+])
+def test_a_hit_from_the_copy_is_the_response_the_route_gives(served, method, headers):
+    app, reader, _ = served
+    routed = call(app, VIEW, method, headers, query="routed=1")  # a query: the route
+    early = call(app, VIEW, method, headers)
+    assert early[0] == routed[0] and early[2] == routed[2]
+    assert dict(early[1].lower_items()) == dict(routed[1].lower_items())
+    assert len(reader.asked) == 1  # neither read Redis
+
+
+def test_the_copy_answers_the_path_s_route_in_the_metrics(served):
+    app = RequestLog(served[0])
+    labels = {"route": RULE, "method": "GET", "status": "200"}
+    before = REGISTRY.get_sample_value("cachedproxy_http_requests_total", labels) or 0
+    assert call(app, VIEW)[0] == 200
+    assert REGISTRY.get_sample_value("cachedproxy_http_requests_total", labels) == before + 1
+
+
+def test_the_copy_is_not_used_where_the_route_would_read_redis(served):
+    app, reader, tracker = served
+    tracker.on_change(["c42:event:e1"])  # its entry changed in Redis
+    assert call(app, VIEW)[0] == 200 and len(reader.asked) == 2
+    assert call(app, VIEW)[0] == 200 and len(reader.asked) == 2  # the new copy
+    reader.now = NOW + 61  # a read of its resources is due to be recorded
+    assert call(app, VIEW)[0] == 200 and len(reader.asked) == 3
+    tracker.session = 2  # the tracking connection was made again
+    assert call(app, VIEW)[0] == 200 and len(reader.asked) == 4
+    reader.now = NOW + 1000  # past its freshness
+    assert call(app, VIEW)[0] == 200 and len(reader.asked) == 5
+    assert call(app, VIEW, "POST")[0] == 405 and len(reader.asked) == 5
+
+
+def test_changed_settings_send_the_path_through_its_route_again():
+    reader, settings = Reader(), [Settings()]
+    app = create_app(reader, lambda: settings[0], tracker=Tracking())
+    assert call(app, VIEW)[0] == 200
+    assert call(app, VIEW)[0] == 200 and len(reader.asked) == 1
+    settings[0] = settings[0].replace(cache={"stale_if_error": 500})
+    status, headers, _ = call(app, VIEW)
+    assert status == 200 and "stale-if-error=500" in headers["Cache-Control"]
+    assert len(reader.asked) == 1  # the route served the copy, under the new settings
