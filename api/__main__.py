@@ -1,10 +1,9 @@
-"""``python -m api``: serve the API with granian, its WSGI interface, in processes.
+"""``python -m api``: serve the API with granian in ``api.workers`` processes.
 
-Each of ``api.workers`` processes answers on a pool of up to ``api.threads`` threads
-under granian's Rust HTTP server: a hit is a few microseconds of Python on one of them,
-and a miss waiting on its fetch blocks only its own thread (the wait releases the GIL),
-so hits go on while misses wait. See docs/BENCHMARKS.md for the measurements behind
-the choice.
+granian's Rust HTTP server hands each request to the process's event loop, where a hit
+from the process's copy is answered in microseconds; every other request runs on one of
+``api.threads`` threads, so misses waiting on upstream never hold up hits
+(api/bridge.py). See docs/BENCHMARKS.md for the measurements behind the choice.
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ from shared.telemetry.logs import configure_logging, refuse_to_start
 
 # Seconds a stopping server gives in-flight requests; within make run's stop budget.
 GRACEFUL_TIMEOUT = 7
+CONNECTIONS = 1000  # open connections per process; more wait in the listen backlog
 # A request's head (request line and headers) past this is refused with 431, and one not
 # received within HEADER_TIMEOUT_MS is dropped (a client that trickles its headers).
 MAX_HEAD_BYTES = 64 * 1024
@@ -35,11 +35,11 @@ API = "api.__main__:load_api"
 
 
 def load_api() -> Any:
-    """The WSGI app of one server process (granian calls it in each, after the fork)."""
-    from api.app import app_from_settings
+    """The app of one server process (granian calls it in each, after the fork)."""
+    from api.app import bridged
 
     live = process_settings()  # one per server process, following Consul
-    return app_from_settings(live.get(), live.get)
+    return bridged(live.get(), live.get)
 
 
 def _metrics_dir() -> None:
@@ -70,17 +70,18 @@ def _log_config(level: str) -> dict[str, Any]:
 
 
 def server(settings: Settings, target: str = API) -> Any:
-    """granian serving the WSGI app that ``target`` ("module:factory") makes."""
+    """granian serving the app (api/bridge.py's ``Bridge``) that ``target``
+    ("module:factory") makes."""
     s = settings.api
     return Server(
         target,
         address=s.host,
         port=s.port,
-        interface=Interfaces.WSGI,
+        interface=Interfaces.ASGINL,  # no lifespan events: nothing to start or stop
         factory=True,
         workers=s.workers,
-        blocking_threads=s.threads,
-        backpressure=s.threads,
+        backlog=2048,
+        backpressure=CONNECTIONS,
         http=HTTPModes.http1,
         websockets=False,
         http1_settings=HTTP1Settings(header_read_timeout=HEADER_TIMEOUT_MS, keep_alive=True,

@@ -25,6 +25,7 @@ from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 from prometheus_client import Counter
 
+from api.bridge import ON_LOOP, NeedsThread
 from api.responses import JSON_TYPE, encode
 from shared.config.settings import AccessSettings
 from shared.errors import CachedProxyError, TooManyRequests, Unauthorized
@@ -141,6 +142,8 @@ class Access:
         limits = _limits(settings.rate_limit)
         if not limits or path == "/metrics" or self.limiter is None:
             return None
+        if ON_LOOP in environ:  # counting the request is a Redis round trip
+            raise NeedsThread
         client = f"key:{name}" if name is not None else "addr:" + access.client_address(
             environ.get("REMOTE_ADDR", ""), environ.get("HTTP_X_FORWARDED_FOR"),
             _networks(settings.trusted_proxies))

@@ -18,6 +18,7 @@ from kombu.exceptions import OperationalError
 from api import openapi
 from api.access import Access, Limiter
 from api.admin import admin_app
+from api.bridge import ON_LOOP, Bridge, NeedsThread
 from api.local import Tracker
 from api.metrics import renderer
 from api.reader import Enqueue, Reader
@@ -43,7 +44,8 @@ log = logging.getLogger(__name__)
 
 
 class Api(bottle.Bottle):
-    """The Bottle app, answering a hit from a process's copy before any routing."""
+    """The Bottle app, answering a hit from a process's copy before any routing; on the
+    event loop (api/bridge.py) it answers nothing else."""
 
     def __init__(self, pages: Views) -> None:
         super().__init__()
@@ -52,7 +54,11 @@ class Api(bottle.Bottle):
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
                  ) -> Iterable[bytes]:
         answered = self.pages.hit(environ, start_response)
-        return self.wsgi(environ, start_response) if answered is None else answered
+        if answered is not None:
+            return answered
+        if ON_LOOP in environ:
+            raise NeedsThread
+        return self.wsgi(environ, start_response)
 
 
 def create_app(
@@ -62,7 +68,7 @@ def create_app(
     metrics: Callable[[], tuple[bytes, str]] | None = None,
     admin: bottle.Bottle | None = None,
     tracker: Tracker | None = None,
-) -> bottle.Bottle:
+) -> Api:
     """The app; ``current`` gives the settings in force now (they may change live);
     ``readiness`` checks Redis, workers and beat for /readyz; ``admin`` is mounted at
     /admin/ (api/admin.py); with a ``tracker`` of entry changes, fresh views are served
@@ -166,7 +172,22 @@ def _redis_cause(exc: BaseException) -> BaseException:
 def app_from_settings(
     settings: Settings, current: Callable[[], Settings] | None = None
 ) -> RequestLog:
-    """Wire the app to Redis and the task queue; call once per server process.
+    """The app wired to Redis and the task queue (``served`` without the bridge)."""
+    return served(settings, current)[0]
+
+
+def bridged(settings: Settings, current: Callable[[], Settings] | None = None) -> Bridge:
+    """The app as the server runs it: hits on the event loop, the rest on
+    ``api.threads`` threads (api/bridge.py)."""
+    app, on_loop = served(settings, current)
+    return Bridge(app, on_loop, settings.api.threads)
+
+
+def served(
+    settings: Settings, current: Callable[[], Settings] | None = None
+) -> tuple[RequestLog, Callable[[dict[str, Any]], bool]]:
+    """Wire the app to Redis and the task queue; call once per server process. Also
+    returns whether a request may be answered without I/O (from a copy).
 
     ``settings`` are those the process started with (connections, prefix); ``current``
     gives the settings in force at each request, when they follow Consul.
@@ -191,7 +212,7 @@ def app_from_settings(
     )
     tracker = Tracker(client, keys.entry(""), lambda _: None)
 
-    def build() -> bottle.Bottle:
+    def build() -> Api:
         return create_app(
             reader, current,
             lambda: health.readiness(client, keys, current().refresh.tick_interval),
@@ -204,12 +225,13 @@ def app_from_settings(
             tracker,
         )
 
-    guarded = Access(build(), lambda: current().access, settings.api.host,
+    api = build()
+    guarded = Access(api, lambda: current().access, settings.api.host,
                      Limiter(client, keys), reader.clock)
-    served = RequestLog(guarded)
 
     def rebuild() -> None:
-        guarded.app = build()  # the catalogue changed: its routes, in one swap
+        nonlocal api
+        api = guarded.app = build()  # the catalogue changed: its routes, in one swap
 
     subscribe(rebuild)
-    return served
+    return RequestLog(guarded), lambda environ: api.pages.known(environ)

@@ -148,27 +148,41 @@ class Tracker:
             return True
         return any(self._changed.get(r, 0) > notice for r in resources)
 
-    def current(self, now: float) -> int:
+    def current(self, now: float, blocking: bool = True) -> int:
         """Apply every notice that has arrived; the session copies may be served from
-        (0: none may: not connected)."""
-        with self._lock:
-            try:
-                if self._conn is None:
-                    if now < self._retry_at:
-                        return 0
-                    self._connect(now)
-                conn = self._conn
-                assert conn is not None
-                while conn.can_read(timeout=0):
-                    conn.read_response(push_request=True)  # pushes go to _invalidated
-                if now >= self._check_at:
-                    conn.send_command("PING")
-                    conn.read_response()
-                    self._check_at = now + TRACKING_CHECK
-                return self.session
-            except (redis.RedisError, OSError) as exc:
-                self._broken(now, exc)
+        (0: none may: not connected). Not ``blocking`` (on the event loop): 0 as well
+        when that would wait on Redis (a connect, the periodic check) or on a thread
+        doing so."""
+        if not blocking:
+            if self._conn is None or now >= self._check_at:
                 return 0
+            if not self._lock.acquire(blocking=False):
+                return 0
+            try:
+                return self._current(now)
+            finally:
+                self._lock.release()
+        with self._lock:
+            return self._current(now)
+
+    def _current(self, now: float) -> int:
+        try:
+            if self._conn is None:
+                if now < self._retry_at:
+                    return 0
+                self._connect(now)
+            conn = self._conn
+            assert conn is not None
+            while conn.can_read(timeout=0):
+                conn.read_response(push_request=True)  # pushes go to _invalidated
+            if now >= self._check_at:
+                conn.send_command("PING")
+                conn.read_response()
+                self._check_at = now + TRACKING_CHECK
+            return self.session
+        except (redis.RedisError, OSError) as exc:
+            self._broken(now, exc)
+            return 0
 
     def _connect(self, now: float) -> None:
         self._retry_at = now + PROBE_INTERVAL

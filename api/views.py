@@ -12,6 +12,7 @@ the copy may be served without Redis; the response is the one the route would gi
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import threading
 from collections import OrderedDict
@@ -21,6 +22,7 @@ from typing import Any, NamedTuple
 import bottle
 import redis
 
+from api.bridge import ON_LOOP
 from api.local import Copies, Copy, Key, Outage, Tracker
 from api.reader import Read, Reader
 from api.requests_log import ROUTE, SERVED
@@ -74,6 +76,9 @@ class Path(NamedTuple):
     key: Key
     resources: tuple[str, ...]
     settings: Settings
+
+
+_http_date = functools.lru_cache(maxsize=4096)(http.http_date)  # one per copy's data
 
 
 def cache_status(read: Read, now: float) -> str:
@@ -162,7 +167,7 @@ class Views:
         cache = self.current().cache
         return [
             ("ETag", copy.etag),
-            ("Last-Modified", http.http_date(copy.modified)),
+            ("Last-Modified", _http_date(copy.modified)),
             ("Cache-Control", http.cache_control(
                 copy.fresh_until - now, cache.stale_while_revalidate, cache.stale_if_error)),
             ("Age", str(int(max(now - copy.checked_at, 0.0)))),
@@ -195,18 +200,25 @@ class Views:
         ttl = int(copy.fresh_until - self.reader.clock())
         return http.cache_status(CACHE, ["hit", f"ttl={ttl}", *details])
 
-    def current_copy(self, key: Key, resources: Iterable[str], now: float) -> Copy | None:
+    def current_copy(self, key: Key, resources: Iterable[str], now: float,
+                     blocking: bool = True) -> Copy | None:
         """This process's copy of the view if it may be served as a hit without Redis:
         fresh, made in the current tracking session, nothing pending against it, and no
-        read of its resources due to be recorded."""
+        read of its resources due to be recorded. Not ``blocking``: None as well where
+        telling would wait on Redis."""
         copy = self.copies.get(key)
         tracker = self.tracker
         if (tracker is None or copy is None or not copy.session or now >= copy.fresh_until
                 or self.reader.reads.pending(resources, now)):
             return None
-        if tracker.current(now) != copy.session:
+        if tracker.current(now, blocking) != copy.session:
             return None
         return copy if self.copies.get(key) is copy else None  # notices applied may drop it
+
+    def known(self, environ: dict[str, Any]) -> bool:
+        """Whether the request is for a path served before (``hit`` may answer it)."""
+        return (environ["PATH_INFO"] in self.paths and not environ["QUERY_STRING"]
+                and environ["REQUEST_METHOD"] in ("GET", "HEAD"))
 
     def hit(self, environ: dict[str, Any], start_response: StartResponse
             ) -> Iterable[bytes] | None:
@@ -218,7 +230,7 @@ class Views:
                 or path.settings is not self.current()):
             return None
         now = self.reader.clock()
-        copy = self.current_copy(path.key, path.resources, now)
+        copy = self.current_copy(path.key, path.resources, now, ON_LOOP not in environ)
         if copy is None:
             return None
         environ[SERVED] = Served.HIT

@@ -1,6 +1,6 @@
 """``python -m benchmarks.reference``: the hit-path references.
 
-The same server as the API (granian, same processes and threads) serving Bottle
+The same server as the API (granian and api/bridge.py, same settings) serving Bottle
 routes: ``/reference`` does one Redis GET of a stored body and returns it (a cached view
 read from Redis can go no faster); ``/constant`` returns that body from memory after its
 first request (the ceiling of this server stack: no Redis, no work).
@@ -19,6 +19,7 @@ REFERENCE_KEY = "bench:reference"
 def reference_app() -> Any:
     import bottle
 
+    from api.bridge import Bridge
     from shared.store.client import connect
 
     settings = load_settings()
@@ -39,7 +40,9 @@ def reference_app() -> Any:
             constant.append(client.get(key) or b"")  # type: ignore[arg-type]
         return bottle.HTTPResponse(constant[0], 200, headers)
 
-    return app
+    # The constant body needs no I/O once read: answered on the event loop, as a hit is.
+    return Bridge(app, lambda environ: environ["PATH_INFO"] == "/constant" and bool(constant),
+                  settings.api.threads)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ VIEW = "/events-with-subscriptions"
 WARM = ["launch-party", "team-standup", "board-meeting", "quiet-evening"]
 SERVICES = {  # a marker in the command line of each process the launcher started
     "redis-server": "redis", "-m demo": "demo", " worker --hostname": "worker",
-    " beat --schedule": "beat", " flower": "flower", "-m api": "api",
+    " beat --schedule": "beat", " flower": "flower", "-m api": "api", "granian ": "api",
 }
 
 

@@ -157,8 +157,9 @@ class ApiSettings:
     port: int = option(8080, "API_PORT", "Port the API listens on")
     workers: int = option(2, "API_WORKERS", "API server processes")
     threads: int = option(
-        8, "API_THREADS",
-        "Requests each API process handles at once (its threads; a miss waiting holds one)")
+        64, "API_THREADS",
+        "Threads of each API process for requests that wait on Redis or upstream (a miss "
+        "waiting holds one; hits from the process's copy need none)")
     miss_wait_timeout: float = option(
         10.0,
         "API_MISS_WAIT_TIMEOUT",

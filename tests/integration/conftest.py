@@ -97,7 +97,7 @@ def worker(env: dict[str, str], settings: Settings, logs: Path) -> Iterator[subp
 
 @pytest.fixture(scope="session")
 def api(env: dict[str, str], worker: subprocess.Popen, logs: Path) -> Iterator[str]:
-    """The API as deployed: ``python -m api`` (gunicorn, gevent workers) on a free port."""
+    """The API as deployed: ``python -m api`` (granian, api/bridge.py) on a free port."""
     port = free_port()
     with (logs / "api.log").open("w") as out:
         proc = start_api({**env, "API_PORT": str(port)}, stdout=out, stderr=subprocess.STDOUT)

@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from api.app import create_app
-from api.local import PROBE_INTERVAL, Copies, Copy, Outage
+from api.local import PROBE_INTERVAL, Copies, Copy, Outage, Tracker
 from shared.config.settings import Settings
 from tests.unit.apptools import NOW, StubReader, call
 
@@ -113,3 +113,38 @@ def test_a_copy_is_served_no_longer_than_stale_if_error_allows():
     assert status == 200 and "ttl=-99;" in headers["Cache-Status"]
     reader.now = fresh_until + 100.5
     assert call(app, VIEW)[0] == 503
+
+
+class Connection:
+    """A tracking connection holding ``pushes`` (lists of changed keys) to be read."""
+
+    def __init__(self, tracker: Tracker, pushes: list[list[bytes]]) -> None:
+        self.tracker, self.pushes, self.commands = tracker, pushes, []
+
+    def can_read(self, timeout: float) -> bool:
+        return bool(self.pushes)
+
+    def read_response(self, push_request: bool = False):
+        if push_request:
+            self.tracker._invalidated([b"invalidate", self.pushes.pop(0)])
+        return b"PONG"
+
+    def send_command(self, *args):
+        self.commands.append(args)
+
+
+def test_on_the_event_loop_the_tracker_applies_notices_but_never_waits_on_redis():
+    """Not blocking, it answers 0 (copies are not current) where it would connect, ping
+    or wait for a thread that is doing so; what has arrived is applied either way."""
+    dropped: list[list[str]] = []
+    tracker = Tracker(redis.Redis(), "p:entry:", dropped.append)
+    assert tracker.current(0.0, blocking=False) == 0  # not connected: no connect here
+    conn = Connection(tracker, [[b"p:entry:c42:event:e1"]])
+    tracker._conn, tracker.session, tracker._check_at = conn, 1, 10.0
+    assert tracker.current(5.0, blocking=False) == 1
+    assert dropped == [["c42:event:e1"]] and conn.commands == []
+    assert tracker.current(10.0, blocking=False) == 0 and conn.commands == []  # a ping is due
+    with tracker._lock:  # a thread is at it
+        assert tracker.current(5.0, blocking=False) == 0
+    assert tracker.current(10.0) == 1 and conn.commands == [("PING",)]
+    assert tracker.current(10.5, blocking=False) == 1

@@ -9,6 +9,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from api.app import create_app
+from api.bridge import ON_LOOP, NeedsThread
 from api.requests_log import RequestLog
 from shared.config.settings import Settings
 from shared.policy.http import http_date
@@ -28,7 +29,7 @@ class Tracking:
     def __init__(self) -> None:
         self.on_change = lambda resources: None
 
-    def current(self, now: float) -> int:
+    def current(self, now: float, blocking: bool = True) -> int:
         return self.session
 
     def changed_since(self, resources: Sequence[str], notice: int) -> bool:
@@ -105,3 +106,20 @@ def test_changed_settings_send_the_path_through_its_route_again():
     status, headers, _ = call(app, VIEW)
     assert status == 200 and "stale-if-error=500" in headers["Cache-Control"]
     assert len(reader.asked) == 1  # the route served the copy, under the new settings
+
+
+def test_on_the_event_loop_only_a_current_copy_answers(served):
+    """Anything that would read Redis raises NeedsThread before answering (the bridge
+    runs it again on a thread)."""
+    app, reader, tracker = served
+
+    def on_loop(environ, start_response):
+        return app({**environ, ON_LOOP: True}, start_response)
+
+    assert call(on_loop, VIEW)[0] == 200
+    tracker.on_change(["c42:event:e1"])
+    with pytest.raises(NeedsThread):
+        call(on_loop, VIEW)
+    with pytest.raises(NeedsThread):
+        call(on_loop, "/events-with-subscriptions/e2/")
+    assert len(reader.asked) == 1

@@ -1,0 +1,165 @@
+"""The WSGI app as granian serves it: hits on the event loop, everything else on threads.
+
+granian hands each request to an asyncio event loop (its ASGI interface). A request the
+app can answer without I/O (a hit from the process's copy of its view: api/views.py,
+``Views.hit``) is answered right there, in microseconds. Every other request runs the
+same WSGI app on a pool of ``threads`` threads: a miss waiting on its fetch holds one
+of them and nothing else, so hits never queue behind misses, and the pool's size only
+bounds how many requests may wait on Redis or upstream at once.
+
+Whether a request may run on the loop is for the app to say (``on_loop``); if, once
+running there, it finds it needs I/O after all (the copy was dropped meanwhile, or a
+rate limit must be counted in Redis), it raises ``NeedsThread`` before answering and
+runs again on the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import sys
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from api.responses import encode
+
+ON_LOOP = "cachedproxy.on_loop"  # environ key: the request runs on the event loop
+MAX_BODY = 1024 * 1024  # request bodies over this are refused (413)
+
+Environ = dict[str, Any]
+WsgiApp = Callable[[Environ, Callable[..., Any]], Iterable[bytes]]
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Response = tuple[int, list[tuple[bytes, bytes]], bytes]
+
+
+class NeedsThread(Exception):
+    """Raised by the app, before it answers, for a request on the loop that needs I/O."""
+
+
+def environ_of(scope: Scope, body: bytes) -> Environ:
+    """PEP 3333's environ for an ASGI HTTP scope. PATH_INFO is the decoded path's bytes
+    as latin-1; header names with '_' are dropped (they would pass for '-' ones)."""
+    server = scope.get("server") or ("127.0.0.1", 0)
+    client = scope.get("client") or ("", 0)
+    raw_path = scope.get("raw_path")
+    path = unquote_to_bytes(raw_path).decode("latin-1") if raw_path is not None else \
+        scope["path"].encode("utf-8").decode("latin-1")
+    environ: Environ = {
+        "REQUEST_METHOD": scope["method"],
+        "SCRIPT_NAME": "",
+        "PATH_INFO": path,
+        "QUERY_STRING": scope["query_string"].decode("latin-1"),
+        "SERVER_NAME": server[0],
+        "SERVER_PORT": str(server[1]),
+        "SERVER_PROTOCOL": f"HTTP/{scope.get('http_version', '1.1')}",
+        "REMOTE_ADDR": client[0],
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": scope.get("scheme", "http"),
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+    }
+    for raw_name, raw_value in scope["headers"]:
+        name = raw_name.decode("latin-1").upper()
+        if "_" in name:
+            continue
+        value = raw_value.decode("latin-1")
+        if name == "CONTENT-TYPE":
+            environ["CONTENT_TYPE"] = value
+            continue
+        if name == "CONTENT-LENGTH":
+            environ["CONTENT_LENGTH"] = value
+            continue
+        key = "HTTP_" + name.replace("-", "_")
+        environ[key] = f"{environ[key]},{value}" if key in environ else value
+    return environ
+
+
+def run(app: WsgiApp, environ: Environ) -> Response:
+    """Call the WSGI app; its status, headers (as ASGI wants them) and whole body."""
+    started: list[Any] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None
+                       ) -> Callable[[bytes], None]:
+        started[:] = [status, headers]
+        return _no_write
+
+    result = app(environ, start_response)
+    try:
+        body = b"".join(result)
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+    status, headers = started
+    return int(status[:3]), [(k.lower().encode("latin-1"), v.encode("latin-1"))
+                             for k, v in headers], body
+
+
+def _no_write(data: bytes) -> None:
+    raise NotImplementedError("write() is not supported; return the body")
+
+
+def _too_large() -> Response:
+    body = encode({"error": {"status": 413, "code": "payload_too_large",
+                             "message": f"request body over {MAX_BODY} bytes"}})
+    return 413, [(b"content-type", b"application/json; charset=utf-8"),
+                 (b"content-length", str(len(body)).encode()), (b"connection", b"close")], body
+
+
+class Bridge:
+    """An ASGI app running ``app`` (WSGI): on the loop where ``on_loop`` says it may,
+    on ``threads`` threads otherwise."""
+
+    def __init__(self, app: WsgiApp, on_loop: Callable[[Environ], bool], threads: int) -> None:
+        self.app = app
+        self.on_loop = on_loop
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="request")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        body = await _body(scope, receive)
+        if body is None:
+            response = _too_large()
+        else:
+            response = await self.answer(environ_of(scope, body))
+        status, headers, content = response
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
+
+    async def answer(self, environ: Environ) -> Response:
+        if self.on_loop(environ):
+            try:
+                return run(self.app, {**environ, ON_LOOP: True})
+            except NeedsThread:
+                environ["wsgi.input"].seek(0)
+        return await asyncio.get_running_loop().run_in_executor(
+            self.pool, run, self.app, environ)
+
+
+async def _body(scope: Scope, receive: Receive) -> bytes | None:
+    """The request's body (None: over MAX_BODY). A GET or HEAD without a length or a
+    transfer coding has none to read."""
+    if scope["method"] in ("GET", "HEAD") and not any(
+            name in (b"content-length", b"transfer-encoding") for name, _ in scope["headers"]):
+        return b""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks)  # the client went away
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
