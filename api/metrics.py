@@ -1,8 +1,8 @@
 """The API's Prometheus metrics and the /metrics page.
 
 Request metrics are kept per process by prometheus_client; under ``python -m api`` the
-gunicorn workers share them through its multiprocess mode (PROMETHEUS_MULTIPROC_DIR,
-set up by api/__main__.py), so a scrape of any worker sums all of them. What the workers
+server processes share them through its multiprocess mode (PROMETHEUS_MULTIPROC_DIR,
+set up by api/__main__.py), so a scrape of any process sums all of them. What the workers
 count comes from Redis (shared/telemetry/metrics.py). Recording a request writes nothing to Redis.
 """
 
@@ -57,7 +57,7 @@ def observe(route: str, method: str, status: int, served: Served | None,
 
 
 def renderer(redis_collector: RedisCollector) -> Callable[[], tuple[bytes, str]]:
-    """The /metrics body: this API's metrics (all gunicorn workers') and the workers'."""
+    """The /metrics body: this API's metrics (all its processes') and the workers'."""
     from_redis = CollectorRegistry(auto_describe=False)
     from_redis.register(redis_collector)
 

@@ -34,7 +34,7 @@ from shared.upstreams.registry import CATALOGUE_ENV
 def stop(procs: Sequence[subprocess.Popen], timeout: float = 8.0) -> None:
     """SIGTERM each process, wait up to ``timeout`` in all, then SIGKILL their groups.
 
-    Only the leader is asked to stop: a Celery worker or gunicorn stops its own children
+    Only the leader is asked to stop: a Celery worker or granian stops its own children
     gracefully, which a signal to the whole group would cut short.
     """
     for proc in procs:

@@ -27,10 +27,10 @@ def delta(before, after, name: str, **labels: str) -> float:
 
 def test_metrics_count_requests_outcomes_and_upstream_calls(api, demo, store):
     """Hits, misses and upstream requests (304s apart) in /metrics agree with what was
-    done, summed over the API's gunicorn workers and taken from the worker via Redis."""
+    done, summed over the API's server processes and taken from the worker via Redis."""
     before = scrape(api)
     assert get(f"{api}{VIEW}/launch-party/").status_code == 200  # miss: 1 + 3 upstream
-    for _ in range(20):  # hits, spread over both gunicorn workers
+    for _ in range(20):  # hits, spread over both server processes
         assert get(f"{api}{VIEW}/launch-party/").status_code == 200
     assert get(f"{api}{VIEW}/no-such-one/").status_code == 404
     assert get(f"{api}{VIEW}/no-such-one/").status_code == 404
