@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import sys
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +25,8 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from api.responses import encode
+
+log = logging.getLogger(__name__)
 
 ON_LOOP = "cachedproxy.on_loop"  # environ key: the request runs on the event loop
 MAX_BODY = 1024 * 1024  # request bodies over this are refused (413)
@@ -106,11 +109,11 @@ def _no_write(data: bytes) -> None:
     raise NotImplementedError("write() is not supported; return the body")
 
 
-def _too_large() -> Response:
-    body = encode({"error": {"status": 413, "code": "payload_too_large",
-                             "message": f"request body over {MAX_BODY} bytes"}})
-    return 413, [(b"content-type", b"application/json; charset=utf-8"),
-                 (b"content-length", str(len(body)).encode()), (b"connection", b"close")], body
+def _error(status: int, code: str, message: str) -> Response:
+    """A JSON error answered by the bridge itself; the connection closes after it."""
+    body = encode({"error": {"status": status, "code": code, "message": message}})
+    return status, [(b"content-type", b"application/json; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode()), (b"connection", b"close")], body
 
 
 class Bridge:
@@ -127,9 +130,13 @@ class Bridge:
             return
         body = await _body(scope, receive)
         if body is None:
-            response = _too_large()
+            response = _error(413, "payload_too_large", f"request body over {MAX_BODY} bytes")
         else:
-            response = await self.answer(environ_of(scope, body))
+            try:
+                response = await self.answer(environ_of(scope, body))
+            except Exception:
+                log.exception("request failed outside the app's own error handling")
+                response = _error(500, "internal", "internal error")
         status, headers, content = response
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})

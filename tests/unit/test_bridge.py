@@ -105,3 +105,14 @@ def test_a_request_body_reaches_the_app_and_one_too_large_is_refused():
     status, _, body = serve(bridge, scope("/post", "POST"), b"x" * (MAX_BODY + 1))
     assert status == 413 and json.loads(body)["error"]["code"] == "payload_too_large"
     assert len(app.calls) == 1
+
+
+def test_an_app_that_fails_outright_gets_a_json_500(caplog):
+    def broken(environ, start_response):
+        raise RuntimeError("boom")
+
+    status, headers, body = serve(Bridge(broken, lambda environ: False, threads=1), scope())
+    assert status == 500 and headers[b"content-type"].startswith(b"application/json")
+    assert json.loads(body)["error"] == {"status": 500, "code": "internal",
+                                         "message": "internal error"}
+    assert "boom" in caplog.text
