@@ -10,7 +10,9 @@ required and a rate limit) and sends:
   X-Forwarded-For, X-Request-ID), half of them with a valid key added.
 
 Every answer must be below 500 (``/readyz``'s 503 is a report, left out) and every
-error a JSON error body with its status. Prints the counts; exits non-zero otherwise.
+error the app answers a JSON error body with its status; what the HTTP server refuses
+before the app (a request line that is no URI, a malformed header: no X-Request-ID)
+must be a 400, 414 or 431 with no body. Prints the counts; exits non-zero otherwise.
 """
 
 from __future__ import annotations
@@ -48,13 +50,19 @@ class Tally:
         self.statuses: Counter[int] = Counter()
         self.problems: list[str] = []
         self.server_errors = 0  # 5xx other than /readyz's report
+        self.refused_by_server = 0  # answered by the HTTP server before the app
 
     def check(self, what: str, path: str, status: int, content_type: str, body: bytes,
-              head: bool) -> None:
+              head: bool, from_app: bool = True) -> None:
         self.statuses[status] += 1
         if status >= 500 and not path.startswith("/readyz"):
             self.server_errors += 1
             self.problems.append(f"{status} for {what}")
+        if not from_app:
+            self.refused_by_server += 1
+            if status not in (400, 414, 431) or body:
+                self.problems.append(f"server's own {status} for {what}: {body[:60]!r}")
+            return
         if status >= 400 and not head and not path.startswith("/readyz"):
             try:
                 error = json.loads(body)["error"]
@@ -74,11 +82,12 @@ def fuzz_schema(api: str, examples: int, tally: Tally) -> None:
     def run(case: Any, keyed: bool) -> None:
         headers = {"Authorization": f"Bearer {KEY}"} if keyed else {}
         response = case.call(base_url=api, headers=headers, session=session)
-        found = {k.lower(): v for k, v in response.headers.items()}.get("content-type", "")
+        received = {k.lower(): v for k, v in response.headers.items()}
+        found = received.get("content-type", "")
         content_type = found[0] if isinstance(found, list) else found
         tally.check(f"{case.method} {case.formatted_path}", case.formatted_path,
                     response.status_code, content_type, response.content,
-                    case.method.upper() == "HEAD")
+                    case.method.upper() == "HEAD", "x-request-id" in received)
 
     run()
 
@@ -110,7 +119,8 @@ def fuzz_raw(api: str, examples: int, tally: Tally) -> None:
         finally:
             conn.close()
         tally.check(f"{method} {path} {sorted(sent)}", path, response.status,
-                    response.getheader("Content-Type", ""), body, method == "HEAD")
+                    response.getheader("Content-Type", ""), body, method == "HEAD",
+                    response.getheader("X-Request-ID") is not None)
 
     run()
 
@@ -136,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         "five_xx": tally.server_errors,
         "readyz_503": tally.statuses[503] - tally.server_errors,
         "problems": len(tally.problems),
+        "refused_by_the_server_before_the_app": tally.refused_by_server,
         "statuses": dict(sorted(tally.statuses.items())),
     }))
     for problem in tally.problems[:20]:
