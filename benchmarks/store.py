@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -219,6 +220,7 @@ def run_memory(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "views": views,
             "seconds": round(seconds, 1),
             "failed_requests": sum(s != 200 for s in statuses),
+            "statuses": dict(Counter(statuses)),
             "evicted_keys": stats["evicted_keys"],
             "entries_kept": len(kept),
             "mean_entry_kb": round(sum(sizes) / max(len(sizes), 1) / 1000, 1),
@@ -232,14 +234,17 @@ def run_memory(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.store", description=__doc__)
-    parser.add_argument("runs", nargs="*", default=["down", "memory"],
-                        choices=["down", "memory"])
+    # No choices= with a list default: argparse checks the default list as one choice.
+    parser.add_argument("runs", nargs="*", help="down, memory or both (default: both)")
     parser.add_argument("--down-seconds", type=float, default=30)
     parser.add_argument("--cap-mb", type=int, default=20)
     parser.add_argument("--fill-mb", type=int, default=60)
     args = parser.parse_args(argv)
+    runs = args.runs or ["down", "memory"]
+    if set(runs) - {"down", "memory"}:
+        parser.error(f"unknown runs: {', '.join(sorted(set(runs) - {'down', 'memory'}))}")
     results: dict[str, dict[str, Any]] = {}
-    for run in args.runs:
+    for run in runs:
         with tempfile.TemporaryDirectory(prefix=f"cachedproxy-{run}-") as tmp:
             results[run] = (run_down if run == "down" else run_memory)(args, Path(tmp))
         print(json.dumps({run: results[run]}), flush=True)
