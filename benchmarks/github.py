@@ -29,10 +29,18 @@ import requests
 from demo.github import sample_orgs
 from launcher.services import celery, free_port, port_open, spawn, wait_for
 from shared.config.settings import PROJECT_DIR
+from shared.policy.budget import HOUR, capacity
 from tests.harness import isolated_env, start_api, start_redis, stop, wait_for_worker
 
 FIELDS = {"stars": "stargazers_count", "forks": "forks_count",
           "open_issues": "open_issues_count", "last_updated": "updated_at"}
+
+
+def count(counters: dict[str, Any]) -> int:
+    """Upstream requests the demo counted for the organisation, every kind and status."""
+    return sum(n for kind in ("org", "repos", "members")
+               for n in counters.get("github", {}).get(f"github:{kind}", {})
+               .get("Netflix", {}).values())
 
 
 def ranking(repos: list[Any], field: str, n: int) -> list[list[Any]]:
@@ -79,6 +87,7 @@ def main() -> int:
         for field in FIELDS:  # the first reads; the organisation is prefetched anyway
             session.get(f"{api}/view/top/5/{field}", timeout=30)
         warm_up_s = time.monotonic() - warm_up
+        warm_up_requests = count(requests.get(f"{control}/counters", timeout=5).json())
 
         latencies: list[float] = []
         wrong = 0
@@ -109,6 +118,7 @@ def main() -> int:
                 seen_after = time.monotonic() - changed_at
             time.sleep(max(start + (i + 1) * args.every - time.monotonic(), 0))
         counters = requests.get(f"{control}/counters", timeout=5).json()["github"]
+        watched_s = time.monotonic() - start
     finally:
         stop(list(reversed(procs)))
     by_kind = {kind: counters.get(f"github:{kind}", {}).get("Netflix", {})
@@ -127,10 +137,15 @@ def main() -> int:
         "upstream_304_share": round(not_modified / total, 3) if total else None,
         "upstream_requests_per_hour": round(total / elapsed_h),
         "budget_per_hour": args.budget,
+        # After the warm-up's misses (never held back), refreshes spend from a bucket
+        # of the budget's rate holding BURST seconds of it.
+        "refresh_requests": total - warm_up_requests,
+        "allowed_by_the_budget": round(args.budget / HOUR * watched_s
+                                       + capacity(args.budget / HOUR), 1),
     }
     print(json.dumps(report, indent=2))
     ok = (wrong == 0 and report["max_ms"] <= 50
-          and report["upstream_requests_per_hour"] <= args.budget)
+          and report["refresh_requests"] <= report["allowed_by_the_budget"])
     print("github: every answer right, none waited on upstream, within budget" if ok
           else "github: CHECK FAILED", file=sys.stderr)
     return 0 if ok else 1
