@@ -1,4 +1,5 @@
-"""Recovery from infrastructure faults: a worker process killed mid-fetch, Redis restarting."""
+"""Recovery from infrastructure faults: a worker process killed mid-fetch, Redis restarting,
+an API server process killed."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from demo.server import threaded_wsgi_server
 from launcher.services import celery, free_port
 from shared.config.settings import load_settings
 from shared.queue import FETCH_TASK, celery_app
-from tests.harness import start_redis, stop, wait_for_worker
+from tests.harness import start_api, start_redis, stop, wait_for_worker
 from tests.integration.conftest import eventually
 from tests.integration.test_events_view import VIEW, expected, get
 
@@ -128,3 +129,28 @@ def test_worker_outlives_losing_the_broker_with_tasks_reserved(own_redis, env, d
     sender.send_task(FETCH_TASK, ("c42:event:quiet-evening", secrets.token_hex(8)))
     assert demo.upstream.wait_for_request("event", "quiet-evening", timeout=20)
     assert worker.poll() is None, log.read_text()[-2000:]
+
+
+def test_api_outlives_a_killed_server_process(env, worker, demo, tmp_path: Path):
+    """One of the API's two server processes SIGKILLed: the other answers every request
+    meanwhile, and the server starts a new process in its place."""
+    port = free_port()
+    with (tmp_path / "api.log").open("w") as out:
+        api = start_api({**env, "API_PORT": str(port), "API_WORKERS": "2"}, stdout=out,
+                        stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}{VIEW}/team-standup/"
+        assert get(url).json() == expected("team-standup")
+        before = children(api.pid)
+        assert len(before) == 2
+        os.kill(before[0], signal.SIGKILL)
+        assert [requests.get(url, timeout=10).status_code for _ in range(50)] == [200] * 50
+
+        def replaced() -> bool:
+            now = children(api.pid)
+            return len(now) == 2 and before[0] not in now
+
+        eventually(replaced, 10, "a new server process in place of the killed one")
+        assert get(url).json() == expected("team-standup") and api.poll() is None
+    finally:
+        stop([api])
