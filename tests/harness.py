@@ -214,13 +214,24 @@ class SentinelStand:
 
     def wait_failover(self, old: int, timeout: float = 30) -> int:
         """The promoted replica's port, once every sentinel names it."""
-        wait_for(lambda: self.master() not in (0, old), timeout, "failover")
-        return self.master()
+        return self.agreed_master(old, timeout, "failover")
+
+    def agreed_master(self, other_than: int, timeout: float, what: str) -> int:
+        """The master every sentinel names, once they agree on one other than
+        ``other_than`` (a sentinel that does not answer in time is asked again)."""
+        named = [0]
+
+        def agreed() -> bool:
+            named[0] = self.master()
+            return named[0] not in (0, other_than)
+
+        wait_for(agreed, timeout, what)
+        return named[0]
 
     def rejoin(self, port: int) -> None:
         """Start the killed node again as a replica of the new master (as an operator
         brings a failed host back); returns once it is in sync."""
-        master = self.master()
+        master = self.agreed_master(port, 30, "sentinels agreeing on the new master")
         self.start_node(port, "--replicaof", "127.0.0.1", str(master))
         wait_for(lambda: self.in_sync(master), 30, "old master rejoined as replica")
 
