@@ -9,7 +9,8 @@ from urllib.parse import urlsplit
 from celery import Celery
 from kombu import Exchange, Queue
 
-from shared.config.settings import Settings, sentinel_addresses
+from shared.config.checks import sentinel_addresses
+from shared.config.settings import Settings
 from shared.store.client import sentinel_options
 from shared.store.flights import FETCH_SOFT_TIME_LIMIT, FETCH_TIME_LIMIT
 from shared.store.keys import Keys

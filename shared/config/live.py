@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from shared.config.checks import validate
 from shared.config.settings import (
     Layer,
     Option,
@@ -33,7 +34,6 @@ from shared.config.settings import (
     options,
     parse_value,
     read_ini,
-    validate,
 )
 from shared.telemetry.logs import refuse_to_start
 from shared.upstreams import catalogue as catalogue_file

@@ -16,7 +16,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from shared.config.settings import RedisSettings, sentinel_addresses
+from shared.config.checks import sentinel_addresses
+from shared.config.settings import RedisSettings
 
 HEALTH_CHECK_INTERVAL = 30  # seconds idle before a pooled connection is checked on use
 

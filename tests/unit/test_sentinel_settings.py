@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from redis.sentinel import SentinelConnectionPool
 
-from shared.config.settings import SettingsError, load_settings, sentinel_addresses
+from shared.config.checks import sentinel_addresses
+from shared.config.settings import SettingsError, load_settings
 from shared.queue import celery_config
 from shared.store.client import connect, sentinel_options
 
