@@ -8,6 +8,7 @@ that was demoted is closed by Sentinel (or on its first READONLY reply) and rema
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -48,6 +49,14 @@ def sentinel_options(settings: RedisSettings) -> tuple[dict[str, Any], dict[str,
     return master, sentinel
 
 
+@functools.lru_cache(maxsize=4)
+def sentinels(settings: RedisSettings) -> Sentinel:
+    """The process's one manager of the sentinels these settings name: every client of
+    the master asks them through it (its connections to them are shared)."""
+    _, sentinel_kwargs = sentinel_options(settings)
+    return Sentinel(sentinel_addresses(settings.sentinels), sentinel_kwargs=sentinel_kwargs)
+
+
 def connect(settings: RedisSettings, socket_timeout: float | None = None,
             broker: bool = False, retries: int | None = None) -> redis.Redis:
     """A client of the cache's Redis (``broker``: of the task queues' Redis, the same one
@@ -58,11 +67,9 @@ def connect(settings: RedisSettings, socket_timeout: float | None = None,
     extra: dict[str, Any] = {} if retries is None else {"retry": Retry(NoBackoff(), retries)}
     timeout = settings.socket_timeout if socket_timeout is None else socket_timeout
     if settings.sentinels and not (broker and settings.broker_url):
-        master, sentinel_kwargs = sentinel_options(settings)
+        master, _ = sentinel_options(settings)
         master["socket_timeout"] = timeout
-        sentinels = Sentinel(sentinel_addresses(settings.sentinels),
-                             sentinel_kwargs=sentinel_kwargs)
-        return sentinels.master_for(settings.sentinel_master, redis_class=redis.Redis,
+        return sentinels(settings).master_for(settings.sentinel_master, redis_class=redis.Redis,
                                     health_check_interval=HEALTH_CHECK_INTERVAL,
                                     **master, **extra)
     url = (settings.broker_url or settings.url) if broker else settings.url
