@@ -25,22 +25,18 @@ view and the key.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import itertools
 import re
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from string import Formatter
 from typing import Any
 from urllib.parse import urlsplit
 
-import jmespath
-from jmespath.exceptions import JMESPathError
-
-from shared.config.declare import SettingsError, option
+from shared.config.declare import option
 from shared.errors import NotFound, UpstreamError
+from shared.upstreams.catalogue_views import parse_view
 from shared.upstreams.kinds import (
     KEY_RE,
     Endpoint,
@@ -51,18 +47,22 @@ from shared.upstreams.kinds import (
     Upstream,
     View,
 )
+from shared.upstreams.tables import (
+    At,
+    CatalogueError,
+    entry,
+    expr,
+    only,
+    placeholders,
+    table,
+    value,
+)
 
 NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 TAG_RE = re.compile(r"[A-Za-z0-9_:.-]{1,200}")
 READ_THROUGH_RE = re.compile(r"(/[A-Za-z0-9_-]*|/\{\w+\})+")
-VIEW_NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,63}")
-PARAM_TYPES = {"id", "count", "choice"}
 SETTING_TYPES = {"id": str, "ids": tuple[str, ...]}
 STANDARD_SETTINGS = {"base_url", "token", "ttl", "budget_per_hour", "page_size"}
-
-
-class CatalogueError(SettingsError):
-    """The catalogue is malformed; the message names the file, the entry and the key."""
 
 
 @dataclass(frozen=True)
@@ -85,16 +85,16 @@ def parse(text: str, source: str = "catalogue") -> Catalogue:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise CatalogueError(f"{source}: not valid TOML ({exc})") from None
-    at = _At(source)
-    _only(at, data, {"upstreams", "views"})
+    at = At(source)
+    only(at, data, {"upstreams", "views"})
     upstreams = {name: _upstream(at.key("upstreams", name), name, spec)
-                 for name, spec in _table(at, data, "upstreams").items()}
+                 for name, spec in table(at, data, "upstreams").items()}
     if not upstreams:
         raise at.error("upstreams", "the catalogue lists no upstream")
     kinds = {k.name: k for u in upstreams.values() for k in u.kinds}
-    views = tuple(_view(at.key("views", name), name, spec, upstreams, kinds)
-                  for name, spec in _table(at, data, "views", required=False).items())
-    titles = {name: _get(at, spec, "title", str, name)
+    views = tuple(parse_view(at.key("views", name), name, spec, upstreams, kinds)
+                  for name, spec in table(at, data, "views", required=False).items())
+    titles = {name: value(at, spec, "title", str, name)
               for name, spec in data["upstreams"].items()}
     allowed = tuple(_read_through(k, titles[k.upstream]) for k in kinds.values()
                     if k.read_through)
@@ -105,118 +105,42 @@ def parse(text: str, source: str = "catalogue") -> Catalogue:
     return Catalogue(upstreams, views + allowed)
 
 
-@dataclass(frozen=True)
-class _At:
-    """Where in the catalogue a value is, for error messages."""
-
-    source: str
-    path: tuple[str, ...] = ()
-
-    def key(self, *keys: str) -> _At:
-        return _At(self.source, (*self.path, *keys))
-
-    def error(self, key: str, message: str) -> CatalogueError:
-        where = ".".join(part for part in (*self.path, key) if part)
-        return CatalogueError(f"{self.source}: {where}: {message}")
-
-
-def _table(at: _At, spec: Mapping[str, Any], key: str, required: bool = True
-           ) -> dict[str, Any]:
-    value = spec.get(key)
-    if value is None and not required:
-        return {}
-    if not isinstance(value, dict):
-        raise at.error(key, "must be a table")
-    return value
-
-
-def _get(at: _At, spec: Mapping[str, Any], key: str, kind: type | tuple[type, ...],
-         default: Any = ..., what: str = "") -> Any:
-    if key not in spec:
-        if default is ...:
-            raise at.error(key, "is required")
-        return default
-    value = spec[key]
-    if not isinstance(value, kind) or isinstance(value, bool) and bool not in _types(kind):
-        raise at.error(key, f"must be {what or _type_name(kind)}")
-    return value
-
-
-def _types(kind: type | tuple[type, ...]) -> tuple[type, ...]:
-    return kind if isinstance(kind, tuple) else (kind,)
-
-
-def _type_name(kind: type | tuple[type, ...]) -> str:
-    names = {str: "a string", int: "an integer", bool: "true or false", dict: "a table",
-             list: "a list"}
-    return " or ".join(names.get(k, k.__name__) for k in _types(kind))
-
-
-def _entry(at: _At, spec: Any, allowed: set[str]) -> None:
-    """``spec`` is a table with no key outside ``allowed``."""
-    if not isinstance(spec, dict):
-        raise at.error("", "must be a table")
-    _only(at, spec, allowed)
-
-
-def _only(at: _At, spec: Mapping[str, Any], allowed: set[str]) -> None:
-    for key in spec:
-        if key not in allowed:
-            raise at.error(key, f"unknown key (known: {', '.join(sorted(allowed))})")
-
-
-def _expr(at: _At, spec: Mapping[str, Any], key: str) -> Callable[[Any], Any]:
-    text = _get(at, spec, key, str)
-    try:
-        compiled = jmespath.compile(text)
-    except JMESPathError as exc:
-        raise at.error(key, f"invalid JMESPath ({str(exc).splitlines()[0]})") from None
-
-    def search(value: Any) -> Any:
-        try:
-            return compiled.search(value)
-        except JMESPathError:  # a function given the wrong type: the body is malformed
-            return None
-
-    return search
-
-
 # -- upstreams ---------------------------------------------------------------------------
 
-def _upstream(at: _At, name: str, spec: Any) -> Upstream:
+def _upstream(at: At, name: str, spec: Any) -> Upstream:
     if not NAME_RE.fullmatch(name):
         raise at.error("", "an upstream's name is 1-32 lower-case letters, digits and '_'")
-    _entry(at, spec, {"title", "base_url", "ttl", "budget_per_hour", "timeouts", "auth",
+    entry(at, spec, {"title", "base_url", "ttl", "budget_per_hour", "timeouts", "auth",
                       "headers", "paging", "params", "prefetch", "resources"})
-    title = _get(at, spec, "title", str, name)
-    base_url = _get(at, spec, "base_url", str)
+    title = value(at, spec, "title", str, name)
+    base_url = value(at, spec, "base_url", str)
     if urlsplit(base_url).scheme not in {"http", "https"}:
         raise at.error("base_url", "must be an http(s) URL")
-    ttl = _get(at, spec, "ttl", int, 0)
-    budget = _get(at, spec, "budget_per_hour", int, 0)
-    timeouts = _table(at, spec, "timeouts", required=False)
-    _only(at.key("timeouts"), timeouts, {"connect", "read"})
-    connect = _get(at.key("timeouts"), timeouts, "connect", (int, float), 0)
-    read = _get(at.key("timeouts"), timeouts, "read", (int, float), 0)
+    ttl = value(at, spec, "ttl", int, 0)
+    budget = value(at, spec, "budget_per_hour", int, 0)
+    timeouts = table(at, spec, "timeouts", required=False)
+    only(at.key("timeouts"), timeouts, {"connect", "read"})
+    connect = value(at.key("timeouts"), timeouts, "connect", (int, float), 0)
+    read = value(at.key("timeouts"), timeouts, "read", (int, float), 0)
     if connect < 0 or read < 0:
         raise at.key("timeouts").error("connect" if connect < 0 else "read",
                                        "must not be negative")
     if ttl < 0 or budget < 0:
         raise at.error("ttl" if ttl < 0 else "budget_per_hour", "must not be negative")
-    auth = _auth(at.key("auth"), _table(at, spec, "auth", required=False))
-    headers = _get(at, spec, "headers", dict, {})
+    auth = _auth(at.key("auth"), table(at, spec, "auth", required=False))
+    headers = value(at, spec, "headers", dict, {})
     if not all(isinstance(v, str) for v in headers.values()):
         raise at.error("headers", "values must be strings")
-    paging = _paging(at.key("paging"), _table(at, spec, "paging", required=False))
+    paging = _paging(at.key("paging"), table(at, spec, "paging", required=False))
     params = {p: _setting(at.key("params", p), p, s)
-              for p, s in _table(at, spec, "params", required=False).items()}
+              for p, s in table(at, spec, "params", required=False).items()}
     kinds = tuple(_kind(at.key("resources", kind), name, kind, s, paging)
-                  for kind, s in _table(at, spec, "resources").items())
+                  for kind, s in table(at, spec, "resources").items())
     kind_names = {k.name.partition(":")[2] for k in kinds}
     prefetch = []
-    for template in _get(at, spec, "prefetch", list, []):
+    for template in value(at, spec, "prefetch", list, []):
         kind, _, key = template.partition(":") if isinstance(template, str) else ("", "", "")
-        fields = _fields(key)
+        fields = placeholders(key)
         if kind not in kind_names or len(fields) != 1 or f"{{{fields[0]}}}" != key \
                 or fields[0] not in params:
             raise at.error("prefetch", f"{template!r} is not <resource>:{{<param>}} "
@@ -263,12 +187,12 @@ def _values(settings: Any, param: str) -> tuple[str, ...]:
     return _values_of(getattr(settings, param))
 
 
-def _auth(at: _At, spec: Mapping[str, Any]) -> tuple[str, str] | None:
+def _auth(at: At, spec: Mapping[str, Any]) -> tuple[str, str] | None:
     if not spec:
         return None
-    _only(at, spec, {"header", "scheme"})
-    header = _get(at, spec, "header", str)
-    scheme = _get(at, spec, "scheme", str, "")
+    only(at, spec, {"header", "scheme"})
+    header = value(at, spec, "header", str)
+    scheme = value(at, spec, "scheme", str, "")
     return header, f"{scheme} " if scheme else ""
 
 
@@ -279,18 +203,18 @@ class _Paging:
     max_page_size: int
 
 
-def _paging(at: _At, spec: Mapping[str, Any]) -> _Paging | None:
+def _paging(at: At, spec: Mapping[str, Any]) -> _Paging | None:
     """``style = "offset"``: ``limit`` and ``offset`` query parameters and ``count``, the
     JMESPath of the item count in a page; ``style = "link"``: the Link header's next
     page, ``size`` the page size's query parameter."""
     if not spec:
         return None
-    style = _get(at, spec, "style", str)
+    style = value(at, spec, "style", str)
     common = {"style", "page_size", "max_page_size"}
     pagination: Pagination | LinkPaging
     if style == "offset":
-        _only(at, spec, common | {"limit", "offset", "count"})
-        count, count_text = _expr(at, spec, "count"), spec["count"]
+        only(at, spec, common | {"limit", "offset", "count"})
+        count, count_text = expr(at, spec, "count"), spec["count"]
 
         def total(body: Any) -> int:
             value = count(body)
@@ -298,15 +222,15 @@ def _paging(at: _At, spec: Mapping[str, Any]) -> _Paging | None:
                 raise UpstreamError(f"upstream body has no count at '{count_text}'")
             return value
 
-        pagination = Pagination(_get(at, spec, "limit", str), _get(at, spec, "offset", str),
+        pagination = Pagination(value(at, spec, "limit", str), value(at, spec, "offset", str),
                                 total)
     elif style == "link":
-        _only(at, spec, common | {"size"})
-        pagination = LinkPaging(_get(at, spec, "size", str))
+        only(at, spec, common | {"size"})
+        pagination = LinkPaging(value(at, spec, "size", str))
     else:
         raise at.error("style", "must be \"offset\" or \"link\"")
-    page_size = _get(at, spec, "page_size", int, 100)
-    max_page_size = _get(at, spec, "max_page_size", int, 100)
+    page_size = value(at, spec, "page_size", int, 100)
+    max_page_size = value(at, spec, "max_page_size", int, 100)
     if not 1 <= page_size <= max_page_size:
         raise at.error("page_size", "must be between 1 and max_page_size")
     return _Paging(pagination, page_size, max_page_size)
@@ -321,24 +245,24 @@ class _Setting:
     must: str  # what a value must be, for the error
 
 
-def _setting(at: _At, name: str, spec: Any) -> _Setting:
+def _setting(at: At, name: str, spec: Any) -> _Setting:
     if not NAME_RE.fullmatch(name) or name in STANDARD_SETTINGS:
         raise at.error("", "a parameter's name is lower-case letters, digits and '_', "
                            f"and not one of {', '.join(sorted(STANDARD_SETTINGS))}")
-    _entry(at, spec, {"type", "default", "help", "items"})
-    kind = _get(at, spec, "type", str)
+    entry(at, spec, {"type", "default", "help", "items"})
+    kind = value(at, spec, "type", str)
     if kind not in SETTING_TYPES:
         raise at.error("type", "must be \"id\" or \"ids\"")
-    items = _get(at, spec, "items", str, "ids")
+    items = value(at, spec, "items", str, "ids")
     if kind == "ids":
-        default = tuple(_get(at, spec, "default", list, []))
+        default = tuple(value(at, spec, "default", list, []))
         must = f"list {items} (letters, digits, '_' and '-')"
     else:
-        default = _get(at, spec, "default", str)
+        default = value(at, spec, "default", str)
         must = "be an id (letters, digits, '_' and '-')"
     if not all(isinstance(v, str) and KEY_RE.fullmatch(v) for v in _values_of(default)):
         raise at.error("default", f"must {must}")
-    return _Setting(name, kind, default, _get(at, spec, "help", str, name), must)
+    return _Setting(name, kind, default, value(at, spec, "help", str, name), must)
 
 
 def _values_of(value: Any) -> tuple[Any, ...]:
@@ -372,34 +296,30 @@ def _section(name: str, title: str, base_url: str, ttl: int, budget: int,
 
 # -- resources ---------------------------------------------------------------------------
 
-def _fields(template: str) -> list[str]:
-    return [f for _, f, _, _ in Formatter().parse(template) if f is not None]
-
-
-def _kind(at: _At, upstream: str, name: str, spec: Any, paging: _Paging | None
+def _kind(at: At, upstream: str, name: str, spec: Any, paging: _Paging | None
           ) -> ResourceKind:
     if not NAME_RE.fullmatch(name):
         raise at.error("", "a resource's name is lower-case letters, digits and '_'")
-    _entry(at, spec, {"path", "paged", "checks", "not_found", "keep", "derive",
+    entry(at, spec, {"path", "paged", "checks", "not_found", "keep", "derive",
                       "read_through", "example", "tags"})
-    path = _get(at, spec, "path", str)
-    fields = _fields(path)
+    path = value(at, spec, "path", str)
+    fields = placeholders(path)
     if not path.startswith("/") or len(fields) != 1 or not fields[0].isidentifier():
         raise at.error("path", "must start with '/' and hold one placeholder, e.g. {id}")
     checks = []
-    for i, check in enumerate(_get(at, spec, "checks", list, [])):
+    for i, check in enumerate(value(at, spec, "checks", list, [])):
         where = at.key("checks", str(i))
         if not isinstance(check, dict):
             raise where.error("", "must be a table with expr and error")
-        _only(where, check, {"expr", "error"})
-        checks.append((_expr(where, check, "expr"), _get(where, check, "error", str)))
+        only(where, check, {"expr", "error"})
+        checks.append((expr(where, check, "expr"), value(where, check, "error", str)))
     not_found = None
     if "not_found" in spec:
         where = at.key("not_found")
-        nf = _table(at, spec, "not_found")
-        _only(where, nf, {"expr", "message"})
-        not_found = (_expr(where, nf, "expr"), _get(where, nf, "message", str))
-    keep = _expr(at, spec, "keep")
+        nf = table(at, spec, "not_found")
+        only(where, nf, {"expr", "message"})
+        not_found = (expr(where, nf, "expr"), value(where, nf, "message", str))
+    keep = expr(at, spec, "keep")
 
     def trim(body: Any) -> Any:
         for holds, error in checks:
@@ -410,7 +330,7 @@ def _kind(at: _At, upstream: str, name: str, spec: Any, paging: _Paging | None
         return keep(body)
 
     pagination = None
-    if _get(at, spec, "paged", bool, False):
+    if value(at, spec, "paged", bool, False):
         if paging is None:
             raise at.error("paged", "the upstream declares no paging")
         pagination = paging.pagination
@@ -418,14 +338,14 @@ def _kind(at: _At, upstream: str, name: str, spec: Any, paging: _Paging | None
     if "derive" in spec:
         if pagination is None:
             raise at.error("derive", "only a paged resource derives values from its items")
-        derive = _derive(at.key("derive"), _table(at, spec, "derive"))
-    read_through = _get(at, spec, "read_through", bool, False)
+        derive = _derive(at.key("derive"), table(at, spec, "derive"))
+    read_through = value(at, spec, "read_through", bool, False)
     if read_through and (pagination is not None or not READ_THROUGH_RE.fullmatch(path)):
         raise at.error("read_through", "a read-through resource is one page at a path of "
                                        "letters, digits, '-', '_' and '/', no query")
     placeholder = f"{{{fields[0]}}}"
     tags = []
-    for i, tag in enumerate(_get(at, spec, "tags", list, [])):
+    for i, tag in enumerate(value(at, spec, "tags", list, [])):
         if not isinstance(tag, str) or not TAG_RE.fullmatch(tag.replace(placeholder, "K", 1)) \
                 or tag.count(placeholder) != 1:
             raise at.key("tags", str(i)).error(
@@ -434,7 +354,7 @@ def _kind(at: _At, upstream: str, name: str, spec: Any, paging: _Paging | None
         tags.append(tag.replace(placeholder, "{key}"))
     return ResourceKind(f"{upstream}:{name}", upstream, path.replace(placeholder, "{key}"),
                         trim, pagination, derive, read_through, fields[0],
-                        _get(at, spec, "example", str, ""), tuple(tags))
+                        value(at, spec, "example", str, ""), tuple(tags))
 
 
 def _read_through(kind: ResourceKind, title: str) -> View:
@@ -451,10 +371,10 @@ def _read_through(kind: ResourceKind, title: str) -> View:
                 {}, allowlist=True)
 
 
-def _derive(at: _At, spec: Mapping[str, Any]) -> Callable[[list[Any]], dict[str, Any]]:
+def _derive(at: At, spec: Mapping[str, Any]) -> Callable[[list[Any]], dict[str, Any]]:
     """``{<name> = JMESPath over {"items": all pages' items}}``: computed when the
     resource changes and stored with it, e.g. a list sorted for a top-N view."""
-    expressions = {name: _expr(at, spec, name) for name in spec}
+    expressions = {name: expr(at, spec, name) for name in spec}
 
     def derive(items: list[Any]) -> dict[str, Any]:
         derived = {}
@@ -466,103 +386,3 @@ def _derive(at: _At, spec: Mapping[str, Any]) -> Callable[[list[Any]], dict[str,
         return derived
 
     return derive
-
-
-# -- views -------------------------------------------------------------------------------
-
-def _view(at: _At, name: str, spec: Any, upstreams: Mapping[str, Upstream],
-          kinds: Mapping[str, ResourceKind]) -> View:
-    if not VIEW_NAME_RE.fullmatch(name):
-        raise at.error("", "a view's name is lower-case letters, digits and '-'")
-    _entry(at, spec, {"route", "summary", "params", "parts", "body", "not_found", "schema"})
-    route = _get(at, spec, "route", str)
-    params = tuple(_param(at.key("params", p), p, s)
-                   for p, s in _table(at, spec, "params", required=False).items())
-    names = {p.name for p in params}
-    if not route.startswith("/") or route.startswith("//") or set(_fields(route)) != names \
-            or len(_fields(route)) != len(names) or re.search(r"[^A-Za-z0-9/{}_-]", route):
-        raise at.error("route", "must start with '/', use letters, digits, '-', '_' and "
-                                "hold each parameter once as {name}")
-    parts = _table(at, spec, "parts")
-    templates = []
-    for part, template in parts.items():
-        where = at.key("parts")
-        if not isinstance(template, str) or not part.isidentifier() or part == "params":
-            raise where.error(part, "must be \"<upstream>:<resource>:{<param>}\"")
-        kind_name, _, key = template.rpartition(":")
-        fields = _fields(key)
-        if kind_name not in kinds or len(fields) != 1 or f"{{{fields[0]}}}" != key:
-            raise where.error(part, f"{template!r}: no such resource, or its key is not "
-                                    "one {placeholder}")
-        field = fields[0]
-        scope, _, setting = field.partition(".")
-        if setting:
-            section_fields = {f.name for f in dataclasses.fields(upstreams[scope].section)} \
-                if scope in upstreams else set()
-            if setting not in section_fields:
-                raise where.error(part, f"{{{field}}} names no setting of an upstream")
-        elif field not in names:
-            raise where.error(part, f"{{{field}}} is not a parameter of the view")
-        templates.append((kind_name, scope, setting))
-    body = _body(at, spec, {p.name: p for p in params})
-    part_names = list(parts)
-
-    def resources(values: Mapping[str, Any], settings: Any) -> list[str]:
-        return [f"{kind}:{getattr(settings.section(scope), setting) if setting else values[scope]}"
-                for kind, scope, setting in templates]
-
-    def build(values: Mapping[str, Any], data: Sequence[Any]) -> Any:
-        document = {"params": dict(values), **dict(zip(part_names, data, strict=True))}
-        return body(values)(document)
-
-    schema = _get(at, spec, "schema", dict, {})
-    return View(name, route, params, resources, build,
-                _get(at, spec, "summary", str, name), schema,
-                _get(at, spec, "not_found", str, "not found upstream"))
-
-
-PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
-
-
-def _body(at: _At, spec: Mapping[str, Any], params: Mapping[str, Param]
-          ) -> Callable[[Mapping[str, Any]], Callable[[Any], Any]]:
-    """The view's body: parameter values -> its JMESPath search. ``${n}`` in the text is
-    a count or choice parameter's value, put in before compiling (JMESPath has no
-    variables): ``repos.derived.${field}[:${n}]``. Only those types may appear, and their
-    values are validated first, so nothing else can be written into the expression."""
-    text = _get(at, spec, "body", str)
-    named = PLACEHOLDER.findall(text)
-    for name in named:
-        if name not in params or params[name].type not in {"count", "choice"}:
-            raise at.error("body", f"${{{name}}} is not a count or choice parameter")
-    if not named:
-        search = _expr(at, spec, "body")
-        return lambda values: search
-    example = {p.name: p.choices[0] if p.choices else 1 for p in params.values()}
-    _expr(at, {"body": _fill(text, example)}, "body")  # refused here, not per request
-
-    @functools.lru_cache(maxsize=1024)
-    def compiled(filled: str) -> Callable[[Any], Any]:
-        return _expr(at, {"body": filled}, "body")
-
-    return lambda values: compiled(_fill(text, values))
-
-
-def _fill(text: str, values: Mapping[str, Any]) -> str:
-    return PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), text)
-
-
-def _param(at: _At, name: str, spec: Any) -> Param:
-    if not name.isidentifier():
-        raise at.error("", "a parameter's name is a Python-style identifier")
-    _entry(at, spec, {"type", "description", "example", "choices"})
-    kind = _get(at, spec, "type", str)
-    if kind not in PARAM_TYPES:
-        raise at.error("type", "must be \"id\", \"count\" or \"choice\"")
-    choices = tuple(_get(at, spec, "choices", list, []))
-    if (kind == "choice") != bool(choices) or not all(
-            isinstance(c, str) and KEY_RE.fullmatch(c) for c in choices):
-        raise at.error("choices", "a \"choice\" parameter lists its choices (ids), "
-                                  "and only it has choices")
-    return Param(name, kind, _get(at, spec, "description", str, ""),
-                 str(_get(at, spec, "example", (str, int), "")), choices)
