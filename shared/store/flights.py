@@ -90,11 +90,11 @@ if KEYS[4] then redis.call('HDEL', KEYS[4], ARGV[2]) end
 return 1
 """
 
-# KEYS: locks, results (index). Removes locks and result lists past their deadlines;
-# returns how many of each. allow-oom: it only frees memory.
-# KEYS: locks, results (index), generations. Purge generations matter only to a fetch
-# under way, which reads its resource's under the flight's lock: a resource nobody holds
-# needs none (a fetch that starts later reads 0 and fetches after the purge).
+# KEYS: locks, results (index), generations. Removes locks and result lists past their
+# deadlines, and the purge generations of resources no flight holds (a generation matters
+# only to a fetch under way, which reads it under the flight's lock; a fetch that starts
+# later reads 0 and fetches after the purge); returns how many of each. allow-oom: it
+# only frees memory.
 _SWEEP = "#!lua flags=allow-oom\n" + _HELPERS + """
 local now = now_ms()
 local locks = 0
