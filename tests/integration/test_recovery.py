@@ -132,8 +132,10 @@ def test_worker_outlives_losing_the_broker_with_tasks_reserved(own_redis, env, d
 
 
 def test_api_outlives_a_killed_server_process(env, worker, demo, tmp_path: Path):
-    """One of the API's two server processes SIGKILLed: the other answers every request
-    meanwhile, and the server starts a new process in its place."""
+    """One of the API's two server processes SIGKILLed: requests go on being answered by
+    the other (a connection the dying or the starting process had taken may be reset,
+    nothing worse), the server starts a new process in its place, and every request is
+    answered again."""
     port = free_port()
     with (tmp_path / "api.log").open("w") as out:
         api = start_api({**env, "API_PORT": str(port), "API_WORKERS": "2"}, stdout=out,
@@ -144,13 +146,27 @@ def test_api_outlives_a_killed_server_process(env, worker, demo, tmp_path: Path)
         before = children(api.pid)
         assert len(before) == 2
         os.kill(before[0], signal.SIGKILL)
-        assert [requests.get(url, timeout=10).status_code for _ in range(50)] == [200] * 50
+
+        def answer() -> int | str:
+            try:
+                return requests.get(url, timeout=10).status_code
+            except requests.ConnectionError:
+                return "reset"
+
+        seen = []
+        until = time.monotonic() + 2  # two seconds of requests across the replacement
+        while time.monotonic() < until:
+            seen.append(answer())
+        assert set(seen) <= {200, "reset"}, set(seen)
+        assert seen.count(200) >= 0.9 * len(seen), (seen.count("reset"), len(seen))
 
         def replaced() -> bool:
             now = children(api.pid)
             return len(now) == 2 and before[0] not in now
 
         eventually(replaced, 10, "a new server process in place of the killed one")
+        eventually(lambda: [answer() for _ in range(20)] == [200] * 20, 10,
+                   "every request answered again")
         assert get(url).json() == expected("team-standup") and api.poll() is None
     finally:
         stop([api])
