@@ -174,27 +174,32 @@ class Supervisor:
                 log.warning("killing every process now", extra={"signal": name})
 
 
+def _redis(sup: Supervisor, data: Path, port: int, cap: str) -> str:
+    """Start the private redis-server; its URL. A restart uses the same port and the same
+    append-only file, so every process finds it, and its data, where they were."""
+    sup.add(Service("redis", lambda: spawn_redis(data, port, True, *memory_cap(cap)),
+                    stage=3, ready=lambda: port_open("127.0.0.1", port)), timeout=10)
+    url = f"redis://127.0.0.1:{port}/0"
+    log.info("started", extra={"service": "redis", "url": url, "data": str(data),
+                               "max_memory": cap})
+    return url
+
+
 def build(sup: Supervisor, env: dict[str, str], run_dir: Path) -> None:
     """Start every service, in order, each ready before the next."""
     if "REDIS_URL" not in env and "REDIS_SENTINELS" not in env:
-        port = free_port()
-        data = run_dir / "redis"
-        cap = load_settings(env).redis.max_memory
-        sup.add(Service("redis", lambda: spawn_redis(data, port, True, *memory_cap(cap)),
-                        stage=3, ready=lambda: port_open("127.0.0.1", port)), timeout=10)
-        env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
-        log.info("started", extra={"service": "redis", "url": env["REDIS_URL"],
-                                   "data": str(data), "max_memory": cap})
-    port, token = free_port(), secrets.token_urlsafe(16)
-    wiring = demo_env(env, "127.0.0.1", port, token)
+        env["REDIS_URL"] = _redis(sup, run_dir / "redis", free_port(),
+                                  load_settings(env).redis.max_memory)
+    demo_port, token = free_port(), secrets.token_urlsafe(16)
+    wiring = demo_env(env, "127.0.0.1", demo_port, token)
     if wiring:  # some upstream is not configured: the demo stands in for it
         env.update(wiring)
         demo = {**env, "DEMO_TOKEN": token}
         sup.add(Service("demo", lambda: spawn(
-            [sys.executable, "-m", "demo", "--port", str(port)], demo, **PIPE), stage=2,
-            ready=lambda: port_open("127.0.0.1", port)), timeout=10)
+            [sys.executable, "-m", "demo", "--port", str(demo_port)], demo, **PIPE), stage=2,
+            ready=lambda: port_open("127.0.0.1", demo_port)), timeout=10)
         log.info("started", extra={
-            "service": "demo upstream", "url": f"http://127.0.0.1:{port}",
+            "service": "demo upstream", "url": f"http://127.0.0.1:{demo_port}",
             "serves": {k: v for k, v in wiring.items() if k.endswith("_BASE_URL")}})
     settings = load_settings(env)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -190,3 +190,49 @@ def test_fetch_lost_with_a_killed_worker_fails_fast_and_frees_its_resource(
     started = time.monotonic()
     assert get(f"{launched.api}{VIEW}/board-meeting/").json() == expected("board-meeting")
     assert time.monotonic() - started < 5  # not blocked by the dead fetch's 35 s lock
+
+
+def test_killed_redis_comes_back_on_its_port_with_its_data(launched: Launched):
+    """kill -9 of make run's own redis-server: the launcher starts it again on the same
+    port with its append-only data, views cached before are answered throughout (from the
+    API processes' copies while Redis is away), misses are 200 again within 5 s of the
+    kill, and the run goes on."""
+    view = f"{launched.api}{VIEW}/launch-party/"
+    for _ in range(40):  # a new connection each: either server process may take it
+        assert requests.get(view, timeout=5).status_code == 200
+    store = redis.Redis.from_url(launched.env["REDIS_URL"], socket_timeout=2)
+    entries = sorted(store.scan_iter(Keys("cplaunch").pattern("entry")))
+    assert entries
+    statuses: list[int] = []
+    done = threading.Event()
+
+    def read_steadily() -> None:
+        while not done.is_set():
+            statuses.append(requests.get(view, timeout=5).status_code)
+            done.wait(0.05)
+
+    reader = threading.Thread(target=read_steadily)
+    old = leader(launched, "redis-server")
+    assert old is not None
+    reader.start()
+    try:
+        os.kill(old, signal.SIGKILL)
+        killed = time.monotonic()
+
+        def a_miss_answers() -> bool:
+            r = requests.get(f"{launched.api}{VIEW}/team-standup/", timeout=5)
+            return r.status_code == 200
+
+        eventually(a_miss_answers, 5, "a miss answered 200 after the kill")
+        back = time.monotonic() - killed
+        eventually(lambda: len(statuses) >= 20, 5, "reads during the outage")
+    finally:
+        done.set()
+        reader.join(10)
+    assert back < 5
+    assert leader(launched, "redis-server") not in (None, old)
+    assert set(statuses) == {200}, statuses
+    assert set(entries) <= set(store.scan_iter(Keys("cplaunch").pattern("entry")))
+    exits = [r for r in launched.records() if r.get("event") == "process exited; restarting"]
+    assert [(r["service"], r["signal"]) for r in exits] == [("redis", "SIGKILL")]
+    assert launched.proc.poll() is None
