@@ -53,7 +53,7 @@ def admin_app(inventory: Inventory, refresh: Refresh, current: Callable[[], Sett
     def guarded(handler: Callable[..., bottle.HTTPResponse]) -> Callable[..., Any]:
         def check(**kwargs: Any) -> bottle.HTTPResponse:
             token = current().admin.token
-            if not token:
+            if not token:  # switched off live since routing
                 return _error(NotFound("no such route"))
             given = bottle.request.get_header("Authorization", "")
             scheme, _, credentials = given.partition(" ")
@@ -140,6 +140,18 @@ def admin_app(inventory: Inventory, refresh: Refresh, current: Callable[[], Sett
                            "see": f"/admin/entries?prefix={resource}&limit=1"})
 
     return app
+
+
+def mount(app: bottle.Bottle, admin: bottle.Bottle, current: Callable[[], Settings]) -> None:
+    """Mount ``admin`` at /admin/ of ``app``. While no token is configured every path
+    under /admin/ is 404 whatever the method, decided before routing: a 405 would tell
+    which methods a path has."""
+    app.mount("/admin/", admin)
+
+    @app.hook("before_request")
+    def off_without_a_token() -> None:
+        if bottle.request.path.startswith("/admin/") and not current().admin.token:
+            raise _error(NotFound("no such route"))
 
 
 def scoped_prefix(upstream: str, prefix: str) -> str:

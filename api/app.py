@@ -18,6 +18,7 @@ from kombu.exceptions import OperationalError
 from api import openapi
 from api.access import Access, Limiter
 from api.admin import admin_app
+from api.admin import mount as mount_admin
 from api.bridge import ON_LOOP, Bridge, NeedsThread
 from api.local import Tracker
 from api.metrics import renderer
@@ -124,7 +125,7 @@ def create_app(
     app.default_error_handler = http_error
     if admin is not None:
         admin.default_error_handler = http_error
-        app.mount("/admin/", admin)
+        mount_admin(app, admin, current)
     return app
 
 

@@ -28,9 +28,13 @@ def admin(serve_api) -> str:
 
 
 def test_without_a_token_configured_the_admin_api_does_not_exist(serve_api):
+    """Every path under /admin/, with any method, is the same JSON 404 (never a 405 that
+    would tell which methods a path has)."""
     api = serve_api(admin={"token": ""})
     for method, path in [("GET", "/admin/entries"), ("POST", "/admin/purge"),
-                         ("DELETE", "/admin/entries/c42:event:x"), ("GET", "/admin/nope")]:
+                         ("DELETE", "/admin/entries/c42:event:x"), ("GET", "/admin/nope"),
+                         ("GET", "/admin/purge"), ("PUT", "/admin/entries"),
+                         ("GET", "/admin/refresh/c42:event:x"), ("GET", "/admin/")]:
         r = requests.request(method, f"{api}{path}", headers=AUTH, timeout=10)
         assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", path
 
