@@ -18,6 +18,7 @@ per resource per read period in each process. The API never calls upstream itsel
 from __future__ import annotations
 
 import contextlib
+import enum
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -56,6 +57,14 @@ PROBE_OVERDUE = 10.0  # seconds past due before a request probes a failing upstr
 PENDING_MARGIN = 1.0  # seconds a led flight's lock outlasts its waiters before the task starts
 # Failures that stored good data may stand in for (RFC 5861 section 4).
 FALLBACK_ERRORS = (UpstreamError, FetchTimeout, FetchFailed)
+
+
+class Asking(enum.Enum):
+    """Whether a read may ask upstream for its stale parts (``Reader._gate``)."""
+
+    GO = "go"
+    PROBE = "probe"  # as the one probe of a failing upstream: the worker must not hold it
+    HOLD = "hold"  # it would only repeat a failure
 
 
 @dataclass(frozen=True)
@@ -112,8 +121,8 @@ class Reader:
         if state is Staleness.FRESH:
             return Read(_checked(entries, not_found, hit=True))
         stale = [r for r, e in zip(resources, entries, strict=True) if not _fresh(e, now)]
-        backing_off = state is not Staleness.UNUSABLE and self._backing_off(stale, now)
-        action = read_action(state, backing_off)
+        gate = Asking.GO if state is Staleness.UNUSABLE else self._gate(stale, now)
+        action = read_action(state, gate is Asking.HOLD)
         if action is ReadAction.SERVE_STALE:
             # Upstream failed these lately and its retry is not due: asking again per
             # request would hammer a failing upstream.
@@ -121,9 +130,10 @@ class Reader:
                         if state is Staleness.REVALIDATE else Served.STALE_IF_ERROR)
         if action is ReadAction.SERVE_AND_REFRESH:
             # The refresh is best effort: the stored data is the answer either way.
+            # A probe of a failing upstream is not held back again by the worker.
             with contextlib.suppress(CachedProxyError, redis.RedisError):
                 self._lead([f for f in self._join(stale, api.miss_wait_timeout) if f.leader],
-                           background=True)
+                           background=gate is not Asking.PROBE)
             return Read(_checked(entries, not_found), Served.STALE)
         fallback = action is ReadAction.FETCH_OR_FALLBACK
         wait = api.stale_wait_timeout if fallback else api.miss_wait_timeout
@@ -148,18 +158,21 @@ class Reader:
                 raise outcome.error()
         return not any(f.leader for f in flights)
 
-    def _backing_off(self, resources: Sequence[str], now: float) -> bool:
-        """Whether asking upstream for every one of these would only repeat a failure:
-        the resource failed and its retry is not due, or its upstream is failing and
-        its next probe is not due. The worker's refreshes probe; when none has for
+    def _gate(self, resources: Sequence[str], now: float) -> Asking:
+        """Whether asking upstream for these may go, may go as the probe of a failing
+        upstream, or would only repeat a failure (``HOLD``): every
+        resource failed and its retry is not due, or its upstream is failing and its
+        next probe is not due. The worker's refreshes probe; when none has for
         PROBE_OVERDUE seconds past due, this request's fetch takes the probe's place."""
         own = self.schedule.backing_off_each(resources, now)
         hold = self.current().api.miss_wait_timeout + PENDING_MARGIN
         for resource, backing_off in zip(resources, own, strict=True):
-            if not backing_off and self.breaker.gate(
-                    upstream_of(resource), resource, now, hold, PROBE_OVERDUE).allowed:
-                return False
-        return True
+            if backing_off:
+                continue
+            gate = self.breaker.gate(upstream_of(resource), resource, now, hold, PROBE_OVERDUE)
+            if gate.allowed:
+                return Asking.PROBE if gate.probe else Asking.GO
+        return Asking.HOLD
 
     def _join(self, resources: Sequence[str], longest_wait: float) -> list[Flight]:
         # Until its task starts, a flight we lead is held as long as anyone may wait

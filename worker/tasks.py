@@ -301,6 +301,8 @@ def tick(self: ContextTask) -> int:
             plan.max_claims, REFRESH_LEASE, plan.idle_timeout, pinned, plan.tick_interval)
         ticked(ctx.redis, ctx.schedule.keys, ctx.clock())
         ctx.flights.sweep()
+        # A failing upstream's probe, due and not under way, goes now (breaker.py).
+        probes = ctx.breaker.due_probes(list(upstreams()), ctx.clock())
     except redis.RedisError as exc:
         # Out of memory or away: nothing was claimed; the next tick tries again.
         log.warning("tick skipped: store unusable", extra={"error": repr(exc)})
@@ -309,16 +311,17 @@ def tick(self: ContextTask) -> int:
         # One pipeline for the tick's refreshes (kombu's publish batch), not a round
         # trip and a Redis client each.
         with self.app.producer_or_acquire() as producer, producer.batch(PUBLISH_BATCH):
-            for resource, due in claimed:
+            for resource, due in [*claimed, *((probe, None) for probe in probes)]:
                 refresh_resource.apply_async((resource, due), expires=REFRESH_LEASE,
                                              producer=producer)
     except Exception as exc:  # kombu wraps Redis's errors in its own
         # What was not sent comes back when its claimed lease runs out.
         log.warning("tick could not enqueue refreshes", extra={
-            "error": repr(exc), "claimed": len(claimed)})
+            "error": repr(exc), "claimed": len(claimed), "probes": len(probes)})
         return 0
-    if claimed or dropped:
+    if claimed or dropped or probes:
         log.info("tick", extra={"claimed": len(claimed), "idle_dropped": dropped,
+                                "probes": len(probes),
                                 "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
     return len(claimed)
 

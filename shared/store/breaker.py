@@ -15,6 +15,12 @@ reset the count), and:
 - a fetch the upstream answers (200, 304, 404) calls ``answered``: the health record
   goes, and the held resources come back for a prompt refresh
   (``refresh.recovery_plan``).
+- beat's tick calls ``due_probes``: for each failing upstream whose probe is due and not
+  under way, one held resource is taken out of the held set to be refreshed now, and
+  so becomes the probe. The resource that failed the last probe is planned for the next
+  one, but anything may keep it from probing (claimed a tick early and held, idle,
+  fetched by a miss meanwhile); with every other resource held, no probe would go until
+  the long retry, and recovery would wait for it.
 
 A 60 s outage thus costs about one upstream request per back-off interval however
 many resources are live, and recovery is noticed within ``refresh.probe_max``. A miss
@@ -26,7 +32,7 @@ its fetch may be the probe (``api/reader.py``).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import redis
@@ -58,6 +64,22 @@ return {tonumber(failures), held}
 """
 
 
+# KEYS: health, held of each upstream in turn; ARGV: now (ms), threshold.
+_DUE_PROBES = """
+local now, threshold = tonumber(ARGV[1]), tonumber(ARGV[2])
+local due = {}
+for i = 1, #KEYS, 2 do
+  local failures = tonumber(redis.call('HGET', KEYS[i], 'failures') or '0')
+  local probe_at = tonumber(redis.call('HGET', KEYS[i], 'probe_at') or '0')
+  if failures >= threshold and probe_at <= now then
+    local resource = redis.call('SPOP', KEYS[i + 1])
+    if resource then table.insert(due, resource) end
+  end
+end
+return due
+"""
+
+
 @dataclass(frozen=True)
 class Gate:
     """May this refresh fetch? ``probe``: it is the one probing a failing upstream;
@@ -78,6 +100,7 @@ class UpstreamBreaker:
         self.keys = keys
         self._gate = client.register_script(_GATE)
         self._answered = client.register_script(_ANSWERED)
+        self._due_probes = client.register_script(_DUE_PROBES)
 
     def gate(self, upstream: str, resource: str, now: float, lease: float,
              overdue: float = 0.0) -> Gate:
@@ -117,3 +140,14 @@ class UpstreamBreaker:
         if int(failures) < THRESHOLD and not held:
             return None
         return sorted(r.decode() if isinstance(r, bytes) else r for r in held)
+
+    def due_probes(self, upstreams: Sequence[str], now: float) -> list[str]:
+        """One held resource of each failing upstream whose probe is due and not under
+        way (a granted probe moves ``probe_at`` a lease ahead), taken out of the held
+        set: refreshed now, it is the probe."""
+        if not upstreams:
+            return []
+        keys = [key for upstream in upstreams
+                for key in (self.keys.upstream_health(upstream), self.keys.held(upstream))]
+        due = self._due_probes(keys=keys, args=[_ms(now), THRESHOLD])
+        return [r.decode() if isinstance(r, bytes) else r for r in due]

@@ -72,3 +72,28 @@ def test_requests_take_the_probe_only_when_overdue(breaker: UpstreamBreaker):
     assert not breaker.gate("up", "r:1", probe_at + 5, lease=30, overdue=10).allowed
     assert breaker.gate("up", "r:1", probe_at + 10, lease=30, overdue=10).probe
     assert not breaker.gate("up", "r:2", probe_at + 11, lease=30).allowed
+
+
+def test_a_held_resource_becomes_the_probe_once_it_is_due(breaker: UpstreamBreaker):
+    """With every refresh held, the tick takes one held resource per failing upstream
+    when its probe is due, not before, and none while a granted probe runs."""
+    probe_at = fail(breaker, THRESHOLD)
+    for resource in ("r:a", "r:b"):
+        breaker.gate("up", resource, NOW, lease=30)
+    assert breaker.due_probes(["up", "other"], probe_at - 0.5) == []
+    taken = breaker.due_probes(["up", "other"], probe_at)
+    assert len(taken) == 1 and taken[0] in ("r:a", "r:b")
+    assert breaker.gate("up", taken[0], probe_at, lease=30).probe
+    assert breaker.due_probes(["up"], probe_at + 1) == []  # the probe runs: its lease
+    fail(breaker, 1, now=probe_at + 1)
+    later = breaker.due_probes(["up"], probe_at + 1 + 4.0)
+    assert len(later) == 1 and later != taken  # the other one, the first is no longer held
+    assert breaker.due_probes(["up"], probe_at + 100) == []  # nothing held is left
+    assert breaker.answered("up") == []
+
+
+def test_an_upstream_that_is_not_failing_has_no_probe(breaker: UpstreamBreaker):
+    """Below the threshold nothing is taken, even with a resource in the held set."""
+    fail(breaker, THRESHOLD - 1)
+    breaker.redis.sadd(KEYS.held("up"), "r:a")
+    assert breaker.due_probes(["up"], NOW + 1000) == []
