@@ -6,18 +6,22 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import redis
 
-from demo.server import demo_env
+from demo.server import DemoUpstream, demo_env
 from launcher.services import (
     api_ready,
+    celery,
     free_port,
+    http_ok,
     kill_group,
     port_open,
     redis_server_binary,
@@ -29,6 +33,14 @@ from launcher.services import (
 from shared.config.settings import load_settings, options
 from shared.queue import celery_app
 from shared.upstreams.registry import CATALOGUE_ENV
+
+
+@dataclass
+class Demo:
+    """The demo upstream served in this process, and its API's base URL."""
+
+    upstream: DemoUpstream
+    base_url: str
 
 
 def stop(procs: Sequence[subprocess.Popen], timeout: float = 8.0) -> None:
@@ -123,6 +135,108 @@ def start_redis(data_dir: Path, port: int, appendonly: bool = True, *options: st
     proc = spawn_redis(data_dir, port, appendonly, *options)
     wait_for(lambda: port_open("127.0.0.1", port), 10, "redis-server", proc)
     return proc
+
+
+class Stack:
+    """The processes of one system under test, started on demand and stopped together,
+    last started first: a private redis-server, Celery workers and beats, the API as
+    ``python -m api`` serves it, Flower. Each runs with ``env`` (and the changes given
+    to its start, environment names) and writes its output to ``<logs>/<name>.log``.
+
+        with Stack(env, tmp_path) as stack:
+            stack.redis_server("--maxmemory", "10mb")
+            stack.worker()
+            api = stack.api(API_MISS_WAIT_TIMEOUT="2")
+    """
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env = dict(env)
+        self.logs = logs
+        self.procs: list[subprocess.Popen] = []
+        self._redis_args: tuple = ()
+        self._redis: subprocess.Popen | None = None
+        logs.mkdir(parents=True, exist_ok=True)
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def redis_server(self, *options: str, appendonly: bool = False, port: int | None = None) -> str:
+        """A redis-server of this stack's own (``options``: more ``--name value``
+        pairs), with its data in ``<logs>/redis``; every process started after it uses
+        it. Returns its URL."""
+        port = port or free_port()
+        self._redis_args = (self.logs / "redis", port, appendonly, *options)
+        self._redis = self._started(start_redis(*self._redis_args))
+        self.env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+        return self.env["REDIS_URL"]
+
+    def stop_redis(self) -> None:
+        """Stop the stack's redis-server; its data stays where it was."""
+        assert self._redis is not None, "no redis_server() to stop"
+        self.stop(self._redis)
+
+    def start_redis_again(self) -> None:
+        """Start the stack's redis-server again, on its port and its data."""
+        self._redis = start_redis(*self._redis_args)
+        self.procs.insert(0, self._redis)  # stopped last, as first started
+
+    @property
+    def store(self) -> redis.Redis:
+        """A client of the stack's Redis, answering str."""
+        return redis.Redis.from_url(self.env["REDIS_URL"], decode_responses=True)
+
+    def worker(self, name: str = "worker", concurrency: int = 2, **env: str
+               ) -> subprocess.Popen:
+        """``celery -A worker worker`` as ``<name>@<host>``, once it answers a ping."""
+        own = {**self.env, **env}
+        proc = self._spawn(name, celery, own, "worker", "--concurrency", str(concurrency),
+                           "--without-mingle", "--without-gossip", "--hostname", f"{name}@%h")
+        wait_for_worker(own, proc, hostname=f"{name}@{socket.gethostname()}")
+        return proc
+
+    def beat(self, name: str = "beat", **env: str) -> subprocess.Popen:
+        """``celery -A worker beat`` with its schedule file in the logs folder."""
+        return self._spawn(name, celery, {**self.env, **env}, "beat", "--schedule",
+                           str(self.logs / f"{name}-schedule"))
+
+    def api(self, name: str = "api", **env: str) -> str:
+        """``python -m api`` on a free port (unless API_PORT is given), once /healthz
+        answers; its base URL."""
+        own = {**self.env, "API_PORT": str(free_port()), **env}
+        with (self.logs / f"{name}.log").open("w") as out:
+            self._started(start_api(own, stdout=out, stderr=subprocess.STDOUT))
+        return f"http://127.0.0.1:{own['API_PORT']}"
+
+    def flower(self, name: str = "flower", **env: str) -> str:
+        """``celery -A worker flower`` on a free port, once its health check answers;
+        its base URL."""
+        port = free_port()
+        proc = self._spawn(name, celery, {**self.env, "FLOWER_PORT": str(port), **env},
+                           "flower")
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: http_ok(f"{url}/healthcheck"), 30, "flower", proc)
+        return url
+
+    def stop(self, *procs: subprocess.Popen, timeout: float = 8.0) -> None:
+        """Stop these processes (all of the stack's, last started first, if none);
+        whatever is still running after ``timeout`` seconds is killed."""
+        chosen = list(procs) or list(reversed(self.procs))
+        try:
+            stop(chosen, timeout)
+        finally:
+            self.procs = [p for p in self.procs if p not in chosen]
+
+    def _spawn(self, name: str, start: Callable[..., subprocess.Popen], *args: object
+               ) -> subprocess.Popen:
+        with (self.logs / f"{name}.log").open("w") as out:
+            return self._started(start(*args, stdout=out, stderr=subprocess.STDOUT))
+
+    def _started(self, proc: subprocess.Popen) -> subprocess.Popen:
+        self.procs.append(proc)
+        return proc
 
 
 def _local(port: int) -> redis.Redis:

@@ -3,13 +3,10 @@ HTTP, a real Celery worker, and the API as ``python -m api`` serves it."""
 
 from __future__ import annotations
 
-import os
 import secrets
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -17,27 +14,12 @@ import redis
 
 from api.app import app_from_settings
 from demo.server import API, DemoUpstream, make_demo_server, threaded_wsgi_server
-from launcher.services import celery, free_port
+from launcher.services import free_port
 from shared.config.settings import Settings, load_settings
 from shared.store.keys import Keys
-from tests.harness import isolated_env, start_api, start_redis, stop, wait_for_worker
+from tests.harness import Demo, Stack, isolated_env, start_redis, stop
+from tests.helpers import PREFIX
 from tests.integration.shop import Shop
-
-PREFIX = "cptest"
-
-
-def eventually(check: Callable[[], bool], timeout: float, what: str) -> None:
-    """Wait, bounded, for a state only observable by looking (a Redis key, a counter)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
-        time.sleep(0.05)
-
-
-@dataclass
-class Demo:
-    upstream: DemoUpstream
-    base_url: str
 
 
 @pytest.fixture(scope="session")
@@ -85,24 +67,22 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def worker(env: dict[str, str], settings: Settings, logs: Path) -> Iterator[subprocess.Popen]:
-    """A real ``celery -A worker worker`` with two prefork processes."""
-    with (logs / "worker.log").open("w") as out:
-        proc = celery(env, "worker", "--concurrency", "2", "--without-mingle", "--without-gossip",
-                      "--hostname", f"test-{os.getpid()}@%h", stdout=out, stderr=subprocess.STDOUT)
-    wait_for_worker(env, proc)
-    yield proc
-    stop([proc])
+def processes(env: dict[str, str], logs: Path) -> Iterator[Stack]:
+    """The session's worker and API, stopped at its end."""
+    with Stack(env, logs) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="session")
-def api(env: dict[str, str], worker: subprocess.Popen, logs: Path) -> Iterator[str]:
+def worker(processes: Stack) -> subprocess.Popen:
+    """A real ``celery -A worker worker`` with two prefork processes."""
+    return processes.worker("worker")
+
+
+@pytest.fixture(scope="session")
+def api(processes: Stack, worker: subprocess.Popen) -> str:
     """The API as deployed: ``python -m api`` (granian, api/bridge.py) on a free port."""
-    port = free_port()
-    with (logs / "api.log").open("w") as out:
-        proc = start_api({**env, "API_PORT": str(port)}, stdout=out, stderr=subprocess.STDOUT)
-    yield f"http://127.0.0.1:{port}"
-    stop([proc])
+    return processes.api()
 
 
 @pytest.fixture

@@ -20,8 +20,7 @@ from launcher.services import free_port
 from shared.config.settings import Settings
 from shared.policy.access import new_key
 from tests.harness import start_api, stop
-from tests.integration.conftest import eventually
-from tests.integration.test_events_view import VIEW
+from tests.helpers import VIEW, eventually
 
 KEY_A, LINE_A = new_key("alpha")
 KEY_B, LINE_B = new_key("beta")

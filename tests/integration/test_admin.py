@@ -15,8 +15,7 @@ import requests
 from shared.config.settings import PROJECT_DIR
 from shared.store.entry import Entry
 from shared.store.keys import Keys
-from tests.integration.conftest import PREFIX, eventually
-from tests.integration.test_events_view import VIEW, expected, get
+from tests.helpers import PREFIX, VIEW, eventually, expected, get
 
 TOKEN = "admin-token-for-tests-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -8,7 +8,7 @@ import redis
 
 from shared.store.breaker import THRESHOLD, UpstreamBreaker
 from shared.store.keys import Keys
-from tests.integration.conftest import PREFIX
+from tests.helpers import PREFIX
 
 KEYS = Keys(PREFIX)
 NOW = 1_800_000_000.0

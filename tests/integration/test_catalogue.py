@@ -4,7 +4,6 @@ and API: no code. A broken catalogue stops them at start."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,11 +12,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from launcher.services import celery, free_port
 from shared.config.settings import PROJECT_DIR
-from tests.harness import start_api, stop, wait_for_worker
+from tests.harness import Stack
+from tests.helpers import VIEW, expected
 from tests.integration.shop import Shop, with_shop
-from tests.integration.test_events_view import VIEW, expected
 
 
 @pytest.fixture
@@ -25,21 +23,10 @@ def shop_api(env: dict[str, str], shop: Shop, tmp_path: Path) -> Iterator[str]:
     """A worker and an API of their own, on the catalogue with the shop added."""
     env = {**env, "CACHEDPROXY_CATALOGUE": str(with_shop(tmp_path, shop.base_url)),
            "SHOP_TOKEN": "k3y-for-the-shop", "KEY_PREFIX": "cpshop",
-           "CACHE_MAX_ENTRY_BYTES": "4096",
-           "API_PORT": str(free_port())}
-    name = f"shop@{socket.gethostname()}"
-    with (tmp_path / "worker.log").open("w") as out:
-        worker = celery(env, "worker", "--concurrency", "2", "--without-mingle",
-                        "--without-gossip", "--hostname", name,
-                        stdout=out, stderr=subprocess.STDOUT)
-    procs = [worker]
-    try:
-        wait_for_worker(env, worker, hostname=name)
-        with (tmp_path / "api.log").open("w") as out:
-            procs.append(start_api(env, stdout=out, stderr=subprocess.STDOUT))
-        yield f"http://127.0.0.1:{env['API_PORT']}"
-    finally:
-        stop(procs)
+           "CACHE_MAX_ENTRY_BYTES": "4096"}
+    with Stack(env, tmp_path) as stack:
+        stack.worker("shop")
+        yield stack.api()
 
 
 def test_an_upstream_added_to_the_catalogue_is_served_end_to_end(shop_api: str, shop: Shop):

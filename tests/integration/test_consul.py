@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -15,16 +13,15 @@ import requests
 
 from api.app import app_from_settings
 from demo.server import threaded_wsgi_server
-from launcher.services import celery, free_port
+from launcher.services import free_port
 from shared.config.live import LiveSettings, live_settings, seed
 from shared.config.settings import Settings
 from shared.store.entry import Entry
 from shared.store.keys import Keys
-from tests.harness import start_api, stop, wait_for_worker
-from tests.integration.conftest import eventually
+from tests.harness import Stack
+from tests.helpers import VIEW, eventually
 from tests.integration.fake_consul import FakeConsul
 from tests.integration.shop import with_shop
-from tests.integration.test_events_view import VIEW
 
 TOKEN = "consul-acl-token"
 CONSUL_PREFIX = "cpconsul"
@@ -189,19 +186,15 @@ def max_age(response: requests.Response) -> int:
 
 
 @pytest.fixture
-def consul_worker(consul_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen]:
-    """A worker following Consul, on the session's Redis and demo upstream."""
-    name = f"consul@{socket.gethostname()}"
-    with (tmp_path / "worker.log").open("w") as out:
-        proc = celery(consul_env, "worker", "--concurrency", "1", "--without-mingle",
-                      "--without-gossip", "--hostname", name,
-                      stdout=out, stderr=subprocess.STDOUT)
-    wait_for_worker(consul_env, proc, hostname=name)
-    yield proc
-    stop([proc])
+def consul_stack(consul_env: dict[str, str], tmp_path: Path) -> Iterator[Stack]:
+    """A worker following Consul, on the session's Redis and demo upstream; a test may
+    add an API."""
+    with Stack(consul_env, tmp_path) as stack:
+        stack.worker("consul", concurrency=1)
+        yield stack
 
 
-def test_live_ttl_change_reaches_worker_and_api(consul, consul_env, started, consul_worker,
+def test_live_ttl_change_reaches_worker_and_api(consul, consul_env, started, consul_stack,
                                                 store, demo):
     """Setting cachedproxy/c42/ttl changes the max-age the API reports, the freshness the
     worker gives entries and when it refreshes them, within 5 seconds, no restart."""
@@ -248,33 +241,28 @@ def test_seed_writes_defaults_once_and_keeps_existing_values(consul, consul_env)
 
 
 def test_a_catalogue_in_consul_changes_routes_live_and_a_broken_one_is_refused(
-        consul, consul_env, consul_worker, shop, tmp_path):
+        consul, consul_env, consul_stack, shop, tmp_path):
     """An upstream and a view put into cachedproxy/catalogue are served by a running API
     and worker, no restart; a broken update is refused and the last good one stays;
     deleting the key brings back the file's catalogue."""
-    port = free_port()
-    with (tmp_path / "api.log").open("w") as out:
-        api_proc = start_api({**consul_env, "API_PORT": str(port)}, stdout=out,
-                             stderr=subprocess.STDOUT)
-    api = f"http://127.0.0.1:{port}"
-    try:
-        assert requests.get(f"{api}/prices/sku-1/", timeout=10).status_code == 404
-        good = with_shop(tmp_path, shop.base_url).read_text()
-        consul.put("cachedproxy/catalogue", good)
+    api = consul_stack.api()
+    assert requests.get(f"{api}/prices/sku-1/", timeout=10).status_code == 404
+    good = with_shop(tmp_path, shop.base_url).read_text()
+    consul.put("cachedproxy/catalogue", good)
 
-        def served() -> bool:
-            r = requests.get(f"{api}/prices/sku-1/", timeout=10)
-            return r.status_code == 200 and r.json() == {"sku": "sku-1", "price": 12.5}
+    def served() -> bool:
+        r = requests.get(f"{api}/prices/sku-1/", timeout=10)
+        return r.status_code == 200 and r.json() == {"sku": "sku-1", "price": 12.5}
 
-        eventually(served, 10, "the shop's view served from the Consul catalogue")
-        consul.put("cachedproxy/catalogue", good.replace('keep = "{name: name, price: price}"',
-                                                        'keep = "{name: "'))
-        eventually(lambda: "catalogue update rejected" in (tmp_path / "api.log").read_text(),
-                   10, "the API refusing the broken catalogue")
-        assert served()  # the last good catalogue stays
-        consul.delete("cachedproxy/catalogue")
-        eventually(lambda: requests.get(f"{api}/prices/sku-1/", timeout=10).status_code == 404,
-                   10, "the file's catalogue back")
-        assert requests.get(f"{api}{VIEW}/team-standup/", timeout=10).status_code == 200
-    finally:
-        stop([api_proc])
+    eventually(served, 10, "the shop's view served from the Consul catalogue")
+    consul.put("cachedproxy/catalogue", good.replace('keep = "{name: name, price: price}"',
+                                                    'keep = "{name: "'))
+    api_log = consul_stack.logs / "api.log"
+    eventually(lambda: "catalogue update rejected" in api_log.read_text(), 10,
+               "the API refusing the broken catalogue")
+    assert served()  # the last good catalogue stays
+    consul.delete("cachedproxy/catalogue")
+    eventually(lambda: requests.get(f"{api}/prices/sku-1/", timeout=10).status_code == 404,
+               10, "the file's catalogue back")
+    assert requests.get(f"{api}{VIEW}/team-standup/", timeout=10).status_code == 200
+

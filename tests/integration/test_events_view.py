@@ -10,22 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from demo.data import sample_events
 from shared.store.keys import Keys
-from tests.integration.conftest import PREFIX, eventually
-
-SAMPLES = sample_events()
-VIEW = "/events-with-subscriptions"
-
-
-def expected(event_id: str) -> dict[str, object]:
-    event = SAMPLES[event_id]
-    return {"id": event.id, "title": event.title,
-            "names": [s.first_name for s in event.subscribers]}
-
-
-def get(url: str) -> requests.Response:
-    return requests.get(url, timeout=20)
+from tests.helpers import PREFIX, SAMPLES, VIEW, eventually, expected, expire, get
 
 
 @pytest.mark.parametrize("event_id", sorted(SAMPLES))
@@ -70,13 +56,6 @@ def test_second_request_is_a_hit(api, demo):
     for _ in range(5):
         assert get(f"{api}{VIEW}/launch-party/").json() == expected("launch-party")
     assert demo.upstream.counters() == before
-
-
-def expire(store, event_id: str) -> None:
-    """Make the cached entries of an event stale, as time would."""
-    keys = Keys(PREFIX)
-    for kind in ("event", "subscriptions"):
-        store.hset(keys.entry(f"c42:{kind}:{event_id}"), "fresh_until", "0")
 
 
 def test_expired_entry_is_revalidated_with_304_and_kept(api, demo, store):

@@ -8,8 +8,7 @@ import requests
 from launcher.services import free_port
 from shared.store.entry import Entry
 from shared.store.keys import Keys
-from tests.integration.conftest import PREFIX
-from tests.integration.test_events_view import VIEW, expected, expire, get
+from tests.helpers import PREFIX, VIEW, expected, expire, get
 
 
 @pytest.mark.parametrize(

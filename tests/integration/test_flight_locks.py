@@ -12,8 +12,7 @@ from shared.store.entry import Validator, fetched
 from shared.store.flights import LOCK_TIMEOUT_MS, Flights, Outcome
 from shared.store.inventory import Inventory
 from shared.store.keys import Keys
-from tests.integration.conftest import PREFIX, eventually
-from tests.integration.test_events_view import VIEW, expected, get
+from tests.helpers import PREFIX, VIEW, eventually, expected, get
 
 
 def test_lost_task_message_blocks_a_resource_only_for_the_wait(serve_api, store, demo):

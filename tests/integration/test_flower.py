@@ -15,27 +15,19 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.ui import WebDriverWait
 
-from launcher.services import celery, free_port, http_ok, wait_for
 from shared.config.settings import load_settings
 from shared.queue import celery_app
 from shared.store.keys import Keys
-from tests.harness import stop
-from tests.integration.conftest import PREFIX, eventually
-from tests.integration.test_events_view import VIEW, get
+from tests.harness import Stack
+from tests.helpers import PREFIX, VIEW, eventually, get
 
 LOGIN = ("ops", "flower-test-password")
 
 
 @pytest.fixture(scope="module")
 def flower(env: dict[str, str], worker: subprocess.Popen, logs: Path) -> Iterator[str]:
-    port = free_port()
-    flower_env = {**env, "FLOWER_PORT": str(port), "FLOWER_BASIC_AUTH": ":".join(LOGIN)}
-    with (logs / "flower.log").open("w") as out:
-        proc = celery(flower_env, "flower", stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: http_ok(f"{url}/healthcheck"), 30, "flower", proc)
-    yield url
-    stop([proc])
+    with Stack(env, logs) as stack:
+        yield stack.flower(FLOWER_BASIC_AUTH=":".join(LOGIN))
 
 
 def test_flower_requires_its_login(flower):
@@ -69,7 +61,7 @@ def test_browser_sees_the_worker_and_a_fetch_task(flower, browser, api, logs):
     """In a real browser Flower lists the worker, and the fetch task a miss caused."""
     assert get(f"{api}{VIEW}/team-standup/").status_code == 200  # a fetch, after Flower
     browser.get(f"{flower}/workers")
-    WebDriverWait(browser, 30).until(lambda d: f"test-{os.getpid()}@" in d.page_source)
+    WebDriverWait(browser, 30).until(lambda d: "worker@" in d.page_source)
     browser.get(f"{flower}/tasks")
     WebDriverWait(browser, 30).until(lambda d: "cachedproxy.fetch" in d.page_source)
     browser.save_screenshot(str(logs / "flower-tasks.png"))
@@ -78,14 +70,8 @@ def test_browser_sees_the_worker_and_a_fetch_task(flower, browser, api, logs):
 def test_flower_keeps_a_bounded_number_of_tasks(env, tmp_path: Path):
     """Flower holds at most flower.max_tasks tasks however many it hears of, so its
     memory stays bounded in a long run."""
-    port = free_port()
-    flower_env = {**env, "FLOWER_PORT": str(port), "FLOWER_BASIC_AUTH": ":".join(LOGIN),
-                  "FLOWER_MAX_TASKS": "50"}
-    with (tmp_path / "flower.log").open("w") as out:
-        proc = celery(flower_env, "flower", stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: http_ok(f"{url}/healthcheck"), 30, "flower", proc)
+    with Stack(env, tmp_path) as stack:
+        url = stack.flower(FLOWER_BASIC_AUTH=":".join(LOGIN), FLOWER_MAX_TASKS="50")
         app = celery_app(load_settings(env))
         sent = 0
         with app.connection_for_write() as conn:
@@ -106,17 +92,13 @@ def test_flower_keeps_a_bounded_number_of_tasks(env, tmp_path: Path):
         eventually(lambda: "more-199" in requests.get(
             f"{url}/api/tasks", auth=LOGIN, timeout=10).json(), 10, "the last event seen")
         assert seen() <= 50
-    finally:
-        stop([proc])
 
 
 def test_ticks_stay_out_of_flower(flower, env, api, store, tmp_path: Path):
     """Beat's tick (one a second) sends no task events: Flower lists the fetches a
     miss causes, and no tick."""
-    with (tmp_path / "beat.log").open("w") as out:
-        beat = celery({**env, "REFRESH_TICK_INTERVAL": "0.2"}, "beat", "--schedule",
-                      str(tmp_path / "beat-schedule"), stdout=out, stderr=subprocess.STDOUT)
-    try:
+    with Stack(env, tmp_path) as stack:
+        stack.beat(REFRESH_TICK_INTERVAL="0.2")
         tick_key = Keys(PREFIX).last_tick()
         eventually(lambda: store.get(tick_key) is not None, 20, "beat ticks")
         first = float(store.get(tick_key))
@@ -129,5 +111,3 @@ def test_ticks_stay_out_of_flower(flower, env, api, store, tmp_path: Path):
 
         eventually(lambda: "cachedproxy.fetch" in names(), 20, "flower lists the fetch")
         assert "cachedproxy.tick" not in names()
-    finally:
-        stop([beat])

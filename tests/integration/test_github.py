@@ -7,8 +7,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import socket
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,9 +15,8 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from launcher.services import celery, free_port
-from tests.harness import start_api, stop, wait_for_worker
-from tests.integration.conftest import eventually
+from tests.harness import Stack
+from tests.helpers import eventually
 
 FIELDS = {"stars": "stargazers_count", "forks": "forks_count",
           "open_issues": "open_issues_count", "last_updated": "updated_at"}
@@ -64,30 +61,18 @@ def test_bad_top_parameters_are_refused_before_upstream(api, demo, path):
 def system(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., str]]:
     """Start a worker and an API of their own with some settings changed (environment
     names); they stop after the test."""
-    procs: list[subprocess.Popen] = []
+    with Stack(env, tmp_path) as stack:
 
-    def start(beat: bool = False, **changes: str) -> str:
-        # A prefix of its own: what one test leaves (a reported rate limit, a budget in
-        # debt, a schedule) is not the next one's.
-        own = {**env, "KEY_PREFIX": f"cpgithub-{os.urandom(4).hex()}",
-               "API_PORT": str(free_port()), **changes}
-        name = f"github@{socket.gethostname()}"
-        with (tmp_path / "worker.log").open("w") as out:
-            worker = celery(own, "worker", "--concurrency", "2", "--without-mingle",
-                            "--without-gossip", "--hostname", name,
-                            stdout=out, stderr=subprocess.STDOUT)
-        procs.append(worker)
-        wait_for_worker(own, worker, hostname=name)
-        if beat:
-            with (tmp_path / "beat.log").open("w") as out:
-                procs.append(celery(own, "beat", "--schedule", str(tmp_path / "beat-schedule"),
-                                    stdout=out, stderr=subprocess.STDOUT))
-        with (tmp_path / "api.log").open("w") as out:
-            procs.append(start_api(own, stdout=out, stderr=subprocess.STDOUT))
-        return f"http://127.0.0.1:{own['API_PORT']}"
+        def start(beat: bool = False, **changes: str) -> str:
+            # A prefix of its own: what one test leaves (a reported rate limit, a budget
+            # in debt, a schedule) is not the next one's.
+            own = {"KEY_PREFIX": f"cpgithub-{os.urandom(4).hex()}", **changes}
+            stack.worker("github", **own)
+            if beat:
+                stack.beat(**own)
+            return stack.api(**own)
 
-    yield start
-    stop(procs)
+        yield start
 
 
 def test_link_pages_conditional_refresh_and_a_change_on_page_four(system, demo):

@@ -14,8 +14,7 @@ from schemathesis.checks import not_a_server_error
 
 from api import openapi
 from shared.store.keys import Keys
-from tests.integration.conftest import PREFIX, eventually
-from tests.integration.test_events_view import VIEW, expected, get
+from tests.helpers import PREFIX, VIEW, eventually, expected, get
 
 KEYS = Keys(PREFIX)
 

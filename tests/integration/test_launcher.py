@@ -27,8 +27,7 @@ from launcher.services import free_port, wait_for
 from shared.config.settings import PROJECT_DIR, options
 from shared.store.keys import Keys
 from tests.harness import process_tree, stop, wait_for_worker
-from tests.integration.conftest import eventually
-from tests.integration.test_events_view import VIEW, expected, get
+from tests.helpers import VIEW, eventually, expected, get
 
 
 @dataclass

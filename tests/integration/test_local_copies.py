@@ -4,7 +4,6 @@ Redis, by whoever makes it, is seen by the next request."""
 
 from __future__ import annotations
 
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,12 +14,10 @@ import requests
 
 from api.app import app_from_settings
 from demo.server import threaded_wsgi_server
-from launcher.services import celery, free_port
 from shared.config.settings import Settings
 from shared.store.keys import Keys
-from tests.harness import start_redis, stop, wait_for_worker
-from tests.integration.conftest import eventually
-from tests.integration.test_events_view import VIEW, expected
+from tests.harness import Stack
+from tests.helpers import VIEW, eventually, expected
 
 PREFIX = "cplocal"
 EVENT = f"{VIEW}/launch-party/"
@@ -30,25 +27,17 @@ EVENT = f"{VIEW}/launch-party/"
 def stack(env: dict[str, str], settings: Settings, tmp_path: Path
           ) -> Iterator[tuple[str, redis.Redis]]:
     """A Redis of its own (so its command counts are this test's), a worker, the API."""
-    port = free_port()
-    procs = [start_redis(tmp_path / "redis", port, False)]
-    url = f"redis://127.0.0.1:{port}/0"
-    env = {**env, "REDIS_URL": url, "KEY_PREFIX": PREFIX}
-    with (tmp_path / "worker.log").open("w") as out:
-        worker = celery(env, "worker", "--concurrency", "1", "--without-mingle",
-                        "--without-gossip", "--hostname", "local@%h",
-                        stdout=out, stderr=subprocess.STDOUT)
-    procs.append(worker)
-    wait_for_worker(env, worker)
-    server = threaded_wsgi_server(app_from_settings(
-        settings.replace(redis={"url": url, "key_prefix": PREFIX})), "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", redis.Redis.from_url(url)
-    finally:
-        server.shutdown()
-        server.server_close()
-        stop(list(reversed(procs)))
+    with Stack({**env, "KEY_PREFIX": PREFIX}, tmp_path) as processes:
+        url = processes.redis_server()
+        processes.worker("local", concurrency=1)
+        server = threaded_wsgi_server(app_from_settings(
+            settings.replace(redis={"url": url, "key_prefix": PREFIX})), "127.0.0.1", 0)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}", redis.Redis.from_url(url)
+        finally:
+            server.shutdown()
+            server.server_close()
 
 
 def reads(store: redis.Redis) -> int:

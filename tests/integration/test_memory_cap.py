@@ -25,8 +25,7 @@ from shared.store.flights import Flights, Outcome
 from shared.store.keys import Keys
 from shared.store.schedule import Schedule
 from tests.harness import start_redis, stop
-from tests.integration.conftest import PREFIX
-from tests.integration.test_events_view import VIEW, get
+from tests.helpers import PREFIX, VIEW, get
 
 CAP_MB = 20
 ENTRY_BYTES = 100_000

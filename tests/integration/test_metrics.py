@@ -2,22 +2,8 @@
 
 from __future__ import annotations
 
-import requests
-from prometheus_client.parser import text_string_to_metric_families
-
 from shared.store.keys import Keys
-from tests.integration.conftest import PREFIX
-from tests.integration.test_events_view import VIEW, get
-
-
-def scrape(api: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    r = requests.get(f"{api}/metrics", timeout=10)
-    assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/plain")
-    samples = {}
-    for family in text_string_to_metric_families(r.text):
-        for s in family.samples:
-            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return samples
+from tests.helpers import PREFIX, VIEW, expire, get, scrape
 
 
 def delta(before, after, name: str, **labels: str) -> float:
@@ -56,7 +42,6 @@ def test_metrics_count_requests_outcomes_and_upstream_calls(api, demo, store):
 
 def test_revalidation_counts_304_apart(api, demo, store):
     """A conditional refresh shows up as upstream 304s, not 200s."""
-    from tests.integration.test_events_view import expire
 
     get(f"{api}{VIEW}/team-standup/")
     before = scrape(api)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,12 +17,10 @@ import requests
 
 from api.app import app_from_settings
 from demo.server import threaded_wsgi_server
-from launcher.services import celery, free_port
 from shared.config.settings import load_settings
 from shared.queue import FETCH_TASK, celery_app
-from tests.harness import start_api, start_redis, stop, wait_for_worker
-from tests.integration.conftest import eventually
-from tests.integration.test_events_view import VIEW, expected, get
+from tests.harness import Stack, wait_for_worker
+from tests.helpers import VIEW, eventually, expected, get
 
 
 def children(pid: int) -> list[int]:
@@ -58,19 +56,12 @@ def test_killed_worker_process_fails_its_flight_at_once(api, demo, worker, sig):
 
 
 @pytest.fixture
-def own_redis(tmp_path: Path, env: dict[str, str]):
-    """A Redis with AOF that this test may restart, and a worker using it."""
-    port = free_port()
-    data = tmp_path / "redis"
-    procs = [start_redis(data, port, appendonly=True)]
-    url = f"redis://127.0.0.1:{port}/0"
-    with (tmp_path / "worker.log").open("w") as out:
-        worker = celery({**env, "REDIS_URL": url}, "worker", "--concurrency", "1",
-                        "--without-mingle", "--without-gossip", "--hostname", "restart@%h",
-                        stdout=out, stderr=subprocess.STDOUT)
-    wait_for_worker({**env, "REDIS_URL": url}, worker)
-    yield url, port, data, procs, worker
-    stop([worker, *procs])
+def own_redis(tmp_path: Path, env: dict[str, str]) -> Iterator[Stack]:
+    """A Redis with AOF that this test may stop and start again, and a worker using it."""
+    with Stack(env, tmp_path) as stack:
+        stack.redis_server(appendonly=True)
+        stack.worker("restart", concurrency=1)
+        yield stack
 
 
 def test_redis_down_serves_recent_views_and_restart_loses_nothing(own_redis, settings, demo):
@@ -78,7 +69,7 @@ def test_redis_down_serves_recent_views_and_restart_loses_nothing(own_redis, set
     same body, Cache-Status saying so) and 503 store_unavailable for a view it never
     served; once Redis is back, without a restart, cached data is still there (no
     upstream call) and misses are fetched again."""
-    url, port, data, procs, _ = own_redis
+    url = own_redis.env["REDIS_URL"]
     server = threaded_wsgi_server(
         app_from_settings(settings.replace(redis={"url": url, "socket_timeout": 1.0})),
         "127.0.0.1", 0,
@@ -88,14 +79,14 @@ def test_redis_down_serves_recent_views_and_restart_loses_nothing(own_redis, set
     try:
         served = requests.get(f"{api}{VIEW}/launch-party/", timeout=10)
         assert served.json() == expected("launch-party")
-        stop([procs.pop()])
+        own_redis.stop_redis()
         r = requests.get(f"{api}{VIEW}/launch-party/", timeout=10)
         assert r.status_code == 200 and r.content == served.content
         assert r.headers["ETag"] == served.headers["ETag"]
         assert r.headers["Cache-Status"].endswith("; detail=store-unavailable")
         r = requests.get(f"{api}{VIEW}/team-standup/", timeout=10)
         assert r.status_code == 503 and r.json()["error"]["code"] == "store_unavailable"
-        procs.append(start_redis(data, port, appendonly=True))
+        own_redis.start_redis_again()
         calls = demo.upstream.counters()
         eventually(lambda: "detail" not in requests.get(
             f"{api}{VIEW}/launch-party/", timeout=10).headers["Cache-Status"], 5,
@@ -108,22 +99,21 @@ def test_redis_down_serves_recent_views_and_restart_loses_nothing(own_redis, set
         server.server_close()
 
 
-def test_worker_outlives_losing_the_broker_with_tasks_reserved(own_redis, env, demo, tmp_path):
+def test_worker_outlives_losing_the_broker_with_tasks_reserved(own_redis, demo):
     """Redis goes away while the worker has a fetch running and another reserved (taken
     from the queue, not yet started): the worker does not exit; it reconnects when Redis
     is back and runs tasks again."""
-    url, port, data, procs, worker = own_redis
-    own = {**env, "REDIS_URL": url}
+    own, worker = own_redis.env, own_redis.procs[-1]
     sender = celery_app(load_settings(own))
     demo.upstream.set_latency(2)
     for event_id in ("launch-party", "team-standup", "board-meeting"):
         sender.send_task(FETCH_TASK, (f"c42:event:{event_id}", secrets.token_hex(8)))
     assert demo.upstream.wait_for_request("event", "launch-party", timeout=10)
-    log = tmp_path / "worker.log"
-    stop([procs.pop()])
+    log = own_redis.logs / "restart.log"
+    own_redis.stop_redis()
     eventually(lambda: "Connection to broker lost" in log.read_text(), 10,
                "the worker notices Redis is gone")
-    procs.append(start_redis(data, port, appendonly=True))
+    own_redis.start_redis_again()
     demo.upstream.set_latency(0)
     wait_for_worker(own, worker, timeout=20)
     sender.send_task(FETCH_TASK, ("c42:event:quiet-evening", secrets.token_hex(8)))
@@ -136,12 +126,9 @@ def test_api_outlives_a_killed_server_process(env, worker, demo, tmp_path: Path)
     the other (a connection the dying or the starting process had taken may be reset,
     nothing worse), the server starts a new process in its place, and every request is
     answered again."""
-    port = free_port()
-    with (tmp_path / "api.log").open("w") as out:
-        api = start_api({**env, "API_PORT": str(port), "API_WORKERS": "2"}, stdout=out,
-                        stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}{VIEW}/team-standup/"
+    with Stack(env, tmp_path) as stack:
+        url = f"{stack.api(API_WORKERS='2')}{VIEW}/team-standup/"
+        api = stack.procs[-1]
         assert get(url).json() == expected("team-standup")
         before = children(api.pid)
         assert len(before) == 2
@@ -168,5 +155,4 @@ def test_api_outlives_a_killed_server_process(env, worker, demo, tmp_path: Path)
         eventually(lambda: [answer() for _ in range(20)] == [200] * 20, 10,
                    "every request answered again")
         assert get(url).json() == expected("team-standup") and api.poll() is None
-    finally:
-        stop([api])
+

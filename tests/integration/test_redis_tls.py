@@ -17,7 +17,6 @@ import redis
 import requests
 
 from launcher.services import (
-    celery,
     free_port,
     port_open,
     redis_server_binary,
@@ -27,9 +26,8 @@ from launcher.services import (
 from shared.config.settings import load_settings
 from shared.queue import celery_app
 from shared.store.client import connect
-from tests.harness import start_api, start_redis, stop, wait_for_worker
-from tests.integration.conftest import eventually
-from tests.integration.test_events_view import VIEW, expected
+from tests.harness import Stack, start_redis, stop
+from tests.helpers import VIEW, eventually, expected
 
 USER = "cachedproxy"
 
@@ -77,23 +75,10 @@ def test_everything_runs_against_redis_with_acl_password_and_tls(tls_redis, env,
     env = {**env, "REDIS_URL": url, "REDIS_TLS_CA_FILE": str(ca), "KEY_PREFIX": "cptls",
            "REFRESH_TICK_INTERVAL": "0.5"}
     logs = tmp_path / "logs"
-    logs.mkdir()
-    procs = []
-    try:
-        with (logs / "worker.log").open("w") as out:
-            worker = celery(env, "worker", "--concurrency", "1", "--without-mingle",
-                            "--without-gossip", "--hostname", "tls@%h",
-                            stdout=out, stderr=subprocess.STDOUT)
-        procs.append(worker)
-        with (logs / "beat.log").open("w") as out:
-            procs.append(celery(env, "beat", "--schedule", str(tmp_path / "beat-schedule"),
-                                stdout=out, stderr=subprocess.STDOUT))
-        wait_for_worker(env, worker)
-        port = free_port()
-        with (logs / "api.log").open("w") as out:
-            procs.append(start_api({**env, "API_PORT": str(port)}, stdout=out,
-                                   stderr=subprocess.STDOUT))
-        api = f"http://127.0.0.1:{port}"
+    with Stack(env, logs) as stack:
+        stack.worker("tls", concurrency=1)
+        stack.beat()
+        api = stack.api()
         miss = requests.get(f"{api}{VIEW}/launch-party/", timeout=15)
         assert miss.status_code == 200 and miss.json() == expected("launch-party")
         hit = requests.get(f"{api}{VIEW}/launch-party/", timeout=15)
@@ -102,9 +87,7 @@ def test_everything_runs_against_redis_with_acl_password_and_tls(tls_redis, env,
                    "ready: Redis, a worker and beat, all over TLS")
         ready = requests.get(f"{api}/readyz", timeout=5).text
         assert password not in ready
-    finally:
-        stop(list(reversed(procs)))
-    for log in logs.iterdir():
+    for log in logs.glob("*.log"):
         assert password not in log.read_text(), log.name
 
 

@@ -6,12 +6,12 @@ and a 0.25 s tick, and an API reading from it; the demo upstream is the session'
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import redis
@@ -19,14 +19,12 @@ import requests
 
 from api.app import app_from_settings
 from demo.server import threaded_wsgi_server
-from launcher.services import celery, free_port
 from shared.config.settings import Settings, load_settings
 from shared.store.entry import Entry
+from shared.store.flights import FETCH_TIME_LIMIT
 from shared.store.keys import Keys
-from tests.harness import start_redis, stop, wait_for_worker
-from tests.integration.conftest import Demo, eventually
-from tests.integration.test_events_view import VIEW, expected
-from tests.integration.test_metrics import scrape
+from tests.harness import Demo, Stack
+from tests.helpers import VIEW, eventually, expected, scrape
 
 TTL = 2.0
 RATIO = 0.8
@@ -38,13 +36,17 @@ KEYS = Keys("cprefresh")
 
 
 @dataclass
-class Stack:
+class Refreshing:
+    """The module's own system: its processes, and the API reading from it."""
+
     api: str
-    store: redis.Redis
+    processes: Stack
     settings: Settings
-    env: dict[str, str]
-    logs: Path
     worker: subprocess.Popen | None = None
+
+    @property
+    def store(self) -> redis.Redis:
+        return self.processes.store
 
     def get(self, event_id: str) -> requests.Response:
         return requests.get(f"{self.api}{VIEW}/{event_id}/", timeout=15)
@@ -56,31 +58,23 @@ class Stack:
         return self.store.zscore(KEYS.schedule(), resource) is not None
 
     def start_worker(self, name: str) -> None:
-        with (self.logs / f"{name}.log").open("w") as out:
-            self.worker = celery(self.env, "worker", "--concurrency", "2", "--without-mingle",
-                                 "--without-gossip", "--hostname", f"{name}@%h",
-                                 stdout=out, stderr=subprocess.STDOUT)
-        wait_for_worker(self.env, self.worker)
+        self.worker = self.processes.worker(name)
 
     def stop_worker(self) -> None:
+        """Stop the worker as an operator does (SIGTERM): a warm shutdown, which waits
+        for the fetches it runs (each bounded by its time limit)."""
         if self.worker is not None:
-            stop([self.worker])
+            self.processes.stop(self.worker, timeout=FETCH_TIME_LIMIT)
+            # Killed instead, it would stay listed as alive for WORKER_GONE_AFTER.
+            assert self.worker.returncode in (0, -signal.SIGTERM), self.worker.returncode
         self.worker = None
-
-    def beat(self, name: str) -> subprocess.Popen:
-        with (self.logs / f"{name}.log").open("w") as out:
-            return celery(self.env, "beat", "--schedule", str(self.logs / f"{name}-schedule"),
-                          stdout=out, stderr=subprocess.STDOUT)
 
 
 @pytest.fixture(scope="module")
-def stack(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    logs = tmp_path_factory.mktemp("refresh")
-    port = free_port()
-    procs = [start_redis(logs / "redis", port, appendonly=False)]
-    env = {
+def stack(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[Refreshing]:
+    with Stack({
         **env,
-        "REDIS_URL": f"redis://127.0.0.1:{port}/0",
         "KEY_PREFIX": KEYS.prefix,
         "CACHE_TTL": str(int(TTL)),
         "GITHUB_TTL": "3600",  # the GitHub organisation prefetched once, out of the way
@@ -92,23 +86,31 @@ def stack(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iter
         "REFRESH_PROBE_MAX": str(PROBE_MAX),
         "CACHE_STALE_WHILE_REVALIDATE": "1",
         "C42_PREFETCH": PINNED,
-    }
-    settings = load_settings(env)
-    server = threaded_wsgi_server(app_from_settings(settings), "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    store = redis.Redis(port=port, decode_responses=True)
-    stack = Stack(f"http://127.0.0.1:{server.server_address[1]}", store, settings, env, logs)
-    stack.start_worker("worker")
-    procs.append(stack.beat("beat"))
-    yield stack
-    server.shutdown()
-    server.server_close()
-    stack.stop_worker()
-    stop(list(reversed(procs)))
+    }, tmp_path_factory.mktemp("refresh")) as processes:
+        processes.redis_server()
+        settings = load_settings(processes.env)
+        server = threaded_wsgi_server(app_from_settings(settings), "127.0.0.1", 0)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        stack = Refreshing(f"http://127.0.0.1:{server.server_address[1]}", processes,
+                           settings)
+        stack.start_worker("worker")
+        processes.beat()
+        try:
+            yield stack
+        finally:
+            server.shutdown()
+            server.server_close()
 
 
 @pytest.fixture(autouse=True)
-def forget_unpinned(stack: Stack) -> None:
+def a_worker_runs(stack: Refreshing) -> None:
+    """Each test starts with a worker, whatever a test stopped before it failed."""
+    if stack.worker is None:
+        stack.start_worker("worker-next")
+
+
+@pytest.fixture(autouse=True)
+def forget_unpinned(stack: Refreshing) -> None:
     """Each test starts with nothing cached or scheduled but the configured event."""
     for key in stack.store.scan_iter(KEYS.pattern()):
         if PINNED not in key and key.split(":")[1] in {"entry", "result"}:
@@ -125,7 +127,7 @@ def forget_unpinned(stack: Stack) -> None:
             stack.store.hdel(KEYS.locks(), resource)
 
 
-def read_steadily(stack: Stack, event_id: str, seconds: float, every: float = 0.2
+def read_steadily(stack: Refreshing, event_id: str, seconds: float, every: float = 0.2
                   ) -> list[requests.Response]:
     """A client reading a view every ``every`` seconds for ``seconds``."""
     responses = []
@@ -136,7 +138,7 @@ def read_steadily(stack: Stack, event_id: str, seconds: float, every: float = 0.
     return responses
 
 
-def test_popular_view_is_never_a_miss_and_costs_only_304s(stack: Stack, demo: Demo):
+def test_popular_view_is_never_a_miss_and_costs_only_304s(stack: Refreshing, demo: Demo):
     """Read every 200 ms for 10 TTL periods: after the first request every answer is a
     hit, and upstream sees only conditional requests, answered 304."""
     responses = read_steadily(stack, "launch-party", seconds=10 * TTL)
@@ -164,7 +166,7 @@ def test_popular_view_is_never_a_miss_and_costs_only_304s(stack: Stack, demo: De
     assert count >= event["304"] and on_time >= 0.9 * count
 
 
-def test_change_upstream_is_served_within_a_refresh_period(stack: Stack, demo: Demo):
+def test_change_upstream_is_served_within_a_refresh_period(stack: Refreshing, demo: Demo):
     """A title changed upstream reaches clients within ttl × ratio plus one tick."""
     assert stack.get("team-standup").json()["title"] == "Team stand-up"
     demo.upstream.put_event("team-standup", "Stand-up (moved to 10:00)", None)
@@ -174,18 +176,19 @@ def test_change_upstream_is_served_within_a_refresh_period(stack: Stack, demo: D
     assert time.monotonic() - changed <= TTL * RATIO + TICK + 0.5
 
 
-def test_two_beats_do_not_double_upstream_calls(stack: Stack, demo: Demo):
+def test_two_beats_do_not_double_upstream_calls(stack: Refreshing, demo: Demo):
     """With a second beat running, each resource is still refreshed once per period."""
-    second = stack.beat("second-beat")
+    second = stack.processes.beat("second-beat")
     try:
         read_steadily(stack, "board-meeting", seconds=5 * TTL, every=0.5)
     finally:
-        stop([second])
+        stack.processes.stop(second)
     refreshes = demo.upstream.count("event", "board-meeting", 304)
     assert refreshes <= 5 * TTL / (TTL * RATIO * 0.9) + 1
 
 
-def test_idle_resource_leaves_the_schedule_but_a_configured_one_stays(stack: Stack, demo: Demo):
+def test_idle_resource_leaves_the_schedule_but_a_configured_one_stays(stack: Refreshing,
+                                                                     demo: Demo):
     """Unread for the idle timeout, a resource stops refreshing; a prefetch one never does."""
     stack.get("team-standup")
     assert stack.scheduled("c42:event:team-standup")
@@ -202,7 +205,7 @@ def test_idle_resource_leaves_the_schedule_but_a_configured_one_stays(stack: Sta
 
 @pytest.mark.parametrize("fault", [{"mode": "error", "status": 500},
                                    {"mode": "timeout", "seconds": 3}])
-def test_failing_refreshes_keep_data_and_back_off(stack: Stack, demo: Demo, fault):
+def test_failing_refreshes_keep_data_and_back_off(stack: Refreshing, demo: Demo, fault):
     """Refreshes failing with 5xx or timeouts leave the cached data as it was, and are
     retried with growing delays rather than every tick; recovery clears the failures."""
     event = f"c42:event:{PINNED}"  # configured, so it stays live without reads
@@ -223,7 +226,7 @@ def test_failing_refreshes_keep_data_and_back_off(stack: Stack, demo: Demo, faul
     assert stack.entry(event).data == Entry.from_fields(before).data
 
 
-def test_rate_limited_refresh_waits_for_retry_after(stack: Stack, demo: Demo):
+def test_rate_limited_refresh_waits_for_retry_after(stack: Refreshing, demo: Demo):
     """A 429 postpones the next attempt by at least its Retry-After."""
     stack.get("team-standup")
     demo.upstream.set_fault_from({"mode": "rate_limit", "retry_after": 4, "kind": "event"})
@@ -234,7 +237,7 @@ def test_rate_limited_refresh_waits_for_retry_after(stack: Stack, demo: Demo):
     assert due / 1000 - time.time() > 3.0
 
 
-def test_resource_gone_upstream_stops_refreshing(stack: Stack, demo: Demo):
+def test_resource_gone_upstream_stops_refreshing(stack: Refreshing, demo: Demo):
     """An upstream 404 on refresh is cached as not found and the resource leaves the schedule."""
     assert stack.get("team-standup").status_code == 200
     demo.upstream.remove_event("team-standup")
@@ -244,7 +247,7 @@ def test_resource_gone_upstream_stops_refreshing(stack: Stack, demo: Demo):
     assert entry is not None and entry.status == 404
 
 
-def test_schedule_of_configured_resources_rebuilds_after_redis_loses_data(stack: Stack,
+def test_schedule_of_configured_resources_rebuilds_after_redis_loses_data(stack: Refreshing,
                                                                           demo: Demo):
     """After a FLUSHALL the configured event is scheduled and cached again by itself,
     and misses work as before."""
@@ -256,12 +259,13 @@ def test_schedule_of_configured_resources_rebuilds_after_redis_loses_data(stack:
     assert stack.get("team-standup").json() == expected("team-standup")
 
 
-def test_worker_restart_loses_no_schedule_and_causes_no_burst(stack: Stack, demo: Demo):
+def test_worker_restart_loses_no_schedule_and_causes_no_burst(stack: Refreshing, demo: Demo):
     """Workers down for a while: the schedule is intact, and the ticks queued meanwhile
     do not turn into a burst of upstream calls when a worker is back."""
     eventually(lambda: stack.entry(f"c42:event:{PINNED}") is not None, 5, "warmed")
-    scheduled = set(stack.store.zrange(KEYS.schedule(), 0, -1))
     stack.stop_worker()
+    # Taken once no worker runs: until then a tick may still drop an idle resource.
+    scheduled = set(stack.store.zrange(KEYS.schedule(), 0, -1))
     time.sleep(TTL)  # downtime: beat keeps ticking into the queue
     assert set(stack.store.zrange(KEYS.schedule(), 0, -1)) == scheduled
     stack.start_worker("worker-again")
@@ -270,7 +274,7 @@ def test_worker_restart_loses_no_schedule_and_causes_no_burst(stack: Stack, demo
     assert demo.upstream.count("event", PINNED) - back <= 2 * TTL / (TTL * RATIO * 0.9) + 1
 
 
-def test_upstream_outage_longer_than_the_ttl_is_not_an_outage(stack: Stack, demo: Demo):
+def test_upstream_outage_longer_than_the_ttl_is_not_an_outage(stack: Refreshing, demo: Demo):
     """Upstream answering 500 for longer than the TTL: clients keep getting 200 with the
     last good data and a stale Cache-Status, and upstream is not asked once per request."""
     assert stack.get("team-standup").status_code == 200
@@ -286,7 +290,7 @@ def test_upstream_outage_longer_than_the_ttl_is_not_an_outage(stack: Stack, demo
     assert upstream_calls < len(responses) / 4
 
 
-def test_readyz_follows_workers_and_beat(stack: Stack):
+def test_readyz_follows_workers_and_beat(stack: Refreshing):
     """/readyz is 200 with a worker and beat running, 503 while the worker is stopped
     (saying which check failed), and 200 again once it is back."""
     def readyz() -> requests.Response:
@@ -311,7 +315,7 @@ def upstream_requests(demo: Demo) -> int:
 
 
 def test_upstream_outage_costs_a_probe_per_interval_and_recovery_is_prompt(
-        stack: Stack, demo: Demo):
+        stack: Refreshing, demo: Demo):
     """The whole upstream failing for 6 s (3 TTLs) under 16 live resources: clients get
     200 throughout, upstream sees about one request per probe interval instead of one
     per resource and retry, and within probe_max (+ spread and a tick) of the end every

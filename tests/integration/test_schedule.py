@@ -9,7 +9,7 @@ import redis
 
 from shared.store.keys import Keys
 from shared.store.schedule import Schedule
-from tests.integration.conftest import PREFIX
+from tests.helpers import PREFIX
 
 KEYS = Keys(PREFIX)
 

@@ -20,10 +20,8 @@ from dataclasses import dataclass, field
 import pytest
 import requests
 
-from launcher.services import celery, free_port, http_ok, wait_for
-from tests.harness import SentinelStand, isolated_env, start_api, stop, wait_for_worker
-from tests.integration.conftest import eventually
-from tests.integration.test_events_view import VIEW
+from tests.harness import SentinelStand, Stack, isolated_env, wait_for_worker
+from tests.helpers import VIEW, eventually
 
 TTL = 6
 PERIOD = TTL * 0.8  # a live resource's refresh period (REFRESH_RATIO 0.8)
@@ -55,35 +53,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, demo) -> Iterator[Cluster]
         REDIS_SOCKET_TIMEOUT="1", UPSTREAM_CONNECT_TIMEOUT="1", UPSTREAM_READ_TIMEOUT="3",
     )
     cluster = Cluster(stand, env, [])
-    logs = work / "logs"
-    logs.mkdir()
     try:
-        for host in ("a", "b"):
-            with (logs / f"worker-{host}.log").open("w") as out:
-                worker = celery(env, "worker", "--concurrency", "2", "--without-mingle",
-                                "--without-gossip", "--hostname", f"ha-{host}@%h",
-                                stdout=out, stderr=subprocess.STDOUT)
-            cluster.procs.append(worker)
-            with (logs / f"beat-{host}.log").open("w") as out:
-                cluster.procs.append(celery(env, "beat", "--schedule",
-                                            str(work / f"beat-{host}"),
-                                            stdout=out, stderr=subprocess.STDOUT))
-            wait_for_worker(env, worker, hostname=f"ha-{host}@{socket.gethostname()}")
-            port = free_port()
-            with (logs / f"api-{host}.log").open("w") as out:
-                cluster.procs.append(start_api({**env, "API_PORT": str(port)}, stdout=out,
-                                               stderr=subprocess.STDOUT))
-            cluster.apis.append(f"http://127.0.0.1:{port}")
-        port = free_port()
-        with (logs / "flower.log").open("w") as out:
-            flower = celery({**env, "FLOWER_PORT": str(port), "FLOWER_BASIC_AUTH": ":".join(
-                FLOWER_LOGIN)}, "flower", stdout=out, stderr=subprocess.STDOUT)
-        cluster.procs.append(flower)
-        cluster.flower = f"http://127.0.0.1:{port}"
-        wait_for(lambda: http_ok(f"{cluster.flower}/healthcheck"), 30, "flower", flower)
-        yield cluster
+        with Stack(env, work / "logs") as stack:
+            for host in ("a", "b"):
+                stack.worker(f"ha-{host}")
+                stack.beat(f"beat-{host}")
+                cluster.apis.append(stack.api(f"api-{host}"))
+            cluster.flower = stack.flower(FLOWER_BASIC_AUTH=":".join(FLOWER_LOGIN))
+            cluster.procs = stack.procs
+            yield cluster
     finally:
-        stop(list(reversed(cluster.procs)))
         stand.stop()
 
 

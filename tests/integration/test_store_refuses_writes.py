@@ -25,15 +25,14 @@ import requests
 
 from api.app import app_from_settings
 from demo.server import threaded_wsgi_server
-from launcher.services import celery, free_port
+from launcher.services import free_port
 from shared.config.settings import load_settings
 from shared.errors import StoreFull
 from shared.queue import FETCH_TASK, celery_app
 from shared.store.flights import Flights, Outcome
 from shared.store.keys import Keys
-from tests.harness import start_redis, stop, wait_for_worker
-from tests.integration.conftest import eventually
-from tests.integration.test_events_view import VIEW, expected, get
+from tests.harness import Stack
+from tests.helpers import VIEW, eventually, expected, get
 
 PREFIX = "cpfull"
 JUNK = "junk-not-cachedproxy"
@@ -70,35 +69,25 @@ class FullStack:
 @pytest.fixture
 def full_stack(env, demo, tmp_path: Path) -> Iterator[FullStack]:
     """A Redis capped at 10 MB with noeviction, a worker and beat on it, and the API."""
-    port = free_port()
-    procs = [start_redis(tmp_path / "redis", port, False,
-                         "--maxmemory", "10mb", "--maxmemory-policy", "noeviction")]
-    url = f"redis://127.0.0.1:{port}/0"
-    env = {**env, "REDIS_URL": url, "KEY_PREFIX": PREFIX, "REFRESH_TICK_INTERVAL": "0.5"}
-    with (tmp_path / "worker.log").open("w") as out:
-        worker = celery(env, "worker", "--concurrency", "2", "--without-mingle",
-                        "--without-gossip", "--hostname", "full@%h",
-                        stdout=out, stderr=subprocess.STDOUT)
-    with (tmp_path / "beat.log").open("w") as out:
-        beat = celery(env, "beat", "--schedule", str(tmp_path / "beat-schedule"),
-                      stdout=out, stderr=subprocess.STDOUT)
-    procs += [beat, worker]
-    wait_for_worker(env, worker)
-    for event in COLD_EVENTS:
-        demo.upstream.put_event(event, f"Event {event}", ["Ada"])
-    # A miss whose task message the full broker could not hand to the worker waits out
-    # its timeout (504): keep that short here.
-    settings = load_settings(env).replace(api={"miss_wait_timeout": 2.0})
-    server = threaded_wsgi_server(app_from_settings(settings), "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    client = redis.Redis.from_url(url)
-    try:
-        yield FullStack(f"http://127.0.0.1:{server.server_address[1]}", client, worker, beat,
-                        env, tmp_path)
-    finally:
-        server.shutdown()
-        server.server_close()
-        stop(procs)
+    with Stack({**env, "KEY_PREFIX": PREFIX, "REFRESH_TICK_INTERVAL": "0.5"},
+               tmp_path) as processes:
+        url = processes.redis_server("--maxmemory", "10mb", "--maxmemory-policy",
+                                     "noeviction")
+        beat = processes.beat()
+        worker = processes.worker("full")
+        for event in COLD_EVENTS:
+            demo.upstream.put_event(event, f"Event {event}", ["Ada"])
+        # A miss whose task message the full broker could not hand to the worker waits
+        # out its timeout (504): keep that short here.
+        settings = load_settings(processes.env).replace(api={"miss_wait_timeout": 2.0})
+        server = threaded_wsgi_server(app_from_settings(settings), "127.0.0.1", 0)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            yield FullStack(f"http://127.0.0.1:{server.server_address[1]}",
+                            redis.Redis.from_url(url), worker, beat, processes.env, tmp_path)
+        finally:
+            server.shutdown()
+            server.server_close()
 
 
 def test_full_redis_serves_hits_refuses_misses_and_nothing_dies(full_stack: FullStack):
@@ -145,7 +134,7 @@ def test_worker_consuming_from_a_full_redis_stays_up(full_stack: FullStack):
         full_stack.fill()
     finally:
         os.kill(full_stack.worker.pid, signal.SIGCONT)
-    log = full_stack.logs / "worker.log"
+    log = full_stack.logs / "full.log"
     eventually(lambda: "OutOfMemoryError" in log.read_text()
                or "command not allowed" in log.read_text(), 15, "the worker met the full store")
     assert full_stack.worker.poll() is None
