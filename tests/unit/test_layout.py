@@ -99,3 +99,16 @@ def test_the_caching_policy_does_no_io():
                  or n.startswith(("shared.store.entries", "shared.store.flights",
                                   "shared.store.schedule", "shared.store.breaker"))}
         assert not found, f"{path.relative_to(ROOT)} imports {found}"
+
+
+def test_no_unit_test_starts_a_process_or_imports_another_test_module():
+    """tests/unit runs without services: none of its modules starts a process; and no
+    test module imports another (shared helpers live in tests/helpers.py and
+    tests/harness.py)."""
+    for path in (ROOT / "tests" / "unit").glob("*.py"):
+        found = imports(path) & {"subprocess", "multiprocessing", "tests.harness"}
+        assert not found, f"{path.name} imports {found}"
+    test_module = re.compile(r"tests\.(unit|integration)\.(test_|conftest)")
+    for path in (ROOT / "tests").rglob("test_*.py"):
+        found = {n for n in imports(path) if test_module.match(n)}
+        assert not found, f"{path.relative_to(ROOT)} imports {found}"

@@ -1,6 +1,5 @@
 """Consul KV listings to settings layers, and applying them, without Consul."""
 
-import multiprocessing
 import os
 
 import pytest
@@ -71,20 +70,6 @@ def test_process_settings_are_loaded_once_with_the_command_line_on_top(fresh_pro
     assert again is not first and again.get().log.level == "WARNING"
     assert process_settings() is again
     assert os.environ["LOG_LEVEL"] == "INFO"
-
-
-def test_a_forked_process_loads_its_own_settings(fresh_process):
-    """A pool process forked after the settings were loaded loads its own (a watcher
-    thread does not cross a fork), once."""
-    parent = id(process_settings())
-    ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(1) as pool:
-        child = pool.apply(_settings_ids)
-    assert child[0] == child[1] != parent
-
-
-def _settings_ids() -> tuple[int, int]:
-    return id(process_settings()), id(process_settings())
 
 
 SHOP = (PROJECT_DIR / "catalogue.toml").read_text() + """
