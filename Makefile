@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 
 ENSURE := scripts/ensure-command
 
-.PHONY: run test lint bench soak fuzz mutate clean test-tools
+.PHONY: run test test-repeat lint bench soak fuzz mutate clean test-tools
 
 run: $(VENV)/.installed
 	@[ -n "$$REDIS_URL" ] || $(ENSURE) redis-server=redis-server
@@ -13,6 +13,18 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed test-tools
 	$(BIN)/pytest
+
+# The integration tier N times in a row, each a fresh session: make test-repeat N=5
+# One summary line per run; every run's output in run/test-repeat/<i>.log.
+N ?= 5
+test-repeat: $(VENV)/.installed test-tools
+	@mkdir -p run/test-repeat; failed=0; \
+	for i in $$(seq $(N)); do \
+		$(BIN)/pytest -q -p no:cacheprovider tests/integration > run/test-repeat/$$i.log 2>&1 \
+			|| failed=$$((failed + 1)); \
+		echo "run $$i: $$(tail -n 1 run/test-repeat/$$i.log)"; \
+	done; \
+	echo "$$(($(N) - failed)) of $(N) runs green"; [ $$failed -eq 0 ]
 
 # What the tests run besides Python: their own Redis, compose's validator, a browser.
 test-tools:
