@@ -60,6 +60,11 @@ def leader(launched: Launched, marker: str) -> int | None:
     return None
 
 
+def api_leader(launched: Launched) -> int | None:
+    """The API's main process: ``python -m api`` until the server names it."""
+    return leader(launched, "granian ") or leader(launched, "-m api")
+
+
 def _ppid(pid: int) -> int:
     try:
         return int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
@@ -235,3 +240,43 @@ def test_killed_redis_comes_back_on_its_port_with_its_data(launched: Launched):
     exits = [r for r in launched.records() if r.get("event") == "process exited; restarting"]
     assert [(r["service"], r["signal"]) for r in exits] == [("redis", "SIGKILL")]
     assert launched.proc.poll() is None
+
+
+def test_killed_api_main_process_refuses_connections_only_while_it_restarts(
+        launched: Launched):
+    """kill -9 of the API's main process (it holds the listening socket): as the README
+    says, new connections are refused while the launcher starts it again, a few seconds
+    at most; every request that is answered is a 200, and then every request is."""
+    view = f"{launched.api}{VIEW}/launch-party/"
+    assert get(view).json() == expected("launch-party")
+    old = api_leader(launched)
+    assert old is not None
+    answers: list[tuple[float, int | str]] = []
+    done = threading.Event()
+
+    def read_steadily() -> None:
+        while not done.is_set():
+            try:
+                answer: int | str = requests.get(view, timeout=5).status_code
+            except requests.ConnectionError:
+                answer = "refused"
+            answers.append((time.monotonic(), answer))
+            done.wait(0.02)
+
+    reader = threading.Thread(target=read_steadily)
+    reader.start()
+    try:
+        os.kill(old, signal.SIGKILL)
+        eventually(lambda: api_leader(launched) not in (None, old), 10, "a new API")
+        eventually(lambda: answers[-1][1] == 200, 10, "the new API answering")
+        back = len(answers)
+        eventually(lambda: len(answers) > back + 20, 10, "reads after the restart")
+    finally:
+        done.set()
+        reader.join(10)
+    assert {a for _, a in answers} <= {200, "refused"}
+    refused = [t for t, a in answers if a == "refused"]
+    assert not refused or refused[-1] - refused[0] < 5, refused[-1] - refused[0]
+    assert [a for _, a in answers[-20:]] == [200] * 20
+    exits = [r for r in launched.records() if r.get("event") == "process exited; restarting"]
+    assert [(r["service"], r["signal"]) for r in exits] == [("api", "SIGKILL")]
