@@ -147,6 +147,10 @@ class Reader:
         return Read(_checked(self.entries.read(resources), not_found),
                     Served.COLLAPSED if collapsed else Served.MISS)
 
+    def ping(self) -> None:
+        """One round trip to Redis; raises as a read does when Redis is unreachable."""
+        self.entries.redis.ping()
+
     def _fetch(self, resources: Sequence[str], wait: float) -> bool:
         flights = self._join(resources, self.current().api.miss_wait_timeout)
         self._lead([f for f in flights if f.leader])

@@ -257,6 +257,33 @@ class Views:
             while len(self.paths) > PATHS:
                 self.paths.popitem(last=False)
 
+    def reachable(self, now: float) -> bool:
+        """Whether this request may use Redis. While Redis is thought unreachable one
+        request per probe interval asks it with a PING: the outage ends as soon as
+        Redis answers, not once that request's own read (a miss waits on upstream) is
+        done, and the requests behind it read Redis again."""
+        if not self.outage.should_try(now):
+            return False
+        since = self.outage.since
+        if since is None:
+            return True
+        try:
+            self.reader.ping()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            self.unreachable(exc)
+            return False
+        log.info("Redis reachable again",
+                 extra={"unreachable_s": round(self.reader.clock() - since, 1)})
+        self.outage.succeeded()
+        return True
+
+    def unreachable(self, exc: redis.RedisError) -> None:
+        """A Redis command failed for want of Redis: serve copies meanwhile."""
+        if self.outage.since is None:
+            log.warning("Redis unreachable: serving this process's copies",
+                        extra={"error": f"{type(exc).__name__}: {exc}"})
+        self.outage.failed(self.reader.clock())
+
     def without_store(self, key: Key, error: CachedProxyError) -> bottle.HTTPResponse:
         """Redis is unreachable: this process's copy of the view if still usable."""
         copy = self.copies.get(key)
@@ -282,7 +309,7 @@ class Views:
                 copy = self.current_copy(key, resources, now)
                 if copy is not None:
                     return self.from_copy(key, copy, Served.HIT)
-                if not self.outage.should_try(now):
+                if not self.reachable(now):
                     return self.without_store(key, StoreUnavailable(UNREACHABLE))
                 # A copy made from this read is current only if none of its entries
                 # changed meanwhile (as told by the notices applied after the read).
@@ -290,8 +317,8 @@ class Views:
                 notice = tracker.changes if tracker is not None else 0
                 try:
                     read = reader.read(resources, view.not_found)
-                except (redis.ConnectionError, redis.TimeoutError):
-                    self.outage.failed(reader.clock())
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    self.unreachable(exc)
                     return self.without_store(key, StoreUnavailable(UNREACHABLE))
                 except redis.RedisError as exc:
                     raise store_error(exc) from exc

@@ -30,6 +30,11 @@ class StubReader:
             raise self.error
         return self.result
 
+    def ping(self) -> None:
+        self.asked.append(["PING"])
+        if self.error is not None:
+            raise self.error
+
     def clock(self) -> float:
         return self.now
 
