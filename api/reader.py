@@ -164,10 +164,10 @@ class Reader:
 
     def _gate(self, resources: Sequence[str], now: float) -> Asking:
         """Whether asking upstream for these may go, may go as the probe of a failing
-        upstream, or would only repeat a failure (``HOLD``): every
-        resource failed and its retry is not due, or its upstream is failing and its
-        next probe is not due. The worker's refreshes probe; when none has for
-        PROBE_OVERDUE seconds past due, this request's fetch takes the probe's place."""
+        upstream, or would only repeat a failure (``HOLD``: every resource failed and
+        its retry is not due, or its upstream is failing and its next probe is not
+        due). The worker's refreshes probe; when none has for PROBE_OVERDUE seconds
+        past due, this request's fetch takes the probe's place."""
         own = self.schedule.backing_off_each(resources, now)
         hold = self.current().api.miss_wait_timeout + PENDING_MARGIN
         for resource, backing_off in zip(resources, own, strict=True):

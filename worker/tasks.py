@@ -55,8 +55,11 @@ log = logging.getLogger(__name__)
 REFRESH_LEASE = FETCH_TIME_LIMIT + 5
 
 # Publishing a flight's outcome outlasts a Sentinel failover: lost connections are tried
-# again for about 8 s (0.2, 0.4, 0.8, then 1 s apart).
-FINISH_RETRY = Retry(ExponentialBackoff(cap=1.0, base=0.1), 10)
+# again (0.2, 0.4, 0.8, then 1 s apart) for about as long as the flight's lock would
+# otherwise keep the resource from being fetched. Sentinels may delay a failover that
+# follows another by twice their failover-timeout; 8 s of tries once left a resource
+# blocked until its lock expired.
+FINISH_RETRY = Retry(ExponentialBackoff(cap=1.0, base=0.1), FETCH_TIME_LIMIT)
 
 
 class ContextTask(Task):
