@@ -34,7 +34,7 @@ def account(ctx: WorkerContext, upstream: str, resource: str, client: Recorder,
     """Note the rate limit the upstream reported, and charge the requests a fetch
     made beyond what it took up front (all of a miss's) to the budget, at the rate
     that report gives (no second read of what was just written)."""
-    reported = client.client.rate_limit
+    reported = client.rate_limit
     if reported is not None:
         ctx.budget.observe(upstream, *reported)
     made = len(client.responses)

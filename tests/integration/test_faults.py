@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+
 import pytest
 import requests
 
 from launcher.services import free_port
+from shared.errors import UpstreamTimeout
 from shared.store.entry import Entry
 from shared.store.keys import Keys
+from shared.upstreams.kinds import Endpoint
 from tests.helpers import PREFIX, VIEW, expected, expire, get
+from worker.upstream import UpstreamClient
 
 
 @pytest.mark.parametrize(
@@ -97,3 +104,35 @@ def test_readyz_without_beat_is_503(api):
     assert body["status"] == "not_ready"
     assert body["checks"]["workers"]["ok"] is True
     assert body["checks"]["beat"]["ok"] is False
+
+
+def test_an_upstream_trickling_its_answer_cannot_hold_a_fetch_past_its_deadline():
+    """An upstream that sends a byte every 0.3 s never trips the 1 s read timeout; the
+    fetch still ends with UpstreamTimeout at its deadline (a thread cannot be killed, so
+    the client keeps every request within the time its fetch has left)."""
+    done = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def trickle() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 1000\r\n\r\n")
+            while not done.wait(0.3):
+                try:
+                    conn.sendall(b" ")
+                except OSError:
+                    return
+
+    threading.Thread(target=trickle, daemon=True).start()
+    client = UpstreamClient(
+        Endpoint(f"http://127.0.0.1:{listener.getsockname()[1]}", {}), 1.0, 1.0)
+    started = time.monotonic()
+    try:
+        with pytest.raises(UpstreamTimeout):
+            client.get("/slow", deadline=started + 1.5)
+        assert time.monotonic() - started < 2.5
+    finally:
+        done.set()
+        listener.close()
