@@ -17,6 +17,7 @@ from shared.store.keys import Keys
 
 FETCH_TASK = "cachedproxy.fetch"
 REFRESH_TASK = "cachedproxy.refresh"
+REFRESH_BATCH_TASK = "cachedproxy.refresh_batch"
 TICK_TASK = "cachedproxy.tick"
 FETCH_QUEUE = "fetch"  # misses: a client is waiting
 REFRESH_QUEUE = "refresh"  # ticks and refreshes ahead of expiry
@@ -30,8 +31,9 @@ _DIRECT = Exchange("", type="direct")
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings for cachedproxy: fetches are short, so they are acked early, taken
-    one at a time and bounded in run time; their outcome travels through the flight's
-    result key, not a result backend; task events are on for Flower."""
+    one at a time and bounded in run time (by the prefork pool's limits where it is
+    chosen; ``worker/refresh.py`` bounds them itself on threads); their outcome travels
+    through the flight's result key, not a result backend; task events are on for Flower."""
     broker = settings.redis.broker_url or settings.redis.url
     tls = {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_certs": settings.redis.tls_ca_file or None}
     secure = broker.startswith("rediss://")
@@ -50,7 +52,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Fetches are short: ack early, take one at a time, bound their run time.
         "task_acks_late": False,
         "worker_prefetch_multiplier": 1,
-        # Fetches mostly wait on upstream: more processes than cores (benchmarks.capacity).
+        # Fetches wait on upstream: by default tasks run on threads of one process, so a
+        # request in flight costs a thread, not a process (docs/BENCHMARKS.md, "Refresh
+        # capacity"). Set here, not with ``celery worker --pool``: Celery takes a
+        # configured pool over ``--pool prefork``, which it reads as "not chosen".
+        "worker_pool": settings.worker.pool,
         "worker_concurrency": settings.worker.concurrency,
         "task_soft_time_limit": FETCH_SOFT_TIME_LIMIT,
         "task_time_limit": FETCH_TIME_LIMIT,
@@ -72,6 +78,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_routes": {
             FETCH_TASK: {"queue": FETCH_QUEUE, "exchange": "", "routing_key": FETCH_QUEUE},
             REFRESH_TASK: {"queue": REFRESH_QUEUE, "exchange": "", "routing_key": REFRESH_QUEUE},
+            REFRESH_BATCH_TASK: {"queue": REFRESH_QUEUE, "exchange": "",
+                                 "routing_key": REFRESH_QUEUE},
             TICK_TASK: {"queue": REFRESH_QUEUE, "exchange": "", "routing_key": REFRESH_QUEUE},
         },
         # Beat only ticks; the schedule itself lives in Redis (shared/store/schedule.py).

@@ -21,6 +21,7 @@ from shared.store.keys import Keys
 from shared.store.schedule import Schedule
 from shared.telemetry.metrics import WorkerMetrics
 from shared.upstreams.registry import subscribe, upstreams
+from worker.fanout import Fanout
 from worker.upstream import UpstreamClient
 
 
@@ -30,7 +31,8 @@ def upstream_clients(settings: Settings) -> dict[str, UpstreamClient]:
         endpoint = upstream.endpoint(settings.upstreams[name])
         clients[name] = UpstreamClient(
             endpoint, endpoint.connect_timeout or settings.upstream.connect_timeout,
-            endpoint.read_timeout or settings.upstream.read_timeout)
+            endpoint.read_timeout or settings.upstream.read_timeout,
+            max_in_flight=settings.in_flight_for(name))
     return clients
 
 
@@ -46,6 +48,7 @@ class WorkerContext:
     breaker: UpstreamBreaker
     budget: UpstreamBudget
     upstreams: dict[str, UpstreamClient]
+    fanout: Fanout = field(default_factory=Fanout)
     clock: Callable[[], float] = field(default=time.time)
 
     @property
@@ -64,7 +67,9 @@ class WorkerContext:
 
         def on_change(old: Settings, new: Settings) -> None:
             if (old.upstreams, old.upstream) != (new.upstreams, new.upstream):
-                ctx.upstreams = upstream_clients(new)  # new token, timeouts, page size
+                # New token, timeouts, page size, max_in_flight (requests under way finish
+                # on the clients they started with).
+                ctx.upstreams = upstream_clients(new)
             for upstream in ctx.upstreams:
                 period = new.ttl_for(upstream) * new.refresh.ratio
                 if period < old.ttl_for(upstream) * old.refresh.ratio:

@@ -96,6 +96,7 @@ def validate(settings: Settings) -> Settings:
             settings.upstream.connect_timeout > 0 and settings.upstream.read_timeout > 0,
             "upstream timeouts must be positive",
         ),
+        (1 <= settings.upstream.max_in_flight <= 1024, "upstream.max_in_flight must be 1-1024"),
         (
             0 < settings.api.miss_wait_timeout <= MAX_WAIT
             and 0 < settings.api.stale_wait_timeout <= MAX_WAIT,
@@ -104,6 +105,8 @@ def validate(settings: Settings) -> Settings:
         (settings.api.workers >= 1, "api.workers must be at least 1"),
         (settings.api.threads >= 1, "api.threads must be at least 1"),
         (1 <= settings.worker.concurrency <= 256, "worker.concurrency must be 1-256"),
+        (settings.worker.pool in ("threads", "prefork"),
+         "worker.pool must be threads or prefork"),
         (settings.flower.max_tasks >= 1, "flower.max_tasks must be at least 1"),
         (0.1 <= settings.refresh.ratio < 1, "refresh.ratio must be at least 0.1 and below 1"),
         (settings.refresh.idle_timeout > 0, "refresh.idle_timeout must be positive"),

@@ -97,10 +97,15 @@ class CacheSettings:
 
 @dataclass(frozen=True)
 class WorkerSettings:
+    pool: str = option(
+        "threads", "WORKER_POOL",
+        "threads: tasks run on threads of one process, a request in flight costs a thread; "
+        "prefork: a process each (Celery's hard time limits kill a stuck one)",
+    )
     concurrency: int = option(
-        8, "WORKER_CONCURRENCY",
-        "Worker processes fetching at once; fetches wait on upstream, so more than cores "
-        "(celery --concurrency overrides)",
+        64, "WORKER_CONCURRENCY",
+        "Tasks a worker runs at once (threads or processes, by worker.pool): misses' "
+        "fetches and batches of refreshes (celery --concurrency overrides)",
     )
 
 
@@ -141,6 +146,11 @@ class UpstreamSettings:
     )
     read_timeout: float = option(
         10.0, "UPSTREAM_READ_TIMEOUT", "Seconds to wait for an upstream's response", live=True
+    )
+    max_in_flight: int = option(
+        32, "UPSTREAM_MAX_IN_FLIGHT",
+        "Requests to one upstream a worker has in flight at once (an upstream's own "
+        "max_in_flight overrides); also its keep-alive connections", live=True,
     )
 
 
@@ -257,6 +267,12 @@ class Settings:
         """The TTL of an upstream's resources: its own ``ttl`` if set, else cache.ttl."""
         own = getattr(self.upstreams.get(upstream), "ttl", 0)
         return own or self.cache.ttl
+
+    def in_flight_for(self, upstream: str) -> int:
+        """Requests to an upstream a worker has in flight at once: its own
+        ``max_in_flight`` if set, else upstream.max_in_flight."""
+        own = getattr(self.upstreams.get(upstream), "max_in_flight", 0)
+        return own or self.upstream.max_in_flight
 
     def section(self, name: str) -> Any:
         """A section by name: a core one (``cache``) or an upstream's (its name)."""

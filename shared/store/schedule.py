@@ -120,6 +120,11 @@ class Schedule:
         """Retry at ``at`` (epoch seconds), if the resource is still live."""
         self.redis.zadd(self.keys.schedule(), {resource: _ms(at)}, xx=True)
 
+    def postpone_each(self, resources: Sequence[str], at: float) -> None:
+        """Refresh these at ``at`` (epoch seconds), those of them still live."""
+        if resources:
+            self.redis.zadd(self.keys.schedule(), dict.fromkeys(resources, _ms(at)), xx=True)
+
     def pace(self, resource: str, until: float) -> None:
         """The refresh waits for its upstream's budget until ``until``: planned then, and
         reads serve what is stored without asking for one meanwhile."""

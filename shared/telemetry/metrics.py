@@ -51,12 +51,15 @@ class WorkerMetrics:
                 pipe.hincrbyfloat(self.key, SEP.join(("upstream_seconds_sum", kind)), seconds)
             pipe.execute()
 
-    def refresh_lag(self, seconds: float) -> None:
-        """How late a refresh ran against the time it was due."""
+    def refresh_lag(self, *seconds: float) -> None:
+        """How late refreshes ran against the time they were due, in one round trip."""
+        if not seconds:
+            return
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hincrby(self.key, SEP.join(("refresh_lag_bucket", _bucket(seconds, LAG_BUCKETS))),
-                         1)
-            pipe.hincrbyfloat(self.key, "refresh_lag_sum", max(seconds, 0.0))
+            for lag in seconds:
+                pipe.hincrby(self.key, SEP.join(
+                    ("refresh_lag_bucket", _bucket(lag, LAG_BUCKETS))), 1)
+            pipe.hincrbyfloat(self.key, "refresh_lag_sum", sum(max(lag, 0.0) for lag in seconds))
             pipe.execute()
 
 

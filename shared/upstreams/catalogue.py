@@ -62,7 +62,8 @@ NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 TAG_RE = re.compile(r"[A-Za-z0-9_:.-]{1,200}")
 READ_THROUGH_RE = re.compile(r"(/[A-Za-z0-9_-]*|/\{\w+\})+")
 SETTING_TYPES = {"id": str, "ids": tuple[str, ...]}
-STANDARD_SETTINGS = {"base_url", "token", "ttl", "budget_per_hour", "page_size"}
+STANDARD_SETTINGS = {"base_url", "token", "ttl", "budget_per_hour", "max_in_flight",
+                     "page_size"}
 
 
 @dataclass(frozen=True)
@@ -110,14 +111,16 @@ def parse(text: str, source: str = "catalogue") -> Catalogue:
 def _upstream(at: At, name: str, spec: Any) -> Upstream:
     if not NAME_RE.fullmatch(name):
         raise at.error("", "an upstream's name is 1-32 lower-case letters, digits and '_'")
-    entry(at, spec, {"title", "base_url", "ttl", "budget_per_hour", "timeouts", "auth",
-                      "headers", "paging", "params", "prefetch", "resources"})
+    entry(at, spec, {"title", "base_url", "ttl", "budget_per_hour", "max_in_flight",
+                      "timeouts", "auth", "headers", "paging", "params", "prefetch",
+                      "resources"})
     title = value(at, spec, "title", str, name)
     base_url = value(at, spec, "base_url", str)
     if urlsplit(base_url).scheme not in {"http", "https"}:
         raise at.error("base_url", "must be an http(s) URL")
     ttl = value(at, spec, "ttl", int, 0)
     budget = value(at, spec, "budget_per_hour", int, 0)
+    in_flight = value(at, spec, "max_in_flight", int, 0)
     timeouts = table(at, spec, "timeouts", required=False)
     only(at.key("timeouts"), timeouts, {"connect", "read"})
     connect = value(at.key("timeouts"), timeouts, "connect", (int, float), 0)
@@ -125,8 +128,9 @@ def _upstream(at: At, name: str, spec: Any) -> Upstream:
     if connect < 0 or read < 0:
         raise at.key("timeouts").error("connect" if connect < 0 else "read",
                                        "must not be negative")
-    if ttl < 0 or budget < 0:
-        raise at.error("ttl" if ttl < 0 else "budget_per_hour", "must not be negative")
+    for key, number in (("ttl", ttl), ("budget_per_hour", budget), ("max_in_flight", in_flight)):
+        if number < 0:
+            raise at.error(key, "must not be negative")
     auth = _auth(at.key("auth"), table(at, spec, "auth", required=False))
     headers = value(at, spec, "headers", dict, {})
     if not all(isinstance(v, str) for v in headers.values()):
@@ -147,7 +151,7 @@ def _upstream(at: At, name: str, spec: Any) -> Upstream:
                                        "with a resource and a parameter of this upstream")
         prefetch.append((kind, fields[0]))
 
-    section = _section(name, title, base_url, ttl, budget, auth, paging, params)
+    section = _section(name, title, base_url, (ttl, budget, in_flight), auth, paging, params)
     limit = paging.max_page_size if paging else 0
 
     def endpoint(settings: Any) -> Endpoint:
@@ -168,6 +172,8 @@ def _upstream(at: At, name: str, spec: Any) -> Upstream:
             (settings.ttl >= 0, f"{name}.ttl must not be negative (0: cache.ttl)"),
             (settings.budget_per_hour >= 0,
              f"{name}.budget_per_hour must not be negative (0: no budget)"),
+            (0 <= settings.max_in_flight <= 1024,
+             f"{name}.max_in_flight must be 0-1024 (0: upstream.max_in_flight)"),
             (urlsplit(settings.base_url).scheme in {"http", "https"},
              f"{name}.base_url must be an http(s) URL"),
         ]
@@ -269,11 +275,13 @@ def _values_of(value: Any) -> tuple[Any, ...]:
     return value if isinstance(value, tuple) else (value,)
 
 
-def _section(name: str, title: str, base_url: str, ttl: int, budget: int,
+def _section(name: str, title: str, base_url: str, numbers: tuple[int, int, int],
              auth: tuple[str, str] | None, paging: _Paging | None,
              params: Mapping[str, _Setting]) -> type:
-    """The upstream's settings section: ``[<name>]``, ``<NAME>_*``, ``<prefix>/<name>/*``."""
+    """The upstream's settings section: ``[<name>]``, ``<NAME>_*``, ``<prefix>/<name>/*``;
+    ``numbers`` are the catalogue's ttl, budget_per_hour and max_in_flight."""
     env = name.upper()
+    ttl, budget, in_flight = numbers
     fields: list[tuple[str, Any, Any]] = [
         ("base_url", str, option(base_url, f"{env}_BASE_URL", f"{title} API base URL")),
         ("token", str, option("", f"{env}_TOKEN", f"{title} API token" + (
@@ -283,6 +291,10 @@ def _section(name: str, title: str, base_url: str, ttl: int, budget: int,
         ("budget_per_hour", int, option(
             budget, f"{env}_BUDGET_PER_HOUR",
             f"Requests an hour refreshes of {title} stay within; 0: no budget", live=True)),
+        ("max_in_flight", int, option(
+            in_flight, f"{env}_MAX_IN_FLIGHT",
+            f"Requests to {title} a worker has in flight at once; 0: upstream.max_in_flight",
+            live=True)),
     ]
     if paging is not None:
         fields.append(("page_size", int, option(

@@ -75,7 +75,7 @@ def processes(env: dict[str, str], logs: Path) -> Iterator[Stack]:
 
 @pytest.fixture(scope="session")
 def worker(processes: Stack) -> subprocess.Popen:
-    """A real ``celery -A worker worker`` with two prefork processes."""
+    """A real ``celery -A worker worker`` running two tasks at once (on threads)."""
     return processes.worker("worker")
 
 

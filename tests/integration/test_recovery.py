@@ -1,5 +1,5 @@
-"""Recovery from infrastructure faults: a worker process killed mid-fetch, Redis restarting,
-an API server process killed."""
+"""Recovery from infrastructure faults: a prefork worker's process killed mid-fetch, Redis
+restarting, an API server process killed."""
 
 from __future__ import annotations
 
@@ -37,22 +37,27 @@ def children(pid: int) -> list[int]:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
-def test_killed_worker_process_fails_its_flight_at_once(api, demo, worker, sig):
-    """Waiters on a fetch whose process dies, whatever killed it, get 503 fetch_failed
-    now, not after their timeout; the next request fetches again."""
-    demo.upstream.set_latency(8)
-    with ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(get, f"{api}{VIEW}/team-standup/")
-        assert demo.upstream.wait_for_request("event", "team-standup", timeout=10)
-        killed_at = time.monotonic()
-        for child in children(worker.pid):
-            os.kill(child, sig)
-        r = pending.result(timeout=15)
-    assert r.status_code == 503
-    assert r.json()["error"]["code"] == "fetch_failed"
-    assert time.monotonic() - killed_at < 5  # well before the 8 s upstream or 10 s wait
-    demo.upstream.set_latency(0)
-    assert get(f"{api}{VIEW}/team-standup/").json() == expected("team-standup")
+def test_killed_prefork_process_fails_its_flight_at_once(env, demo, tmp_path: Path, sig):
+    """With ``WORKER_POOL=prefork``: waiters on a fetch whose pool process dies, whatever
+    killed it, get 503 fetch_failed now, not after their timeout; the next request
+    fetches again. (On threads the worker is one process: test_launcher kills it.)"""
+    with Stack(env, tmp_path) as stack:
+        stack.redis_server()
+        worker = stack.worker("prefork", WORKER_POOL="prefork")
+        api = stack.api()
+        demo.upstream.set_latency(8)
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(get, f"{api}{VIEW}/team-standup/")
+            assert demo.upstream.wait_for_request("event", "team-standup", timeout=10)
+            killed_at = time.monotonic()
+            for child in children(worker.pid):
+                os.kill(child, sig)
+            r = pending.result(timeout=15)
+        assert r.status_code == 503
+        assert r.json()["error"]["code"] == "fetch_failed"
+        assert time.monotonic() - killed_at < 5  # well before the 8 s upstream or 10 s wait
+        demo.upstream.set_latency(0)
+        assert get(f"{api}{VIEW}/team-standup/").json() == expected("team-standup")
 
 
 @pytest.fixture

@@ -1,0 +1,93 @@
+"""Many refreshes at once in one worker process: a batch's resources run on threads of
+their upstream, at most its ``max_in_flight`` at once.
+
+An upstream request in flight costs a thread waiting on a socket, not a process. A batch
+waits for its own refreshes, so a batch done in Flower is refreshes done, and a warm
+shutdown (Ctrl-C) lets them finish. At most ``BACKLOG`` × max_in_flight refreshes wait
+for or run on one upstream's threads; beyond that a batch hands resources back (the task
+puts them back on the schedule a little later), so a slow upstream keeps a bounded queue
+and never holds the task threads that the refreshes of the others need.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
+
+Job = TypeVar("Job")
+Result = TypeVar("Result")
+
+BACKLOG = 4  # refreshes an upstream may have queued or running, per max_in_flight
+BATCH = 50  # resources of one upstream in one refresh_batch message, at most
+
+
+class Fanout:
+    """Per upstream, a pool of threads sized to its max_in_flight (resized when the
+    setting changes: running refreshes finish on the old pool)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()  # a job done at once calls _done while run holds it
+        self._pools: dict[str, tuple[int, ThreadPoolExecutor]] = {}
+        self._pending: dict[str, int] = {}
+
+    def run(self, upstream: str, size: int, jobs: Sequence[Job],
+            work: Callable[[Job], Result]) -> tuple[list[Result], list[Job]]:
+        """``work(job)`` for each job on the upstream's ``size`` threads: the results (in
+        the order of the jobs taken), and the jobs handed back because its backlog is
+        full. ``work`` must not raise; if it does, the exception is raised here once every
+        job taken has ended."""
+        futures: list[Future[Result]] = []
+        with self._lock:
+            pool = self._pool(upstream, size)
+            room = max(BACKLOG * size - self._pending.get(upstream, 0), 0)
+            taken, handed_back = list(jobs[:room]), list(jobs[room:])
+            self._pending[upstream] = self._pending.get(upstream, 0) + len(taken)
+            for job in taken:
+                future = pool.submit(work, job)
+                future.add_done_callback(lambda _: self._done(upstream))
+                futures.append(future)
+        errors = [f.exception() for f in futures]  # waits for every one
+        for error in errors:
+            if error is not None:
+                raise error
+        return [f.result() for f in futures], handed_back
+
+    def pending(self, upstream: str) -> int:
+        """Refreshes of the upstream queued or running now."""
+        with self._lock:
+            return self._pending.get(upstream, 0)
+
+    def shutdown(self) -> None:
+        """Wait for every refresh running or queued (a worker's warm shutdown)."""
+        with self._lock:
+            pools = [pool for _, pool in self._pools.values()]
+            self._pools.clear()
+        for pool in pools:
+            pool.shutdown(wait=True)
+
+    def _pool(self, upstream: str, size: int) -> ThreadPoolExecutor:
+        current = self._pools.get(upstream)
+        if current is not None and current[0] == size:
+            return current[1]
+        if current is not None:
+            current[1].shutdown(wait=False)  # its running refreshes finish
+        pool = ThreadPoolExecutor(size, thread_name_prefix=f"fetch-{upstream}")
+        self._pools[upstream] = (size, pool)
+        return pool
+
+    def _done(self, upstream: str) -> None:
+        with self._lock:
+            self._pending[upstream] -= 1
+
+
+def batches(due: Sequence[tuple[str, float | None]]
+            ) -> list[tuple[str, list[tuple[str, float | None]]]]:
+    """Claimed (resource, due) pairs as batches of one upstream each, at most BATCH long,
+    in the order claimed."""
+    by_upstream: dict[str, list[tuple[str, float | None]]] = {}
+    for resource, when in due:
+        by_upstream.setdefault(resource.partition(":")[0], []).append((resource, when))
+    return [(upstream, pairs[i:i + BATCH]) for upstream, pairs in by_upstream.items()
+            for i in range(0, len(pairs), BATCH)]

@@ -1,0 +1,219 @@
+"""Refreshing one resource: fetch it (conditionally when cached), store what upstream
+said, and plan its next refresh; and running a flight's fetch so that its waiters always
+hear how it went.
+
+The tasks in ``worker/tasks.py`` call these; the rules they follow (what to store, when
+to retry, how to pace) are the pure functions of ``shared/policy``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+
+import redis
+from celery.exceptions import SoftTimeLimitExceeded
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from shared.errors import (
+    CachedProxyError,
+    FetchFailed,
+    NotFound,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from shared.policy.storing import Backoff, Stored, after_fetch
+from shared.policy.timing import (
+    next_refresh,
+    recently_checked,
+    recovery_plan,
+    retry_delay,
+)
+from shared.store.entries import store_error
+from shared.store.entry import Entry, keep_until, not_found
+from shared.store.flights import FETCH_SOFT_TIME_LIMIT, FETCH_TIME_LIMIT, Flight, Outcome
+from shared.upstreams.kinds import ResourceKind
+from shared.upstreams.registry import kind_of
+from worker.context import WorkerContext
+from worker.fetch import Fetched, fetch
+from worker.pacing import account, pace
+from worker.upstream import RateLimited, Recorder
+
+log = logging.getLogger(__name__)
+
+# A claimed refresh that has not finished by then is claimed again.
+REFRESH_LEASE = FETCH_TIME_LIMIT + 5
+
+# Publishing a flight's outcome outlasts a Sentinel failover: lost connections are tried
+# again (0.2, 0.4, 0.8, then 1 s apart) for about as long as the flight's lock would
+# otherwise keep the resource from being fetched. Sentinels may delay a failover that
+# follows another by twice their failover-timeout; 8 s of tries once left a resource
+# blocked until its lock expired.
+FINISH_RETRY = Retry(ExponentialBackoff(cap=1.0, base=0.1), FETCH_TIME_LIMIT)
+
+
+def refresh(ctx: WorkerContext, resource: str, ahead: bool = False,
+            scheduled: bool = False) -> Outcome:
+    """Fetch a resource (conditionally when cached), store what upstream said, and plan
+    its next refresh.
+
+    Upstream errors leave the stored entry as it was and retry with capped exponential
+    backoff; a 404 is remembered briefly and the resource leaves the schedule. With
+    ``scheduled`` (the schedule's refresh) a resource validated less than half a period
+    ago is not fetched again. ``ahead`` (no client waits: a scheduled refresh, or a fetch
+    after serving stale data) is paced to the upstream's budget and held while the
+    upstream fails.
+    """
+    kind = kind_of(resource)
+    client = Recorder(ctx.upstreams[kind.upstream], time.monotonic() + FETCH_SOFT_TIME_LIMIT)
+    spent = [0.0]  # requests taken from the upstream's budget before fetching
+    try:
+        return _refresh(ctx, kind, client, resource, ahead, scheduled, spent)
+    finally:
+        with contextlib.suppress(redis.RedisError):  # accounting never fails a fetch
+            if client.responses:
+                ctx.metrics.upstream(kind.name, client.responses)
+            account(ctx, kind.upstream, resource, client, spent[0])
+
+
+def _refresh(ctx: WorkerContext, kind: ResourceKind, client: Recorder, resource: str,
+             ahead: bool, scheduled: bool, spent: list[float]) -> Outcome:
+    settings = ctx.settings
+    cache, plan = settings.cache, settings.refresh
+    ttl = settings.ttl_for(kind.upstream)
+    previous = ctx.entries.read([resource])[0]
+    if (scheduled and previous is not None and previous.status == 200
+            and recently_checked(previous.checked_at, ctx.clock(), ttl, plan.ratio)):
+        ctx.schedule.succeeded(
+            resource, next_refresh(previous.checked_at, ttl, plan.ratio))
+        return Outcome()
+    if ahead:
+        gate = ctx.breaker.gate(kind.upstream, resource, ctx.clock(), REFRESH_LEASE)
+        if not gate.allowed:
+            # Held until the upstream answers a probe (_answered brings it back); the
+            # far-off retry only matters if that never happens.
+            ctx.schedule.postpone(resource, ctx.clock() + plan.retry_max)
+            log.info("refresh held: upstream failing", extra={
+                "resource": resource, "upstream": kind.upstream,
+                "next_probe_in_s": round(gate.retry_at - ctx.clock(), 1)})
+            return Outcome.failed(UpstreamError("upstream is failing; refresh held"))
+        cost = float(len(previous.validators)) if previous is not None else 1.0
+        wait = pace(ctx, kind.upstream, resource, cost)
+        if wait > 0:
+            # Over the upstream's budget: the data stays as it is a little longer.
+            ctx.schedule.pace(resource, ctx.clock() + wait)
+            log.info("refresh paced: upstream budget", extra={
+                "resource": resource, "upstream": kind.upstream, "wait_s": round(wait, 1)})
+            return Outcome.failed(UpstreamError("refresh paced to the upstream's budget"))
+        spent[0] = cost
+    started = time.perf_counter()
+    try:
+        result = _fetch_and_store(ctx, kind, client, resource, previous, ttl)
+    except CachedProxyError as exc:
+        now = ctx.clock()
+        failures = 0 if isinstance(exc, NotFound) else ctx.schedule.note_failure(resource)
+        retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
+        decision = after_fetch(None, exc, failures, Backoff(plan.retry_base, plan.retry_max),
+                               retry_after)
+        if decision.stored is Stored.NOT_FOUND:
+            entry = not_found(now, cache.negative_ttl)
+            ctx.entries.save(resource, entry, keep_until(entry, cache.stale_if_error))
+            ctx.schedule.drop(resource)
+            _answered(ctx, kind.upstream)
+            log.info("fetched", extra=_fields(resource, started, ahead, outcome="not_found"))
+            return Outcome.failed(exc)
+        probe_at = None
+        if decision.upstream_failed:
+            probe_at = ctx.breaker.failed(kind.upstream, now, lambda past_threshold: (
+                retry_delay(past_threshold, plan.retry_base, plan.probe_max, retry_after)))
+        # With its upstream failing, this resource becomes the next probe.
+        retry_at = probe_at if probe_at is not None else now + (decision.retry_in or 0.0)
+        ctx.schedule.postpone(resource, retry_at)
+        log.warning("fetch failed", extra=_fields(
+            resource, started, ahead, outcome=exc.code, error=exc.message,
+            failures=failures, retry_in_s=round(retry_at - now, 1),
+        ))
+        return Outcome.failed(exc)
+    ctx.schedule.succeeded(
+        resource, next_refresh(result.entry.checked_at, ttl, plan.ratio))
+    _answered(ctx, kind.upstream)
+    log.info("fetched", extra=_fields(
+        resource, started, ahead, outcome="modified" if result.changed else "not_modified",
+        upstream_requests=result.requests,
+    ))
+    return Outcome()
+
+
+def _fetch_and_store(ctx: WorkerContext, kind: ResourceKind, client: Recorder, resource: str,
+                     previous: Entry | None, ttl: int) -> Fetched:
+    """Fetch and store what upstream said. A purge while the fetch ran means upstream
+    may have changed after it answered: the answer is dropped and asked again, once."""
+    cache = ctx.settings.cache
+    for _ in range(2):
+        generation = ctx.entries.generation(resource)
+        result = fetch(client, kind, resource, previous, ctx.clock(), ttl)
+        kept = keep_until(result.entry, cache.stale_if_error)
+        if not result.changed and not ctx.entries.revalidate(resource, result.entry, kept,
+                                                             generation):
+            # The entry expired or was purged while upstream said 304: take it whole.
+            previous = None
+            continue
+        if not result.changed:
+            return result
+        size = len(result.entry.encoded_data().encode())
+        if size > cache.max_entry_bytes:
+            # Stored, it would crowd out everything else; what is stored stays.
+            raise UpstreamError(f"upstream data too large to store ({size} bytes, at "
+                                f"most {cache.max_entry_bytes})", upstream_status=200)
+        if ctx.entries.save(resource, result.entry, kept, generation):
+            return result
+        log.info("fetch dropped: purged while it ran", extra={"resource": resource})
+        previous = None
+    raise FetchFailed("the resource was purged again while it was fetched")
+
+
+def _answered(ctx: WorkerContext, upstream: str) -> None:
+    """The upstream answered: if it was failing, refresh what was held back, promptly
+    and spread out."""
+    held = ctx.breaker.answered(upstream)
+    if held is None:
+        return
+    plan = ctx.settings.refresh
+    ctx.schedule.replan(recovery_plan(held, ctx.clock(), plan.max_claims / plan.tick_interval))
+    log.info("upstream answers again", extra={"upstream": upstream, "held": len(held)})
+
+
+def _fields(resource: str, started: float, ahead: bool, **extra: object) -> dict[str, object]:
+    duration_ms = round((time.perf_counter() - started) * 1000, 1)
+    return {"resource": resource, "ahead": ahead, "duration_ms": duration_ms, **extra}
+
+
+def run_flight(ctx: WorkerContext, flight: Flight, ahead: bool, worker: str | None,
+                scheduled: bool = False) -> str:
+    """Run a flight this worker leads, noted as running in Redis meanwhile (so that a
+    restart of a killed worker can fail it: worker/health.py)."""
+    # What waiters hear if the fetch never gets to say: the process is being torn down
+    # (SIGTERM/SIGINT raise out of the task) or something unexpected was raised.
+    outcome = Outcome.failed(FetchFailed("the fetch was interrupted"))
+    try:
+        if worker:
+            ctx.flights.track(worker, flight)
+        outcome = refresh(ctx, flight.resource, ahead, scheduled)
+    except SoftTimeLimitExceeded:
+        outcome = Outcome.failed(UpstreamTimeout("fetch took longer than its time limit"))
+    except redis.RedisError as exc:
+        outcome = Outcome.failed(store_error(exc))
+        log.warning("fetch could not use the store", extra={
+            "resource": flight.resource, "outcome": outcome.code, "error": repr(exc)})
+    finally:
+        try:
+            # A failover loses the connection: finish on the promoted replica, or the
+            # lock it holds would keep the resource from being fetched until it expires.
+            FINISH_RETRY.call_with_retry(
+                lambda: ctx.flights.finish(flight, outcome, worker), lambda _: None)
+        except redis.RedisError as exc:
+            log.warning("fetch outcome not published; its waiters time out",
+                        extra={"resource": flight.resource, "error": repr(exc)})
+    return outcome.code
