@@ -1,49 +1,53 @@
-"""``python -m benchmarks.capacity``: how many refreshes a worker delivers, by concurrency.
+"""``python -m benchmarks.capacity``: can the workers keep every live resource fresh?
 
-For each ``--concurrency`` (default 2 and 8 prefork processes) it starts Redis, the demo
-upstream (answering after ``--latency`` seconds, as a slow API does), one worker, beat
-and the API, makes ``--events`` views live (two resources each) with ``CACHE_TTL``
-``--ttl``, then reads them round robin at ``--rate`` requests per second for
-``--seconds``. The refreshes needed are resources / (TTL × refresh ratio) per second.
-Reported per concurrency: upstream requests per second, the share of answers that were
-stale (served past their freshness while a refresh ran, or after it failed), refresh
-lag p50/p99 (``cachedproxy_refresh_lag_seconds``) and the worker's memory.
+For each combination of ``--resources`` (live resources, two per event), ``--latency``
+(seconds the upstream takes to answer) and ``--pool`` (``gevent:200``, ``prefork:8``, or
+``default``: the worker as ``make run`` starts it) it starts Redis, the demo upstream,
+one worker, beat and the API, and puts the system in its steady state directly: every
+resource stored with the upstream's validators, read recently, and due for refresh at a
+time spread evenly over one refresh period (``--ttl`` × refresh ratio). From a fifth of a
+period on it reads the views round robin at ``--rate`` requests a second for
+``--seconds`` and reports:
+
+- the share of answers that were stale (served past freshness: a refresh came late);
+- refresh lag p50 / p99 (``cachedproxy_refresh_lag_seconds``, bucket bounds);
+- upstream requests a second, and per resource per refresh period (1.0: each resource
+  fetched once a period), and the most requests the upstream saw in flight at once;
+- the worker's memory (RSS of its processes) and CPU per refresh: worker, beat and
+  Redis together, over the upstream requests made, against a reference measured in the
+  same run: a bare ``requests.Session`` conditional GET loop against the same upstream
+  plus one Redis ``SET`` a request. With ``--answers 200`` the upstream sends no
+  validators, so every refresh (and the reference) takes a whole 200.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import itertools
+import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import redis
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks import demo_upstream, each
+from benchmarks import NAMES, demo_upstream, each
+from benchmarks.scale import KEYS, lag_quantiles
+from demo.server import DemoUpstream
 from launcher.services import celery, free_port
 from shared.config.settings import Settings
+from shared.policy.http import http_date
+from shared.store.entries import EntryStore
+from shared.store.entry import Validator, fetched, keep_until
+from shared.store.schedule import Schedule
 from tests.harness import isolated_env, process_tree, start_api, start_redis, stop, wait_for_worker
 
 VIEW = "/events-with-subscriptions"
-
-
-def lag_quantiles(api: str) -> tuple[float, float]:
-    """p50 and p99 of the refresh lag histogram, as bucket upper bounds."""
-    text = requests.get(f"{api}/metrics", timeout=10).text
-    buckets: list[tuple[float, float]] = []
-    for family in text_string_to_metric_families(text):
-        if family.name == "cachedproxy_refresh_lag_seconds":
-            buckets = [(float(s.labels["le"]), s.value) for s in family.samples
-                       if s.name.endswith("_bucket")]
-    total = buckets[-1][1] if buckets else 0
-    found = []
-    for q in (0.5, 0.99):
-        found.append(next((le for le, n in buckets if total and n >= q * total), float("nan")))
-    return found[0], found[1]
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:
@@ -58,32 +62,121 @@ def rss_mb(pid: int) -> float:
     return round(total / 1024, 1)
 
 
-def run(concurrency: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    events = [f"cap-{i}" for i in range(args.events)]
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU of a process and its children (living and reaped)."""
+    total = 0
+    for child in [pid, *process_tree(pid)]:
+        try:
+            fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    return total / TICKS
+
+
+def redis_cpu(store: redis.Redis) -> float:
+    info = store.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def seed(store: redis.Redis, events: list[str], ttl: int, period: float,
+         validators: bool) -> int:
+    """Every resource stored as a fetch would have stored it (with a Last-Modified the
+    upstream will answer 304 to, unless ``validators`` is off), read now, due evenly over
+    one period; returns the number of resources."""
+    entries, schedule = EntryStore(store, KEYS), Schedule(store, KEYS)
+    now = time.time()
+    resources = [f"c42:{kind}:{e}" for e in events for kind in ("event", "subscriptions")]
+    stored = (Validator(None, http_date(now + 3600)),) if validators else ()
+    pipe = store.pipeline(transaction=False)
+    for i, resource in enumerate(resources):
+        due = now + period * (i + 0.5) / len(resources)
+        kept = ({"id": resource.rsplit(":", 1)[1], "title": f"Event {i}"}
+                if ":event:" in resource else {"count": 3, "pages": [NAMES]})
+        entry = fetched(kept, stored, due - period, ttl, 100)
+        entries.save(resource, entry, keep_until(entry, 3600))
+        schedule.plan(resource, due)
+    schedule.record_reads(pipe, resources, now)
+    pipe.execute()
+    return len(resources)
+
+
+def reference(upstream: DemoUpstream, base_url: str, store: redis.Redis,
+              validators: bool, count: int = 400) -> float:
+    """CPU seconds per request of a bare refresh loop: a conditional GET of an event
+    with requests (304 when ``validators``) and one Redis SET, measured on its thread,
+    plus what Redis spent."""
+    event = next(iter(upstream.events))
+    url = f"{base_url}/events/{event}/"
+    session = requests.Session()
+    headers = {"Authorization": f"Token {upstream.token}", "Accept": "application/json"}
+    etag = session.get(url, headers=headers, timeout=10).headers.get("ETag")
+    if validators and etag:
+        headers["If-None-Match"] = etag
+    spent: list[float] = []
+
+    def loop() -> None:
+        started = time.thread_time()
+        for i in range(count):
+            r = session.get(url, headers=headers, timeout=10)
+            assert r.status_code == (304 if validators else 200), r.status_code
+            store.set(f"reference:{i % 10}", r.content or b"-")
+        spent.append(time.thread_time() - started)
+
+    before = redis_cpu(store)
+    thread = threading.Thread(target=loop)
+    thread.start()
+    thread.join()
+    store.delete(*(f"reference:{i}" for i in range(10)))
+    return (spent[0] + redis_cpu(store) - before) / count
+
+
+def worker_args(pool: str) -> list[str]:
+    if pool == "default":
+        return []
+    name, _, concurrency = pool.partition(":")
+    return ["--pool", name, *(["--concurrency", concurrency] if concurrency else [])]
+
+
+def run(case: tuple[int, float, str], args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    count, latency, pool = case
+    validators = args.answers == 304
+    events = [f"cap-{i}" for i in range(count // 2)]
     upstream, server, base_url = demo_upstream(events)
+    upstream.set_validators(validators)
     port = free_port()
     procs = [start_redis(work / "redis", port, False)]
+    store = redis.Redis(port=port)
+    period = args.ttl * Settings().refresh.ratio
+    per_request = reference(upstream, base_url, store, validators)
+    upstream.set_latency(latency)
+    extra = {"UPSTREAM_MAX_IN_FLIGHT": str(args.max_in_flight)} if args.max_in_flight else {}
     env = isolated_env(work, f"redis://127.0.0.1:{port}/0", base_url, upstream.token,
-                       LOG_LEVEL="WARNING", CACHE_TTL=str(args.ttl), REFRESH_TICK_INTERVAL="0.5",
-                       API_MISS_WAIT_TIMEOUT="30", API_WORKERS="2")
+                       LOG_LEVEL="WARNING", CACHE_TTL=str(args.ttl), C42_PAGE_SIZE="100",
+                       API_MISS_WAIT_TIMEOUT="30", API_WORKERS="2", **extra)
     logs = (work / "processes.log").open("w")
-    quiet = {"stdout": logs, "stderr": subprocess.STDOUT}
+    quiet: dict[str, Any] = {"stdout": logs, "stderr": subprocess.STDOUT}
     try:
-        worker = celery(env, "worker", "--concurrency", str(concurrency), "--without-mingle",
+        worker = celery(env, "worker", *worker_args(pool), "--without-mingle",
                         "--without-gossip", **quiet)
         procs.append(worker)
-        procs.append(celery(env, "beat", "--schedule", str(work / "beat-schedule"), **quiet))
         wait_for_worker(env, worker)
+        beat = celery(env, "beat", "--schedule", str(work / "beat-schedule"), **quiet)
+        procs.append(beat)
         api_port = free_port()
         procs.append(start_api({**env, "API_PORT": str(api_port)}, **quiet))
         api = f"http://127.0.0.1:{api_port}"
+        # Seeded once everything runs, so no refresh comes due while the worker starts.
+        resources = seed(store, events, args.ttl, period, validators)
+        time.sleep(period / 5)
+        lag = [k for k in cast(list[bytes], store.hkeys(KEYS.metrics()))
+               if k.startswith(b"refresh_lag")]
+        if lag:
+            store.hdel(KEYS.metrics(), *lag)
+        before = upstream.total_requests()
+        upstream.peak_in_flight(reset=True)
+        cpu_before = cpu_seconds(worker.pid) + cpu_seconds(beat.pid) + redis_cpu(store)
         session = requests.Session()
-        for event in events:  # every view live before the measured run
-            assert session.get(f"{api}{VIEW}/{event}/", timeout=60).status_code == 200
-        upstream.set_latency(args.latency)
-        time.sleep(args.ttl)  # refreshes under the latency before counting
-        before = sum(n for kind in upstream.counters().values() for by_id in kind.values()
-                     for n in by_id.values())
         answers, stale, errors = 0, 0, 0
         started = time.monotonic()
         interval = 1 / args.rate
@@ -93,20 +186,27 @@ def run(concurrency: int, args: argparse.Namespace, work: Path) -> dict[str, Any
             errors += r.status_code != 200
             stale += "fwd=stale" in r.headers.get("Cache-Status", "")
             time.sleep(max(0.0, answers * interval - (time.monotonic() - started)))
-        after = sum(n for kind in upstream.counters().values() for by_id in kind.values()
-                    for n in by_id.values())
-        p50, p99 = lag_quantiles(api)
+        made = upstream.total_requests() - before
+        cpu = cpu_seconds(worker.pid) + cpu_seconds(beat.pid) + redis_cpu(store) - cpu_before
+        p50, p99 = lag_quantiles(store)
         return {
-            "concurrency": concurrency,
-            "refreshes_needed_per_s": round(
-                2 * args.events / (args.ttl * Settings().refresh.ratio), 1),
-            "upstream_requests_per_s": round((after - before) / elapsed, 1),
+            "resources": resources,
+            "latency_s": latency,
+            "pool": pool,
+            "answers_from_upstream": args.answers,
+            "refreshes_needed_per_s": round(resources / period, 1),
+            "upstream_requests_per_s": round(made / elapsed, 1),
+            "fetched_per_resource_per_period": round(made / resources / (elapsed / period), 3),
+            "peak_in_flight": upstream.peak_in_flight(),
             "answers": answers,
-            "stale_share": round(stale / answers, 3),
+            "stale_share": round(stale / answers, 4),
             "errors": errors,
             "refresh_lag_p50_s": p50,
             "refresh_lag_p99_s": p99,
             "worker_rss_mb": rss_mb(worker.pid),
+            "cpu_ms_per_refresh": round(1000 * cpu / max(made, 1), 3),
+            "reference_cpu_ms": round(1000 * per_request, 3),
+            "cpu_ratio": round(cpu / max(made, 1) / per_request, 2),
         }
     finally:
         upstream.release()
@@ -117,22 +217,22 @@ def run(concurrency: int, args: argparse.Namespace, work: Path) -> dict[str, Any
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.capacity", description=__doc__)
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[2, 8])
-    parser.add_argument("--events", type=int, default=200)
-    parser.add_argument("--ttl", type=int, default=10)
-    parser.add_argument("--latency", type=float, default=0.1, help="upstream seconds a request")
-    parser.add_argument("--rate", type=float, default=100)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.capacity", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--resources", type=int, nargs="+", default=[1000])
+    parser.add_argument("--latency", type=float, nargs="+", default=[0.5],
+                        help="seconds the upstream takes to answer")
+    parser.add_argument("--pool", nargs="+", default=["default"],
+                        help="default (as make run starts it), or POOL[:CONCURRENCY]")
+    parser.add_argument("--ttl", type=int, default=20)
+    parser.add_argument("--rate", type=float, default=100, help="client reads a second")
     parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--answers", type=int, choices=[304, 200], default=304)
+    parser.add_argument("--max-in-flight", type=int, default=0,
+                        help="UPSTREAM_MAX_IN_FLIGHT (0: the default)")
     args = parser.parse_args(argv)
-    results = each("capacity", args.concurrency, lambda value, work: run(value, args, work))
-    base = results[0]
-    for result in results[1:]:
-        print(json.dumps({
-            "concurrency": result["concurrency"], "vs": base["concurrency"],
-            "upstream_requests_ratio": round(
-                result["upstream_requests_per_s"] / max(base["upstream_requests_per_s"], 0.1), 2),
-            "stale_share": [base["stale_share"], result["stale_share"]]}))
+    cases = list(itertools.product(args.resources, args.latency, args.pool))
+    each("capacity", cases, lambda case, work: run(case, args, work))
     return 0
 
 

@@ -89,6 +89,8 @@ class DemoUpstream:
             self.fault: Fault | None = None
             self.latency = 0.0
             self.answer_first = False  # True: the answer is made before the latency
+            self.in_flight = 0
+            self.peak = 0  # the most requests answered at once
         self.github.reset()
         self._release.set()
         self._release = threading.Event()
@@ -104,6 +106,19 @@ class DemoUpstream:
             for (kind, event_id, status), n in self.requests.items():
                 out.setdefault(kind, {}).setdefault(event_id, {})[str(status)] = n
         return out
+
+    def total_requests(self) -> int:
+        """Requests answered since the last reset, of every kind."""
+        with self._lock:
+            return sum(self.requests.values())
+
+    def peak_in_flight(self, reset: bool = False) -> int:
+        """The most requests answered at once since the last reset (``reset``: from now)."""
+        with self._lock:
+            peak = self.peak
+            if reset:
+                self.peak = self.in_flight
+            return peak
 
     def body_bytes(self) -> dict[str, dict[str, int]]:
         """Response body bytes sent, as {kind: {event id: bytes}}."""
@@ -184,11 +199,21 @@ class DemoUpstream:
         self, kind: str, event_id: str, build: Any
     ) -> bottle.HTTPResponse:
         """Count, delay and fault a response; ``build`` makes the normal one."""
-        release = self._release
         early = build() if self.answer_first else None  # before anyone hears it arrived
         with self._started:
             self.started[(kind, event_id)] += 1
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
             self._started.notify_all()
+        try:
+            return self._answer(kind, event_id, build, early)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _answer(self, kind: str, event_id: str, build: Any,
+                early: bottle.HTTPResponse | None) -> bottle.HTTPResponse:
+        release = self._release
         if self.latency:
             release.wait(self.latency)
         fault = self._take_fault(kind, event_id)
