@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
@@ -83,7 +84,7 @@ def _refresh(ctx: WorkerContext, kind: ResourceKind, client: Recorder, resource:
     settings = ctx.settings
     cache, plan = settings.cache, settings.refresh
     ttl = settings.ttl_for(kind.upstream)
-    previous = ctx.entries.read([resource])[0]
+    previous, generation = ctx.entries.read_for_fetch(resource)
     if (scheduled and previous is not None and previous.status == 200
             and recently_checked(previous.checked_at, ctx.clock(), ttl, plan.ratio)):
         ctx.schedule.succeeded(
@@ -110,7 +111,7 @@ def _refresh(ctx: WorkerContext, kind: ResourceKind, client: Recorder, resource:
         spent[0] = cost
     started = time.perf_counter()
     try:
-        result = _fetch_and_store(ctx, kind, client, resource, previous, ttl)
+        result = _fetch_and_store(ctx, kind, client, resource, previous, ttl, generation)
     except CachedProxyError as exc:
         now = ctx.clock()
         failures = 0 if isinstance(exc, NotFound) else ctx.schedule.note_failure(resource)
@@ -136,9 +137,8 @@ def _refresh(ctx: WorkerContext, kind: ResourceKind, client: Recorder, resource:
             failures=failures, retry_in_s=round(retry_at - now, 1),
         ))
         return Outcome.failed(exc)
-    ctx.schedule.succeeded(
-        resource, next_refresh(result.entry.checked_at, ttl, plan.ratio))
-    _answered(ctx, kind.upstream)
+    at = next_refresh(result.entry.checked_at, ttl, plan.ratio)
+    _answered(ctx, kind.upstream, lambda pipe: ctx.schedule.succeeded(resource, at, pipe))
     log.info("fetched", extra=_fields(
         resource, started, ahead, outcome="modified" if result.changed else "not_modified",
         upstream_requests=result.requests,
@@ -147,12 +147,14 @@ def _refresh(ctx: WorkerContext, kind: ResourceKind, client: Recorder, resource:
 
 
 def _fetch_and_store(ctx: WorkerContext, kind: ResourceKind, client: Recorder, resource: str,
-                     previous: Entry | None, ttl: int) -> Fetched:
-    """Fetch and store what upstream said. A purge while the fetch ran means upstream
-    may have changed after it answered: the answer is dropped and asked again, once."""
+                     previous: Entry | None, ttl: int, generation: int) -> Fetched:
+    """Fetch and store what upstream said, if the resource's purge ``generation`` (read
+    before fetching) still holds. A purge while the fetch ran means upstream may have
+    changed after it answered: the answer is dropped and asked again, once."""
     cache = ctx.settings.cache
-    for _ in range(2):
-        generation = ctx.entries.generation(resource)
+    for attempt in range(2):
+        if attempt:
+            generation = ctx.entries.generation(resource)
         result = fetch(client, kind, resource, previous, ctx.clock(), ttl)
         kept = keep_until(result.entry, cache.stale_if_error)
         if not result.changed and not ctx.entries.revalidate(resource, result.entry, kept,
@@ -174,10 +176,11 @@ def _fetch_and_store(ctx: WorkerContext, kind: ResourceKind, client: Recorder, r
     raise FetchFailed("the resource was purged again while it was fetched")
 
 
-def _answered(ctx: WorkerContext, upstream: str) -> None:
+def _answered(ctx: WorkerContext, upstream: str,
+              also: Callable[[redis.client.Pipeline], None] | None = None) -> None:
     """The upstream answered: if it was failing, refresh what was held back, promptly
-    and spread out."""
-    held = ctx.breaker.answered(upstream)
+    and spread out; ``also`` queues what the same transaction records besides."""
+    held = ctx.breaker.answered(upstream, also)
     if held is None:
         return
     plan = ctx.settings.refresh
@@ -191,14 +194,15 @@ def _fields(resource: str, started: float, ahead: bool, **extra: object) -> dict
 
 
 def run_flight(ctx: WorkerContext, flight: Flight, ahead: bool, worker: str | None,
-                scheduled: bool = False) -> str:
+               scheduled: bool = False, tracked: bool = False) -> str:
     """Run a flight this worker leads, noted as running in Redis meanwhile (so that a
-    restart of a killed worker can fail it: worker/health.py)."""
+    restart of a killed worker can fail it: worker/health.py), unless ``tracked``
+    already (``Flights.join`` with the worker)."""
     # What waiters hear if the fetch never gets to say: the process is being torn down
     # (SIGTERM/SIGINT raise out of the task) or something unexpected was raised.
     outcome = Outcome.failed(FetchFailed("the fetch was interrupted"))
     try:
-        if worker:
+        if worker and not tracked:
             ctx.flights.track(worker, flight)
         outcome = refresh(ctx, flight.resource, ahead, scheduled)
     except SoftTimeLimitExceeded:

@@ -129,11 +129,20 @@ class UpstreamBreaker:
         self.redis.hset(key, "probe_at", _ms(probe_at))
         return probe_at
 
-    def answered(self, upstream: str) -> list[str] | None:
-        """The upstream answered: clear its failing state. Returns the resources held
-        back meanwhile, or None when it was not failing."""
-        reply = self._answered(
-            keys=[self.keys.upstream_health(upstream), self.keys.held(upstream)])
+    def answered(self, upstream: str,
+                 also: Callable[[redis.client.Pipeline], None] | None = None
+                 ) -> list[str] | None:
+        """The upstream answered: clear its failing state, in one transaction with the
+        commands ``also`` queues first. Returns the resources held back meanwhile, or
+        None when it was not failing."""
+        keys = [self.keys.upstream_health(upstream), self.keys.held(upstream)]
+        if also is None:
+            reply = self._answered(keys=keys)
+        else:
+            with self.redis.pipeline(transaction=True) as pipe:
+                also(pipe)
+                self._answered(keys=keys, client=pipe)
+                reply = pipe.execute()[-1]
         if reply is None:
             return None
         failures, held = reply

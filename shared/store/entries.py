@@ -86,6 +86,15 @@ class EntryStore:
                 raise reply
         return [Entry.from_fields(fields) for fields in replies]
 
+    def read_for_fetch(self, resource: str) -> tuple[Entry | None, int]:
+        """A resource's entry and its purge generation (``generation``), read in one
+        round trip before fetching it."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(self.keys.entry(resource))
+        pipe.hget(self.keys.generations(), resource)
+        fields, generation = pipe.execute()
+        return Entry.from_fields(fields), int(generation or 0)
+
     def generation(self, resource: str) -> int:
         """How often the resource was purged; what a fetch starting now must find again
         to store what it fetched."""

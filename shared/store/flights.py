@@ -57,12 +57,14 @@ local function holder(locks, resource, now)
 end
 """
 
-# KEYS[1]: locks. ARGV: resource, token, hold (ms). The holder's token, or false: led.
+# KEYS: locks, [running]. ARGV: resource, token, hold (ms). The holder's token, or
+# false: led (and noted as running, with KEYS[2]).
 _JOIN = _HELPERS + """
 local now = now_ms()
 local current = holder(KEYS[1], ARGV[1], now)
 if current then return current end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ' ' .. (now + tonumber(ARGV[3])))
+if KEYS[2] then redis.call('HSET', KEYS[2], ARGV[2], ARGV[1]) end
 return false
 """
 
@@ -166,13 +168,15 @@ class Flights:
         self._finish = client.register_script(_FINISH)
         self._sweep = client.register_script(_SWEEP)
 
-    def join(self, resource: str, token: str | None = None, hold_ms: int = LOCK_TIMEOUT_MS
-             ) -> Flight:
+    def join(self, resource: str, token: str | None = None, hold_ms: int = LOCK_TIMEOUT_MS,
+             worker: str | None = None) -> Flight:
         """Lead a new flight for the resource, or follow the one under way. A new lock
         is held ``hold_ms`` at first: until the fetch task starts, when it is led by a
-        request that enqueues one."""
+        request that enqueues one. A ``worker`` leading it runs it at once: it is noted
+        as that worker's (``track``) in the same step."""
         token = token or secrets.token_hex(12)
-        current = self._join(keys=[self.keys.locks()], args=[resource, token, hold_ms])
+        keys = [self.keys.locks(), *([self.keys.running(worker)] if worker else [])]
+        current = self._join(keys=keys, args=[resource, token, hold_ms])
         if current is None:
             return Flight(resource, token, leader=True)
         return Flight(resource, _text(current), leader=False)
