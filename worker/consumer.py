@@ -9,9 +9,12 @@ one cheap connection attempt a second while the broker is away.
 When the connection is lost while the worker holds reserved tasks (taken from the queue,
 not yet started), Celery collects the connection and then closes it; closing tries to
 put those tasks back on the queue through a transport the collect has already let go,
-and the AttributeError this raises ends the worker ("Unrecoverable error"). Here that
-close is allowed to fail: the broker is gone anyway, and the reserved tasks are
-delivered again by the Redis transport once their visibility timeout passes.
+and the AttributeError this raises ends the worker ("Unrecoverable error"). The same
+happens to the acknowledgement of a task that started on the lost connection, which
+the threads pool sends from the event loop after the task began: by then the connection
+may be gone. Here that close and that acknowledgement are allowed to fail: the broker is
+gone anyway, and the tasks are delivered again by the Redis transport once their
+visibility timeout passes (a fetch run twice is still one flight).
 """
 
 from __future__ import annotations
@@ -27,17 +30,27 @@ RECONNECT_INTERVAL = 1.0  # seconds at most between attempts to reach the broker
 log = logging.getLogger(__name__)
 
 
-def _close_quietly(close: Any) -> Any:
-    @functools.wraps(close)
-    def closing() -> None:
+def _quietly(step: Any, skipped: str) -> Any:
+    """``step``, tolerating kombu's AttributeError from a broker connection that was
+    collected after a loss (its transport has let go): logged as ``skipped``."""
+    @functools.wraps(step)
+    def quietly(*args: Any, **kwargs: Any) -> None:
         try:
-            close()
+            step(*args, **kwargs)
         except AttributeError as exc:  # the transport is gone: see the module's note
-            log.warning("broker connection closed without putting reserved tasks back; "
-                        "they are delivered again after the visibility timeout",
-                        extra={"error": repr(exc)})
+            log.warning(skipped, extra={"error": repr(exc)})
 
-    return closing
+    return quietly
+
+
+def _close_quietly(close: Any) -> Any:
+    return _quietly(close, "broker connection closed without putting reserved tasks back; "
+                           "they are delivered again after the visibility timeout")
+
+
+def _ack_quietly(ack: Any) -> Any:
+    return _quietly(ack, "a task's message was not acknowledged: its broker connection was "
+                         "lost; it is delivered again after the visibility timeout")
 
 
 class Consumer(CeleryConsumer):
@@ -46,6 +59,9 @@ class Consumer(CeleryConsumer):
             conn.ensure_connection, interval_start=0, interval_step=RECONNECT_INTERVAL / 2,
             interval_max=RECONNECT_INTERVAL)
         return super().ensure_connected(conn)
+
+    def call_soon_ack(self, p: Any, *args: Any, **kwargs: Any) -> Any:
+        return super().call_soon_ack(_ack_quietly(p), *args, **kwargs)
 
     def on_connection_error_after_connected(self, exc: Exception) -> None:
         if self.connection is not None:
