@@ -12,6 +12,8 @@ and never holds the task threads that the refreshes of the others need.
 from __future__ import annotations
 
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
@@ -21,6 +23,7 @@ Result = TypeVar("Result")
 
 BACKLOG = 4  # refreshes an upstream may have queued or running, per max_in_flight
 BATCH = 50  # resources of one upstream in one refresh_batch message, at most
+WINDOW = 10.0  # seconds over which an upstream's refreshes finished a second are counted
 
 
 class Fanout:
@@ -28,9 +31,10 @@ class Fanout:
     setting changes: running refreshes finish on the old pool)."""
 
     def __init__(self) -> None:
-        self._lock = threading.RLock()  # a job done at once calls _done while run holds it
+        self._lock = threading.Lock()
         self._pools: dict[str, tuple[int, ThreadPoolExecutor]] = {}
         self._pending: dict[str, int] = {}
+        self._finished: dict[str, deque[float]] = {}  # when refreshes ended (monotonic)
 
     def run(self, upstream: str, size: int, jobs: Sequence[Job],
             work: Callable[[Job], Result]) -> tuple[list[Result], list[Job]]:
@@ -38,16 +42,21 @@ class Fanout:
         the order of the jobs taken), and the jobs handed back because its backlog is
         full. ``work`` must not raise; if it does, the exception is raised here once every
         job taken has ended."""
+        def counted(job: Job) -> Result:
+            try:
+                return work(job)
+            finally:  # before its future is done: whoever waits on it sees it counted
+                with self._lock:
+                    self._pending[upstream] -= 1
+                    self._finished.setdefault(upstream, deque()).append(time.monotonic())
+
         futures: list[Future[Result]] = []
         with self._lock:
             pool = self._pool(upstream, size)
             room = max(BACKLOG * size - self._pending.get(upstream, 0), 0)
             taken, handed_back = list(jobs[:room]), list(jobs[room:])
             self._pending[upstream] = self._pending.get(upstream, 0) + len(taken)
-            for job in taken:
-                future = pool.submit(work, job)
-                future.add_done_callback(lambda _: self._done(upstream))
-                futures.append(future)
+            futures = [pool.submit(counted, job) for job in taken]
         errors = [f.exception() for f in futures]  # waits for every one
         for error in errors:
             if error is not None:
@@ -58,6 +67,14 @@ class Fanout:
         """Refreshes of the upstream queued or running now."""
         with self._lock:
             return self._pending.get(upstream, 0)
+
+    def per_second(self, upstream: str) -> float:
+        """Refreshes of the upstream finished a second, over the last WINDOW seconds."""
+        with self._lock:
+            finished = self._finished.get(upstream, deque())
+            while finished and finished[0] < time.monotonic() - WINDOW:
+                finished.popleft()
+            return len(finished) / WINDOW
 
     def shutdown(self) -> None:
         """Wait for every refresh running or queued (a worker's warm shutdown)."""
@@ -76,10 +93,6 @@ class Fanout:
         pool = ThreadPoolExecutor(size, thread_name_prefix=f"fetch-{upstream}")
         self._pools[upstream] = (size, pool)
         return pool
-
-    def _done(self, upstream: str) -> None:
-        with self._lock:
-            self._pending[upstream] -= 1
 
 
 def batches(due: Sequence[tuple[str, float | None]]

@@ -29,6 +29,7 @@ from celery.exceptions import TimeLimitExceeded
 from celery.signals import task_failure, worker_shutdown
 
 from shared.errors import FetchFailed, FetchTimeout, UpstreamTimeout
+from shared.policy.timing import handed_back_at
 from shared.queue import FETCH_TASK, REFRESH_BATCH_TASK, REFRESH_TASK, TICK_TASK
 from shared.store.entries import store_error
 from shared.store.flights import Flight, Outcome
@@ -42,7 +43,6 @@ from worker.refresh import REFRESH_LEASE, run_flight
 
 log = logging.getLogger(__name__)
 
-HAND_BACK_DELAY = 2.0  # seconds before a refresh handed back for a full backlog is due
 
 
 class ContextTask(Task):
@@ -116,8 +116,11 @@ def refresh_batch(self: ContextTask, upstream: str, due: Sequence[tuple[str, flo
     with contextlib.suppress(redis.RedisError):
         ctx.metrics.refresh_lag(*lags)
         if handed_back:
-            # The upstream's backlog is full: these come back shortly, not with the lease.
-            ctx.schedule.postpone_each(handed_back, ctx.clock() + HAND_BACK_DELAY)
+            # The upstream's backlog is full: these come due again in turn, at the rate it
+            # is refreshed (not with the lease, and not all at once).
+            ctx.schedule.postpone_each(list(zip(handed_back, handed_back_at(
+                len(handed_back), ctx.fanout.pending(upstream),
+                ctx.fanout.per_second(upstream), ctx.clock()), strict=True)))
     counts: dict[str, int] = {"handed_back": len(handed_back)} if handed_back else {}
     for code in codes:
         counts[code] = counts.get(code, 0) + 1
@@ -129,7 +132,7 @@ def _refresh_claimed(ctx: WorkerContext, resource: str, token: str | None,
     """Lead a flight for a refresh and run it, unless a fetch of the resource is under
     way (that one plans the next refresh)."""
     try:
-        flight = ctx.flights.join(resource, token=token)
+        flight = ctx.flights.join(resource, token=token, worker=worker)
     except redis.RedisError as exc:
         # Out of memory or away: the schedule's lease brings the refresh back.
         log.warning("refresh skipped: store unusable",
@@ -138,7 +141,8 @@ def _refresh_claimed(ctx: WorkerContext, resource: str, token: str | None,
     if not flight.leader:
         return "in_flight"
     with log_context(task_id=token):
-        return run_flight(ctx, flight, ahead=scheduled, worker=worker, scheduled=scheduled)
+        return run_flight(ctx, flight, ahead=scheduled, worker=worker, scheduled=scheduled,
+                          tracked=True)
 
 
 PUBLISH_BATCH = 500  # broker commands the tick sends in one round trip

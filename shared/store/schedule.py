@@ -120,10 +120,10 @@ class Schedule:
         """Retry at ``at`` (epoch seconds), if the resource is still live."""
         self.redis.zadd(self.keys.schedule(), {resource: _ms(at)}, xx=True)
 
-    def postpone_each(self, resources: Sequence[str], at: float) -> None:
-        """Refresh these at ``at`` (epoch seconds), those of them still live."""
-        if resources:
-            self.redis.zadd(self.keys.schedule(), dict.fromkeys(resources, _ms(at)), xx=True)
+    def postpone_each(self, plan: Sequence[tuple[str, float]]) -> None:
+        """Refresh each resource at its time (epoch seconds), those still live."""
+        if plan:
+            self.redis.zadd(self.keys.schedule(), {r: _ms(at) for r, at in plan}, xx=True)
 
     def pace(self, resource: str, until: float) -> None:
         """The refresh waits for its upstream's budget until ``until``: planned then, and
@@ -133,13 +133,18 @@ class Schedule:
             pipe.hset(self.keys.paced(), resource, _ms(until))
             pipe.execute()
 
-    def succeeded(self, resource: str, at: float) -> None:
-        """A refresh worked: clear its failures and plan the next one."""
-        with self.redis.pipeline(transaction=True) as pipe:
+    def succeeded(self, resource: str, at: float,
+                  pipe: redis.client.Pipeline | None = None) -> None:
+        """A refresh worked: clear its failures and plan the next one (queued on
+        ``pipe``, a transaction the caller executes, if given)."""
+        if pipe is not None:
             pipe.hdel(self.keys.failures(), resource)
             pipe.hdel(self.keys.paced(), resource)
             pipe.zadd(self.keys.schedule(), {resource: _ms(at)})
-            pipe.execute()
+            return
+        with self.redis.pipeline(transaction=True) as own:
+            self.succeeded(resource, at, own)
+            own.execute()
 
     def drop(self, resource: str) -> None:
         """The resource is gone upstream: stop refreshing it."""

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from worker.fanout import BACKLOG, BATCH, Fanout, batches
+from worker.fanout import BACKLOG, BATCH, WINDOW, Fanout, batches
 
 
 class Gate:
@@ -103,3 +103,12 @@ def test_a_new_size_takes_a_new_pool_and_shutdown_waits_for_running_work():
 ])
 def test_claimed_resources_go_in_batches_of_one_upstream(due, expected):
     assert batches(due) == expected
+
+
+def test_refreshes_finished_a_second_are_counted_over_the_window():
+    fanout = Fanout()
+    assert fanout.per_second("c42") == 0
+    results, handed_back = fanout.run("c42", 5, [f"r{i}" for i in range(20)], str.upper)
+    assert len(results) == 20 and handed_back == []
+    assert fanout.per_second("c42") == 20 / WINDOW
+    assert fanout.per_second("github") == 0

@@ -11,6 +11,7 @@ from shared.errors import (
 )
 from shared.policy.timing import (
     ReadThrottle,
+    handed_back_at,
     next_refresh,
     read_period,
     recently_checked,
@@ -123,3 +124,17 @@ def test_recovery_plan_spreads_held_resources(count, per_second, first, last):
     assert plan[0][1] == pytest.approx(100.0 + first)
     assert plan[-1][1] == pytest.approx(100.0 + last)
     assert recovery_plan([], 100.0, per_second) == []
+
+
+@pytest.mark.parametrize(("count", "queued", "per_second", "expected"), [
+    (0, 10, 5.0, []),
+    # In turn behind the 10 queued, at 5 a second: the 11th, 12th, 13th finish then.
+    (3, 10, 5.0, [1002.2, 1002.4, 1002.6]),
+    # Never sooner than a second away, even with nothing queued.
+    (2, 0, 50.0, [1001.0, 1001.0]),
+    # Nothing finished lately: one a second is assumed, not a division by zero.
+    (2, 3, 0.0, [1004.0, 1005.0]),
+])
+def test_refreshes_handed_back_come_due_at_the_rate_the_upstream_keeps(
+        count, queued, per_second, expected):
+    assert handed_back_at(count, queued, per_second, 1000.0) == pytest.approx(expected)
