@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
+from shared.policy.timing import handed_back_at
+
 Job = TypeVar("Job")
 Result = TypeVar("Result")
 
@@ -35,6 +37,7 @@ class Fanout:
         self._pools: dict[str, tuple[int, ThreadPoolExecutor]] = {}
         self._pending: dict[str, int] = {}
         self._finished: dict[str, deque[float]] = {}  # when refreshes ended (monotonic)
+        self._handed_back: dict[str, float] = {}  # when the last handed back comes due
 
     def run(self, upstream: str, size: int, jobs: Sequence[Job],
             work: Callable[[Job], Result]) -> tuple[list[Result], list[Job]]:
@@ -71,10 +74,25 @@ class Fanout:
     def per_second(self, upstream: str) -> float:
         """Refreshes of the upstream finished a second, over the last WINDOW seconds."""
         with self._lock:
-            finished = self._finished.get(upstream, deque())
-            while finished and finished[0] < time.monotonic() - WINDOW:
-                finished.popleft()
-            return len(finished) / WINDOW
+            return self._per_second(upstream)
+
+    def due_again(self, upstream: str, count: int, now: float) -> list[float]:
+        """When ``count`` refreshes handed back come due again (epoch seconds, ``now``
+        being the time): behind the upstream's backlog and those handed back before, at
+        the rate it is refreshed (shared/policy/timing.handed_back_at)."""
+        with self._lock:
+            times = handed_back_at(count, self._pending.get(upstream, 0),
+                                   self._per_second(upstream), now,
+                                   self._handed_back.get(upstream, 0.0))
+            if times:
+                self._handed_back[upstream] = times[-1]
+            return times
+
+    def _per_second(self, upstream: str) -> float:
+        finished = self._finished.get(upstream, deque())
+        while finished and finished[0] < time.monotonic() - WINDOW:
+            finished.popleft()
+        return len(finished) / WINDOW
 
     def shutdown(self) -> None:
         """Wait for every refresh running or queued (a worker's warm shutdown)."""

@@ -28,8 +28,7 @@ from celery import Task
 from celery.exceptions import TimeLimitExceeded
 from celery.signals import task_failure, worker_shutdown
 
-from shared.errors import FetchFailed, FetchTimeout, UpstreamTimeout
-from shared.policy.timing import handed_back_at
+from shared.errors import FetchFailed, FetchTimeout, UpstreamError, UpstreamTimeout
 from shared.queue import FETCH_TASK, REFRESH_BATCH_TASK, REFRESH_TASK, TICK_TASK
 from shared.store.entries import store_error
 from shared.store.flights import Flight, Outcome
@@ -59,7 +58,8 @@ def fetch_resource(self: ContextTask, resource: str, token: str,
     """Fetch one resource for the flight ``token`` (led by the API) and publish the outcome;
     logs carry the id of the request that caused it. A ``background`` fetch (stale data
     was served, nobody waits) goes like a refresh ahead: paced, held while the upstream
-    fails, skipped if the resource was just validated."""
+    fails, skipped if the resource was just validated, or left to the schedule while the
+    upstream has max_in_flight refreshes under way or waiting."""
     ctx = self.context
     flight = Flight(resource, token, leader=True)
     with log_context(request_id=request_id, task_id=self.request.id):
@@ -74,6 +74,16 @@ def fetch_resource(self: ContextTask, resource: str, token: str,
             ctx.flights.finish(flight, Outcome.failed(
                 FetchTimeout("the fetch started after its waiters gave up")))
             return "superseded"
+        upstream = resource.partition(":")[0]
+        if background and ctx.fanout.pending(upstream) >= ctx.settings.in_flight_for(upstream):
+            # Its upstream has max_in_flight refreshes under way or waiting already: the
+            # stale copy stays until the schedule refreshes it, rather than this task
+            # holding a thread (one other upstreams' refreshes need) waiting for a slot.
+            log.info("background fetch left to the schedule: upstream busy",
+                     extra={"resource": resource, "upstream": upstream})
+            ctx.flights.finish(flight, Outcome.failed(
+                UpstreamError("upstream busy; its refreshes are queued")))
+            return "busy"
         return run_flight(ctx, flight, ahead=background, worker=self.request.hostname)
 
 
@@ -118,9 +128,8 @@ def refresh_batch(self: ContextTask, upstream: str, due: Sequence[tuple[str, flo
         if handed_back:
             # The upstream's backlog is full: these come due again in turn, at the rate it
             # is refreshed (not with the lease, and not all at once).
-            ctx.schedule.postpone_each(list(zip(handed_back, handed_back_at(
-                len(handed_back), ctx.fanout.pending(upstream),
-                ctx.fanout.per_second(upstream), ctx.clock()), strict=True)))
+            ctx.schedule.postpone_each(list(zip(handed_back, ctx.fanout.due_again(
+                upstream, len(handed_back), ctx.clock()), strict=True)))
     counts: dict[str, int] = {"handed_back": len(handed_back)} if handed_back else {}
     for code in codes:
         counts[code] = counts.get(code, 0) + 1

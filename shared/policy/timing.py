@@ -68,15 +68,17 @@ def upstream_failing(error: CachedProxyError) -> bool:
 
 
 def handed_back_at(count: int, queued: int, per_second: float, now: float,
-                   soonest: float = 1.0) -> list[float]:
+                   after: float = 0.0, soonest: float = 1.0) -> list[float]:
     """When each of ``count`` refreshes that an upstream had no room for comes due again:
-    in turn behind the ``queued`` refreshes it has, at the rate it finishes them
-    (``per_second``; at least one a second is assumed), and ``soonest`` seconds from
-    ``now`` at the earliest. A saturated upstream is then claimed about as fast as it is
-    refreshed, so its overdue resources never fill the ticks that other upstreams'
-    refreshes need."""
+    in turn behind the ``queued`` refreshes it has and behind those handed back before
+    (the last due at ``after``), at the rate it finishes them (``per_second``; at least
+    one a second is assumed), and ``soonest`` seconds from ``now`` at the earliest. A
+    saturated upstream is then claimed about as fast as it is refreshed, each of its
+    resources in turn, and its overdue resources never fill the ticks that other
+    upstreams' refreshes need."""
     rate = max(per_second, 1.0)
-    return [now + max(soonest, (queued + i + 1) / rate) for i in range(count)]
+    first = max(now + max(soonest, (queued + 1) / rate), after + 1 / rate)
+    return [first + i / rate for i in range(count)]
 
 
 def recovery_plan(resources: Sequence[str], now: float, per_second: float,

@@ -112,3 +112,12 @@ def test_refreshes_finished_a_second_are_counted_over_the_window():
     assert len(results) == 20 and handed_back == []
     assert fanout.per_second("c42") == 20 / WINDOW
     assert fanout.per_second("github") == 0
+
+
+def test_refreshes_handed_back_come_due_behind_those_handed_back_before():
+    fanout = Fanout()
+    first = fanout.due_again("c42", 3, 1000.0)
+    second = fanout.due_again("c42", 2, 1000.0)
+    assert first == pytest.approx([1001.0, 1002.0, 1003.0])  # one a second: none finished
+    assert second == pytest.approx([1004.0, 1005.0])
+    assert fanout.due_again("github", 1, 1000.0) == pytest.approx([1001.0])

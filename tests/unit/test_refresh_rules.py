@@ -126,15 +126,18 @@ def test_recovery_plan_spreads_held_resources(count, per_second, first, last):
     assert recovery_plan([], 100.0, per_second) == []
 
 
-@pytest.mark.parametrize(("count", "queued", "per_second", "expected"), [
-    (0, 10, 5.0, []),
+@pytest.mark.parametrize(("count", "queued", "per_second", "after", "expected"), [
+    (0, 10, 5.0, 0.0, []),
     # In turn behind the 10 queued, at 5 a second: the 11th, 12th, 13th finish then.
-    (3, 10, 5.0, [1002.2, 1002.4, 1002.6]),
+    (3, 10, 5.0, 0.0, [1002.2, 1002.4, 1002.6]),
+    # Behind those handed back before, if they come due later than the backlog ends.
+    (2, 10, 5.0, 1010.0, [1010.2, 1010.4]),
+    (2, 10, 5.0, 990.0, [1002.2, 1002.4]),
     # Never sooner than a second away, even with nothing queued.
-    (2, 0, 50.0, [1001.0, 1001.0]),
+    (2, 0, 50.0, 0.0, [1001.0, 1001.02]),
     # Nothing finished lately: one a second is assumed, not a division by zero.
-    (2, 3, 0.0, [1004.0, 1005.0]),
+    (2, 3, 0.0, 0.0, [1004.0, 1005.0]),
 ])
-def test_refreshes_handed_back_come_due_at_the_rate_the_upstream_keeps(
-        count, queued, per_second, expected):
-    assert handed_back_at(count, queued, per_second, 1000.0) == pytest.approx(expected)
+def test_refreshes_handed_back_come_due_in_turn_at_the_rate_the_upstream_keeps(
+        count, queued, per_second, after, expected):
+    assert handed_back_at(count, queued, per_second, 1000.0, after) == pytest.approx(expected)
