@@ -187,11 +187,17 @@ keep = "data[0].{id: to_string(id || ''), title: title}"
 """
 
 
-def worker_args(pool: str) -> list[str]:
+def worker_args(pool: str) -> tuple[list[str], dict[str, str]]:
+    """The worker's command-line arguments and environment for ``--pool`` POOL[:N]:
+    prefork and threads through WORKER_POOL (Celery takes a configured pool over
+    ``--pool prefork``), any other pool (gevent) by ``--pool``."""
     if pool == "default":
-        return []
+        return [], {}
     name, _, concurrency = pool.partition(":")
-    return ["--pool", name, *(["--concurrency", concurrency] if concurrency else [])]
+    args = ["--concurrency", concurrency] if concurrency else []
+    if name in ("prefork", "threads"):
+        return args, {"WORKER_POOL": name}
+    return ["--pool", name, *args], {}
 
 
 def run(case: tuple[int, float, str], args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -216,7 +222,8 @@ def run(case: tuple[int, float, str], args: argparse.Namespace, work: Path) -> d
     logs = (work / "processes.log").open("w")
     quiet: dict[str, Any] = {"stdout": logs, "stderr": subprocess.STDOUT}
     try:
-        worker = celery(env, "worker", *worker_args(pool), "--without-mingle",
+        chosen, own = worker_args(pool)
+        worker = celery({**env, **own}, "worker", *chosen, "--without-mingle",
                         "--without-gossip", **quiet)
         procs.append(worker)
         wait_for_worker(env, worker)

@@ -149,8 +149,8 @@ class UpstreamSettings:
     )
     max_in_flight: int = option(
         32, "UPSTREAM_MAX_IN_FLIGHT",
-        "Requests to one upstream a worker has in flight at once (an upstream's own "
-        "max_in_flight overrides); also its keep-alive connections", live=True,
+        "Requests to one upstream a worker process has in flight at once (an upstream's "
+        "own max_in_flight overrides); also its keep-alive connections", live=True,
     )
 
 

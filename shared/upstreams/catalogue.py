@@ -293,7 +293,8 @@ def _section(name: str, title: str, base_url: str, numbers: tuple[int, int, int]
             f"Requests an hour refreshes of {title} stay within; 0: no budget", live=True)),
         ("max_in_flight", int, option(
             in_flight, f"{env}_MAX_IN_FLIGHT",
-            f"Requests to {title} a worker has in flight at once; 0: upstream.max_in_flight",
+            f"Requests to {title} a worker process has in flight at once; "
+            "0: upstream.max_in_flight",
             live=True)),
     ]
     if paging is not None:
