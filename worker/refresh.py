@@ -91,11 +91,11 @@ def _refresh(ctx: WorkerContext, kind: ResourceKind, client: Recorder, resource:
             resource, next_refresh(previous.checked_at, ttl, plan.ratio))
         return Outcome()
     if ahead:
-        gate = ctx.breaker.gate(kind.upstream, resource, ctx.clock(), REFRESH_LEASE)
+        # Held until the upstream answers a probe (_answered brings it back); the far-off
+        # retry only matters if that never happens.
+        gate = ctx.breaker.gate(kind.upstream, resource, ctx.clock(), REFRESH_LEASE,
+                                hold_until=ctx.clock() + plan.retry_max)
         if not gate.allowed:
-            # Held until the upstream answers a probe (_answered brings it back); the
-            # far-off retry only matters if that never happens.
-            ctx.schedule.postpone(resource, ctx.clock() + plan.retry_max)
             log.info("refresh held: upstream failing", extra={
                 "resource": resource, "upstream": kind.upstream,
                 "next_probe_in_s": round(gate.retry_at - ctx.clock(), 1)})

@@ -51,6 +51,7 @@ if probe_at + tonumber(ARGV[5]) <= now then
   return {1, 1}
 end
 redis.call('SADD', KEYS[2], ARGV[3])
+if KEYS[3] then redis.call('ZADD', KEYS[3], 'XX', ARGV[6], ARGV[3]) end
 return {0, probe_at}
 """
 
@@ -103,14 +104,20 @@ class UpstreamBreaker:
         self._due_probes = client.register_script(_DUE_PROBES)
 
     def gate(self, upstream: str, resource: str, now: float, lease: float,
-             overdue: float = 0.0) -> Gate:
+             overdue: float = 0.0, hold_until: float | None = None) -> Gate:
         """Let a scheduled refresh of ``resource`` fetch, as the probe if the upstream
         is failing and a probe is due (``overdue`` seconds ago at least: requests leave
         the probe to the worker's refreshes unless none came); or hold it back until
-        the upstream answers."""
+        the upstream answers, its schedule moved to ``hold_until`` if given, in the same
+        step: moved after, it could undo the replanning of the held resources by a
+        probe answered meanwhile (a refresh running beside the probe)."""
+        keys = [self.keys.upstream_health(upstream), self.keys.held(upstream)]
+        if hold_until is not None:
+            keys.append(self.keys.schedule())
         allowed, value = self._gate(
-            keys=[self.keys.upstream_health(upstream), self.keys.held(upstream)],
-            args=[_ms(now), _ms(lease), resource, THRESHOLD, _ms(overdue)],
+            keys=keys,
+            args=[_ms(now), _ms(lease), resource, THRESHOLD, _ms(overdue),
+                  _ms(hold_until or 0)],
         )
         if allowed:
             return Gate(True, probe=bool(value))
