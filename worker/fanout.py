@@ -119,6 +119,8 @@ def batches(due: Sequence[tuple[str, float | None]]
     in the order claimed."""
     by_upstream: dict[str, list[tuple[str, float | None]]] = {}
     for resource, when in due:
+        # The name's first part, not the registry's upstream_of: a resource of a kind
+        # since taken out of the catalogue still goes (and fails alone), not the tick.
         by_upstream.setdefault(resource.partition(":")[0], []).append((resource, when))
     return [(upstream, pairs[i:i + BATCH]) for upstream, pairs in by_upstream.items()
             for i in range(0, len(pairs), BATCH)]

@@ -10,8 +10,9 @@
   "refresh now").
 
 The worker runs tasks on threads of one process (Celery's ``threads`` pool): a fetch
-waiting on its upstream costs a thread, not a process; ``worker/refresh.py`` keeps each
-fetch within its deadline itself, as a thread cannot be stopped from outside.
+waiting on its upstream costs a thread, not a process; the upstream client
+(``worker/upstream.py``) keeps each fetch within its deadline, as a thread cannot be
+stopped from outside.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def fetch_resource(self: ContextTask, resource: str, token: str,
             ctx.flights.finish(flight, Outcome.failed(
                 FetchTimeout("the fetch started after its waiters gave up")))
             return "superseded"
-        upstream = resource.partition(":")[0]
+        upstream = resource.partition(":")[0]  # as batches() does, and never raises
         if background and ctx.fanout.pending(upstream) >= ctx.settings.in_flight_for(upstream):
             # Its upstream has max_in_flight refreshes under way or waiting already: the
             # stale copy stays until the schedule refreshes it, rather than this task
