@@ -22,6 +22,7 @@ from granian.server import Server
 
 from shared.config.live import process_environ, process_settings, set_command_line
 from shared.config.settings import Settings, SettingsError, load_settings
+from shared.policy.access import open_off_loopback
 from shared.telemetry.logs import configure_logging, refuse_to_start
 
 # Seconds a stopping server gives in-flight requests; within make run's stop budget.
@@ -105,6 +106,12 @@ def main(argv: list[str] | None = None) -> None:
         settings = load_settings(process_environ())  # what the server starts with
     except SettingsError as exc:
         refuse_to_start(exc)
+    access = settings.access
+    if open_off_loopback(access.require_keys, settings.api.host, bool(access.keys.strip())):
+        refuse_to_start(SettingsError(
+            f"the API would listen on {settings.api.host} with no API key to check: set "
+            "API_KEYS (python -m api.keys new <name>), listen on 127.0.0.1, or set "
+            "API_REQUIRE_KEYS=off to serve anyone who can connect"))
     configure_logging(settings.log.level)
     _metrics_dir()
     server(settings).serve()

@@ -3,11 +3,15 @@ response carries. The decisions are in shared/policy/access.py; this is the I/O.
 
 - ``/healthz``, ``/readyz`` and ``/openapi.json`` are open; ``/admin/`` has its own token
   (api/admin.py); ``/metrics`` takes ``access.metrics_keys`` when set, else the API keys.
-- Everything else needs an API key when keys are required: 401 with ``WWW-Authenticate``
-  otherwise. The key's name (never the key) goes to the request log as ``client``.
+- Everything else needs an API key when keys are required (by default whenever any are
+  configured): 401 with ``WWW-Authenticate`` otherwise. The key's name (never the key)
+  goes to the request log as ``client``.
 - With ``access.rate_limit`` set, views are counted per key name (or client address)
   in Redis with the ``limits`` library's moving window, shared by every API process;
-  over the limit: 429 with ``Retry-After``, ``RateLimit`` and ``RateLimit-Policy``.
+  over the limit: 429 with ``Retry-After``, ``RateLimit`` and ``RateLimit-Policy``. A
+  refusal known to stand (the window is full until its oldest request leaves) is
+  answered without Redis. ``access.miss_rate_limit`` counts only the requests that would
+  start an upstream fetch, the same way (``MissLimit``, asked by the read path).
   When Redis cannot answer the limiter the request goes through (fail open), counted in
   ``cachedproxy_rate_limit_unavailable_total``.
 """
@@ -16,6 +20,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -36,12 +42,16 @@ from shared.store.keys import Keys
 log = logging.getLogger(__name__)
 
 CLIENT = "cachedproxy.client"  # environ key: the name of the request's API key
+LIMITED_AS = "cachedproxy.limited_as"  # environ key: who the rate limits count ("key:...")
+MISSES = "misses/"  # the miss limit's counters, apart from the request limit's
 OPEN_PATHS = {"/healthz", "/readyz", "/openapi.json"}
 ALWAYS = [("X-Content-Type-Options", "nosniff")]
 CORS_EXPOSED = "ETag, Last-Modified, Age, Cache-Status, RateLimit, RateLimit-Policy, " \
                "Retry-After, X-Request-ID"
 UNAVAILABLE = Counter("cachedproxy_rate_limit_unavailable",
                       "Requests let through because Redis could not answer the rate limiter")
+
+REFUSALS_KEPT = 10_000  # clients whose standing refusal a process remembers
 
 StartResponse = Callable[..., Any]
 App = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -64,23 +74,53 @@ def _networks(raw: str) -> tuple[access.Network, ...]:
 
 
 class Limiter:
-    """The moving-window counters of every API process, in Redis."""
+    """The moving-window counters of every API process, in Redis, and the refusals this
+    process knows will stand: a client over a moving window's limit stays refused until
+    the oldest request in it leaves (refused requests are not counted), so until then
+    it is answered without asking Redis (``refused``)."""
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, known: int = REFUSALS_KEPT) -> None:
         storage = RedisStorage("redis://", connection_pool=client.connection_pool,
                                key_prefix=keys.rate_limits())
         self.strategy = MovingWindowRateLimiter(storage)
+        self.known = known
+        self._refusals: OrderedDict[tuple[Any, str], tuple[float, list[Window]]] = \
+            OrderedDict()
+        self._lock = threading.Lock()
 
     def hit(self, client: str, limits: Sequence[tuple[RateLimitItem, Limit]], now: float
             ) -> list[Window] | None:
         """Count a request; None when it may go, else every limit's window."""
         if all(self.strategy.hit(item, client) for item, _ in limits):
             return None
+        return self._refusal(client, limits, now)
+
+    def _refusal(self, client: str, limits: Sequence[tuple[RateLimitItem, Limit]], now: float
+                 ) -> list[Window]:
         windows = []
         for item, limit in limits:
             stats = self.strategy.get_window_stats(item, client)
             windows.append(Window(limit, stats.remaining, stats.reset_time - now))
+        exhausted = [w.reset_in for w in windows if w.remaining <= 0]
+        if exhausted:
+            with self._lock:
+                self._refusals[(limits, client)] = (now, windows)
+                self._refusals.move_to_end((limits, client))
+                while len(self._refusals) > self.known:
+                    self._refusals.popitem(last=False)
         return windows
+
+    def refused(self, client: str, limits: Sequence[tuple[RateLimitItem, Limit]], now: float
+                ) -> list[Window] | None:
+        """The windows of a refusal that still stands (as ``hit`` would give them now),
+        or None when only Redis can tell."""
+        known = self._refusals.get((limits, client))
+        if known is None:
+            return None
+        at, windows = known
+        if now >= at + max(w.reset_in for w in windows if w.remaining <= 0):
+            return None
+        return [Window(w.limit, w.remaining, w.reset_in - (now - at)) for w in windows]
 
 
 class Access:
@@ -88,7 +128,7 @@ class Access:
                  limiter: Limiter | None, clock: Callable[[], float]) -> None:
         self.app = app
         self.current = current  # the access settings in force now (live)
-        self.host = host  # where the API listens: keys are required off loopback
+        self.host = host  # where the API listens: off loopback keys are always required
         self.limiter = limiter
         self.clock = clock
 
@@ -131,7 +171,7 @@ class Access:
             name = access.identify(authorization, _keys(settings.metrics_keys))
             if name is None:
                 return _unauthorized("a metrics key is required")
-        elif access.keys_required(settings.require_keys, self.host):
+        elif access.keys_required(settings.require_keys, self.host, bool(settings.keys.strip())):
             keys = _keys(settings.keys)
             name = access.identify(authorization, keys)
             if name is None:
@@ -139,26 +179,81 @@ class Access:
                                      else "an API key is required; none is configured")
         if name is not None:
             environ[CLIENT] = name
-        limits = _limits(settings.rate_limit)
-        if not limits or path == "/metrics" or self.limiter is None:
+        if not (settings.rate_limit or settings.miss_rate_limit) or path == "/metrics":
             return None
-        if ON_LOOP in environ:  # counting the request is a Redis round trip
-            raise NeedsThread
         client = f"key:{name}" if name is not None else "addr:" + access.client_address(
             environ.get("REMOTE_ADDR", ""), environ.get("HTTP_X_FORWARDED_FOR"),
             _networks(settings.trusted_proxies))
-        try:
-            windows = self.limiter.hit(client, limits, self.clock())
-        except redis.RedisError as exc:
-            UNAVAILABLE.inc()
-            log.warning("rate limiter unavailable; request let through",
-                        extra={"error": type(exc).__name__})
+        environ[LIMITED_AS] = client
+        limits = _limits(settings.rate_limit)
+        if not limits or self.limiter is None:
             return None
+        now = self.clock()
+        windows = self.limiter.refused(client, limits, now)
         if windows is None:
-            return None
-        headers = access.limited_headers(windows)
-        return TooManyRequests(f"rate limit exceeded; retry in {headers['Retry-After']} s"), list(
-            headers.items())
+            if ON_LOOP in environ:  # counting the request is a Redis round trip
+                raise NeedsThread
+            try:
+                windows = self.limiter.hit(client, limits, now)
+            except redis.RedisError as exc:
+                _unavailable(exc)
+                return None
+            if windows is None:
+                return None
+        error = too_many("rate limit exceeded", windows)
+        return error, list(error.headers.items())
+
+
+class MissLimit:
+    """Each client's limit on requests that start an upstream fetch
+    (``access.miss_rate_limit``), counted apart from its other requests: the read path
+    (api/reader.py) asks ``admit`` only for a read that would lead a flight, so a
+    request that joins another's fetch is not counted. Fails open, as the rate limit."""
+
+    def __init__(self, limiter: Limiter | None, current: Callable[[], AccessSettings],
+                 clock: Callable[[], float]) -> None:
+        self.limiter = limiter
+        self.current = current
+        self.clock = clock
+
+    def applies(self, client: str | None) -> bool:
+        """Whether ``client`` (as Access names it; None: unnamed) has a miss limit."""
+        return bool(self._limits(client))
+
+    def admit(self, client: str | None) -> None:
+        """Count a request of ``client`` that would start a fetch, or raise
+        TooManyRequests (429, with Retry-After) if it is over its limit."""
+        limits = self._limits(client)
+        if not limits or client is None or self.limiter is None:
+            return
+        now = self.clock()
+        try:
+            windows = self.limiter.refused(MISSES + client, limits, now) or self.limiter.hit(
+                MISSES + client, limits, now)
+        except redis.RedisError as exc:
+            _unavailable(exc)
+            return
+        if windows is not None:
+            raise too_many("miss rate limit exceeded: too many requests for data not cached",
+                           windows)
+
+    def _limits(self, client: str | None) -> tuple[tuple[RateLimitItem, Limit], ...]:
+        if client is None or self.limiter is None:
+            return ()
+        return _limits(self.current().miss_rate_limit)
+
+
+def too_many(what: str, windows: Sequence[Window]) -> TooManyRequests:
+    headers = access.limited_headers(windows)
+    error = TooManyRequests(f"{what}; retry in {headers['Retry-After']} s")
+    error.headers = headers
+    return error
+
+
+def _unavailable(exc: redis.RedisError) -> None:
+    UNAVAILABLE.inc()
+    log.warning("rate limiter unavailable; request let through",
+                extra={"error": type(exc).__name__})
 
 
 def _unauthorized(message: str) -> tuple[CachedProxyError, list[tuple[str, str]]]:

@@ -7,6 +7,7 @@ queue. HEAD works for every GET route; errors are JSON with one status per kind
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -16,7 +17,7 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 
 from api import openapi
-from api.access import Access, Limiter
+from api.access import Access, Limiter, MissLimit
 from api.admin import admin_app
 from api.admin import mount as mount_admin
 from api.bridge import ON_LOOP, Bridge, NeedsThread
@@ -57,9 +58,24 @@ class Api(bottle.Bottle):
         answered = self.pages.hit(environ, start_response)
         if answered is not None:
             return answered
-        if ON_LOOP in environ:
+        if ON_LOOP in environ and not self.without_io(environ):
             raise NeedsThread
         return self.wsgi(environ, start_response)
+
+    def without_io(self, environ: dict[str, Any]) -> bool:
+        """Whether the route answers this request without I/O (it may run on the event
+        loop): no route (404, 405), parameters a view refuses (400), and the routes
+        marked ``on_loop``."""
+        path = environ["PATH_INFO"].encode("latin-1").decode("utf-8", "ignore")  # as Bottle
+        try:
+            route, raw = self.router.match({"REQUEST_METHOD": environ["REQUEST_METHOD"],
+                                            "PATH_INFO": path})
+        except bottle.HTTPError:
+            return True
+        view = route.config.get("view")
+        if view is not None:
+            return self.pages.refused(view, raw, environ.get("QUERY_STRING", ""))
+        return bool(route.config.get("on_loop"))
 
 
 def create_app(
@@ -80,10 +96,10 @@ def create_app(
     for view in views():
         handler = pages.handler(view)
         route = view.route.rstrip("/").replace("{", "<").replace("}", ">")
-        app.route(route, "GET", handler, name=view.name)
-        app.route(route + "/", "GET", handler)  # the trailing slash is optional
+        app.route(route, "GET", handler, name=view.name, view=view)
+        app.route(route + "/", "GET", handler, view=view)  # the trailing slash is optional
 
-    @app.get("/healthz")
+    @app.get("/healthz", on_loop=True)
     def healthz() -> bottle.HTTPResponse:
         return json_response(200, {"status": "ok"})
 
@@ -105,7 +121,7 @@ def create_app(
 
     spec = encode(openapi.spec(admin=admin is not None))
 
-    @app.get("/openapi.json")
+    @app.get("/openapi.json", on_loop=True)
     def openapi_json() -> bottle.HTTPResponse:
         return bottle.HTTPResponse(spec, 200, {"Content-Type": JSON_TYPE})
 
@@ -188,7 +204,7 @@ def served(
     settings: Settings, current: Callable[[], Settings] | None = None
 ) -> tuple[RequestLog, Callable[[dict[str, Any]], bool]]:
     """Wire the app to Redis and the task queue; call once per server process. Also
-    returns whether a request may be answered without I/O (from a copy).
+    returns which requests the bridge tries on the event loop first.
 
     ``settings`` are those the process started with (connections, prefix); ``current``
     gives the settings in force at each request, when they follow Consul.
@@ -202,6 +218,7 @@ def served(
     waiting = connect(settings.redis, MAX_WAIT + settings.redis.socket_timeout, retries=1)
     keys = Keys(settings.redis.key_prefix)
     queue = celery_app(settings, main="cachedproxy-api")
+    limiter = Limiter(client, keys)
     reader = Reader(
         EntryStore(client, keys),
         Flights(client, keys),
@@ -210,6 +227,7 @@ def served(
         celery_enqueue(queue),
         current,
         waiting,
+        misses=MissLimit(limiter, lambda: current().access, time.time),
     )
     tracker = Tracker(client, keys.entry(""), lambda _: None)
 
@@ -228,11 +246,18 @@ def served(
 
     api = build()
     guarded = Access(api, lambda: current().access, settings.api.host,
-                     Limiter(client, keys), reader.clock)
+                     limiter, reader.clock)
 
     def rebuild() -> None:
         nonlocal api
         api = guarded.app = build()  # the catalogue changed: its routes, in one swap
 
     subscribe(rebuild)
-    return RequestLog(guarded), lambda environ: api.pages.known(environ)
+    return RequestLog(guarded), may_run_on_loop
+
+
+def may_run_on_loop(environ: dict[str, Any]) -> bool:
+    """Requests without a body are tried on the event loop first: the app answers there
+    whatever needs no I/O (a hit, a remembered 404, a refusal) and raises NeedsThread
+    for the rest before answering."""
+    return environ["REQUEST_METHOD"] in ("GET", "HEAD", "OPTIONS")

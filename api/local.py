@@ -45,6 +45,7 @@ class Copy:
     checked_at: float  # when upstream last confirmed its oldest part
     resources: tuple[str, ...] = ()
     session: int = 0  # the tracking session it was made in (0: none): hits need it current
+    status: int = 200  # 404: a remembered upstream 404 (the body is the JSON error)
 
 
 Key = tuple[str, str]  # view name, parameters
@@ -108,7 +109,7 @@ class Copies:
             if (copy.fresh_until, copy.checked_at, copy.session) != (
                     fresh_until, checked_at, session):
                 self._copies[key] = Copy(copy.body, etag, copy.modified, fresh_until,
-                                         checked_at, copy.resources, session)
+                                         checked_at, copy.resources, session, copy.status)
             self._copies.move_to_end(key)
             return True
 

@@ -22,6 +22,7 @@ import enum
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import redis
 
@@ -31,6 +32,7 @@ from shared.errors import (
     FetchFailed,
     FetchTimeout,
     NotFound,
+    TooManyRequests,
     UpstreamError,
 )
 from shared.policy.serving import (
@@ -55,8 +57,28 @@ Enqueue = Callable[[str, str, bool], None]
 
 PROBE_OVERDUE = 10.0  # seconds past due before a request probes a failing upstream
 PENDING_MARGIN = 1.0  # seconds a led flight's lock outlasts its waiters before the task starts
-# Failures that stored good data may stand in for (RFC 5861 section 4).
-FALLBACK_ERRORS = (UpstreamError, FetchTimeout, FetchFailed)
+# Failures that stored good data may stand in for (RFC 5861 section 4), and a client
+# over its miss limit.
+FALLBACK_ERRORS = (UpstreamError, FetchTimeout, FetchFailed, TooManyRequests)
+
+
+class MissGate(Protocol):
+    """A client's limit on requests that start a fetch (api/access.py's ``MissLimit``)."""
+
+    def applies(self, client: str | None) -> bool:
+        """Whether ``client``'s misses are limited."""
+
+    def admit(self, client: str | None) -> None:
+        """Count a request of ``client`` that would start a fetch, or raise
+        TooManyRequests."""
+
+
+class NoMissLimit:
+    def applies(self, client: str | None) -> bool:
+        return False
+
+    def admit(self, client: str | None) -> None:
+        pass
 
 
 class Asking(enum.Enum):
@@ -70,7 +92,9 @@ class Asking(enum.Enum):
 @dataclass(frozen=True)
 class Read:
     entries: list[Entry]
-    served: Served = Served.HIT  # HIT, MISS, COLLAPSED, STALE or STALE_IF_ERROR
+    # HIT, NEGATIVE (a fresh remembered 404: the view is a 404), MISS, COLLAPSED, STALE
+    # or STALE_IF_ERROR
+    served: Served = Served.HIT
     upstream_status: int | None = None  # what upstream answered when it failed
 
     def fresh_for(self, now: float) -> float:
@@ -93,6 +117,7 @@ class Reader:
         current: Callable[[], Settings],
         waiting_redis: redis.Redis,
         clock: Callable[[], float] = time.time,
+        misses: MissGate | None = None,
     ) -> None:
         self.entries = entries
         self.flights = flights
@@ -103,10 +128,14 @@ class Reader:
         self.waiting_redis = waiting_redis  # socket timeout above the longest wait
         self.reads = ReadThrottle(0)
         self.clock = clock
+        self.misses = misses or NoMissLimit()
 
-    def read(self, resources: Sequence[str], not_found: str = "not found upstream") -> Read:
+    def read(self, resources: Sequence[str], not_found: str = "not found upstream",
+             client: str | None = None) -> Read:
         """Entries to serve for all resources, fetching as needed; raises on errors
-        (``NotFound`` with the message ``not_found`` when a part is a remembered 404)."""
+        (``NotFound`` with the message ``not_found`` when a part is a stale remembered
+        404). A fetch this read would start is within ``client``'s miss limit, or
+        TooManyRequests (the stored data where it may stand in)."""
         now = self.clock()
         settings = self.current()
         cache, api = settings.cache, settings.api
@@ -119,7 +148,9 @@ class Reader:
         state = staleness(entries, now, Windows(cache.stale_while_revalidate,
                                                  cache.stale_if_error))
         if state is Staleness.FRESH:
-            return Read(_checked(entries, not_found, hit=True))
+            if any(e is not None and e.status == 404 for e in entries):
+                return Read(list(entries), Served.NEGATIVE)  # type: ignore[arg-type]
+            return Read(_checked(entries, not_found))
         stale = [r for r, e in zip(resources, entries, strict=True) if not _fresh(e, now)]
         gate = Asking.GO if state is Staleness.UNUSABLE else self._gate(stale, now)
         action = read_action(state, gate is Asking.HOLD)
@@ -138,7 +169,7 @@ class Reader:
         fallback = action is ReadAction.FETCH_OR_FALLBACK
         wait = api.stale_wait_timeout if fallback else api.miss_wait_timeout
         try:
-            collapsed = self._fetch(stale, wait)
+            collapsed = self._fetch(stale, wait, client)
         except FALLBACK_ERRORS as exc:
             if not fallback:
                 raise
@@ -151,7 +182,9 @@ class Reader:
         """One round trip to Redis; raises as a read does when Redis is unreachable."""
         self.entries.redis.ping()
 
-    def _fetch(self, resources: Sequence[str], wait: float) -> bool:
+    def _fetch(self, resources: Sequence[str], wait: float, client: str | None) -> bool:
+        if self.misses.applies(client) and not all(self.flights.held(resources)):
+            self.misses.admit(client)  # this read would start a fetch
         flights = self._join(resources, self.current().api.miss_wait_timeout)
         self._lead([f for f in flights if f.leader])
         deadline = time.monotonic() + wait
@@ -212,14 +245,11 @@ def _fresh(entry: Entry | None, now: float) -> bool:
     return entry is not None and entry.is_fresh(now)
 
 
-def _checked(entries: Sequence[Entry | None], not_found: str, hit: bool = False
-             ) -> list[Entry]:
+def _checked(entries: Sequence[Entry | None], not_found: str) -> list[Entry]:
     """Entries that exist and are not negative, or the error that says why not."""
     for entry in entries:
         if entry is not None and entry.status == 404:
-            error = NotFound(not_found)
-            error.cache_hit = hit
-            raise error
+            raise NotFound(not_found)
     if any(entry is None for entry in entries):
         raise CachedProxyError("cache entry vanished after its fetch")
     return list(entries)  # type: ignore[arg-type]

@@ -3,7 +3,10 @@
 ``X-Request-ID`` is taken from the client when it looks like one (1-128 of letters,
 digits, ``.``, ``_``, ``:`` and ``-``), otherwise generated; it is sent back on every
 response, added to every log record made while the request runs, and passed on to the
-fetch task a miss enqueues. Hits are logged at DEBUG, everything else at INFO.
+fetch task a miss enqueues. What is answered from memory alone is logged at DEBUG (hits,
+remembered 404s, and whatever the event loop answered: 304s from a copy, refusals with
+400, 401, 404, 405 or a standing 429); everything that read Redis or waited on
+upstream at INFO. Every request is counted in the metrics.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 
 from api import metrics
 from api.access import CLIENT
+from api.bridge import ON_LOOP
 from shared.policy.serving import Served
 from shared.telemetry.logs import log_context
 
@@ -24,6 +28,7 @@ log = logging.getLogger("api.requests")
 SERVED = "cachedproxy.served"  # environ key: how a view request was served (a Served)
 ROUTE = "cachedproxy.route"  # environ key: the route's rule, for a request no router saw
 REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+QUIET = (Served.HIT, Served.NEGATIVE)  # answered from the cache as it stands: DEBUG
 
 StartResponse = Callable[..., Any]
 
@@ -54,7 +59,7 @@ class RequestLog:
             route = str(environ.get(ROUTE) or getattr(environ.get("bottle.route"), "rule",
                                                       "unmatched"))
             metrics.observe(route, environ.get("REQUEST_METHOD", ""), status, served, seconds)
-            level = logging.DEBUG if served is Served.HIT else logging.INFO
+            level = logging.DEBUG if served in QUIET or ON_LOOP in environ else logging.INFO
             if log.isEnabledFor(level):
                 log.log(level, "request", extra={
                     "method": environ.get("REQUEST_METHOD"),

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import bottle
 import redis
 
+from api.access import LIMITED_AS
 from api.bridge import ON_LOOP
 from api.local import Copies, Copy, Key, Outage, Tracker
 from api.reader import Read, Reader
@@ -40,6 +41,8 @@ CACHE = "cachedproxy"
 UNREACHABLE = "cache store unavailable: Redis is unreachable"
 BODY_CACHE_SIZE = 1024  # encoded view bodies kept per process, by ETag
 PATHS = 8192  # request paths whose view this process remembers, for hits from copies
+NEGATIVE_ETAG = ""  # a remembered 404's copy has no ETag (none is sent with a 404)
+NEGATIVE_HIT = http.cache_status(CACHE, ["hit"])
 
 StartResponse = Callable[..., Any]
 
@@ -113,7 +116,7 @@ def error_response(error: CachedProxyError, negative_ttl: float = 0) -> bottle.H
     if error.status == 404 and (error.cache_hit or error.upstream_status == 404):
         headers["Cache-Control"] = f"max-age={int(negative_ttl)}"  # remembered that long
     if error.cache_hit:
-        headers["Cache-Status"] = http.cache_status(CACHE, ["hit"])
+        headers["Cache-Status"] = NEGATIVE_HIT
     elif error.upstream_status is not None or error.status in (502, 503, 504):
         params = ["fwd=miss"]
         if error.upstream_status is not None:
@@ -123,14 +126,14 @@ def error_response(error: CachedProxyError, negative_ttl: float = 0) -> bottle.H
         headers["Cache-Status"] = http.cache_status(CACHE, params)
     if error.status >= 500:
         headers["Cache-Control"] = "no-store"
-    return json_response(error.status, error.body(), headers)
+    return json_response(error.status, error.body(), {**headers, **error.headers})
 
 
-def _values(view: View, raw: dict[str, str]) -> dict[str, Any]:
+def _values(view: View, raw: dict[str, str], query: str) -> dict[str, Any]:
     """The view's parameters, validated. A read-through path that is not exactly an
     allowlisted one (an invalid value, any query string) is a 404, as any other path."""
     try:
-        if view.allowlist and bottle.request.query_string:
+        if view.allowlist and query:
             raise InvalidRequest("a read-through path takes no query")
         return {p.name: p.parse(raw[p.name]) for p in view.params}
     except InvalidRequest:
@@ -184,15 +187,29 @@ class Views:
                                       request.get_header("If-Modified-Since"), made.etag,
                                       made.modified)
         encoded = None if unchanged else body()
-        if keep and not self.copies.touch(key, made.etag, made.fresh_until, made.checked_at,
-                                          made.session):
-            self.copies.put(key, dataclasses.replace(made, body=encoded or body()))
+        if keep:
+            self.keep(key, made, lambda: encoded or body())
         if encoded is None:
             return bottle.HTTPResponse(None, 304, headers)
         return bottle.HTTPResponse(encoded, 200, {**headers, "Content-Type": JSON_TYPE})
 
+    def keep(self, key: Key, made: Copy, body: Callable[[], bytes]) -> None:
+        """Note a view served from Redis in this process's copies: its copy takes the new
+        freshness if of the same data, else ``made`` (without its body) is stored with it."""
+        if not self.copies.touch(key, made.etag, made.fresh_until, made.checked_at,
+                                 made.session):
+            self.copies.put(key, dataclasses.replace(made, body=body()))
+
+    def negative_headers(self) -> list[tuple[str, str]]:
+        """A remembered 404's headers, as ``error_response`` gives them."""
+        return [("Cache-Control", f"max-age={int(self.current().cache.negative_ttl)}"),
+                ("Cache-Status", NEGATIVE_HIT), ("Content-Type", JSON_TYPE)]
+
     def from_copy(self, key: Key, copy: Copy, served: Served, details: tuple[str, ...] = ()
                   ) -> bottle.HTTPResponse:
+        if copy.status == 404:
+            bottle.request.environ[SERVED] = Served.NEGATIVE
+            return bottle.HTTPResponse(copy.body, 404, dict(self.negative_headers()))
         bottle.request.environ[SERVED] = served
         return self.respond(key, copy, self.copy_status(copy, details), lambda: copy.body)
 
@@ -215,11 +232,6 @@ class Views:
             return None
         return copy if self.copies.get(key) is copy else None  # notices applied may drop it
 
-    def known(self, environ: dict[str, Any]) -> bool:
-        """Whether the request is for a path served before (``hit`` may answer it)."""
-        return (environ["PATH_INFO"] in self.paths and not environ["QUERY_STRING"]
-                and environ["REQUEST_METHOD"] in ("GET", "HEAD"))
-
     def hit(self, environ: dict[str, Any], start_response: StartResponse
             ) -> Iterable[bytes] | None:
         """A request for a path served before, answered from its current copy as the route
@@ -233,8 +245,13 @@ class Views:
         copy = self.current_copy(path.key, path.resources, now, ON_LOOP not in environ)
         if copy is None:
             return None
-        environ[SERVED] = Served.HIT
         environ[ROUTE] = path.rule
+        if copy.status == 404:
+            environ[SERVED] = Served.NEGATIVE
+            start_response("404 Not Found", [*self.negative_headers(),
+                                             ("Content-Length", str(len(copy.body)))])
+            return [] if method == "HEAD" else [copy.body]
+        environ[SERVED] = Served.HIT
         headers = self.headers(copy, self.copy_status(copy), now)
         if http.not_modified(environ.get("HTTP_IF_NONE_MATCH"),
                              environ.get("HTTP_IF_MODIFIED_SINCE"), copy.etag, copy.modified):
@@ -244,6 +261,16 @@ class Views:
         headers += [("Content-Type", JSON_TYPE), ("Content-Length", str(len(copy.body)))]
         start_response("200 OK", headers)
         return [] if method == "HEAD" else [copy.body]
+
+    @staticmethod
+    def refused(view: View, raw: dict[str, str], query: str) -> bool:
+        """Whether the view's route refuses these parameters (400, or 404 for a path not
+        on a read-through allowlist): an answer that needs no I/O."""
+        try:
+            _values(view, raw, query)
+        except (InvalidRequest, NotFound):
+            return True
+        return False
 
     def remember(self, environ: dict[str, Any], key: Key, resources: list[str],
                  settings: Settings) -> None:
@@ -300,7 +327,7 @@ class Views:
         def handle(**raw: str) -> bottle.HTTPResponse:
             environ = bottle.request.environ
             try:
-                values = _values(view, raw)
+                values = _values(view, raw, environ.get("QUERY_STRING", ""))
                 key = (view.name, _identity(values))
                 settings = self.current()
                 resources = view.resources(values, settings)
@@ -316,7 +343,7 @@ class Views:
                 session = tracker.current(now) if tracker is not None else 0
                 notice = tracker.changes if tracker is not None else 0
                 try:
-                    read = reader.read(resources, view.not_found)
+                    read = reader.read(resources, view.not_found, environ.get(LIMITED_AS))
                 except (redis.ConnectionError, redis.TimeoutError) as exc:
                     self.unreachable(exc)
                     return self.without_store(key, StoreUnavailable(UNREACHABLE))
@@ -331,6 +358,18 @@ class Views:
                 environ[SERVED] = Served.ERROR
                 return error_response(CachedProxyError())
             environ[SERVED] = read.served
+            if tracker is not None and (tracker.current(reader.clock()) != session
+                                        or tracker.changed_since(resources, notice)):
+                session = 0
+            fresh_until = min(e.fresh_until for e in read.entries)
+            checked_at = min(e.checked_at for e in read.entries)
+            if read.served is Served.NEGATIVE:
+                error = NotFound(view.not_found)
+                error.cache_hit = True
+                self.keep(key, Copy(b"", NEGATIVE_ETAG, 0.0, fresh_until, checked_at,
+                                    tuple(resources), session, 404),
+                          lambda: encode(error.body()))
+                return error_response(error, self.current().cache.negative_ttl)
             etag = http.strong_etag(view.name, key[1], *(e.digest for e in read.entries))
 
             def body() -> bytes:
@@ -340,12 +379,8 @@ class Views:
                         view.build(values, [e.data for e in read.entries])))
                 return encoded
 
-            if tracker is not None and (tracker.current(reader.clock()) != session
-                                        or tracker.changed_since(resources, notice)):
-                session = 0
-            made = Copy(b"", etag, max(e.fetched_at for e in read.entries),
-                        min(e.fresh_until for e in read.entries),
-                        min(e.checked_at for e in read.entries), tuple(resources), session)
+            made = Copy(b"", etag, max(e.fetched_at for e in read.entries), fresh_until,
+                        checked_at, tuple(resources), session)
             return self.respond(key, made, cache_status(read, reader.clock()), body,
                                 keep=True)
 

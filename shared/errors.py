@@ -28,6 +28,7 @@ class CachedProxyError(Exception):
         self.message = message
         self.upstream_status = upstream_status  # what upstream answered, when it answered
         self.cache_hit = False  # answered from a stored entry (a cached 404)
+        self.headers: dict[str, str] = {}  # sent with the error (Retry-After, RateLimit)
 
     def body(self) -> dict[str, Any]:
         return {"error": {"status": self.status, "code": self.code, "message": self.message}}

@@ -25,6 +25,8 @@ def _access_checks(access: AccessSettings) -> list[tuple[bool, str]]:
         (access.metrics_keys, parse_keys, "access.metrics_keys"),
         (access.trusted_proxies, parse_networks, "access.trusted_proxies"),
         (access.rate_limit, lambda raw: raw.strip() and parse_many(raw), "access.rate_limit"),
+        (access.miss_rate_limit, lambda raw: raw.strip() and parse_many(raw),
+         "access.miss_rate_limit"),
     ]
     found = []
     for raw, parse, name in parsers:

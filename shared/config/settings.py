@@ -210,7 +210,8 @@ class AccessSettings:
     )
     require_keys: str = option(
         "auto", "API_REQUIRE_KEYS",
-        "auto (required unless the API listens on loopback only), on or off", live=True,
+        "auto (required when any are configured; an API listening off loopback without "
+        "keys refuses to start), on or off", live=True,
     )
     metrics_keys: str = option(
         "", "METRICS_KEYS",
@@ -220,6 +221,12 @@ class AccessSettings:
         "", "API_RATE_LIMIT",
         "Requests per client, e.g. 50/second;1000/minute (per key, or per address without "
         "keys); empty: no limit", live=True,
+    )
+    miss_rate_limit: str = option(
+        "", "API_MISS_RATE_LIMIT",
+        "Requests per client that start an upstream fetch, e.g. 5/second;100/minute (per "
+        "key, or per address without keys); over it 429, hits unaffected; empty: no limit",
+        live=True,
     )
     cors_origins: str = option(
         "", "API_CORS_ORIGINS",

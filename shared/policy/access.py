@@ -2,7 +2,8 @@
 
 API keys are configured as ``name:<sha256 hex of the key>`` lines, so no key is stored
 in clear; a request's key is hashed and compared with every configured hash in constant
-time. Keys are required unless the API listens on loopback only (``auto``), or as set.
+time. Keys are required whenever any are configured (``auto``), or as set; an API
+listening off loopback with none configured refuses to start unless keys are ``off``.
 Rate limits are counted per key name, or per client address when keys are off; the
 address is the peer's unless the peer is a configured proxy, then the nearest address in
 ``X-Forwarded-For`` that is not one. The ``RateLimit`` / ``RateLimit-Policy`` headers
@@ -54,11 +55,18 @@ def parse_keys(raw: str) -> dict[str, str]:
     return found
 
 
-def keys_required(mode: str, host: str) -> bool:
-    """``auto``: required unless the API listens on a loopback address only."""
+def keys_required(mode: str, host: str, configured: bool) -> bool:
+    """``auto``: required whenever keys are ``configured`` (a proxy on the same host
+    connects from loopback too), and off loopback even without them."""
     if mode == "auto":
-        return not _loopback(host)
+        return configured or not _loopback(host)
     return mode == "on"
+
+
+def open_off_loopback(mode: str, host: str, configured: bool) -> bool:
+    """Whether the API would listen beyond this machine with no key to check: refused at
+    start unless keys are turned off explicitly (``off``)."""
+    return mode != "off" and not configured and not _loopback(host)
 
 
 @functools.lru_cache(maxsize=16)

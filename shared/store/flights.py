@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis
@@ -66,6 +67,16 @@ if current then return current end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ' ' .. (now + tonumber(ARGV[3])))
 if KEYS[2] then redis.call('HSET', KEYS[2], ARGV[2], ARGV[1]) end
 return false
+"""
+
+# KEYS[1]: locks. ARGV: resources. 1 for each one a live flight holds, else 0.
+_HELD = _HELPERS + """
+local now = now_ms()
+local held = {}
+for i, resource in ipairs(ARGV) do
+  held[i] = holder(KEYS[1], resource, now) and 1 or 0
+end
+return held
 """
 
 # KEYS[1]: locks. ARGV: resource, token, hold (ms).
@@ -167,6 +178,11 @@ class Flights:
         self._start = client.register_script(_START)
         self._finish = client.register_script(_FINISH)
         self._sweep = client.register_script(_SWEEP)
+        self._held = client.register_script(_HELD)
+
+    def held(self, resources: Sequence[str]) -> list[bool]:
+        """Whether a live flight holds each resource (joining it would not lead)."""
+        return [bool(h) for h in self._held(keys=[self.keys.locks()], args=list(resources))]
 
     def join(self, resource: str, token: str | None = None, hold_ms: int = LOCK_TIMEOUT_MS,
              worker: str | None = None) -> Flight:

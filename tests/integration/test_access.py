@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -17,7 +20,7 @@ import requests
 from api.app import app_from_settings
 from demo.server import threaded_wsgi_server
 from launcher.services import free_port
-from shared.config.settings import Settings
+from shared.config.settings import PROJECT_DIR, Settings
 from shared.policy.access import new_key
 from tests.harness import start_api, stop
 from tests.helpers import VIEW, eventually
@@ -107,3 +110,68 @@ def test_keys_rotate_live(settings: Settings, worker):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_keys_count_on_loopback_once_configured_and_an_open_api_off_loopback_refuses_to_start(
+        env, worker, tmp_path):
+    """A proxy on the same host connects from 127.0.0.1: with keys configured and the
+    default API_REQUIRE_KEYS, a request without one is 401 there too. Listening off
+    loopback with no key configured, the API does not start."""
+    port = free_port()
+    proc = start_api({**env, "API_PORT": str(port), "API_WORKERS": "1", "API_KEYS": LINE_A})
+    try:
+        api = f"http://127.0.0.1:{port}{VIEW}/team-standup/"
+        r = requests.get(api, timeout=10)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+        assert requests.get(api, headers=auth(KEY_A), timeout=10).status_code == 200
+    finally:
+        stop([proc])
+    refused = subprocess.run(
+        [sys.executable, "-m", "api"], env={**env, "API_HOST": "0.0.0.0",
+                                            "API_PORT": str(free_port()), "API_KEYS": ""},
+        cwd=PROJECT_DIR, capture_output=True, text=True, timeout=30)
+    assert refused.returncode != 0 and "API_REQUIRE_KEYS=off" in refused.stderr
+
+
+def test_a_client_over_its_miss_limit_cannot_turn_unknown_ids_against_the_upstream(
+        env, worker, demo, tmp_path):
+    """With API_MISS_RATE_LIMIT=5/second, 300 distinct unknown ids from one key cost the
+    upstream a few requests, that key gets 429s with Retry-After, and another key's reads
+    of a cached view stay 200 throughout."""
+    port = free_port()
+    with (tmp_path / "api.log").open("w") as out:
+        proc = start_api({**env, "API_PORT": str(port), "API_WORKERS": "1",
+                          "API_KEYS": f"{LINE_A},{LINE_B}", "API_MISS_RATE_LIMIT": "5/second"},
+                         stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}{VIEW}"
+    try:
+        assert requests.get(f"{base}/team-standup/", headers=auth(KEY_B),
+                            timeout=10).status_code == 200
+        done, others = threading.Event(), []
+
+        def read_cached() -> None:
+            with requests.Session() as session:
+                while not done.is_set():
+                    others.append(session.get(f"{base}/team-standup/", headers=auth(KEY_B),
+                                              timeout=10).status_code)
+
+        reader = threading.Thread(target=read_cached)
+        reader.start()
+        with requests.Session() as session, ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(
+                lambda n: session.get(f"{base}/no-such-event-{n}/", headers=auth(KEY_A),
+                                      timeout=30), range(300)))
+        done.set()
+        reader.join(10)
+    finally:
+        stop([proc])
+    statuses = Counter(r.status_code for r in answers)
+    assert set(statuses) <= {404, 429} and statuses[429] >= 200, statuses
+    refused = next(r for r in answers if r.status_code == 429)
+    assert refused.json()["error"]["code"] == "rate_limited"
+    assert int(refused.headers["Retry-After"]) >= 1 and "RateLimit" in refused.headers
+    asked = demo.upstream.counters()["event"]
+    event_requests = sum(sum(by_status.values()) for event, by_status in asked.items()
+                         if event.startswith("no-such-event-"))
+    assert 1 <= event_requests <= 40, event_requests
+    assert others and set(others) == {200}, Counter(others)

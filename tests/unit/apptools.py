@@ -24,7 +24,8 @@ class StubReader:
         self.asked: list[Sequence[str]] = []
         self.now = NOW
 
-    def read(self, resources: Sequence[str], not_found: str = "") -> Read:
+    def read(self, resources: Sequence[str], not_found: str = "", client: str | None = None
+             ) -> Read:
         self.asked.append(list(resources))
         if self.error is not None:
             raise self.error

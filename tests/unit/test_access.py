@@ -8,9 +8,12 @@ import json
 
 import pytest
 import redis
+from limits import WindowStats
 
-from api.access import UNAVAILABLE, Access
+from api.access import UNAVAILABLE, Access, Limiter, MissLimit
+from api.bridge import ON_LOOP, NeedsThread
 from shared.config.settings import AccessSettings
+from shared.errors import TooManyRequests
 from shared.policy.access import (
     Limit,
     Window,
@@ -20,10 +23,12 @@ from shared.policy.access import (
     keys_required,
     limited_headers,
     new_key,
+    open_off_loopback,
     parse_keys,
     parse_networks,
     policy_header,
 )
+from shared.store.keys import Keys
 from tests.unit.apptools import call
 
 KEY_A, KEY_B = "a" * 40, "b" * 40
@@ -73,14 +78,21 @@ def test_a_new_key_is_long_random_and_configures_itself():
 
 
 @pytest.mark.parametrize(
-    ("mode", "host", "required"),
-    [("auto", "127.0.0.1", False), ("auto", "127.0.0.2", False), ("auto", "::1", False),
-     ("auto", "[::1]", False), ("auto", "localhost", False), ("auto", "0.0.0.0", True),
-     ("auto", "10.1.2.3", True), ("auto", "api.internal", True), ("on", "127.0.0.1", True),
-     ("off", "0.0.0.0", False)],
+    ("mode", "host", "configured", "required", "refused_at_start"),
+    [("auto", "127.0.0.1", False, False, False), ("auto", "127.0.0.2", False, False, False),
+     ("auto", "::1", False, False, False), ("auto", "[::1]", False, False, False),
+     ("auto", "localhost", False, False, False),
+     # A proxy on the same host connects from loopback: configured keys always count.
+     ("auto", "127.0.0.1", True, True, False), ("auto", "localhost", True, True, False),
+     ("auto", "0.0.0.0", True, True, False), ("auto", "10.1.2.3", True, True, False),
+     ("auto", "0.0.0.0", False, True, True), ("auto", "api.internal", False, True, True),
+     ("on", "127.0.0.1", False, True, False), ("on", "0.0.0.0", False, True, True),
+     ("off", "0.0.0.0", False, False, False), ("off", "127.0.0.1", True, False, False)],
 )
-def test_keys_are_required_off_loopback_unless_set(mode, host, required):
-    assert keys_required(mode, host) is required
+def test_keys_are_required_when_configured_and_off_loopback_unless_set(
+        mode, host, configured, required, refused_at_start):
+    assert keys_required(mode, host, configured) is required
+    assert open_off_loopback(mode, host, configured) is refused_at_start
 
 
 PROXIES = parse_networks("10.0.0.0/8, 192.168.1.1")
@@ -155,6 +167,9 @@ class StubLimiter:
             raise self.error
         return self.windows
 
+    def refused(self, client, limits, now):
+        return None
+
 
 def guarded(limiter=None, host="0.0.0.0", **settings):
     values = {"keys": LINES, **settings}
@@ -173,7 +188,10 @@ def test_without_a_key_views_are_401_and_open_paths_stay_open():
     assert status == 200 and json.loads(body) == {"client": "batch"}
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert call(guarded(require_keys="off"), "/x")[0] == 200
-    assert call(guarded(host="127.0.0.1"), "/x")[0] == 200  # auto, on loopback
+    # auto on loopback: keys count once any are configured (a proxy on the same host
+    # connects from 127.0.0.1), and the API is open only while none are.
+    assert call(guarded(host="127.0.0.1"), "/x")[0] == 401
+    assert call(guarded(host="127.0.0.1", keys=""), "/x")[0] == 200
 
 
 def test_keys_required_but_none_configured_say_so():
@@ -202,6 +220,72 @@ def test_over_the_limit_is_429_with_retry_after_and_ratelimit_headers():
     assert limiter.seen[-1] == "addr:127.0.0.1"
     assert call(guarded(limiter), "/x", headers={"Authorization": f"Bearer {KEY_A}"})[0] == 200
     assert len(limiter.seen) == 2  # no limit configured: not counted
+
+
+class MovingWindow:
+    """limits' moving-window strategy as the Limiter uses it: a full window whose oldest
+    request leaves at ``reset_time``."""
+
+    def __init__(self, allow: bool, reset_time: float = 130.0) -> None:
+        self.allow, self.reset_time, self.asked = allow, reset_time, 0
+
+    def hit(self, item, key):
+        self.asked += 1
+        return self.allow
+
+    test = hit
+
+    def get_window_stats(self, item, key):
+        return WindowStats(self.reset_time, 0 if not self.allow else 1)
+
+
+def limiter_over(strategy: MovingWindow) -> Limiter:
+    limiter = Limiter(redis.Redis(port=1), Keys("t"))  # never reached: the strategy is
+    limiter.strategy = strategy  # type: ignore[assignment]
+    return limiter
+
+
+def test_a_refusal_known_to_stand_is_answered_without_redis_until_the_window_frees():
+    strategy = MovingWindow(allow=False)
+    limiter, now = limiter_over(strategy), [100.0]
+    app = Access(stub, lambda: AccessSettings(keys=LINES, rate_limit="2/10 seconds"),
+                 "0.0.0.0", limiter, lambda: now[0])
+    key = {"Authorization": f"Bearer {KEY_A}"}
+    on_loop = lambda e, s: app({**e, ON_LOOP: True}, s)  # noqa: E731
+    with pytest.raises(NeedsThread):  # only Redis can tell
+        call(on_loop, "/x", headers=key)
+    status, headers, _ = call(app, "/x", headers=key)
+    assert status == 429 and headers["Retry-After"] == "30" and strategy.asked == 1
+    now[0] = 110.0
+    status, headers, body = call(on_loop, "/x", headers=key)
+    assert status == 429 and strategy.asked == 1  # on the loop, Redis not asked
+    assert (headers["Retry-After"], headers["RateLimit"]) == ("20", '"2-per-10s";r=0;t=20')
+    assert json.loads(body)["error"]["code"] == "rate_limited"
+    with pytest.raises(NeedsThread):  # another client: only Redis can tell
+        call(on_loop, "/x", headers={"Authorization": f"Bearer {KEY_B}"})
+    now[0] = 130.0  # the oldest request left the window
+    with pytest.raises(NeedsThread):
+        call(on_loop, "/x", headers=key)
+
+
+@pytest.mark.parametrize(("allow", "refused"), [(True, False), (False, True)])
+def test_the_miss_limit_counts_each_admitted_miss_and_refuses_over_it(allow, refused):
+    strategy = MovingWindow(allow)
+    misses = MissLimit(limiter_over(strategy),
+                       lambda: AccessSettings(miss_rate_limit="5/second"), lambda: 100.0)
+    assert misses.applies("key:web") and not misses.applies(None)
+    if refused:
+        with pytest.raises(TooManyRequests) as caught:
+            misses.admit("key:web")
+        assert caught.value.headers["Retry-After"] == "30"
+        assert "miss rate limit" in caught.value.message
+    else:
+        misses.admit("key:web")
+    assert strategy.asked == 1
+    unlimited = MissLimit(limiter_over(strategy), AccessSettings, lambda: 100.0)
+    assert not unlimited.applies("key:web")
+    unlimited.admit("key:web")
+    assert strategy.asked == 1
 
 
 def test_a_limiter_without_redis_lets_requests_through_and_counts_them():

@@ -21,6 +21,7 @@ from shared.config.settings import Settings
 from shared.errors import InvalidRequest, NotFound, UpstreamError
 from shared.policy.http import http_date
 from shared.policy.serving import Served
+from shared.store.entry import not_found
 from tests.unit.apptools import NOW, StubReader, call, entries
 
 URL = "/events-with-subscriptions/e1/"
@@ -116,11 +117,11 @@ def test_cache_status_says_what_happened(read, expected):
 def test_errors_say_how_they_came_about():
     """A cached 404 is a hit with max-age of the negative TTL; an upstream failure is a
     forwarded miss with the upstream's status, and is not stored by clients."""
-    hit = NotFound("gone")
-    hit.cache_hit = True
-    status, headers, _ = get(error=hit)
+    status, headers, body = get(Read([not_found(NOW - 10, 60), *entries(120)],
+                                     Served.NEGATIVE))
     assert (status, headers["Cache-Status"]) == (404, "cachedproxy; hit")
     assert headers["Cache-Control"] == "max-age=30"
+    assert json.loads(body)["error"]["code"] == "not_found"
     status, headers, _ = get(error=NotFound("gone", upstream_status=404))
     assert headers["Cache-Status"] == "cachedproxy; fwd=miss; fwd-status=404; stored"
     status, headers, _ = get(error=UpstreamError("boom", upstream_status=500))
@@ -156,11 +157,6 @@ def test_openapi_describes_the_admin_api_where_it_is_mounted():
     assert parsed and all(isinstance(result, Ok) for result in parsed)  # Err: a wrong one
 
 
-def _served_error(status_error: Exception, cache_hit: bool = False) -> Exception:
-    status_error.cache_hit = cache_hit  # type: ignore[attr-defined]
-    return status_error
-
-
 @pytest.mark.parametrize(
     ("read", "error", "served", "level"),
     [
@@ -169,7 +165,8 @@ def _served_error(status_error: Exception, cache_hit: bool = False) -> Exception
         (Read(entries(252, 252), Served.COLLAPSED), None, "collapsed", logging.INFO),
         (Read(entries(-5, 100), Served.STALE), None, "stale", logging.INFO),
         (Read(entries(-600, -600), Served.STALE_IF_ERROR), None, "stale_if_error", logging.INFO),
-        (None, _served_error(NotFound("gone"), cache_hit=True), "negative", logging.INFO),
+        (Read([not_found(NOW - 10, 60), *entries(120)], Served.NEGATIVE), None, "negative",
+         logging.DEBUG),
         (None, NotFound("gone", upstream_status=404), "miss", logging.INFO),
         (None, UpstreamError("boom", upstream_status=500), "error", logging.INFO),
         (None, InvalidRequest("bad id"), None, logging.INFO),
@@ -177,7 +174,8 @@ def _served_error(status_error: Exception, cache_hit: bool = False) -> Exception
 )
 def test_one_outcome_value_reaches_the_metric_and_the_log(read, error, served, level, caplog):
     """How a request was served is handed, as a value, to the outcome metric and the
-    request log (hits at DEBUG, the rest at INFO); a bad id has no cache outcome."""
+    request log (hits and remembered 404s at DEBUG, the rest at INFO; on the event
+    loop refusals too are at DEBUG); a bad id has no cache outcome."""
     app = RequestLog(create_app(StubReader(error, read), lambda: SETTINGS))
 
     def count(outcome: str) -> float:

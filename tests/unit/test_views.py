@@ -3,6 +3,7 @@ the view's route gives, and only when the route would serve the copy without Red
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import pytest
@@ -10,11 +11,14 @@ from prometheus_client import REGISTRY
 
 from api.app import create_app
 from api.bridge import ON_LOOP, NeedsThread
+from api.reader import Read
 from api.requests_log import RequestLog
 from shared.config.settings import Settings
 from shared.policy.http import http_date
+from shared.policy.serving import Served
 from shared.policy.timing import ReadThrottle
-from tests.unit.apptools import NOW, StubReader, call
+from shared.store.entry import not_found
+from tests.unit.apptools import NOW, StubReader, call, entries
 
 VIEW = "/events-with-subscriptions/e1/"
 RULE = "/events-with-subscriptions/<id>/"
@@ -41,7 +45,7 @@ class Reader(StubReader):
         super().__init__()
         self.reads = ReadThrottle(60.0)
 
-    def read(self, resources: Sequence[str], not_found: str = ""):
+    def read(self, resources: Sequence[str], not_found: str = "", client: str | None = None):
         self.reads.due(resources, self.now)  # the read is recorded, as Reader does
         return super().read(resources, not_found)
 
@@ -123,3 +127,52 @@ def test_on_the_event_loop_only_a_current_copy_answers(served):
     with pytest.raises(NeedsThread):
         call(on_loop, "/events-with-subscriptions/e2/")
     assert len(reader.asked) == 1
+
+
+def test_a_remembered_404_is_answered_from_the_copy_as_the_route_answers_it():
+    """A fresh negative entry makes a copy too: the 404 is answered on the event loop,
+    the same response the route gave, until its entry changes."""
+    reader, tracker = Reader(), Tracking()
+    reader.result = Read([not_found(NOW - 10, 60), *entries(120)], Served.NEGATIVE)
+    settings = Settings()
+    app = create_app(reader, lambda: settings, tracker=tracker)
+    routed = call(app, VIEW)
+    assert routed[0] == 404 and len(reader.asked) == 1
+    reader.now = NOW + 3
+    early = call(lambda e, s: app({**e, ON_LOOP: True}, s), VIEW)
+    assert early[0] == 404 and early[2] == routed[2] and len(reader.asked) == 1
+    assert dict(early[1].lower_items()) == dict(routed[1].lower_items())
+    assert json.loads(early[2])["error"]["code"] == "not_found"
+    assert call(app, VIEW, "HEAD")[2] == b""
+    tracker.on_change(["c42:event:e1"])  # fetched again, or expired
+    with pytest.raises(NeedsThread):
+        call(lambda e, s: app({**e, ON_LOOP: True}, s), VIEW)
+
+
+@pytest.mark.parametrize(("path", "method", "query", "status"), [
+    ("/events-with-subscriptions/bad.id/", "GET", "", 400),  # a malformed id
+    ("/events-with-subscriptions/" + "x" * 129 + "/", "HEAD", "", 400),
+    ("/no/such/route", "GET", "", 404),
+    ("/github/orgs/\u0084/", "GET", "", 404),  # not on the read-through allowlist
+    ("/github/orgs/Netflix", "GET", "page=2", 404),
+    ("/events-with-subscriptions/e1/", "POST", "", 405),
+    ("/healthz", "GET", "", 200),
+    ("/openapi.json", "GET", "", 200),
+])
+def test_answers_that_need_no_io_are_given_on_the_event_loop(path, method, query, status):
+    reader = Reader()
+    app = create_app(reader, Settings, tracker=Tracking())
+    on_loop = call(lambda e, s: app({**e, ON_LOOP: True}, s), path, method, query=query)
+    assert on_loop[0] == status and on_loop == call(app, path, method, query=query)
+    assert reader.asked == []
+
+
+@pytest.mark.parametrize("path", ["/events-with-subscriptions/e1/", "/readyz", "/metrics"])
+def test_what_needs_redis_goes_to_a_thread_before_answering(path):
+    reader = Reader()
+    app = create_app(reader, Settings, tracker=Tracking(),
+                     readiness=lambda: {"status": "ready", "checks": {}},
+                     metrics=lambda: (b"", "text/plain"))
+    with pytest.raises(NeedsThread):
+        call(lambda e, s: app({**e, ON_LOOP: True}, s), path)
+    assert reader.asked == []
