@@ -36,8 +36,9 @@ lint: $(VENV)/.installed
 	$(BIN)/mypy
 
 bench: $(VENV)/.installed
-	@$(ENSURE) redis-server=redis-server wrk=wrk nginx=nginx
+	@$(ENSURE) redis-server=redis-server wrk=wrk nginx=nginx varnishd=varnish
 	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks.answers
 	$(BIN)/python -m benchmarks.refresh
 	$(BIN)/python -m benchmarks.github
 	$(BIN)/python -m benchmarks.store

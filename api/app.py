@@ -13,6 +13,7 @@ from typing import Any
 
 import bottle
 import redis
+from bottle import HTTP_CODES
 from celery import Celery
 from kombu.exceptions import OperationalError
 
@@ -24,11 +25,11 @@ from api.bridge import ON_LOOP, Bridge, NeedsThread
 from api.local import Tracker
 from api.metrics import renderer
 from api.reader import Enqueue, Reader
-from api.requests_log import RequestLog
-from api.responses import JSON_TYPE, encode, json_response
+from api.requests_log import ROUTE, RequestLog
+from api.responses import JSON_TYPE, encode, error_body, json_response
 from api.views import Views, error_response
 from shared.config.settings import MAX_WAIT, Settings
-from shared.errors import StoreUnavailable
+from shared.errors import CachedProxyError, StoreUnavailable
 from shared.queue import FETCH_TASK, QUEUES, REFRESH_TASK, celery_app
 from shared.store import health
 from shared.store.breaker import UpstreamBreaker
@@ -46,8 +47,10 @@ log = logging.getLogger(__name__)
 
 
 class Api(bottle.Bottle):
-    """The Bottle app, answering a hit from a process's copy before any routing; on the
-    event loop (api/bridge.py) it answers nothing else."""
+    """The Bottle app. Before Bottle, it answers what needs no I/O: a hit or a remembered
+    404 from a process's copy, and refusals (no such route, wrong method, parameters a
+    view refuses). On the event loop (api/bridge.py) it answers nothing else but the
+    routes marked ``on_loop``."""
 
     def __init__(self, pages: Views) -> None:
         super().__init__()
@@ -58,24 +61,52 @@ class Api(bottle.Bottle):
         answered = self.pages.hit(environ, start_response)
         if answered is not None:
             return answered
-        if ON_LOOP in environ and not self.without_io(environ):
-            raise NeedsThread
-        return self.wsgi(environ, start_response)
-
-    def without_io(self, environ: dict[str, Any]) -> bool:
-        """Whether the route answers this request without I/O (it may run on the event
-        loop): no route (404, 405), parameters a view refuses (400), and the routes
-        marked ``on_loop``."""
         path = environ["PATH_INFO"].encode("latin-1").decode("utf-8", "ignore")  # as Bottle
         try:
             route, raw = self.router.match({"REQUEST_METHOD": environ["REQUEST_METHOD"],
                                             "PATH_INFO": path})
-        except bottle.HTTPError:
-            return True
+        except bottle.HTTPError as err:  # no such route (404), or not that method (405)
+            body = http_error(err)
+            return _refuse(environ, start_response, err.status_line,
+                           [("Content-Type", JSON_TYPE), *err.headers.items()], body)
         view = route.config.get("view")
         if view is not None:
-            return self.pages.refused(view, raw, environ.get("QUERY_STRING", ""))
-        return bool(route.config.get("on_loop"))
+            error = self.pages.refusal(view, raw, environ.get("QUERY_STRING", ""))
+            if error is not None:  # parameters the view refuses (400, or 404 read-through)
+                environ[ROUTE] = route.rule
+                return _refuse(environ, start_response, f"{error.status} {_reason(error)}",
+                               [("Content-Type", JSON_TYPE), *error.headers.items()],
+                               error_body(error.status, error.code, error.message))
+        if ON_LOOP in environ and not route.config.get("on_loop"):
+            raise NeedsThread  # its route reads Redis
+        return self.wsgi(environ, start_response)
+
+
+def _refuse(environ: dict[str, Any], start_response: Callable[..., Any], status: str,
+            headers: list[tuple[str, str]], body: bytes) -> list[bytes]:
+    """A refusal answered before Bottle, as Bottle would send it."""
+    start_response(status, [*headers, ("Content-Length", str(len(body)))])
+    return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
+
+
+def _reason(error: CachedProxyError) -> str:
+    return HTTP_CODES.get(error.status, "Error")
+
+
+def http_error(err: bottle.HTTPError) -> bytes:
+    """Bottle's errors as the API's JSON errors: no such route, method not allowed (with
+    HEAD in Allow wherever GET is), and 500s, logged."""
+    bottle.response.content_type = JSON_TYPE
+    status = err.status_code
+    reason = err.status_line.partition(" ")[2].lower()
+    message = {404: "no such route", 405: "method not allowed"}.get(
+        status, "internal error" if status >= 500 else reason)
+    if status >= 500:
+        log.error("unhandled error", extra={"error": repr(err.exception)})
+    if status == 405:  # every GET route answers HEAD too
+        allowed = [m.strip() for m in err.headers.get("Allow", "").split(",") if m.strip()]
+        err.headers["Allow"] = ", ".join(allowed + ["HEAD"] * ("GET" in allowed))
+    return error_body(status, _code(status), message)
 
 
 def create_app(
@@ -124,19 +155,6 @@ def create_app(
     @app.get("/openapi.json", on_loop=True)
     def openapi_json() -> bottle.HTTPResponse:
         return bottle.HTTPResponse(spec, 200, {"Content-Type": JSON_TYPE})
-
-    def http_error(err: bottle.HTTPError) -> bytes:
-        bottle.response.content_type = JSON_TYPE
-        status = err.status_code
-        reason = err.status_line.partition(" ")[2].lower()
-        message = {404: "no such route", 405: "method not allowed"}.get(
-            status, "internal error" if status >= 500 else reason)
-        if status >= 500:
-            log.error("unhandled error", extra={"error": repr(err.exception)})
-        if status == 405:  # every GET route answers HEAD too
-            allowed = [m.strip() for m in err.headers.get("Allow", "").split(",") if m.strip()]
-            err.headers["Allow"] = ", ".join(allowed + ["HEAD"] * ("GET" in allowed))
-        return encode({"error": {"status": status, "code": _code(status), "message": message}})
 
     app.default_error_handler = http_error
     if admin is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -17,3 +18,9 @@ def encode(body: Any) -> bytes:
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None
                   ) -> bottle.HTTPResponse:
     return bottle.HTTPResponse(encode(body), status, {"Content-Type": JSON_TYPE, **(headers or {})})
+
+
+@functools.lru_cache(maxsize=256)  # refusals repeat: the same few messages
+def error_body(status: int, code: str, message: str) -> bytes:
+    """A JSON error's body: ``{"error": {"status", "code", "message"}}``."""
+    return encode({"error": {"status": status, "code": code, "message": message}})

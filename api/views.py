@@ -263,14 +263,14 @@ class Views:
         return [] if method == "HEAD" else [copy.body]
 
     @staticmethod
-    def refused(view: View, raw: dict[str, str], query: str) -> bool:
-        """Whether the view's route refuses these parameters (400, or 404 for a path not
-        on a read-through allowlist): an answer that needs no I/O."""
+    def refusal(view: View, raw: dict[str, str], query: str) -> CachedProxyError | None:
+        """The error the view's route gives for these parameters (400, or 404 for a path
+        not on a read-through allowlist), or None when it takes them."""
         try:
             _values(view, raw, query)
-        except (InvalidRequest, NotFound):
-            return True
-        return False
+        except (InvalidRequest, NotFound) as exc:
+            return exc
+        return None
 
     def remember(self, environ: dict[str, Any], key: Key, resources: list[str],
                  settings: Settings) -> None:

@@ -101,20 +101,23 @@ http {{
       proxy_cache_valid 200 10m;
       proxy_ignore_headers Cache-Control Expires;
       add_header X-Cache-Status $upstream_cache_status;
+      {extra}
     }}
   }}
 }}
 """
 
 
-def start_nginx(work: Path, upstream_port: int) -> tuple[subprocess.Popen, int]:
-    """nginx with proxy_cache in front of the API, one worker, on a free port."""
+def start_nginx(work: Path, upstream_port: int, extra: str = "") -> tuple[subprocess.Popen, int]:
+    """nginx with proxy_cache in front of the API, one worker, on a free port; ``extra``
+    directives go in its location (e.g. the API key it sends)."""
     port = free_port()
     conf = work / "nginx.conf"
     # Started as root, nginx's worker would switch to www-data, which cannot write into
     # this private directory; it stays the user that runs the benchmark.
     user = "user root;" if os.geteuid() == 0 else ""
-    conf.write_text(NGINX_CONF.format(user=user, work=work, port=port, upstream=upstream_port))
+    conf.write_text(NGINX_CONF.format(user=user, work=work, port=port, upstream=upstream_port,
+                                      extra=extra))
     proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(work)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(lambda: port_open("127.0.0.1", port), 10, "nginx", proc)

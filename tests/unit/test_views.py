@@ -156,14 +156,20 @@ def test_a_remembered_404_is_answered_from_the_copy_as_the_route_answers_it():
     ("/github/orgs/\u0084/", "GET", "", 404),  # not on the read-through allowlist
     ("/github/orgs/Netflix", "GET", "page=2", 404),
     ("/events-with-subscriptions/e1/", "POST", "", 405),
+    ("/events-with-subscriptions/bad.id/", "DELETE", "", 405),
     ("/healthz", "GET", "", 200),
     ("/openapi.json", "GET", "", 200),
 ])
 def test_answers_that_need_no_io_are_given_on_the_event_loop(path, method, query, status):
+    """Refusals are answered before Bottle, on the loop or not, exactly as Bottle's own
+    routing answers them."""
     reader = Reader()
     app = create_app(reader, Settings, tracker=Tracking())
     on_loop = call(lambda e, s: app({**e, ON_LOOP: True}, s), path, method, query=query)
     assert on_loop[0] == status and on_loop == call(app, path, method, query=query)
+    by_bottle = call(app.wsgi, path, method, query=query)
+    assert on_loop[0] == by_bottle[0] and on_loop[2] == by_bottle[2]
+    assert dict(on_loop[1].lower_items()) == dict(by_bottle[1].lower_items())
     assert reader.asked == []
 
 
