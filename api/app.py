@@ -44,6 +44,7 @@ from shared.telemetry.metrics import RedisCollector
 from shared.upstreams.registry import subscribe, upstream_of, views
 
 log = logging.getLogger(__name__)
+ADMIN = "/admin/"
 
 
 class Api(bottle.Bottle):
@@ -62,11 +63,15 @@ class Api(bottle.Bottle):
         if answered is not None:
             return answered
         path = environ["PATH_INFO"].encode("latin-1").decode("utf-8", "ignore")  # as Bottle
+        if path.startswith(ADMIN):  # the admin API refuses by its own rules (api/admin.py)
+            if ON_LOOP in environ:
+                raise NeedsThread
+            return self.wsgi(environ, start_response)
         try:
             route, raw = self.router.match({"REQUEST_METHOD": environ["REQUEST_METHOD"],
                                             "PATH_INFO": path})
         except bottle.HTTPError as err:  # no such route (404), or not that method (405)
-            body = http_error(err)
+            body = error_of(err)
             return _refuse(environ, start_response, err.status_line,
                            [("Content-Type", JSON_TYPE), *err.headers.items()], body)
         view = route.config.get("view")
@@ -94,9 +99,14 @@ def _reason(error: CachedProxyError) -> str:
 
 
 def http_error(err: bottle.HTTPError) -> bytes:
-    """Bottle's errors as the API's JSON errors: no such route, method not allowed (with
-    HEAD in Allow wherever GET is), and 500s, logged."""
+    """Bottle's error handler: its errors as the API's JSON errors (``error_of``)."""
     bottle.response.content_type = JSON_TYPE
+    return error_of(err)
+
+
+def error_of(err: bottle.HTTPError) -> bytes:
+    """The JSON body of one of Bottle's errors: no such route, method not allowed (with
+    HEAD in Allow wherever GET is), and 500s, logged."""
     status = err.status_code
     reason = err.status_line.partition(" ")[2].lower()
     message = {404: "no such route", 405: "method not allowed"}.get(

@@ -28,6 +28,7 @@ import redis
 
 from shared.config.settings import Settings
 from shared.errors import (
+    BudgetSpent,
     CachedProxyError,
     FetchFailed,
     FetchTimeout,
@@ -59,7 +60,7 @@ PROBE_OVERDUE = 10.0  # seconds past due before a request probes a failing upstr
 PENDING_MARGIN = 1.0  # seconds a led flight's lock outlasts its waiters before the task starts
 # Failures that stored good data may stand in for (RFC 5861 section 4), and a client
 # over its miss limit.
-FALLBACK_ERRORS = (UpstreamError, FetchTimeout, FetchFailed, TooManyRequests)
+FALLBACK_ERRORS = (UpstreamError, FetchTimeout, FetchFailed, BudgetSpent, TooManyRequests)
 
 
 class MissGate(Protocol):
@@ -144,7 +145,8 @@ class Reader:
                                         settings.refresh.idle_timeout)
         record = self.reads.due(resources, now)
         entries = self.entries.read(
-            resources, lambda pipe: self.schedule.record_reads(pipe, record, now))
+            resources, lambda pipe: self.schedule.record_reads(pipe, record, now,
+                                                              settings.refresh.idle_timeout))
         state = staleness(entries, now, Windows(cache.stale_while_revalidate,
                                                  cache.stale_if_error))
         if state is Staleness.FRESH:

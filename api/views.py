@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -126,6 +127,8 @@ def error_response(error: CachedProxyError, negative_ttl: float = 0) -> bottle.H
         headers["Cache-Status"] = http.cache_status(CACHE, params)
     if error.status >= 500:
         headers["Cache-Control"] = "no-store"
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
     return json_response(error.status, error.body(), {**headers, **error.headers})
 
 

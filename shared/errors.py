@@ -2,15 +2,23 @@
 
     CachedProxyError            500  internal
     ├── InvalidRequest          400  invalid_request
-    ├── Unauthorized            401  unauthorized      the admin API's token missing or wrong
+    ├── Unauthorized            401  unauthorized      an API key, a metrics key or the
+    │                                                  admin token missing or wrong
     ├── NotFound                404  not_found
+    ├── TooManyRequests         429  rate_limited      a client over its rate or miss limit
     ├── UpstreamError           502  upstream_error    upstream 5xx/4xx, refused, bad body
-    │   └── UpstreamTimeout     504  upstream_timeout  upstream did not answer in time
+    │   ├── UpstreamTimeout     504  upstream_timeout  upstream did not answer in time
+    │   └── RateLimited         502  upstream_error    upstream rate limits us
+    │                                                  (worker/upstream.py)
     ├── FetchTimeout            504  fetch_timeout     a miss waited longer than allowed
     ├── FetchFailed             503  fetch_failed      the fetch's worker process died
+    ├── BudgetSpent             503  budget_spent      misses spent their share of the
+    │                                                  upstream's request budget
     ├── StoreUnavailable        503  store_unavailable Redis or the broker is unreachable,
     │                                                  or read-only (a failover under way)
     └── StoreFull               503  store_full        Redis refused a write: out of memory
+
+An error may say when to ask again (``retry_after``, seconds): sent as ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -22,11 +30,12 @@ class CachedProxyError(Exception):
     status = 500
     code = "internal"
 
-    def __init__(self, message: str = "internal error", upstream_status: int | None = None
-                 ) -> None:
+    def __init__(self, message: str = "internal error", upstream_status: int | None = None,
+                 retry_after: float | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.upstream_status = upstream_status  # what upstream answered, when it answered
+        self.retry_after = retry_after  # seconds until asking again may succeed
         self.cache_hit = False  # answered from a stored entry (a cached 404)
         self.headers: dict[str, str] = {}  # sent with the error (Retry-After, RateLimit)
 
@@ -64,6 +73,13 @@ class FetchFailed(CachedProxyError):
     code = "fetch_failed"
 
 
+class BudgetSpent(CachedProxyError):
+    """A miss over its share of the upstream's request budget (``upstream.miss_share``)."""
+
+    status = 503
+    code = "budget_spent"
+
+
 class StoreUnavailable(CachedProxyError):
     status = 503
     code = "store_unavailable"
@@ -90,11 +106,11 @@ _BY_CODE: dict[str, type[CachedProxyError]] = {
     cls.code: cls
     for cls in (CachedProxyError, InvalidRequest, Unauthorized, NotFound, UpstreamError,
                 UpstreamTimeout, FetchTimeout, FetchFailed, StoreUnavailable, StoreFull,
-                TooManyRequests)
+                TooManyRequests, BudgetSpent)
 }
 
 
-def from_code(code: str, message: str, upstream_status: int | None = None
-              ) -> CachedProxyError:
+def from_code(code: str, message: str, upstream_status: int | None = None,
+              retry_after: float | None = None) -> CachedProxyError:
     """Rebuild an error that crossed a process boundary as (code, message)."""
-    return _BY_CODE.get(code, CachedProxyError)(message, upstream_status)
+    return _BY_CODE.get(code, CachedProxyError)(message, upstream_status, retry_after)

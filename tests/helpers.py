@@ -7,11 +7,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import redis
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from demo.data import sample_events
 from shared.store.keys import Keys
+from shared.store.schedule import Schedule
 
 PREFIX = "cptest"  # the key prefix of the session's system (tests/integration/conftest.py)
 SAMPLES = sample_events()
@@ -55,3 +57,22 @@ def scrape(api: str) -> Samples:
         for s in family.samples:
             samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
     return samples
+
+
+def read_before(store: redis.Redis, prefix: str, *event_ids: str) -> None:
+    """Record a read of these events' views a second ago, as another API process would
+    have: the next read an API records admits their resources to the live set (a test
+    cannot wait out a process's read period for its own second read)."""
+    resources = [f"c42:{kind}:{e}" for e in event_ids for kind in ("event", "subscriptions")]
+    with store.pipeline() as pipe:
+        Schedule(store, Keys(prefix)).record_reads(pipe, resources, time.time() - 1, 3600)
+        pipe.execute()
+
+
+def make_live(store: redis.Redis, prefix: str, *event_ids: str) -> None:
+    """Put these events' views on the refresh schedule, due in a minute, as their second
+    read would (for tests of what follows, on an API whose read record may be throttled
+    by an earlier test's read)."""
+    schedule = Schedule(store, Keys(prefix))
+    for resource in (f"c42:{kind}:{e}" for e in event_ids for kind in ("event", "subscriptions")):
+        schedule.plan(resource, time.time() + 60)

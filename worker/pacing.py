@@ -29,18 +29,37 @@ def pace(ctx: WorkerContext, upstream: str, resource: str, cost: float) -> float
     return ctx.budget.spend(upstream, resource, cost, rate, now)
 
 
+def pace_miss(ctx: WorkerContext, upstream: str, resource: str, cost: float) -> float:
+    """Take a miss's expected requests from the misses' share of the upstream's budget:
+    0 to go, else the seconds until its share would allow it (nothing is taken)."""
+    now = ctx.clock()
+    rate, reset_in = _rate(ctx, upstream, now, ctx.budget.observed(upstream))
+    if rate is None:
+        return 0.0
+    if rate <= 0:
+        return max(reset_in, 1.0)
+    return ctx.budget.spend(upstream, resource, cost, rate * ctx.settings.upstream.miss_share,
+                            now, miss=True)
+
+
 def account(ctx: WorkerContext, upstream: str, resource: str, client: Recorder,
-             spent: float) -> None:
+            spent: float, miss: float = 0.0) -> None:
     """Note the rate limit the upstream reported, and charge the requests a fetch
-    made beyond what it took up front (all of a miss's) to the budget, at the rate
+    made beyond what it took up front to the budget (all of a miss's, and a miss's
+    beyond the ``miss`` requests its share paid up front to that share too), at the rate
     that report gives (no second read of what was just written)."""
     reported = client.rate_limit
     if reported is not None:
         ctx.budget.observe(upstream, *reported)
     made = len(client.responses)
-    if made == spent:
+    if made == spent and (not miss or made == miss):
         return
     now = ctx.clock()
     rate, _ = _rate(ctx, upstream, now, reported)
-    if rate:
+    if not rate:
+        return
+    if made != spent:
         ctx.budget.spend(upstream, resource, made - spent, rate, now, force=True)
+    if miss and made != miss:
+        ctx.budget.spend(upstream, resource, made - miss,
+                         rate * ctx.settings.upstream.miss_share, now, force=True, miss=True)

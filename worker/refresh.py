@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
@@ -19,6 +21,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from shared.errors import (
+    BudgetSpent,
     CachedProxyError,
     FetchFailed,
     NotFound,
@@ -39,7 +42,7 @@ from shared.upstreams.kinds import ResourceKind
 from shared.upstreams.registry import kind_of
 from worker.context import WorkerContext
 from worker.fetch import Fetched, fetch
-from worker.pacing import account, pace
+from worker.pacing import account, pace, pace_miss
 from worker.upstream import RateLimited, Recorder
 
 log = logging.getLogger(__name__)
@@ -65,22 +68,32 @@ def refresh(ctx: WorkerContext, resource: str, ahead: bool = False,
     ``scheduled`` (the schedule's refresh) a resource validated less than half a period
     ago is not fetched again. ``ahead`` (no client waits: a scheduled refresh, or a fetch
     after serving stale data) is paced to the upstream's budget and held while the
-    upstream fails.
+    upstream fails. Otherwise (a client waits) it goes if the misses' share of the
+    upstream's budget allows, else fails with BudgetSpent and when to ask again.
     """
     kind = kind_of(resource)
     client = Recorder(ctx.upstreams[kind.upstream], time.monotonic() + FETCH_SOFT_TIME_LIMIT)
-    spent = [0.0]  # requests taken from the upstream's budget before fetching
+    spent = Spent()
     try:
         return _refresh(ctx, kind, client, resource, ahead, scheduled, spent)
     finally:
         with contextlib.suppress(redis.RedisError):  # accounting never fails a fetch
             if client.responses:
                 ctx.metrics.upstream(kind.name, client.responses)
-            account(ctx, kind.upstream, resource, client, spent[0])
+            account(ctx, kind.upstream, resource, client, spent.refreshes, spent.misses)
+
+
+@dataclass
+class Spent:
+    """Requests taken from the upstream's budget before fetching: the refreshes' bucket,
+    the misses' share."""
+
+    refreshes: float = 0.0
+    misses: float = 0.0
 
 
 def _refresh(ctx: WorkerContext, kind: ResourceKind, client: Recorder, resource: str,
-             ahead: bool, scheduled: bool, spent: list[float]) -> Outcome:
+             ahead: bool, scheduled: bool, spent: Spent) -> Outcome:
     settings = ctx.settings
     cache, plan = settings.cache, settings.refresh
     ttl = settings.ttl_for(kind.upstream)
@@ -90,6 +103,7 @@ def _refresh(ctx: WorkerContext, kind: ResourceKind, client: Recorder, resource:
         ctx.schedule.succeeded(
             resource, next_refresh(previous.checked_at, ttl, plan.ratio))
         return Outcome()
+    cost = float(len(previous.validators)) if previous is not None else 1.0
     if ahead:
         # Held until the upstream answers a probe (_answered brings it back); the far-off
         # retry only matters if that never happens.
@@ -100,7 +114,6 @@ def _refresh(ctx: WorkerContext, kind: ResourceKind, client: Recorder, resource:
                 "resource": resource, "upstream": kind.upstream,
                 "next_probe_in_s": round(gate.retry_at - ctx.clock(), 1)})
             return Outcome.failed(UpstreamError("upstream is failing; refresh held"))
-        cost = float(len(previous.validators)) if previous is not None else 1.0
         wait = pace(ctx, kind.upstream, resource, cost)
         if wait > 0:
             # Over the upstream's budget: the data stays as it is a little longer.
@@ -108,7 +121,16 @@ def _refresh(ctx: WorkerContext, kind: ResourceKind, client: Recorder, resource:
             log.info("refresh paced: upstream budget", extra={
                 "resource": resource, "upstream": kind.upstream, "wait_s": round(wait, 1)})
             return Outcome.failed(UpstreamError("refresh paced to the upstream's budget"))
-        spent[0] = cost
+        spent.refreshes = cost
+    else:
+        wait = pace_miss(ctx, kind.upstream, resource, cost)
+        if wait > 0:
+            log.info("miss refused: the misses' share of the upstream budget is spent", extra={
+                "resource": resource, "upstream": kind.upstream, "wait_s": round(wait, 1)})
+            return Outcome.failed(BudgetSpent(
+                f"the share of the upstream's request budget kept for data not cached is "
+                f"spent; retry in {math.ceil(wait)} s", retry_after=wait))
+        spent.misses = cost
     started = time.perf_counter()
     try:
         result = _fetch_and_store(ctx, kind, client, resource, previous, ttl, generation)
@@ -138,7 +160,8 @@ def _refresh(ctx: WorkerContext, kind: ResourceKind, client: Recorder, resource:
         ))
         return Outcome.failed(exc)
     at = next_refresh(result.entry.checked_at, ttl, plan.ratio)
-    _answered(ctx, kind.upstream, lambda pipe: ctx.schedule.succeeded(resource, at, pipe))
+    _answered(ctx, kind.upstream,
+              lambda pipe: ctx.schedule.succeeded(resource, at, pipe, admit=ahead))
     log.info("fetched", extra=_fields(
         resource, started, ahead, outcome="modified" if result.changed else "not_modified",
         upstream_requests=result.requests,

@@ -33,8 +33,7 @@ class RateLimited(UpstreamError):
 
     def __init__(self, message: str, retry_after: float | None, status: int = 429,
                  reported: tuple[int, float] | None = None) -> None:
-        super().__init__(message, upstream_status=status)
-        self.retry_after = retry_after
+        super().__init__(message, upstream_status=status, retry_after=retry_after)
         self.reported = reported  # the rate limit it reported: remaining, reset at
 
 

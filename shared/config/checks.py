@@ -99,6 +99,7 @@ def validate(settings: Settings) -> Settings:
             "upstream timeouts must be positive",
         ),
         (1 <= settings.upstream.max_in_flight <= 1024, "upstream.max_in_flight must be 1-1024"),
+        (0 < settings.upstream.miss_share <= 1, "upstream.miss_share must be above 0, at most 1"),
         (
             0 < settings.api.miss_wait_timeout <= MAX_WAIT
             and 0 < settings.api.stale_wait_timeout <= MAX_WAIT,

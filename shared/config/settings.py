@@ -152,6 +152,11 @@ class UpstreamSettings:
         "Requests to one upstream a worker process has in flight at once (an upstream's "
         "own max_in_flight overrides); also its keep-alive connections", live=True,
     )
+    miss_share: float = option(
+        0.5, "UPSTREAM_MISS_SHARE",
+        "Share of an upstream's request budget misses may spend (0-1]; the rest is kept "
+        "for refreshes. A miss over it is 503 budget_spent with Retry-After", live=True,
+    )
 
 
 @dataclass(frozen=True)

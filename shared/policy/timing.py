@@ -40,10 +40,14 @@ def read_period(ttl: float, ratio: float, idle_timeout: float) -> float:
 
 
 class ReadThrottle:
-    """Lets a process record a read of each resource at most once per ``period`` seconds."""
+    """Lets a process record a read of each resource at most once per ``period`` seconds.
+    It remembers at most ``size`` resources: past that, those whose next record is due
+    anyway are forgotten (the same as never noted), and if that is not enough, all: a
+    read recorded again costs only a little."""
 
-    def __init__(self, period: float) -> None:
+    def __init__(self, period: float, size: int = 50_000) -> None:
         self.period = period
+        self.size = size
         self._next: dict[str, float] = {}
 
     def pending(self, resources: Iterable[str], now: float) -> bool:
@@ -52,6 +56,10 @@ class ReadThrottle:
 
     def due(self, resources: Iterable[str], now: float) -> list[str]:
         due = [r for r in resources if self._next.get(r, 0.0) <= now]
+        if due and len(self._next) >= self.size:
+            self._next = {r: at for r, at in self._next.items() if at > now}
+            if len(self._next) >= self.size:
+                self._next = {}
         for resource in due:
             self._next[resource] = now + self.period
         return due

@@ -13,13 +13,19 @@ from shared.store.keys import Keys
 # ahead of now. Otherwise its slot is reserved for when it will be, tat moves on, and the
 # resource's reservation is kept: when it comes back then it goes without paying again,
 # so a costly refresh (many pages) is never starved by cheap ones.
+# Misses have a bucket of their own in the same hash ("miss_tat"), filled at their share
+# of the rate: a miss over it is refused at once, without a reservation and without
+# moving the schedule (a refused miss costs nothing), and what a miss spends is also
+# charged to the refreshes' bucket (forced), so refreshes make room for it.
 # KEYS[1]: the budget hash. ARGV: now (ms), ms a request costs (1 / rate), burst (ms),
-# cost (requests), force (1: spend regardless, into debt: misses, corrections),
-# resource. Returns the ms to wait (0: go).
+# cost (requests), force (1: spend regardless, into debt: corrections), resource,
+# bucket ("tat", or "miss_tat": no reservations). Returns the ms to wait (0: go).
 _SPEND = """
 local now, per, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local cost, force, mine = tonumber(ARGV[4]), ARGV[5] == '1', 'r:' .. ARGV[6]
-local reserved = tonumber(redis.call('HGET', KEYS[1], mine))
+local bucket = ARGV[7]
+local reserving = bucket == 'tat'
+local reserved = reserving and tonumber(redis.call('HGET', KEYS[1], mine))
 if reserved and not force then
   if reserved <= now then
     redis.call('HDEL', KEYS[1], mine)
@@ -27,13 +33,17 @@ if reserved and not force then
   end
   return reserved - now
 end
-local tat = math.max(tonumber(redis.call('HGET', KEYS[1], 'tat')) or now, now)
+local tat = math.max(tonumber(redis.call('HGET', KEYS[1], bucket)) or now, now)
 local after = math.max(tat + cost * per, now)
-redis.call('HSET', KEYS[1], 'tat', tostring(after))
 if force or after - now <= burst then
+  redis.call('HSET', KEYS[1], bucket, tostring(after))
   return 0
 end
 local start = math.ceil(after - burst)
+if not reserving then
+  return start - now
+end
+redis.call('HSET', KEYS[1], bucket, tostring(after))
 redis.call('HSET', KEYS[1], mine, tostring(start))
 return start - now
 """
@@ -46,15 +56,17 @@ class UpstreamBudget:
         self._spend = client.register_script(_SPEND)
 
     def spend(self, upstream: str, resource: str, cost: float, rate: float, now: float,
-              force: bool = False) -> float:
+              force: bool = False, miss: bool = False) -> float:
         """Spend ``cost`` requests of the budget filled at ``rate`` a second for a
         refresh of ``resource``: 0 to go now, else the seconds until its reserved turn.
-        ``force`` spends regardless (a miss; a correction, negative for a refund)."""
+        ``force`` spends regardless (a miss's requests; a correction, negative for a
+        refund). ``miss``: from the misses' bucket (``rate`` is their share): 0 to go,
+        else the seconds until it would go, nothing spent or reserved."""
         if rate <= 0:
             return 0.0 if force else float("inf")
         wait_ms = self._spend(keys=[self.keys.budget(upstream)], args=[
             int(now * 1000), repr(1000 / rate), repr(capacity(rate) / rate * 1000),
-            repr(cost), 1 if force else 0, resource])
+            repr(cost), 1 if force else 0, resource, "miss_tat" if miss else "tat"])
         return int(wait_ms) / 1000
 
     def observe(self, upstream: str, remaining: int, reset_at: float) -> None:

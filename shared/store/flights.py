@@ -141,6 +141,7 @@ class Outcome:
     code: str = "ok"
     message: str = ""
     upstream_status: int | None = None
+    retry_after: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -148,19 +149,21 @@ class Outcome:
 
     @classmethod
     def failed(cls, error: CachedProxyError) -> Outcome:
-        return cls(error.code, error.message, error.upstream_status)
+        return cls(error.code, error.message, error.upstream_status, error.retry_after)
 
     def error(self) -> CachedProxyError:
-        return from_code(self.code, self.message, self.upstream_status)
+        return from_code(self.code, self.message, self.upstream_status, self.retry_after)
 
     def encode(self) -> str:
-        return json.dumps(
-            {"code": self.code, "message": self.message, "upstream_status": self.upstream_status})
+        return json.dumps({"code": self.code, "message": self.message,
+                           "upstream_status": self.upstream_status,
+                           "retry_after": self.retry_after})
 
     @classmethod
     def decode(cls, raw: bytes | str) -> Outcome:
         value = json.loads(raw)
-        return cls(value["code"], value["message"], value.get("upstream_status"))
+        return cls(value["code"], value["message"], value.get("upstream_status"),
+                   value.get("retry_after"))
 
 
 @dataclass(frozen=True)

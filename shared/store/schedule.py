@@ -1,13 +1,17 @@
 """The refresh schedule in Redis: which live resource to refresh when.
 
+A resource joins the live set when it is read a second time within the idle timeout
+(``record_reads``): a miss's fetch alone does not put it there, so a client reading
+thousands of ids once each buys no refreshes. Configured resources are always live.
+
 ``schedule`` scores each live resource by its next refresh time; ``reads`` by when a
 client last read it. Beat's tick calls ``claim``: one script, timed by Redis ``TIME``,
 that puts configured resources back if they are missing (after Redis lost its data),
 drops resources nobody read for the idle timeout (a resource with no read on record
-starts that clock now), and leases the ones due by the next tick by moving their score
-past the lease, so a second beat or a tick that overlaps claims nothing twice. Claiming
-one tick ahead runs a refresh at most one tick early (refreshes are planned at 80 % of
-the TTL) instead of up to one tick late.
+starts that clock now) and the reads of resources never admitted, and leases the ones
+due by the next tick by moving their score past the lease, so a second beat or a tick
+that overlaps claims nothing twice. Claiming one tick ahead runs a refresh at most one
+tick early (refreshes are planned at 80 % of the TTL) instead of up to one tick late.
 A refresh that never finishes is claimed again when its lease runs out.
 """
 
@@ -51,7 +55,30 @@ for i = 1, #due, 2 do
     table.insert(claimed, due_at)
   end
 end
+-- Reads of resources never admitted (read once) are forgotten after the idle time.
+local old = redis.call('ZRANGE', KEYS[2], '-inf', now - idle, 'BYSCORE', 'LIMIT', 0, 1000)
+for _, resource in ipairs(old) do
+  if not redis.call('ZSCORE', KEYS[1], resource) then redis.call('ZREM', KEYS[2], resource) end
+end
 return {dropped, claimed}
+"""
+
+
+# A read admits a resource to the live set when it was read before within the idle
+# timeout: one read (a miss) fetches it, a second shows it is wanted. Due at once; the
+# refresh skips it if it was just fetched and plans the next one.
+# KEYS: reads, schedule. ARGV: now (ms), idle (ms), resources. Returns how many joined.
+_READ = """
+local now, idle = tonumber(ARGV[1]), tonumber(ARGV[2])
+local admitted = 0
+for i = 3, #ARGV do
+  local last = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[i]))
+  if last and now - last <= idle then
+    admitted = admitted + redis.call('ZADD', KEYS[2], 'NX', now, ARGV[i])
+  end
+  redis.call('ZADD', KEYS[1], 'GT', now, ARGV[i])
+end
+return admitted
 """
 
 
@@ -81,6 +108,7 @@ class Schedule:
         self.keys = keys
         self._claim = client.register_script(_CLAIM)
         self._pull_in = client.register_script(_PULL_IN)
+        self._read = client.register_script(_READ)
 
     def claim(self, limit: int, lease: float, idle: float, pinned: Sequence[str] = (),
               ahead: float = 0.0) -> tuple[list[str], int]:
@@ -134,16 +162,17 @@ class Schedule:
             pipe.execute()
 
     def succeeded(self, resource: str, at: float,
-                  pipe: redis.client.Pipeline | None = None) -> None:
+                  pipe: redis.client.Pipeline | None = None, admit: bool = True) -> None:
         """A refresh worked: clear its failures and plan the next one (queued on
-        ``pipe``, a transaction the caller executes, if given)."""
+        ``pipe``, a transaction the caller executes, if given). Not ``admit`` (a miss's
+        fetch): planned only if live already; reads admit it (``record_reads``)."""
         if pipe is not None:
             pipe.hdel(self.keys.failures(), resource)
             pipe.hdel(self.keys.paced(), resource)
-            pipe.zadd(self.keys.schedule(), {resource: _ms(at)})
+            pipe.zadd(self.keys.schedule(), {resource: _ms(at)}, xx=not admit)
             return
         with self.redis.pipeline(transaction=True) as own:
-            self.succeeded(resource, at, own)
+            self.succeeded(resource, at, own, admit)
             own.execute()
 
     def drop(self, resource: str) -> None:
@@ -180,8 +209,11 @@ class Schedule:
             pipe.hdel(self.keys.failures(), *[resource for resource, _ in plan])
             pipe.execute()
 
-    def record_reads(self, pipe: redis.client.Pipeline, resources: Sequence[str], now: float
-                     ) -> None:
-        """Queue 'read at ``now``' for resources on a pipeline the caller executes."""
+    def record_reads(self, pipe: redis.client.Pipeline, resources: Sequence[str], now: float,
+                     idle: float) -> None:
+        """Queue 'read at ``now``' for resources on a pipeline the caller executes; one
+        read before within ``idle`` seconds admits a resource to the live set, due now
+        (its refresh then plans the next one)."""
         if resources:
-            pipe.zadd(self.keys.reads(), {r: _ms(now) for r in resources}, gt=True)
+            self._read(keys=[self.keys.reads(), self.keys.schedule()],
+                       args=[_ms(now), _ms(idle), *resources], client=pipe)

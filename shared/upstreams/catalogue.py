@@ -290,7 +290,8 @@ def _section(name: str, title: str, base_url: str, numbers: tuple[int, int, int]
                             f"Seconds {title} responses stay fresh; 0: cache.ttl", live=True)),
         ("budget_per_hour", int, option(
             budget, f"{env}_BUDGET_PER_HOUR",
-            f"Requests an hour refreshes of {title} stay within; 0: no budget", live=True)),
+            f"Requests an hour to {title} stay within, misses spending at most "
+            "upstream.miss_share of it; 0: no budget", live=True)),
         ("max_in_flight", int, option(
             in_flight, f"{env}_MAX_IN_FLIGHT",
             f"Requests to {title} a worker process has in flight at once; "

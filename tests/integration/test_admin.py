@@ -15,7 +15,7 @@ import requests
 from shared.config.settings import PROJECT_DIR
 from shared.store.entry import Entry
 from shared.store.keys import Keys
-from tests.helpers import PREFIX, VIEW, eventually, expected, get
+from tests.helpers import PREFIX, VIEW, eventually, expected, get, make_live
 
 TOKEN = "admin-token-for-tests-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -48,9 +48,10 @@ def test_a_missing_or_wrong_token_is_401_with_www_authenticate(admin, header):
     assert r.json()["error"]["code"] == "unauthorized"
 
 
-def test_entries_are_listed_a_page_at_a_time(admin, api):
+def test_entries_are_listed_a_page_at_a_time(admin, api, store):
     get(f"{api}{VIEW}/team-standup/")
     get(f"{api}{VIEW}/quiet-evening/")
+    make_live(store, PREFIX, "team-standup")
     r = requests.get(f"{admin}/admin/entries", params={"prefix": "c42:"}, headers=AUTH,
                      timeout=10)
     assert r.status_code == 200
@@ -136,6 +137,7 @@ def test_purging_by_tag_takes_every_kind_of_one_event_and_nothing_else(admin, ap
 
 def test_entries_by_upstream_and_live_or_idle_with_their_tags(admin, api, store):
     get(f"{api}{VIEW}/team-standup/")
+    make_live(store, PREFIX, "team-standup")
     store.zrem(Keys(PREFIX).schedule(), "c42:event:team-standup")  # no longer refreshed ahead
 
     def listed(**params: str) -> list[dict]:
@@ -175,6 +177,7 @@ def test_the_command_line_lists_and_purges(api, env, store):
     """`python -m api.admin entries` prints one JSON line an entry; `purge --upstream`
     empties that upstream's entries."""
     get(f"{api}{VIEW}/team-standup/")
+    make_live(store, PREFIX, "team-standup")
 
     def run(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "api.admin", *args], env=env,

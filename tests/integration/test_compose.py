@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-SECRETS = {"C42_TOKEN": "t", "FLOWER_BASIC_AUTH": "ops:pw"}
+SECRETS = {"C42_TOKEN": "t", "FLOWER_BASIC_AUTH": "ops:pw", "API_KEYS": "web:" + "0" * 64}
 LONG_RUNNING = {"redis", "consul", "demo", "worker", "beat", "flower", "api"}
 SENTINEL_PROFILE = {"redis-master", "redis-replica", "sentinel-1", "sentinel-2", "sentinel-3",
                     "worker-a", "worker-b", "api-a", "api-b"}
@@ -50,7 +50,8 @@ def test_published_ports_are_loopback_only():
 
 
 def test_no_secret_has_a_default():
-    """Without the upstream token or Flower's login, compose refuses to start."""
+    """Without the upstream token, Flower's login or an API key, compose refuses to
+    start."""
     for missing in SECRETS:
         result = compose_config({k: v for k, v in SECRETS.items() if k != missing})
         assert result.returncode != 0 and missing in result.stderr

@@ -146,6 +146,10 @@ schema = schemathesis.openapi.from_dict(openapi.spec())
 def test_api_honours_its_openapi_description(case, api):
     """For generated inputs the API never answers 5xx, and every answer matches the
     OpenAPI description (status, headers, body). /readyz's 503 is its documented answer
-    while not ready (this stack runs no beat), so there only the description is checked."""
-    excluded = [not_a_server_error] if case.operation.path == "/readyz" else []
-    case.call_and_validate(base_url=api, excluded_checks=excluded)
+    while not ready (this stack runs no beat), and so is 503 budget_spent for generated
+    names missed faster than misses may spend the upstream's budget (GitHub's demo
+    reports its limit as GitHub does): there only the description is checked."""
+    response = case.call(base_url=api)
+    promised = case.operation.path == "/readyz" or (
+        response.status_code == 503 and b'"budget_spent"' in response.content)
+    case.validate_response(response, excluded_checks=[not_a_server_error] if promised else [])

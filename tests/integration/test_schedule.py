@@ -23,7 +23,7 @@ def schedule(store: redis.Redis) -> Schedule:
 
 def read_now(schedule: Schedule, *resources: str) -> None:
     pipe = schedule.redis.pipeline()
-    schedule.record_reads(pipe, resources, time.time())
+    schedule.record_reads(pipe, resources, time.time(), 600)
     pipe.execute()
 
 
@@ -71,7 +71,7 @@ def test_unread_resources_leave_the_schedule(schedule: Schedule, store):
     schedule.plan("unread", now - 1)
     read_now(schedule, "read")
     pipe = schedule.redis.pipeline()
-    schedule.record_reads(pipe, ["unread"], now - 700)
+    schedule.record_reads(pipe, ["unread"], now - 700, 600)
     pipe.execute()
     claimed, dropped = schedule.claim(limit=10, lease=30, idle=600)
     assert claimed == ["read"] and dropped == 1
@@ -98,10 +98,34 @@ def test_configured_resources_are_added_and_never_dropped(schedule: Schedule, st
 def test_reads_only_move_forward(schedule: Schedule, store):
     """Recording an older read never makes a resource look idle sooner."""
     pipe = schedule.redis.pipeline()
-    schedule.record_reads(pipe, ["r"], 2000.0)
-    schedule.record_reads(pipe, ["r"], 1000.0)
+    schedule.record_reads(pipe, ["r"], 2000.0, 600)
+    schedule.record_reads(pipe, ["r"], 1000.0, 600)
     pipe.execute()
     assert store.zscore(KEYS.reads(), "r") == 2_000_000
+
+
+def test_a_second_read_within_the_idle_time_admits_a_resource(schedule: Schedule, store):
+    """One read records it; a second within the idle time puts it on the schedule, due
+    at once; a read after a longer gap counts as a first again. A miss's fetch plans a
+    resource only if it is live already; reads of resources never admitted are
+    forgotten by the tick after the idle time."""
+    now = time.time()
+    pipe = schedule.redis.pipeline()
+    schedule.record_reads(pipe, ["twice", "once", "gap"], now - 700, 600)
+    schedule.record_reads(pipe, ["twice"], now - 100, 600)
+    schedule.record_reads(pipe, ["gap"], now, 600)
+    pipe.execute()
+    assert store.zscore(KEYS.schedule(), "twice") == pytest.approx((now - 100) * 1000, abs=2)
+    assert store.zscore(KEYS.schedule(), "once") is None
+    assert store.zscore(KEYS.schedule(), "gap") is None
+    schedule.succeeded("once", now + 60, admit=False)
+    schedule.succeeded("twice", now + 60, admit=False)
+    assert store.zscore(KEYS.schedule(), "once") is None
+    assert store.zscore(KEYS.schedule(), "twice") == pytest.approx((now + 60) * 1000, abs=2)
+    schedule.claim(limit=10, lease=30, idle=600)
+    assert store.zscore(KEYS.reads(), "once") is None  # read 700 s ago, never admitted
+    assert store.zscore(KEYS.reads(), "gap") is not None  # read just now
+    assert store.zscore(KEYS.reads(), "twice") is not None  # live
 
 
 def test_failed_refresh_is_postponed_only_while_live(schedule: Schedule, store):

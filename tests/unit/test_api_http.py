@@ -18,10 +18,11 @@ from api.reader import Read
 from api.requests_log import RequestLog
 from api.views import BodyCache
 from shared.config.settings import Settings
-from shared.errors import InvalidRequest, NotFound, UpstreamError
+from shared.errors import BudgetSpent, InvalidRequest, NotFound, UpstreamError
 from shared.policy.http import http_date
 from shared.policy.serving import Served
 from shared.store.entry import not_found
+from shared.store.flights import Outcome
 from tests.unit.apptools import NOW, StubReader, call, entries
 
 URL = "/events-with-subscriptions/e1/"
@@ -112,6 +113,16 @@ def test_cache_status_says_what_happened(read, expected):
     assert status == 200 and headers["Cache-Status"] == expected
     if read.served in (Served.STALE, Served.STALE_IF_ERROR):
         assert headers["Cache-Control"].startswith("max-age=0,")
+
+
+def test_a_wait_said_by_a_fetch_reaches_the_client_as_retry_after():
+    """A miss refused for its upstream's budget says when to ask again, across the
+    flight's outcome to the waiting request and into Retry-After (whole seconds, up)."""
+    outcome = Outcome.decode(Outcome.failed(BudgetSpent("spent", retry_after=2.2)).encode())
+    status, headers, body = get(error=outcome.error())
+    assert status == 503 and headers["Retry-After"] == "3"
+    assert json.loads(body)["error"]["code"] == "budget_spent"
+    assert "Retry-After" not in get(error=UpstreamError("boom", upstream_status=500))[1]
 
 
 def test_errors_say_how_they_came_about():

@@ -74,6 +74,18 @@ def test_read_throttle_records_each_resource_once_per_period():
     assert throttle.due(["a", "b", "c"], now=10) == ["a", "b"]
 
 
+def test_read_throttle_stays_bounded_forgetting_what_is_due_first():
+    throttle = ReadThrottle(period=10, size=3)
+    assert throttle.due(["a", "b"], 0.0) == ["a", "b"]
+    assert throttle.due(["c"], 5.0) == ["c"]
+    assert throttle.due(["d"], 12.0) == ["d"]  # a and b were due: forgotten, not c
+    assert throttle.due(["c"], 12.0) == [] and throttle.due(["a"], 12.0) == ["a"]
+    for n in range(10):  # none due: all forgotten at the bound, never more than it
+        throttle.due([f"x{n}"], 13.0)
+        assert len(throttle._next) <= 3
+    assert throttle.due(["x9"], 13.0) == []
+
+
 def test_read_throttle_says_whether_a_read_is_pending_without_noting_it():
     throttle = ReadThrottle(period=10)
     assert throttle.pending(["a"], now=0) and throttle.pending(["a"], now=0)

@@ -4,6 +4,7 @@ the view's route gives, and only when the route would serve the copy without Red
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
 
 import pytest
@@ -182,3 +183,14 @@ def test_what_needs_redis_goes_to_a_thread_before_answering(path):
     with pytest.raises(NeedsThread):
         call(lambda e, s: app({**e, ON_LOOP: True}, s), path)
     assert reader.asked == []
+
+
+def test_a_refusal_needs_no_bottle_request_context():
+    """Refused on a thread Bottle never served (the bridge's pool, the event loop)."""
+    app = create_app(Reader(), Settings, tracker=Tracking())
+    answers: list[tuple] = []
+    for path in ("/no/such/route", "/events-with-subscriptions/bad.id/"):
+        thread = threading.Thread(target=lambda p=path: answers.append(call(app, p)))
+        thread.start()
+        thread.join(10)
+    assert [a[0] for a in answers] == [404, 400]
