@@ -39,6 +39,7 @@ bench: $(VENV)/.installed
 	@$(ENSURE) redis-server=redis-server wrk=wrk nginx=nginx varnishd=varnish
 	$(BIN)/python -m benchmarks
 	$(BIN)/python -m benchmarks.answers
+	$(BIN)/python -m benchmarks.redis_down
 	$(BIN)/python -m benchmarks.refresh
 	$(BIN)/python -m benchmarks.github
 	$(BIN)/python -m benchmarks.store

@@ -13,6 +13,7 @@ import atexit
 import os
 import shutil
 import tempfile
+from pathlib import Path
 from typing import Any
 
 from granian.constants import HTTPModes, Interfaces
@@ -20,6 +21,7 @@ from granian.http import HTTP1Settings
 from granian.log import LogLevels
 from granian.server import Server
 
+from api.shelf import ENV, Shelf
 from shared.config.live import process_environ, process_settings, set_command_line
 from shared.config.settings import Settings, SettingsError, load_settings
 from shared.policy.access import open_off_loopback
@@ -41,6 +43,16 @@ def load_api() -> Any:
 
     live = process_settings()  # one per server process, following Consul
     return bridged(live.get(), live.get)
+
+
+def _shelf_dir() -> None:
+    """The directory of the copies the server's processes share (api/shelf.py), made
+    before they start, unless one is given."""
+    if ENV not in os.environ:
+        path = tempfile.mkdtemp(prefix="cachedproxy-shelf-")
+        os.environ[ENV] = path
+        atexit.register(shutil.rmtree, path, ignore_errors=True)
+    Shelf.prepare(Path(os.environ[ENV]))
 
 
 def _metrics_dir() -> None:
@@ -114,6 +126,7 @@ def main(argv: list[str] | None = None) -> None:
             "API_REQUIRE_KEYS=off to serve anyone who can connect"))
     configure_logging(settings.log.level)
     _metrics_dir()
+    _shelf_dir()
     server(settings).serve()
 
 

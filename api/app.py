@@ -27,6 +27,7 @@ from api.metrics import renderer
 from api.reader import Enqueue, Reader
 from api.requests_log import ROUTE, RequestLog
 from api.responses import JSON_TYPE, encode, error_body, json_response
+from api.shelf import Shelf
 from api.views import Views, error_response
 from shared.config.settings import MAX_WAIT, Settings
 from shared.errors import CachedProxyError, StoreUnavailable
@@ -126,12 +127,13 @@ def create_app(
     metrics: Callable[[], tuple[bytes, str]] | None = None,
     admin: bottle.Bottle | None = None,
     tracker: Tracker | None = None,
+    shelf: Shelf | None = None,
 ) -> Api:
     """The app; ``current`` gives the settings in force now (they may change live);
     ``readiness`` checks Redis, workers and beat for /readyz; ``admin`` is mounted at
     /admin/ (api/admin.py); with a ``tracker`` of entry changes, fresh views are served
     from this process's copies without Redis (api/local.py)."""
-    pages = Views(reader, current, tracker)
+    pages = Views(reader, current, tracker, shelf)
     app = Api(pages)
 
     for view in views():
@@ -258,6 +260,7 @@ def served(
         misses=MissLimit(limiter, lambda: current().access, time.time),
     )
     tracker = Tracker(client, keys.entry(""), lambda _: None)
+    shelf = Shelf.from_environ()  # the copies of the server's processes (api/shelf.py)
 
     def build() -> Api:
         return create_app(
@@ -270,6 +273,7 @@ def served(
                                             {"on_demand": True}),
                       current, reader.clock),
             tracker,
+            shelf,
         )
 
     api = build()

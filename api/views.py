@@ -29,6 +29,7 @@ from api.local import Copies, Copy, Key, Outage, Tracker
 from api.reader import Read, Reader
 from api.requests_log import ROUTE, SERVED
 from api.responses import JSON_TYPE, encode, json_response
+from api.shelf import Shelf
 from shared.config.settings import Settings
 from shared.errors import CachedProxyError, InvalidRequest, NotFound, StoreUnavailable
 from shared.policy import http
@@ -132,6 +133,11 @@ def error_response(error: CachedProxyError, negative_ttl: float = 0) -> bottle.H
     return json_response(error.status, error.body(), {**headers, **error.headers})
 
 
+def _shelved_part(copy: Copy) -> tuple[str, float, float]:
+    """What the shelf holds of a copy that may change while it is kept."""
+    return copy.etag, copy.fresh_until, copy.checked_at
+
+
 def _values(view: View, raw: dict[str, str], query: str) -> dict[str, Any]:
     """The view's parameters, validated. A read-through path that is not exactly an
     allowlisted one (an invalid value, any query string) is a 404, as any other path."""
@@ -157,10 +163,11 @@ class Views:
     Redis and, with a ``tracker`` of entry changes, hits from the copies without Redis."""
 
     def __init__(self, reader: Reader, current: Callable[[], Settings],
-                 tracker: Tracker | None = None) -> None:
+                 tracker: Tracker | None = None, shelf: Shelf | None = None) -> None:
         self.reader = reader
         self.current = current
         self.tracker = tracker
+        self.shelf = shelf or Shelf(None)
         self.bodies = BodyCache(BODY_CACHE_SIZE)
         self.copies, self.outage = Copies(), Outage()
         self.paths: OrderedDict[str, Path] = OrderedDict()
@@ -198,10 +205,15 @@ class Views:
 
     def keep(self, key: Key, made: Copy, body: Callable[[], bytes]) -> None:
         """Note a view served from Redis in this process's copies: its copy takes the new
-        freshness if of the same data, else ``made`` (without its body) is stored with it."""
+        freshness if of the same data, else ``made`` (without its body) is stored with it.
+        A copy new or newly refreshed is shelved for the server's other processes."""
+        before = self.copies.get(key)
         if not self.copies.touch(key, made.etag, made.fresh_until, made.checked_at,
                                  made.session):
             self.copies.put(key, dataclasses.replace(made, body=body()))
+        kept = self.copies.get(key)
+        if kept is not None and (before is None or _shelved_part(before) != _shelved_part(kept)):
+            self.shelf.put(key, kept)
 
     def negative_headers(self) -> list[tuple[str, str]]:
         """A remembered 404's headers, as ``error_response`` gives them."""
@@ -315,8 +327,12 @@ class Views:
         self.outage.failed(self.reader.clock())
 
     def without_store(self, key: Key, error: CachedProxyError) -> bottle.HTTPResponse:
-        """Redis is unreachable: this process's copy of the view if still usable."""
+        """Redis is unreachable: this process's copy of the view, or the one another
+        process of the server shelved if more recent, if still usable."""
         copy = self.copies.get(key)
+        shelved = self.shelf.get(key)
+        if shelved is not None and (copy is None or shelved.checked_at > copy.checked_at):
+            copy = shelved
         if copy is None or not copy_usable(copy.fresh_until, self.reader.clock(),
                                            self.current().cache.stale_if_error):
             bottle.request.environ[SERVED] = Served.ERROR
