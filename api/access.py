@@ -216,23 +216,23 @@ class MissLimit:
         self.current = current
         self.clock = clock
 
-    def applies(self, client: str | None) -> bool:
-        """Whether ``client`` (as Access names it; None: unnamed) has a miss limit."""
-        return bool(self._limits(client))
-
-    def admit(self, client: str | None) -> None:
-        """Count a request of ``client`` that would start a fetch, or raise
-        TooManyRequests (429, with Retry-After) if it is over its limit."""
+    def admit(self, client: str | None, leads: Callable[[], bool]) -> None:
+        """Count a request of ``client`` (as Access names it; None: no limit) if it
+        ``leads`` a fetch, or raise TooManyRequests (429, with Retry-After) if it is over
+        its limit: at once while a refusal stands, without asking Redis anything."""
         limits = self._limits(client)
         if not limits or client is None or self.limiter is None:
             return
         now = self.clock()
-        try:
-            windows = self.limiter.refused(MISSES + client, limits, now) or self.limiter.hit(
-                MISSES + client, limits, now)
-        except redis.RedisError as exc:
-            _unavailable(exc)
-            return
+        windows = self.limiter.refused(MISSES + client, limits, now)
+        if windows is None:
+            try:
+                if not leads():
+                    return
+                windows = self.limiter.hit(MISSES + client, limits, now)
+            except redis.RedisError as exc:
+                _unavailable(exc)
+                return
         if windows is not None:
             raise too_many("miss rate limit exceeded: too many requests for data not cached",
                            windows)

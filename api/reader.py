@@ -66,19 +66,13 @@ FALLBACK_ERRORS = (UpstreamError, FetchTimeout, FetchFailed, BudgetSpent, TooMan
 class MissGate(Protocol):
     """A client's limit on requests that start a fetch (api/access.py's ``MissLimit``)."""
 
-    def applies(self, client: str | None) -> bool:
-        """Whether ``client``'s misses are limited."""
-
-    def admit(self, client: str | None) -> None:
-        """Count a request of ``client`` that would start a fetch, or raise
+    def admit(self, client: str | None, leads: Callable[[], bool]) -> None:
+        """Count a request of ``client`` if it ``leads`` a fetch, or raise
         TooManyRequests."""
 
 
 class NoMissLimit:
-    def applies(self, client: str | None) -> bool:
-        return False
-
-    def admit(self, client: str | None) -> None:
+    def admit(self, client: str | None, leads: Callable[[], bool]) -> None:
         pass
 
 
@@ -185,8 +179,7 @@ class Reader:
         self.entries.redis.ping()
 
     def _fetch(self, resources: Sequence[str], wait: float, client: str | None) -> bool:
-        if self.misses.applies(client) and not all(self.flights.held(resources)):
-            self.misses.admit(client)  # this read would start a fetch
+        self.misses.admit(client, lambda: not all(self.flights.held(resources)))
         flights = self._join(resources, self.current().api.miss_wait_timeout)
         self._lead([f for f in flights if f.leader])
         deadline = time.monotonic() + wait

@@ -59,20 +59,10 @@ def scrape(api: str) -> Samples:
     return samples
 
 
-def read_before(store: redis.Redis, prefix: str, *event_ids: str) -> None:
-    """Record a read of these events' views a second ago, as another API process would
-    have: the next read an API records admits their resources to the live set (a test
-    cannot wait out a process's read period for its own second read)."""
-    resources = [f"c42:{kind}:{e}" for e in event_ids for kind in ("event", "subscriptions")]
-    with store.pipeline() as pipe:
-        Schedule(store, Keys(prefix)).record_reads(pipe, resources, time.time() - 1, 3600)
-        pipe.execute()
-
-
 def make_live(store: redis.Redis, prefix: str, *event_ids: str) -> None:
-    """Put these events' views on the refresh schedule, due in a minute, as their second
-    read would (for tests of what follows, on an API whose read record may be throttled
-    by an earlier test's read)."""
+    """Put these events' views on the refresh schedule, due now, as their second read
+    would (a test cannot wait out an API process's read period, nor know whether an
+    earlier test's read started it)."""
     schedule = Schedule(store, Keys(prefix))
     for resource in (f"c42:{kind}:{e}" for e in event_ids for kind in ("event", "subscriptions")):
-        schedule.plan(resource, time.time() + 60)
+        schedule.plan(resource, time.time())

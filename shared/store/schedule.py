@@ -1,8 +1,10 @@
 """The refresh schedule in Redis: which live resource to refresh when.
 
 A resource joins the live set when it is read a second time within the idle timeout
-(``record_reads``): a miss's fetch alone does not put it there, so a client reading
-thousands of ids once each buys no refreshes. Configured resources are always live.
+with its data stored (``record_reads``): a miss's fetch alone does not put it there, so
+a client reading thousands of ids once each buys no refreshes, nor one reading ids
+upstream does not have, or whose misses were refused, twice. Configured resources are
+always live.
 
 ``schedule`` scores each live resource by its next refresh time; ``reads`` by when a
 client last read it. Beat's tick calls ``claim``: one script, timed by Redis ``TIME``,
@@ -65,15 +67,17 @@ return {dropped, claimed}
 
 
 # A read admits a resource to the live set when it was read before within the idle
-# timeout: one read (a miss) fetches it, a second shows it is wanted. Due at once; the
-# refresh skips it if it was just fetched and plans the next one.
-# KEYS: reads, schedule. ARGV: now (ms), idle (ms), resources. Returns how many joined.
+# timeout and its data is stored (a 200): one read (a miss) fetches it, a second shows it
+# is wanted. Not an id upstream does not have, nor one whose miss was refused. Due at
+# once; the refresh skips it if it was just fetched and plans the next one.
+# KEYS: reads, schedule, then each resource's entry. ARGV: now (ms), idle (ms), then the
+# resources. Returns how many joined.
 _READ = """
 local now, idle = tonumber(ARGV[1]), tonumber(ARGV[2])
 local admitted = 0
 for i = 3, #ARGV do
   local last = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[i]))
-  if last and now - last <= idle then
+  if last and now - last <= idle and redis.call('HGET', KEYS[i], 'status') == '200' then
     admitted = admitted + redis.call('ZADD', KEYS[2], 'NX', now, ARGV[i])
   end
   redis.call('ZADD', KEYS[1], 'GT', now, ARGV[i])
@@ -212,8 +216,9 @@ class Schedule:
     def record_reads(self, pipe: redis.client.Pipeline, resources: Sequence[str], now: float,
                      idle: float) -> None:
         """Queue 'read at ``now``' for resources on a pipeline the caller executes; one
-        read before within ``idle`` seconds admits a resource to the live set, due now
-        (its refresh then plans the next one)."""
+        read before within ``idle`` seconds admits a resource whose data is stored to
+        the live set, due now (its refresh then plans the next one)."""
         if resources:
-            self._read(keys=[self.keys.reads(), self.keys.schedule()],
+            self._read(keys=[self.keys.reads(), self.keys.schedule(),
+                             *(self.keys.entry(r) for r in resources)],
                        args=[_ms(now), _ms(idle), *resources], client=pipe)

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from tests.harness import Demo, Stack
-from tests.helpers import PREFIX, VIEW, eventually, get, read_before
+from tests.helpers import PREFIX, VIEW, eventually, get, make_live
 
 
 def test_a_stale_read_of_a_busy_upstream_is_answered_and_left_to_the_schedule(
@@ -23,9 +23,9 @@ def test_a_stale_read_of_a_busy_upstream_is_answered_and_left_to_the_schedule(
         stack.worker("busy", concurrency=4)
         stack.beat()
         api = stack.api()
-        read_before(stack.store, PREFIX, "launch-party", "team-standup")
-        for event_id in ("launch-party", "team-standup"):  # read again: live
+        for event_id in ("launch-party", "team-standup"):
             assert get(f"{api}{VIEW}/{event_id}/").status_code == 200
+        make_live(stack.store, PREFIX, "launch-party", "team-standup")  # as read again
         demo.upstream.set_latency(3)
         demo.upstream.peak_in_flight(reset=True)
         try:

@@ -19,7 +19,7 @@ from shared.config.settings import Settings
 from shared.store.entry import Entry
 from shared.store.keys import Keys
 from tests.harness import Stack
-from tests.helpers import VIEW, eventually, read_before
+from tests.helpers import VIEW, eventually, make_live
 from tests.integration.fake_consul import FakeConsul
 from tests.integration.shop import with_shop
 
@@ -206,7 +206,7 @@ def test_live_ttl_change_reaches_worker_and_api(consul, consul_env, started, con
     try:
         first = requests.get(f"{api}{VIEW}/team-standup/", timeout=10)
         assert 55 <= max_age(first) <= 60  # config.ini's ttl
-        read_before(store, CONSUL_PREFIX, "board-meeting")  # read again now: live
+        make_live(store, CONSUL_PREFIX, "board-meeting")  # wanted: its fetch plans the next
         requests.get(f"{api}{VIEW}/board-meeting/", timeout=10)  # not asked for again
 
         def board_due() -> float:

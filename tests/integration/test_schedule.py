@@ -106,18 +106,21 @@ def test_reads_only_move_forward(schedule: Schedule, store):
 
 def test_a_second_read_within_the_idle_time_admits_a_resource(schedule: Schedule, store):
     """One read records it; a second within the idle time puts it on the schedule, due
-    at once; a read after a longer gap counts as a first again. A miss's fetch plans a
+    at once, if its data is stored (not a remembered 404, not a miss refused); a read
+    after a longer gap counts as a first again. A miss's fetch plans a
     resource only if it is live already; reads of resources never admitted are
     forgotten by the tick after the idle time."""
     now = time.time()
+    for resource, status in (("twice", 200), ("once", 200), ("gap", 200), ("gone", 404)):
+        store.hset(KEYS.entry(resource), "status", status)
     pipe = schedule.redis.pipeline()
-    schedule.record_reads(pipe, ["twice", "once", "gap"], now - 700, 600)
-    schedule.record_reads(pipe, ["twice"], now - 100, 600)
+    schedule.record_reads(pipe, ["twice", "once", "gap", "gone", "never"], now - 700, 600)
+    schedule.record_reads(pipe, ["twice", "gone", "never"], now - 100, 600)
     schedule.record_reads(pipe, ["gap"], now, 600)
     pipe.execute()
     assert store.zscore(KEYS.schedule(), "twice") == pytest.approx((now - 100) * 1000, abs=2)
-    assert store.zscore(KEYS.schedule(), "once") is None
-    assert store.zscore(KEYS.schedule(), "gap") is None
+    for not_admitted in ("once", "gap", "gone", "never"):  # no data stored: gone, never
+        assert store.zscore(KEYS.schedule(), not_admitted) is None, not_admitted
     schedule.succeeded("once", now + 60, admit=False)
     schedule.succeeded("twice", now + 60, admit=False)
     assert store.zscore(KEYS.schedule(), "once") is None

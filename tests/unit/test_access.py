@@ -270,22 +270,29 @@ def test_a_refusal_known_to_stand_is_answered_without_redis_until_the_window_fre
 
 @pytest.mark.parametrize(("allow", "refused"), [(True, False), (False, True)])
 def test_the_miss_limit_counts_each_admitted_miss_and_refuses_over_it(allow, refused):
-    strategy = MovingWindow(allow)
+    strategy, asked = MovingWindow(allow), []
+
+    def leads(answer: bool):
+        return lambda: asked.append(answer) or answer
+
     misses = MissLimit(limiter_over(strategy),
                        lambda: AccessSettings(miss_rate_limit="5/second"), lambda: 100.0)
-    assert misses.applies("key:web") and not misses.applies(None)
+    misses.admit("key:web", leads(False))  # joins a fetch under way: not counted
+    assert strategy.asked == 0 and asked == [False]
     if refused:
-        with pytest.raises(TooManyRequests) as caught:
-            misses.admit("key:web")
-        assert caught.value.headers["Retry-After"] == "30"
-        assert "miss rate limit" in caught.value.message
+        for _ in range(2):  # the second time the standing refusal answers, alone
+            with pytest.raises(TooManyRequests) as caught:
+                misses.admit("key:web", leads(True))
+            assert caught.value.headers["Retry-After"] == "30"
+            assert "miss rate limit" in caught.value.message
+        assert asked == [False, True]
     else:
-        misses.admit("key:web")
+        misses.admit("key:web", leads(True))
     assert strategy.asked == 1
     unlimited = MissLimit(limiter_over(strategy), AccessSettings, lambda: 100.0)
-    assert not unlimited.applies("key:web")
-    unlimited.admit("key:web")
-    assert strategy.asked == 1
+    unlimited.admit("key:web", leads(True))
+    misses.admit(None, leads(True))  # no client named: not limited
+    assert strategy.asked == 1 and len(asked) == 2
 
 
 def test_a_limiter_without_redis_lets_requests_through_and_counts_them():
