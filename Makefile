@@ -40,6 +40,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python -m benchmarks
 	$(BIN)/python -m benchmarks.answers
 	$(BIN)/python -m benchmarks.redis_down
+	$(BIN)/python -m benchmarks.admission
 	$(BIN)/python -m benchmarks.refresh
 	$(BIN)/python -m benchmarks.github
 	$(BIN)/python -m benchmarks.store
