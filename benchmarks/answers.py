@@ -138,7 +138,7 @@ def main() -> int:
         redis_port = free_port()
         procs.append(start_redis(work / "redis", redis_port, appendonly=False))
         env = isolated_env(work, f"redis://127.0.0.1:{redis_port}/0", base_url, upstream.token,
-                           API_KEYS=f"{reader_line},{flooder_line}")
+                           API_KEYS=f"{reader_line},{flooder_line}", API_REQUIRE_KEYS="on")
         logs = (work / "processes.log").open("w")
         quiet = {"stdout": logs, "stderr": subprocess.STDOUT}
         worker = celery(env, "worker", "--without-mingle", "--without-gossip", **quiet)
