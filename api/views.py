@@ -45,6 +45,7 @@ BODY_CACHE_SIZE = 1024  # encoded view bodies kept per process, by ETag
 PATHS = 8192  # request paths whose view this process remembers, for hits from copies
 NEGATIVE_ETAG = ""  # a remembered 404's copy has no ETag (none is sent with a 404)
 NEGATIVE_HIT = http.cache_status(CACHE, ["hit"])
+REVALIDATING = 1.0  # seconds between requests sent to revalidate a stale remembered 404
 
 StartResponse = Callable[..., Any]
 
@@ -171,6 +172,7 @@ class Views:
         self.bodies = BodyCache(BODY_CACHE_SIZE)
         self.copies, self.outage = Copies(), Outage()
         self.paths: OrderedDict[str, Path] = OrderedDict()
+        self._revalidating: dict[Key, float] = {}  # stale remembered 404s asked again
         self._paths_lock = threading.Lock()
         if tracker is not None:
             tracker.on_change = self.copies.drop
@@ -247,6 +249,26 @@ class Views:
             return None
         return copy if self.copies.get(key) is copy else None  # notices applied may drop it
 
+    def revalidating_404(self, path: Path, now: float) -> Copy | None:
+        """A remembered 404 gone stale (within stale-while-revalidate) while one request
+        went the route's way and asked for it again: its copy, to answer the others on
+        the event loop until the new entry's notice drops it, as the route would answer
+        them meanwhile. None for the request that should go (one per REVALIDATING s)."""
+        copy, tracker = self.copies.get(path.key), self.tracker
+        window = self.current().cache.stale_while_revalidate
+        if (tracker is None or copy is None or copy.status != 404 or not copy.session
+                or not copy.fresh_until <= now < copy.fresh_until + window
+                or self.reader.reads.pending(path.resources, now)
+                or tracker.current(now, blocking=False) != copy.session):
+            return None
+        asked = self._revalidating.get(path.key)
+        if asked is None or now - asked >= REVALIDATING:
+            if len(self._revalidating) >= PATHS:
+                self._revalidating.clear()
+            self._revalidating[path.key] = now  # this request goes, on a thread
+            return None
+        return copy if self.copies.get(path.key) is copy else None
+
     def hit(self, environ: dict[str, Any], start_response: StartResponse
             ) -> Iterable[bytes] | None:
         """A request for a path served before, answered from its current copy as the route
@@ -259,7 +281,13 @@ class Views:
         now = self.reader.clock()
         copy = self.current_copy(path.key, path.resources, now, ON_LOOP not in environ)
         if copy is None:
-            return None
+            stale = self.revalidating_404(path, now) if ON_LOOP in environ else None
+            if stale is None:
+                return None
+            environ[ROUTE] = path.rule  # as the route answers a stale remembered 404
+            start_response("404 Not Found", [("Content-Type", JSON_TYPE),
+                                             ("Content-Length", str(len(stale.body)))])
+            return [] if method == "HEAD" else [stale.body]
         environ[ROUTE] = path.rule
         if copy.status == 404:
             environ[SERVED] = Served.NEGATIVE

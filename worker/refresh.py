@@ -142,7 +142,8 @@ def _refresh(ctx: WorkerContext, kind: ResourceKind, client: Recorder, resource:
                                retry_after)
         if decision.stored is Stored.NOT_FOUND:
             entry = not_found(now, cache.negative_ttl)
-            ctx.entries.save(resource, entry, keep_until(entry, cache.stale_if_error))
+            ctx.entries.save(resource, entry, keep_until(entry, cache.stale_if_error,
+                                                         cache.stale_while_revalidate))
             ctx.schedule.drop(resource)
             _answered(ctx, kind.upstream)
             log.info("fetched", extra=_fields(resource, started, ahead, outcome="not_found"))
@@ -179,7 +180,7 @@ def _fetch_and_store(ctx: WorkerContext, kind: ResourceKind, client: Recorder, r
         if attempt:
             generation = ctx.entries.generation(resource)
         result = fetch(client, kind, resource, previous, ctx.clock(), ttl)
-        kept = keep_until(result.entry, cache.stale_if_error)
+        kept = keep_until(result.entry, cache.stale_if_error, cache.stale_while_revalidate)
         if not result.changed and not ctx.entries.revalidate(resource, result.entry, kept,
                                                              generation):
             # The entry expired or was purged while upstream said 304: take it whole.

@@ -60,17 +60,23 @@ class Windows:
     stale_if_error: float
 
 
-def _good_until(entry: Entry | None, now: float, grace: float) -> bool:
-    """Fresh, or good data (a 200) at most ``grace`` seconds past its freshness."""
-    return entry is not None and (
-        entry.is_fresh(now) or (entry.status == 200 and now < entry.fresh_until + grace))
+def _good_until(entry: Entry | None, now: float, grace: float, negative: bool = False
+                ) -> bool:
+    """Fresh, or good data (a 200; with ``negative``, a remembered 404 too) at most
+    ``grace`` seconds past its freshness."""
+    return entry is not None and (entry.is_fresh(now) or (
+        (entry.status == 200 or negative) and now < entry.fresh_until + grace))
 
 
 def staleness(entries: Sequence[Entry | None], now: float, windows: Windows) -> Staleness:
     """How usable the parts are: the least usable part decides."""
     if all(e is not None and e.is_fresh(now) for e in entries):
         return Staleness.FRESH
-    if all(_good_until(e, now, windows.stale_while_revalidate) for e in entries):
+    # A remembered 404 is served while it is asked again, as data is: clients asking for
+    # an id upstream does not have do not all wait on that fetch each time it expires.
+    # It never stands in for an upstream failing (stale-if-error).
+    if all(_good_until(e, now, windows.stale_while_revalidate, negative=True)
+           for e in entries):
         return Staleness.REVALIDATE
     if all(_good_until(e, now, windows.stale_if_error) for e in entries):
         return Staleness.FALLBACK

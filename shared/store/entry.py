@@ -116,6 +116,10 @@ def revalidated(entry: Entry, now: float, ttl: float) -> Entry:
     return replace(entry, checked_at=now, fresh_until=now + ttl)
 
 
-def keep_until(entry: Entry, stale_if_error: float) -> float:
-    """When Redis may drop the entry: good data is kept past freshness for revalidation."""
-    return entry.fresh_until + (stale_if_error if entry.status == 200 else 0)
+def keep_until(entry: Entry, stale_if_error: float, stale_while_revalidate: float = 0.0
+               ) -> float:
+    """When Redis may drop the entry: good data is kept past freshness for revalidation
+    and as a fallback, a remembered 404 for revalidation only."""
+    if entry.status == 200:
+        return entry.fresh_until + max(stale_if_error, stale_while_revalidate)
+    return entry.fresh_until + stale_while_revalidate

@@ -137,6 +137,25 @@ def test_negative_cache_hit_says_so(api, demo):
     assert demo.upstream.count("event", "nobody-knows") == 1
 
 
+def test_a_stale_remembered_404_is_answered_while_upstream_is_asked_again(api, demo, store):
+    """Past its freshness (within stale-while-revalidate) a remembered 404 is answered at
+    once while one fetch asks upstream again; then it is a hit again."""
+    assert get(f"{api}{VIEW}/nobody-either/").status_code == 404
+    stale_by(store, "nobody-either", 5)
+    started = time.monotonic()
+    demo.upstream.set_latency(2)
+    try:
+        stale = get(f"{api}{VIEW}/nobody-either/")
+        assert stale.status_code == 404 and time.monotonic() - started < 1.5
+        assert stale.json()["error"]["code"] == "not_found"
+        eventually(lambda: demo.upstream.count("event", "nobody-either") == 2, 10,
+                   "the remembered 404 asked again")
+    finally:
+        demo.upstream.set_latency(0)
+    eventually(lambda: get(f"{api}{VIEW}/nobody-either/").headers.get("Cache-Status") ==
+               "cachedproxy; hit", 10, "a hit again")
+
+
 # The document /openapi.json serves (tests/unit/test_api_http.py checks they are equal).
 schema = schemathesis.openapi.from_dict(openapi.spec())
 

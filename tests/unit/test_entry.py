@@ -73,6 +73,9 @@ def test_good_data_is_kept_past_freshness_but_a_404_is_not():
     """Redis keeps a 200 for stale_if_error past freshness; a negative entry expires."""
     assert keep_until(fetched("d", (), 100.0, 10), stale_if_error=50) == 160.0
     assert keep_until(not_found(100.0, negative_ttl=5), stale_if_error=50) == 105.0
+    # A remembered 404 is kept to be served while it is asked again, never as a fallback.
+    assert keep_until(not_found(100.0, negative_ttl=5), 50, stale_while_revalidate=20) == 125.0
+    assert keep_until(fetched("d", (), 100.0, 10), 50, stale_while_revalidate=80) == 190.0
 
 
 def test_page_validators_apply_only_to_the_same_page_size():

@@ -52,9 +52,12 @@ def negative(past_freshness: float):
         ([None], Staleness.UNUSABLE),
         ([good(-10), None], Staleness.UNUSABLE),  # one part missing: nothing to serve
         ([negative(-5)], Staleness.FRESH),  # a remembered 404 is an answer while fresh
-        ([negative(1)], Staleness.UNUSABLE),  # and never served past it
+        ([negative(1)], Staleness.REVALIDATE),  # served while asked again, as data is
+        ([negative(59.9)], Staleness.REVALIDATE),
+        ([negative(60)], Staleness.UNUSABLE),  # never as a fallback for a failing upstream
         ([good(30), negative(-5)], Staleness.REVALIDATE),
-        ([good(30), negative(1)], Staleness.UNUSABLE),
+        ([good(30), negative(1)], Staleness.REVALIDATE),
+        ([good(100), negative(1)], Staleness.UNUSABLE),
     ],
 )
 def test_staleness(entries, state):

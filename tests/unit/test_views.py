@@ -15,6 +15,7 @@ from api.bridge import ON_LOOP, NeedsThread
 from api.reader import Read
 from api.requests_log import RequestLog
 from shared.config.settings import Settings
+from shared.errors import NotFound
 from shared.policy.http import http_date
 from shared.policy.serving import Served
 from shared.policy.timing import ReadThrottle
@@ -194,3 +195,33 @@ def test_a_refusal_needs_no_bottle_request_context():
         thread.start()
         thread.join(10)
     assert [a[0] for a in answers] == [404, 400]
+
+
+def test_a_stale_remembered_404_is_revalidated_by_one_request_and_answered_for_the_rest():
+    """Past its freshness (within stale-while-revalidate) a remembered 404's copy sends
+    one request a second the route's way, which asks upstream again; the others get on
+    the event loop the answer the route gives a stale remembered 404, until the new
+    entry's notice drops the copy."""
+    reader, tracker, settings = Reader(), Tracking(), Settings()
+    reader.result = Read([not_found(NOW - 10, 60), *entries(120)], Served.NEGATIVE)
+    app = create_app(reader, lambda: settings, tracker=tracker)
+    on_loop = lambda e, s: app({**e, ON_LOOP: True}, s)  # noqa: E731
+    first = call(app, VIEW)
+    assert first[0] == 404 and len(reader.asked) == 1
+    reader.now = NOW + 51  # stale: the negative entry was fresh until NOW + 50
+    # What the route answers now (and it asks upstream again): the view's message.
+    reader.error = NotFound(json.loads(first[2])["error"]["message"])
+    with pytest.raises(NeedsThread):  # the one that goes
+        call(on_loop, VIEW)
+    routed = call(app, VIEW)
+    assert routed[0] == 404 and len(reader.asked) == 2
+    early = call(on_loop, VIEW)
+    assert early[0] == 404 and early[2] == routed[2] and len(reader.asked) == 2
+    assert dict(early[1].lower_items()) == dict(routed[1].lower_items())
+    reader.now = NOW + 52.5  # a second later, the next one goes
+    with pytest.raises(NeedsThread):
+        call(on_loop, VIEW)
+    assert call(on_loop, VIEW)[0] == 404
+    tracker.on_change(["c42:event:e1"])  # the new entry: the copy goes
+    with pytest.raises(NeedsThread):
+        call(on_loop, VIEW)
