@@ -312,7 +312,7 @@ class Views:
         try:
             _values(view, raw, query)
         except (InvalidRequest, NotFound) as exc:
-            return exc
+            return exc.with_traceback(None)  # no frames kept alive (a cycle through them)
         return None
 
     def remember(self, environ: dict[str, Any], key: Key, resources: list[str],
