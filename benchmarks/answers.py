@@ -287,7 +287,8 @@ def main() -> int:
         "answers": dict(answers), "upstream_requests_caused": caused,
         "other_client_p99_ms": during.get("p99_ms"), "other_client_alone_p99_ms":
             alone.get("p99_ms"), "other_client_rps": during.get("rps"),
-        "other_client_alone_rps": alone.get("rps")}
+        "other_client_alone_rps": alone.get("rps"),
+        "other_client_non_2xx_3xx": during.get("non_2xx_3xx", 0)}
     report["distinct_paths"] = {"paths": sent, "api_rss_mb_before": rss_before,
                                 "api_rss_mb_after": rss_after,
                                 "after_vs_before": round(rss_after / rss_before, 3)}
