@@ -49,16 +49,24 @@ def wrk(url: str, seconds: int, connections: int, *headers: str) -> dict[str, fl
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", *sent, url],
         capture_output=True, text=True, check=True,
     ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    result = {"rps": rps}
+    result = parse_wrk(out)
+    if "non_2xx_3xx" in result:
+        raise RuntimeError(f"wrk saw {result['non_2xx_3xx']:g} errors on {url}")
+    return result
+
+
+def parse_wrk(out: str) -> dict[str, float]:
+    """wrk's report as numbers: req/s, requests, p50/p99 in ms, non-2xx/3xx answers."""
+    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore
+              "requests": int(re.search(r"(\d+) requests in", out).group(1))}  # type: ignore
     for pct in ("50", "99"):
         m = re.search(rf"\s{pct}%\s+([\d.]+)(us|ms|s)", out)
         if m:
-            value = float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
-            result[f"p{pct}_ms"] = value
+            result[f"p{pct}_ms"] = round(
+                float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)], 2)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if errors:
-        raise RuntimeError(f"wrk saw {errors.group(1)} errors on {url}")
+        result["non_2xx_3xx"] = int(errors.group(1))
     return result
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import secrets
 import statistics
 import subprocess
@@ -37,7 +36,7 @@ from pathlib import Path
 
 import requests
 
-from benchmarks.__main__ import cpu_seconds, start_nginx
+from benchmarks.__main__ import cpu_seconds, parse_wrk, start_nginx
 from benchmarks.capacity import rss_mb
 from demo.server import API, DemoUpstream, make_demo_server
 from launcher.services import celery, free_port, port_open, wait_for
@@ -99,20 +98,6 @@ def wrk_any(url: str, seconds: int, connections: int, *headers: str,
          *(["--", *args] if args else [])],
         capture_output=True, text=True, check=True).stdout
     return parse_wrk(out)
-
-
-def parse_wrk(out: str) -> dict[str, float]:
-    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore
-              "requests": int(re.search(r"(\d+) requests in", out).group(1))}  # type: ignore
-    for pct in ("50", "99"):
-        m = re.search(rf"\s{pct}%\s+([\d.]+)(us|ms|s)", out)
-        if m:
-            result[f"p{pct}_ms"] = round(
-                float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)], 2)
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if errors:
-        result["non_2xx_3xx"] = int(errors.group(1))
-    return result
 
 
 def main() -> int:
