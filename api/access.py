@@ -10,7 +10,8 @@ response carries. The decisions are in shared/policy/access.py; this is the I/O.
   in Redis with the ``limits`` library's moving window, shared by every API process;
   over the limit: 429 with ``Retry-After``, ``RateLimit`` and ``RateLimit-Policy``. A
   refusal known to stand (the window is full until its oldest request leaves) is
-  answered without Redis. ``access.miss_rate_limit`` counts only the requests that would
+  answered without Redis, on the event loop (``answer``); counting needs a thread.
+  ``access.miss_rate_limit`` counts only the requests that would
   start an upstream fetch, the same way (``MissLimit``, asked by the read path).
   When Redis cannot answer the limiter the request goes through (fail open), counted in
   ``cachedproxy_rate_limit_unavailable_total``.
@@ -18,10 +19,9 @@ response carries. The decisions are in shared/policy/access.py; this is the I/O.
 
 from __future__ import annotations
 
+import enum
 import functools
 import logging
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -31,8 +31,9 @@ from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 from prometheus_client import Counter
 
-from api.bridge import ON_LOOP, NeedsThread
+from api.bridge import Answer
 from api.responses import JSON_TYPE, encode
+from shared.bounded import LRU
 from shared.config.settings import AccessSettings
 from shared.errors import CachedProxyError, TooManyRequests, Unauthorized
 from shared.policy import access
@@ -54,7 +55,16 @@ UNAVAILABLE = Counter("cachedproxy_rate_limit_unavailable",
 REFUSALS_KEPT = 10_000  # clients whose standing refusal a process remembers
 
 StartResponse = Callable[..., Any]
-App = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+Refusal = tuple[CachedProxyError, list[tuple[str, str]]]
+
+
+class Unknown(enum.Enum):
+    """Only Redis can tell whether the request is within its rate limit."""
+
+    NEEDS_REDIS = "needs redis"
+
+
+NEEDS_REDIS = Unknown.NEEDS_REDIS
 
 
 @functools.lru_cache(maxsize=8)
@@ -83,10 +93,7 @@ class Limiter:
         storage = RedisStorage("redis://", connection_pool=client.connection_pool,
                                key_prefix=keys.rate_limits())
         self.strategy = MovingWindowRateLimiter(storage)
-        self.known = known
-        self._refusals: OrderedDict[tuple[Any, str], tuple[float, list[Window]]] = \
-            OrderedDict()
-        self._lock = threading.Lock()
+        self._refusals: LRU[tuple[Any, str], tuple[float, list[Window]]] = LRU(known)
 
     def hit(self, client: str, limits: Sequence[tuple[RateLimitItem, Limit]], now: float
             ) -> list[Window] | None:
@@ -103,18 +110,14 @@ class Limiter:
             windows.append(Window(limit, stats.remaining, stats.reset_time - now))
         exhausted = [w.reset_in for w in windows if w.remaining <= 0]
         if exhausted:
-            with self._lock:
-                self._refusals[(limits, client)] = (now, windows)
-                self._refusals.move_to_end((limits, client))
-                while len(self._refusals) > self.known:
-                    self._refusals.popitem(last=False)
+            self._refusals.put((limits, client), (now, windows))
         return windows
 
     def refused(self, client: str, limits: Sequence[tuple[RateLimitItem, Limit]], now: float
                 ) -> list[Window] | None:
         """The windows of a refusal that still stands (as ``hit`` would give them now),
         or None when only Redis can tell."""
-        known = self._refusals.get((limits, client))
+        known = self._refusals.peek((limits, client))
         if known is None:
             return None
         at, windows = known
@@ -124,7 +127,10 @@ class Limiter:
 
 
 class Access:
-    def __init__(self, app: App, current: Callable[[], AccessSettings], host: str,
+    """The middleware: API keys, rate limits, CORS and the headers every answer carries,
+    before ``app`` (the API; its ``answer`` on the event loop)."""
+
+    def __init__(self, app: Any, current: Callable[[], AccessSettings], host: str,
                  limiter: Limiter | None, clock: Callable[[], float]) -> None:
         self.app = app
         self.current = current  # the access settings in force now (live)
@@ -134,6 +140,18 @@ class Access:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse
                  ) -> Iterable[bytes]:
+        body = self._through(environ, start_response, self.app, blocking=True)
+        assert body is not None  # a WSGI app always answers
+        return body
+
+    def answer(self, environ: dict[str, Any], start_response: StartResponse
+               ) -> Iterable[bytes] | None:
+        """The answer without I/O, or None: counting a rate limit needs Redis, or the
+        app's own ``answer`` has none."""
+        return self._through(environ, start_response, self.app.answer, blocking=False)
+
+    def _through(self, environ: dict[str, Any], start_response: StartResponse, app: Answer,
+                 blocking: bool) -> Iterable[bytes] | None:
         settings = self.current()
         origin = environ.get("HTTP_ORIGIN")
         allowed = origin if origin and origin in _origins(settings.cors_origins) else None
@@ -148,7 +166,9 @@ class Access:
                     ("Access-Control-Allow-Headers",
                      "Authorization, If-None-Match, If-Modified-Since, X-Request-ID"),
                     ("Access-Control-Max-Age", "600")])
-        refused = self._refused(environ, settings)
+        refused = self._refused(environ, settings, blocking)
+        if refused is NEEDS_REDIS:
+            return None
         if refused is not None:
             error, headers = refused
             return _answer(start_response, f"{error.status} {_reason(error.status)}",
@@ -158,10 +178,12 @@ class Access:
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             return start_response(status, headers + extra, exc_info)
 
-        return self.app(environ, start)
+        return app(environ, start)
 
-    def _refused(self, environ: dict[str, Any], settings: AccessSettings
-                 ) -> tuple[CachedProxyError, list[tuple[str, str]]] | None:
+    def _refused(self, environ: dict[str, Any], settings: AccessSettings, blocking: bool
+                 ) -> Refusal | Unknown | None:
+        """The refusal of this request (401, 429), None if it may go on, or NEEDS_REDIS
+        (not ``blocking``) when counting it is a Redis round trip."""
         path = environ.get("PATH_INFO", "")
         if path in OPEN_PATHS or path.startswith("/admin/"):
             return None
@@ -191,8 +213,8 @@ class Access:
         now = self.clock()
         windows = self.limiter.refused(client, limits, now)
         if windows is None:
-            if ON_LOOP in environ:  # counting the request is a Redis round trip
-                raise NeedsThread
+            if not blocking:
+                return NEEDS_REDIS
             try:
                 windows = self.limiter.hit(client, limits, now)
             except redis.RedisError as exc:
@@ -244,6 +266,7 @@ class MissLimit:
 
 
 def too_many(what: str, windows: Sequence[Window]) -> TooManyRequests:
+    """A 429 with the headers that say when to come back (RFC 9110, the RateLimit draft)."""
     headers = access.limited_headers(windows)
     error = TooManyRequests(f"{what}; retry in {headers['Retry-After']} s")
     error.headers = headers
@@ -256,7 +279,7 @@ def _unavailable(exc: redis.RedisError) -> None:
                 extra={"error": type(exc).__name__})
 
 
-def _unauthorized(message: str) -> tuple[CachedProxyError, list[tuple[str, str]]]:
+def _unauthorized(message: str) -> Refusal:
     return Unauthorized(message), [("WWW-Authenticate", 'Bearer realm="cachedproxy"')]
 
 

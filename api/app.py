@@ -21,14 +21,16 @@ from api import openapi
 from api.access import Access, Limiter, MissLimit
 from api.admin import admin_app
 from api.admin import mount as mount_admin
-from api.bridge import ON_LOOP, Bridge, NeedsThread
-from api.local import Tracker
+from api.bridge import Bridge
+from api.copies import Copies
+from api.headers import error_response
 from api.metrics import renderer
 from api.reader import Enqueue, Reader
 from api.requests_log import ROUTE, RequestLog
 from api.responses import JSON_TYPE, encode, error_body, json_response
 from api.shelf import Shelf
-from api.views import Views, error_response
+from api.tracker import Tracker
+from api.views import Views
 from shared.config.settings import MAX_WAIT, Settings
 from shared.errors import CachedProxyError, StoreUnavailable
 from shared.queue import FETCH_TASK, QUEUES, REFRESH_TASK, celery_app
@@ -49,25 +51,24 @@ ADMIN = "/admin/"
 
 
 class Api(bottle.Bottle):
-    """The Bottle app. Before Bottle, it answers what needs no I/O: a hit or a remembered
-    404 from a process's copy, and refusals (no such route, wrong method, parameters a
-    view refuses). On the event loop (api/bridge.py) it answers nothing else but the
-    routes marked ``on_loop``."""
+    """The Bottle app, and its answers without I/O (``answer``, on the event loop: a hit
+    or a remembered 404 from a process's copy, and refusals: no such route, wrong
+    method, parameters a view refuses, each as Bottle would send it)."""
 
     def __init__(self, pages: Views) -> None:
         super().__init__()
         self.pages = pages
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
-                 ) -> Iterable[bytes]:
-        answered = self.pages.hit(environ, start_response)
+    def answer(self, environ: dict[str, Any], start_response: Callable[..., Any]
+               ) -> Iterable[bytes] | None:
+        """The answer without I/O, or None: the request needs Redis (its route reads it,
+        or it is for the admin API, which refuses by its own rules)."""
+        answered = self.pages.hits.answer(environ, start_response)
         if answered is not None:
             return answered
         path = environ["PATH_INFO"].encode("latin-1").decode("utf-8", "ignore")  # as Bottle
-        if path.startswith(ADMIN):  # the admin API refuses by its own rules (api/admin.py)
-            if ON_LOOP in environ:
-                raise NeedsThread
-            return self.wsgi(environ, start_response)
+        if path.startswith(ADMIN):
+            return None
         try:
             route, raw = self.router.match({"REQUEST_METHOD": environ["REQUEST_METHOD"],
                                             "PATH_INFO": path})
@@ -83,8 +84,8 @@ class Api(bottle.Bottle):
                 return _refuse(environ, start_response, f"{error.status} {_reason(error)}",
                                [("Content-Type", JSON_TYPE), *error.headers.items()],
                                error_body(error.status, error.code, error.message))
-        if ON_LOOP in environ and not route.config.get("on_loop"):
-            raise NeedsThread  # its route reads Redis
+        if not route.config.get("on_loop"):
+            return None  # its route reads Redis
         return self.wsgi(environ, start_response)
 
 
@@ -127,13 +128,15 @@ def create_app(
     metrics: Callable[[], tuple[bytes, str]] | None = None,
     admin: bottle.Bottle | None = None,
     tracker: Tracker | None = None,
+    copies: Copies | None = None,
     shelf: Shelf | None = None,
 ) -> Api:
     """The app; ``current`` gives the settings in force now (they may change live);
     ``readiness`` checks Redis, workers and beat for /readyz; ``admin`` is mounted at
-    /admin/ (api/admin.py); with a ``tracker`` of entry changes, fresh views are served
-    from this process's copies without Redis (api/local.py)."""
-    pages = Views(reader, current, tracker, shelf)
+    /admin/ (api/admin.py); with a ``tracker`` of entry changes, which drops the
+    process's ``copies`` as their entries change, fresh views are served from the copies
+    without Redis (api/hits.py)."""
+    pages = Views(reader, current, tracker, copies, shelf)
     app = Api(pages)
 
     for view in views():
@@ -220,21 +223,18 @@ def app_from_settings(
     settings: Settings, current: Callable[[], Settings] | None = None
 ) -> RequestLog:
     """The app wired to Redis and the task queue (``served`` without the bridge)."""
-    return served(settings, current)[0]
+    return served(settings, current)
 
 
 def bridged(settings: Settings, current: Callable[[], Settings] | None = None) -> Bridge:
     """The app as the server runs it: hits on the event loop, the rest on
     ``api.threads`` threads (api/bridge.py)."""
-    app, on_loop = served(settings, current)
-    return Bridge(app, on_loop, settings.api.threads)
+    app = served(settings, current)
+    return Bridge(app, app.answer, settings.api.threads)
 
 
-def served(
-    settings: Settings, current: Callable[[], Settings] | None = None
-) -> tuple[RequestLog, Callable[[dict[str, Any]], bool]]:
-    """Wire the app to Redis and the task queue; call once per server process. Also
-    returns which requests the bridge tries on the event loop first.
+def served(settings: Settings, current: Callable[[], Settings] | None = None) -> RequestLog:
+    """Wire the app to Redis and the task queue; call once per server process.
 
     ``settings`` are those the process started with (connections, prefix); ``current``
     gives the settings in force at each request, when they follow Consul.
@@ -259,7 +259,8 @@ def served(
         waiting,
         misses=MissLimit(limiter, lambda: current().access, time.time),
     )
-    tracker = Tracker(client, keys.entry(""), lambda _: None)
+    copies = Copies()  # the process's copies of views; the tracker drops changed ones
+    tracker = Tracker(client, keys.entry(""), copies.drop)
     shelf = Shelf.from_environ()  # the copies of the server's processes (api/shelf.py)
 
     def build() -> Api:
@@ -273,6 +274,7 @@ def served(
                                             {"on_demand": True}),
                       current, reader.clock),
             tracker,
+            copies,
             shelf,
         )
 
@@ -283,13 +285,7 @@ def served(
     def rebuild() -> None:
         nonlocal api
         api = guarded.app = build()  # the catalogue changed: its routes, in one swap
+        copies.clear()  # views of the old catalogue may be made differently now
 
     subscribe(rebuild)
-    return RequestLog(guarded), may_run_on_loop
-
-
-def may_run_on_loop(environ: dict[str, Any]) -> bool:
-    """Requests without a body are tried on the event loop first: the app answers there
-    whatever needs no I/O (a hit, a remembered 404, a refusal) and raises NeedsThread
-    for the rest before answering."""
-    return environ["REQUEST_METHOD"] in ("GET", "HEAD", "OPTIONS")
+    return RequestLog(guarded)

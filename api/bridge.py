@@ -1,16 +1,12 @@
 """The WSGI app as granian serves it: hits on the event loop, everything else on threads.
 
-granian hands each request to an asyncio event loop (its ASGI interface). A request the
-app can answer without I/O (a hit from the process's copy of its view: api/views.py,
-``Views.hit``) is answered right there, in microseconds. Every other request runs the
-same WSGI app on a pool of ``threads`` threads: a miss waiting on its fetch holds one
-of them and nothing else, so hits never queue behind misses, and the pool's size only
-bounds how many requests may wait on Redis or upstream at once.
-
-Whether a request may run on the loop is for the app to say (``on_loop``); if, once
-running there, it finds it needs I/O after all (the copy was dropped meanwhile, or a
-rate limit must be counted in Redis), it raises ``NeedsThread`` before answering and
-runs again on the pool.
+granian hands each request to an asyncio event loop (its ASGI interface). The app's
+``answer`` is called there first: it answers what needs no I/O (a hit from the process's
+copy of its view, api/hits.py; a refusal) in microseconds, or returns None, before
+starting a response, for anything that needs Redis or upstream. Those run the WSGI app
+itself on a pool of ``threads`` threads: a miss waiting on its fetch holds one of them
+and nothing else, so hits never queue behind misses, and the pool's size only bounds
+how many requests may wait on Redis or upstream at once.
 """
 
 from __future__ import annotations
@@ -28,19 +24,17 @@ from api.responses import encode
 
 log = logging.getLogger(__name__)
 
-ON_LOOP = "cachedproxy.on_loop"  # environ key: the request runs on the event loop
 MAX_BODY = 1024 * 1024  # request bodies over this are refused (413)
 
 Environ = dict[str, Any]
-WsgiApp = Callable[[Environ, Callable[..., Any]], Iterable[bytes]]
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+# Answers without I/O, as the WSGI app would, or None (before starting a response).
+Answer = Callable[[Environ, StartResponse], Iterable[bytes] | None]
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Response = tuple[int, list[tuple[bytes, bytes]], bytes]
-
-
-class NeedsThread(Exception):
-    """Raised by the app, before it answers, for a request on the loop that needs I/O."""
 
 
 def environ_of(scope: Scope, body: bytes) -> Environ:
@@ -84,8 +78,9 @@ def environ_of(scope: Scope, body: bytes) -> Environ:
     return environ
 
 
-def run(app: WsgiApp, environ: Environ) -> Response:
-    """Call the WSGI app; its status, headers (as ASGI wants them) and whole body."""
+def run(app: Answer, environ: Environ) -> Response | None:
+    """Call the WSGI app (or an ``Answer``); its status, headers (as ASGI wants them) and
+    whole body, or None when it did not answer."""
     started: list[Any] = []
 
     def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None
@@ -94,6 +89,8 @@ def run(app: WsgiApp, environ: Environ) -> Response:
         return _no_write
 
     result = app(environ, start_response)
+    if result is None:
+        return None
     try:
         body = b"".join(result)
     finally:
@@ -117,12 +114,12 @@ def _error(status: int, code: str, message: str) -> Response:
 
 
 class Bridge:
-    """An ASGI app running ``app`` (WSGI): on the loop where ``on_loop`` says it may,
-    on ``threads`` threads otherwise."""
+    """An ASGI app: ``answer`` on the loop, and what it leaves, ``app`` (WSGI) on
+    ``threads`` threads."""
 
-    def __init__(self, app: WsgiApp, on_loop: Callable[[Environ], bool], threads: int) -> None:
+    def __init__(self, app: WsgiApp, answer: Answer, threads: int) -> None:
         self.app = app
-        self.on_loop = on_loop
+        self.answer = answer
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="request")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -133,7 +130,7 @@ class Bridge:
             response = _error(413, "payload_too_large", f"request body over {MAX_BODY} bytes")
         else:
             try:
-                response = await self.answer(environ_of(scope, body))
+                response = await self.respond(environ_of(scope, body))
             except Exception:
                 log.exception("request failed outside the app's own error handling")
                 response = _error(500, "internal", "internal error")
@@ -141,14 +138,14 @@ class Bridge:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
 
-    async def answer(self, environ: Environ) -> Response:
-        if self.on_loop(environ):
-            try:
-                return run(self.app, {**environ, ON_LOOP: True})
-            except NeedsThread:
-                environ["wsgi.input"].seek(0)
-        return await asyncio.get_running_loop().run_in_executor(
-            self.pool, run, self.app, environ)
+    async def respond(self, environ: Environ) -> Response:
+        """The response to one request: answered on the loop, or else on a thread."""
+        response = run(self.answer, dict(environ))
+        if response is None:
+            response = await asyncio.get_running_loop().run_in_executor(
+                self.pool, run, self.app, environ)
+        assert response is not None  # a WSGI app always answers
+        return response
 
 
 async def _body(scope: Scope, receive: Receive) -> bytes | None:

@@ -86,6 +86,8 @@ class Asking(enum.Enum):
 
 @dataclass(frozen=True)
 class Read:
+    """What a read of a view's entries gives: the entries to serve, and how."""
+
     entries: list[Entry]
     # HIT, NEGATIVE (a fresh remembered 404: the view is a 404), MISS, COLLAPSED, STALE
     # or STALE_IF_ERROR
@@ -95,10 +97,6 @@ class Read:
     def fresh_for(self, now: float) -> float:
         """Seconds until the first entry stops being fresh; negative once stale."""
         return min(e.fresh_until for e in self.entries) - now
-
-    def age(self, now: float) -> float:
-        """Seconds since upstream last confirmed the oldest part."""
-        return max(now - min(e.checked_at for e in self.entries), 0.0)
 
 
 class Reader:
@@ -121,7 +119,7 @@ class Reader:
         self.enqueue = enqueue
         self.current = current  # the settings in force now; they may change live
         self.waiting_redis = waiting_redis  # socket timeout above the longest wait
-        self.reads = ReadThrottle(0)
+        self.reads = ReadThrottle()  # this process's, shared by its requests
         self.clock = clock
         self.misses = misses or NoMissLimit()
 
@@ -135,9 +133,8 @@ class Reader:
         settings = self.current()
         cache, api = settings.cache, settings.api
         ttl = min(settings.ttl_for(upstream_of(r)) for r in resources)
-        self.reads.period = read_period(ttl, settings.refresh.ratio,
-                                        settings.refresh.idle_timeout)
-        record = self.reads.due(resources, now)
+        record = self.reads.due(resources, now, read_period(
+            ttl, settings.refresh.ratio, settings.refresh.idle_timeout))
         entries = self.entries.read(
             resources, lambda pipe: self.schedule.record_reads(pipe, record, now,
                                                               settings.refresh.idle_timeout))

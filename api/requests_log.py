@@ -16,11 +16,11 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from api import metrics
 from api.access import CLIENT
-from api.bridge import ON_LOOP
+from api.bridge import Answer
 from shared.policy.serving import Served
 from shared.telemetry.logs import log_context
 
@@ -33,16 +33,40 @@ QUIET = (Served.HIT, Served.NEGATIVE)  # answered from the cache as it stands: D
 StartResponse = Callable[..., Any]
 
 
+class Answering(Protocol):
+    """A WSGI app that also answers without I/O where it can (api/bridge.py)."""
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse
+                 ) -> Iterable[bytes]: ...
+
+    def answer(self, environ: dict[str, Any], start_response: StartResponse
+               ) -> Iterable[bytes] | None: ...
+
+
 def request_id(given: str | None) -> str:
+    """The client's request id when it looks like one, else a new one."""
     return given if given and REQUEST_ID_RE.fullmatch(given) else os.urandom(16).hex()
 
 
 class RequestLog:
-    def __init__(self, app: Callable[[dict[str, Any], StartResponse], Iterable[bytes]]) -> None:
+    """The outermost middleware: request id, log line and metrics of every request."""
+
+    def __init__(self, app: Answering) -> None:
         self.app = app
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse
                  ) -> Iterable[bytes]:
+        body = self._logged(environ, start_response, self.app, quiet=False)
+        assert body is not None  # a WSGI app always answers
+        return body
+
+    def answer(self, environ: dict[str, Any], start_response: StartResponse
+               ) -> Iterable[bytes] | None:
+        """The app's answer without I/O (api/bridge.py), logged at DEBUG; or None."""
+        return self._logged(environ, start_response, self.app.answer, quiet=True)
+
+    def _logged(self, environ: dict[str, Any], start_response: StartResponse, app: Answer,
+                quiet: bool) -> Iterable[bytes] | None:
         rid = request_id(environ.get("HTTP_X_REQUEST_ID"))
         started = time.perf_counter()
         seen: dict[str, Any] = {}
@@ -52,14 +76,16 @@ class RequestLog:
             return start_response(status, [*headers, ("X-Request-ID", rid)], exc_info)
 
         with log_context(request_id=rid):
-            body = self.app(environ, start)
+            body = app(environ, start)
+            if body is None:
+                return None
             seconds = time.perf_counter() - started
             status = seen.get("status", 500)
             served = environ.get(SERVED)
             route = str(environ.get(ROUTE) or getattr(environ.get("bottle.route"), "rule",
                                                       "unmatched"))
             metrics.observe(route, environ.get("REQUEST_METHOD", ""), status, served, seconds)
-            level = logging.DEBUG if served in QUIET or ON_LOOP in environ else logging.INFO
+            level = logging.DEBUG if quiet or served in QUIET else logging.INFO
             if log.isEnabledFor(level):
                 log.log(level, "request", extra={
                     "method": environ.get("REQUEST_METHOD"),

@@ -1,6 +1,6 @@
 """The copies of one API server's processes, shelved where each of them can read them.
 
-Each API process keeps its own copies of the views it served (api/local.py), and while
+Each API process keeps its own copies of the views it served (api/copies.py), and while
 Redis is unreachable it answers from them. A client's requests are spread over the
 processes, so a view one process served lately may be unknown to another: the same
 view would be 200 on one connection and 503 on the next. Each process therefore also
@@ -23,7 +23,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from api.local import Copy, Key
+from api.copies import Copy, Key
 
 log = logging.getLogger(__name__)
 

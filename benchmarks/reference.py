@@ -8,6 +8,7 @@ first request (the ceiling of this server stack: no Redis, no work).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from api.__main__ import server
@@ -40,9 +41,14 @@ def reference_app() -> Any:
             constant.append(client.get(key) or b"")  # type: ignore[arg-type]
         return bottle.HTTPResponse(constant[0], 200, headers)
 
-    # The constant body needs no I/O once read: answered on the event loop, as a hit is.
-    return Bridge(app, lambda environ: environ["PATH_INFO"] == "/constant" and bool(constant),
-                  settings.api.threads)
+    def answer(environ: dict[str, Any], start_response: Callable[..., Any]
+               ) -> Iterable[bytes] | None:
+        # The constant body needs no I/O once read: answered on the event loop, as a hit is.
+        if environ["PATH_INFO"] == "/constant" and constant:
+            return app(environ, start_response)
+        return None
+
+    return Bridge(app, answer, settings.api.threads)
 
 
 if __name__ == "__main__":

@@ -40,13 +40,12 @@ def read_period(ttl: float, ratio: float, idle_timeout: float) -> float:
 
 
 class ReadThrottle:
-    """Lets a process record a read of each resource at most once per ``period`` seconds.
-    It remembers at most ``size`` resources: past that, those whose next record is due
-    anyway are forgotten (the same as never noted), and if that is not enough, all: a
-    read recorded again costs only a little."""
+    """Lets a process record a read of each resource at most once per its read period
+    (``read_period``: each view's own). It remembers at most ``size`` resources: past
+    that, those whose next record is due anyway are forgotten (the same as never
+    noted), and if that is not enough, all: a read recorded again costs only a little."""
 
-    def __init__(self, period: float, size: int = 50_000) -> None:
-        self.period = period
+    def __init__(self, size: int = 50_000) -> None:
         self.size = size
         self._next: dict[str, float] = {}
 
@@ -54,14 +53,16 @@ class ReadThrottle:
         """Whether a read of any of these is due to be recorded (nothing is noted)."""
         return any(self._next.get(r, 0.0) <= now for r in resources)
 
-    def due(self, resources: Iterable[str], now: float) -> list[str]:
+    def due(self, resources: Iterable[str], now: float, period: float) -> list[str]:
+        """The resources whose read is due to be recorded now; each is next due in
+        ``period`` seconds."""
         due = [r for r in resources if self._next.get(r, 0.0) <= now]
         if due and len(self._next) >= self.size:
             self._next = {r: at for r, at in self._next.items() if at > now}
             if len(self._next) >= self.size:
                 self._next = {}
         for resource in due:
-            self._next[resource] = now + self.period
+            self._next[resource] = now + period
         return due
 
 

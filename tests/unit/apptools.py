@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from requests.structures import CaseInsensitiveDict
 
 from api.reader import Read
+from shared.policy.timing import ReadThrottle
 from shared.store.entry import Entry, fetched
 
 NOW = 1_800_000_000.0
@@ -23,6 +24,7 @@ class StubReader:
         self.result = read or Read([EVENT, SUBS])
         self.asked: list[Sequence[str]] = []
         self.now = NOW
+        self.reads = ReadThrottle()
 
     def read(self, resources: Sequence[str], not_found: str = "", client: str | None = None
              ) -> Read:
@@ -42,6 +44,21 @@ class StubReader:
 
 def call(app, path: str, method: str = "GET", headers: dict[str, str] | None = None,
          query: str = "") -> tuple[int, CaseInsensitiveDict, bytes]:
+    """The app's answer to one request: status, headers, body."""
+    answered = _call(app, path, method, headers, query)
+    assert answered is not None
+    return answered
+
+
+def on_loop(app, path: str, method: str = "GET", headers: dict[str, str] | None = None,
+            query: str = "") -> tuple[int, CaseInsensitiveDict, bytes] | None:
+    """The app's answer without I/O (``app.answer``, as the event loop asks it), or None
+    when the request needs a thread."""
+    return _call(app.answer, path, method, headers, query)
+
+
+def _call(app, path: str, method: str, headers: dict[str, str] | None, query: str
+          ) -> tuple[int, CaseInsensitiveDict, bytes] | None:
     environ = {
         # PEP 3333: PATH_INFO carries the URL's bytes as latin-1.
         "PATH_INFO": path.encode().decode("latin-1"),
@@ -57,8 +74,11 @@ def call(app, path: str, method: str = "GET", headers: dict[str, str] | None = N
         out["status"] = int(status.split()[0])
         out["headers"] = CaseInsensitiveDict(response_headers)  # names are case-insensitive
 
-    body = b"".join(app(environ, start_response))
-    return out["status"], out["headers"], body
+    result = app(environ, start_response)
+    if result is None:
+        assert not out, "start_response was called before the app gave up"
+        return None
+    return out["status"], out["headers"], b"".join(result)
 
 
 def entries(*fresh_for: float) -> list[Entry]:

@@ -16,7 +16,6 @@ from api import openapi
 from api.app import create_app
 from api.reader import Read
 from api.requests_log import RequestLog
-from api.views import BodyCache
 from shared.config.settings import Settings
 from shared.errors import BudgetSpent, InvalidRequest, NotFound, UpstreamError
 from shared.policy.http import http_date
@@ -200,16 +199,6 @@ def test_one_outcome_value_reaches_the_metric_and_the_log(read, error, served, l
     assert changed == ({served} if served else set())
     [record] = [r for r in caplog.records if r.name == "api.requests"]
     assert (record.cache, record.levelno) == (served, level)
-
-
-def test_the_body_cache_keeps_the_most_recently_used_bodies():
-    """Bodies by ETag, at most ``size`` of them, the least recently used dropped."""
-    cache = BodyCache(2)
-    assert cache.put('"a"', b"A") == b"A"
-    cache.put('"b"', b"B")
-    assert cache.get('"a"') == b"A"  # now the most recent
-    cache.put('"c"', b"C")
-    assert (cache.get('"a"'), cache.get('"b"'), cache.get('"c"')) == (b"A", None, b"C")
 
 
 def test_a_hit_serves_the_body_of_its_own_etag():

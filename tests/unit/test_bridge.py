@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from api.bridge import MAX_BODY, ON_LOOP, Bridge, NeedsThread, environ_of
+from api.bridge import MAX_BODY, Bridge, environ_of
 
 
 def scope(path: str = "/p", method: str = "GET", query: bytes = b"",
@@ -50,17 +50,22 @@ def test_headers_become_the_environ_wsgi_apps_expect():
 
 
 class App:
-    """A WSGI app noting the thread and environ of each call; on the loop it answers
-    only /cheap, and raises NeedsThread for anything else."""
+    """A WSGI app noting the thread and environ of each call; without I/O (``answer``)
+    it answers only /cheap."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, bool, bytes]] = []
 
+    def answer(self, environ, start_response):
+        return self._answer(environ, start_response, on_loop=True)
+
     def __call__(self, environ, start_response):
-        on_loop = ON_LOOP in environ
+        return self._answer(environ, start_response, on_loop=False)
+
+    def _answer(self, environ, start_response, on_loop):
         self.calls.append((environ["PATH_INFO"], on_loop, environ["wsgi.input"].read()))
         if on_loop and environ["PATH_INFO"] != "/cheap":
-            raise NeedsThread
+            return None
         body = threading.current_thread().name.encode()
         start_response("200 OK", [("Content-Type", "text/plain"),
                                   ("Content-Length", str(len(body)))])
@@ -86,19 +91,18 @@ def serve(bridge: Bridge, request: dict[str, Any], body: bytes = b"", chunk: int
 
 def test_requests_the_app_may_answer_without_io_run_on_the_loop_the_rest_on_threads():
     app = App()
-    bridge = Bridge(app, lambda environ: environ["PATH_INFO"] != "/never", threads=2)
+    bridge = Bridge(app, app.answer, threads=2)
     status, headers, body = serve(bridge, scope("/cheap"))
     assert status == 200 and headers[b"content-type"] == b"text/plain"
     assert body == b"MainThread"  # the loop's thread
-    assert serve(bridge, scope("/needs-io"))[2].startswith(b"request")  # after NeedsThread
-    assert serve(bridge, scope("/never"))[2].startswith(b"request")
+    assert serve(bridge, scope("/needs-io"))[2].startswith(b"request")  # the app said None
     assert app.calls == [("/cheap", True, b""), ("/needs-io", True, b""),
-                         ("/needs-io", False, b""), ("/never", False, b"")]
+                         ("/needs-io", False, b"")]
 
 
 def test_a_request_body_reaches_the_app_and_one_too_large_is_refused():
     app = App()
-    bridge = Bridge(app, lambda environ: False, threads=1)
+    bridge = Bridge(app, lambda environ, start_response: None, threads=1)
     headers = [(b"content-length", b"5")]
     assert serve(bridge, scope("/post", "POST", headers=headers), b"hello", chunk=2)[0] == 200
     assert app.calls[-1] == ("/post", False, b"hello")
@@ -111,7 +115,7 @@ def test_an_app_that_fails_outright_gets_a_json_500(caplog):
     def broken(environ, start_response):
         raise RuntimeError("boom")
 
-    status, headers, body = serve(Bridge(broken, lambda environ: False, threads=1), scope())
+    status, headers, body = serve(Bridge(broken, lambda e, s: None, threads=1), scope())
     assert status == 500 and headers[b"content-type"].startswith(b"application/json")
     assert json.loads(body)["error"] == {"status": 500, "code": "internal",
                                          "message": "internal error"}

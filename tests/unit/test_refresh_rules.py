@@ -67,32 +67,43 @@ def test_reads_are_recorded_at_least_four_times_per_idle_timeout():
 
 def test_read_throttle_records_each_resource_once_per_period():
     """A process writes a read of a resource at most once per period."""
-    throttle = ReadThrottle(period=10)
-    assert throttle.due(["a", "b"], now=0) == ["a", "b"]
-    assert throttle.due(["a", "b"], now=9.9) == []
-    assert throttle.due(["a", "c"], now=5) == ["c"]
-    assert throttle.due(["a", "b", "c"], now=10) == ["a", "b"]
+    throttle = ReadThrottle()
+    assert throttle.due(["a", "b"], 0, 10) == ["a", "b"]
+    assert throttle.due(["a", "b"], 9.9, 10) == []
+    assert throttle.due(["a", "c"], 5, 10) == ["c"]
+    assert throttle.due(["a", "b", "c"], 10, 10) == ["a", "b"]
 
 
 def test_read_throttle_stays_bounded_forgetting_what_is_due_first():
-    throttle = ReadThrottle(period=10, size=3)
-    assert throttle.due(["a", "b"], 0.0) == ["a", "b"]
-    assert throttle.due(["c"], 5.0) == ["c"]
-    assert throttle.due(["d"], 12.0) == ["d"]  # a and b were due: forgotten, not c
-    assert throttle.due(["c"], 12.0) == [] and throttle.due(["a"], 12.0) == ["a"]
+    throttle = ReadThrottle(size=3)
+    assert throttle.due(["a", "b"], 0.0, 10) == ["a", "b"]
+    assert throttle.due(["c"], 5.0, 10) == ["c"]
+    assert throttle.due(["d"], 12.0, 10) == ["d"]  # a and b were due: forgotten, not c
+    assert throttle.due(["c"], 12.0, 10) == [] and throttle.due(["a"], 12.0, 10) == ["a"]
     for n in range(10):  # none due: all forgotten at the bound, never more than it
-        throttle.due([f"x{n}"], 13.0)
+        throttle.due([f"x{n}"], 13.0, 10)
         assert len(throttle._next) <= 3
-    assert throttle.due(["x9"], 13.0) == []
+    assert throttle.due(["x9"], 13.0, 10) == []
 
 
 def test_read_throttle_says_whether_a_read_is_pending_without_noting_it():
-    throttle = ReadThrottle(period=10)
+    throttle = ReadThrottle()
     assert throttle.pending(["a"], now=0) and throttle.pending(["a"], now=0)
-    throttle.due(["a"], now=0)
+    throttle.due(["a"], 0, 10)
     assert not throttle.pending(["a"], now=9.9)
     assert throttle.pending(["a", "b"], now=9.9)  # b never recorded
     assert throttle.pending(["a"], now=10)
+
+
+def test_read_throttle_keeps_each_resource_s_own_period():
+    """Views with different TTLs record their reads each on its own period: one view's
+    requests never change when another's reads come due."""
+    throttle = ReadThrottle()
+    assert throttle.due(["slow"], 0, 100) == ["slow"]
+    assert throttle.due(["fast"], 0, 1) == ["fast"]
+    assert throttle.due(["slow", "fast"], 1, 1) == ["fast"]
+    assert throttle.due(["slow", "fast"], 99, 1) == ["fast"]
+    assert throttle.due(["slow"], 100, 100) == ["slow"]
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from api import shelf
-from api.local import Copy
+from api.copies import Copy
 from api.shelf import Shelf
 
 COPY = Copy(b'{"id":"e1"}', '"etag"', 100.0, 200.0, 150.0, ("c42:event:e1", "c42:sub:e1"))

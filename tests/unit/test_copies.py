@@ -1,5 +1,7 @@
-"""While Redis is unreachable: each API process's copy of the views it served last,
-bounded, and one try of Redis per probe interval; through the app, what clients get."""
+"""Each API process's copies of the views it served last (api/copies.py), bounded; the
+tracker that tells which changed (api/tracker.py); and while Redis is unreachable
+(api/outage.py), one try of Redis per probe interval and, through the app, what clients
+get."""
 
 from __future__ import annotations
 
@@ -9,7 +11,9 @@ import pytest
 import redis
 
 from api.app import create_app
-from api.local import PROBE_INTERVAL, Copies, Copy, Outage, Tracker
+from api.copies import Copies, Copy
+from api.outage import PROBE_INTERVAL, Outage
+from api.tracker import Tracker
 from shared.config.settings import Settings
 from tests.unit.apptools import NOW, StubReader, call
 
@@ -59,7 +63,7 @@ def test_a_304_moves_a_copy_of_the_same_data_forward_and_nothing_else():
     ],
 )
 def test_an_unreachable_redis_is_tried_once_per_probe_interval(steps, tries):
-    outage, seen = Outage(0.5), []
+    outage, seen = Outage(interval=0.5), []
     for at, event in steps:
         if event == "try":
             seen.append(outage.should_try(at))
