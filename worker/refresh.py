@@ -28,13 +28,16 @@ from shared.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from shared.policy.storing import Backoff, Stored, after_fetch
-from shared.policy.timing import (
-    next_refresh,
-    recently_checked,
-    recovery_plan,
-    retry_delay,
+from shared.policy.fetching import (
+    Backoff,
+    Cause,
+    after_failure,
+    fetch_cost,
+    retry_at,
+    skip_as_recent,
+    storable,
 )
+from shared.policy.timing import next_refresh, recovery_plan, retry_delay
 from shared.store.entries import store_error
 from shared.store.entry import Entry, keep_until, not_found
 from shared.store.flights import FETCH_SOFT_TIME_LIMIT, FETCH_TIME_LIMIT, Flight, Outcome
@@ -58,32 +61,34 @@ REFRESH_LEASE = FETCH_TIME_LIMIT + 5
 FINISH_RETRY = Retry(ExponentialBackoff(cap=1.0, base=0.1), FETCH_TIME_LIMIT)
 
 
-def refresh(ctx: WorkerContext, resource: str, ahead: bool = False,
-            scheduled: bool = False) -> Outcome:
+def refresh(ctx: WorkerContext, resource: str, cause: Cause) -> Outcome:
     """Fetch a resource (conditionally when cached), store what upstream said, and plan
     its next refresh.
 
     Upstream errors leave the stored entry as it was and retry with capped exponential
-    backoff; a 404 is remembered briefly and the resource leaves the schedule. With
-    ``scheduled`` (the schedule's refresh) a resource validated less than half a period
-    ago is not fetched again. ``ahead`` (no client waits: a scheduled refresh, or a fetch
-    after serving stale data) is paced to the upstream's budget and held while the
-    upstream fails. Otherwise (a client waits) it goes if the misses' share of the
-    upstream's budget allows, else fails with BudgetSpent and when to ask again.
+    backoff; a 404 is remembered briefly and the resource leaves the schedule. A
+    scheduled refresh of a resource validated less than half a period ago is not
+    fetched again. A fetch ahead (``cause.ahead``: no client waits) is paced to the
+    upstream's budget and held while the upstream fails; otherwise it goes if the
+    misses' share of the upstream's budget allows, else fails with BudgetSpent and when
+    to ask again.
     """
     kind = kind_of(resource)
     client = Recorder(ctx.upstreams[kind.upstream], time.monotonic() + FETCH_SOFT_TIME_LIMIT)
-    spent = Spent()
+    previous, generation = ctx.entries.read_for_fetch(resource)
+    admitted = _admit(ctx, kind, resource, cause, previous)
+    if isinstance(admitted, Outcome):
+        return admitted
     try:
-        return _refresh(ctx, kind, client, resource, ahead, scheduled, spent)
+        return _fetch(ctx, kind, client, resource, cause, previous, generation)
     finally:
         with contextlib.suppress(redis.RedisError):  # accounting never fails a fetch
             if client.responses:
                 ctx.metrics.upstream(kind.name, client.responses)
-            account(ctx, kind.upstream, resource, client, spent.refreshes, spent.misses)
+            account(ctx, kind.upstream, resource, client, admitted.refreshes, admitted.misses)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Spent:
     """Requests taken from the upstream's budget before fetching: the refreshes' bucket,
     the misses' share."""
@@ -92,45 +97,49 @@ class Spent:
     misses: float = 0.0
 
 
-def _refresh(ctx: WorkerContext, kind: ResourceKind, client: Recorder, resource: str,
-             ahead: bool, scheduled: bool, spent: Spent) -> Outcome:
+def _admit(ctx: WorkerContext, kind: ResourceKind, resource: str, cause: Cause,
+           previous: Entry | None) -> Spent | Outcome:
+    """Whether the fetch goes: what it took from the upstream's budget, or the outcome
+    of one that does not (skipped as recent, held, paced, or refused)."""
     settings = ctx.settings
-    cache, plan = settings.cache, settings.refresh
-    ttl = settings.ttl_for(kind.upstream)
-    previous, generation = ctx.entries.read_for_fetch(resource)
-    if (scheduled and previous is not None and previous.status == 200
-            and recently_checked(previous.checked_at, ctx.clock(), ttl, plan.ratio)):
-        ctx.schedule.succeeded(
-            resource, next_refresh(previous.checked_at, ttl, plan.ratio))
+    plan, ttl, now = settings.refresh, settings.ttl_for(kind.upstream), ctx.clock()
+    if previous is not None and skip_as_recent(cause, previous.status, previous.checked_at,
+                                               now, ttl, plan.ratio):
+        ctx.schedule.succeeded(resource, next_refresh(previous.checked_at, ttl, plan.ratio))
         return Outcome()
-    cost = float(len(previous.validators)) if previous is not None else 1.0
-    if ahead:
-        # Held until the upstream answers a probe (_answered brings it back); the far-off
-        # retry only matters if that never happens.
-        gate = ctx.breaker.gate(kind.upstream, resource, ctx.clock(), REFRESH_LEASE,
-                                hold_until=ctx.clock() + plan.retry_max)
-        if not gate.allowed:
-            log.info("refresh held: upstream failing", extra={
-                "resource": resource, "upstream": kind.upstream,
-                "next_probe_in_s": round(gate.retry_at - ctx.clock(), 1)})
-            return Outcome.failed(UpstreamError("upstream is failing; refresh held"))
-        wait = pace(ctx, kind.upstream, resource, cost)
-        if wait > 0:
-            # Over the upstream's budget: the data stays as it is a little longer.
-            ctx.schedule.pace(resource, ctx.clock() + wait)
-            log.info("refresh paced: upstream budget", extra={
-                "resource": resource, "upstream": kind.upstream, "wait_s": round(wait, 1)})
-            return Outcome.failed(UpstreamError("refresh paced to the upstream's budget"))
-        spent.refreshes = cost
-    else:
+    cost = fetch_cost(len(previous.validators) if previous is not None else None)
+    fields = {"resource": resource, "upstream": kind.upstream}
+    if not cause.ahead:
         wait = pace_miss(ctx, kind.upstream, resource, cost)
-        if wait > 0:
-            log.info("miss refused: the misses' share of the upstream budget is spent", extra={
-                "resource": resource, "upstream": kind.upstream, "wait_s": round(wait, 1)})
-            return Outcome.failed(BudgetSpent(
-                f"the share of the upstream's request budget kept for data not cached is "
-                f"spent; retry in {math.ceil(wait)} s", retry_after=wait))
-        spent.misses = cost
+        if wait <= 0:
+            return Spent(misses=cost)
+        log.info("miss refused: the misses' share of the upstream budget is spent",
+                 extra={**fields, "wait_s": round(wait, 1)})
+        return Outcome.failed(BudgetSpent(
+            f"the share of the upstream's request budget kept for data not cached is "
+            f"spent; retry in {math.ceil(wait)} s", retry_after=wait))
+    # Held until the upstream answers a probe (_answered brings it back); the far-off
+    # retry only matters if that never happens.
+    gate = ctx.breaker.gate(kind.upstream, resource, now, REFRESH_LEASE,
+                            hold_until=now + plan.retry_max)
+    if not gate.allowed:
+        log.info("refresh held: upstream failing",
+                 extra={**fields, "next_probe_in_s": round(gate.retry_at - now, 1)})
+        return Outcome.failed(UpstreamError("upstream is failing; refresh held"))
+    wait = pace(ctx, kind.upstream, resource, cost)
+    if wait > 0:
+        # Over the upstream's budget: the data stays as it is a little longer.
+        ctx.schedule.pace(resource, ctx.clock() + wait)
+        log.info("refresh paced: upstream budget", extra={**fields, "wait_s": round(wait, 1)})
+        return Outcome.failed(UpstreamError("refresh paced to the upstream's budget"))
+    return Spent(refreshes=cost)
+
+
+def _fetch(ctx: WorkerContext, kind: ResourceKind, client: Recorder, resource: str,
+           cause: Cause, previous: Entry | None, generation: int) -> Outcome:
+    """Fetch, store, and plan the next refresh; or, failed, retry after a back-off."""
+    settings = ctx.settings
+    cache, plan, ttl = settings.cache, settings.refresh, settings.ttl_for(kind.upstream)
     started = time.perf_counter()
     try:
         result = _fetch_and_store(ctx, kind, client, resource, previous, ttl, generation)
@@ -138,33 +147,33 @@ def _refresh(ctx: WorkerContext, kind: ResourceKind, client: Recorder, resource:
         now = ctx.clock()
         failures = 0 if isinstance(exc, NotFound) else ctx.schedule.note_failure(resource)
         retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
-        decision = after_fetch(None, exc, failures, Backoff(plan.retry_base, plan.retry_max),
-                               retry_after)
-        if decision.stored is Stored.NOT_FOUND:
+        decision = after_failure(exc, failures, Backoff(plan.retry_base, plan.retry_max),
+                                 retry_after)
+        if decision.not_found:
             entry = not_found(now, cache.negative_ttl)
             ctx.entries.save(resource, entry, keep_until(entry, cache.stale_if_error,
                                                          cache.stale_while_revalidate))
             ctx.schedule.drop(resource)
             _answered(ctx, kind.upstream)
-            log.info("fetched", extra=_fields(resource, started, ahead, outcome="not_found"))
+            log.info("fetched", extra=_fields(resource, started, cause, outcome="not_found"))
             return Outcome.failed(exc)
         probe_at = None
         if decision.upstream_failed:
             probe_at = ctx.breaker.failed(kind.upstream, now, lambda past_threshold: (
                 retry_delay(past_threshold, plan.retry_base, plan.probe_max, retry_after)))
         # With its upstream failing, this resource becomes the next probe.
-        retry_at = probe_at if probe_at is not None else now + (decision.retry_in or 0.0)
-        ctx.schedule.postpone(resource, retry_at)
+        again = retry_at(now, probe_at, decision.retry_in)
+        ctx.schedule.postpone(resource, again)
         log.warning("fetch failed", extra=_fields(
-            resource, started, ahead, outcome=exc.code, error=exc.message,
-            failures=failures, retry_in_s=round(retry_at - now, 1),
+            resource, started, cause, outcome=exc.code, error=exc.message,
+            failures=failures, retry_in_s=round(again - now, 1),
         ))
         return Outcome.failed(exc)
     at = next_refresh(result.entry.checked_at, ttl, plan.ratio)
     _answered(ctx, kind.upstream,
-              lambda pipe: ctx.schedule.succeeded(resource, at, pipe, admit=ahead))
+              lambda pipe: ctx.schedule.succeeded(resource, at, pipe, admit=cause.ahead))
     log.info("fetched", extra=_fields(
-        resource, started, ahead, outcome="modified" if result.changed else "not_modified",
+        resource, started, cause, outcome="modified" if result.changed else "not_modified",
         upstream_requests=result.requests,
     ))
     return Outcome()
@@ -189,7 +198,7 @@ def _fetch_and_store(ctx: WorkerContext, kind: ResourceKind, client: Recorder, r
         if not result.changed:
             return result
         size = len(result.entry.encoded_data().encode())
-        if size > cache.max_entry_bytes:
+        if not storable(size, cache.max_entry_bytes):
             # Stored, it would crowd out everything else; what is stored stays.
             raise UpstreamError(f"upstream data too large to store ({size} bytes, at "
                                 f"most {cache.max_entry_bytes})", upstream_status=200)
@@ -212,13 +221,13 @@ def _answered(ctx: WorkerContext, upstream: str,
     log.info("upstream answers again", extra={"upstream": upstream, "held": len(held)})
 
 
-def _fields(resource: str, started: float, ahead: bool, **extra: object) -> dict[str, object]:
+def _fields(resource: str, started: float, cause: Cause, **extra: object) -> dict[str, object]:
     duration_ms = round((time.perf_counter() - started) * 1000, 1)
-    return {"resource": resource, "ahead": ahead, "duration_ms": duration_ms, **extra}
+    return {"resource": resource, "cause": cause.value, "duration_ms": duration_ms, **extra}
 
 
-def run_flight(ctx: WorkerContext, flight: Flight, ahead: bool, worker: str | None,
-               scheduled: bool = False, tracked: bool = False) -> str:
+def run_flight(ctx: WorkerContext, flight: Flight, cause: Cause, worker: str | None,
+               tracked: bool = False) -> str:
     """Run a flight this worker leads, noted as running in Redis meanwhile (so that a
     restart of a killed worker can fail it: worker/health.py), unless ``tracked``
     already (``Flights.join`` with the worker)."""
@@ -228,7 +237,7 @@ def run_flight(ctx: WorkerContext, flight: Flight, ahead: bool, worker: str | No
     try:
         if worker and not tracked:
             ctx.flights.track(worker, flight)
-        outcome = refresh(ctx, flight.resource, ahead, scheduled)
+        outcome = refresh(ctx, flight.resource, cause)
     except SoftTimeLimitExceeded:
         outcome = Outcome.failed(UpstreamTimeout("fetch took longer than its time limit"))
     except redis.RedisError as exc:

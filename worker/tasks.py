@@ -30,6 +30,7 @@ from celery.exceptions import TimeLimitExceeded
 from celery.signals import task_failure, worker_shutdown
 
 from shared.errors import FetchFailed, FetchTimeout, UpstreamError, UpstreamTimeout
+from shared.policy.fetching import Cause
 from shared.queue import FETCH_TASK, REFRESH_BATCH_TASK, REFRESH_TASK, TICK_TASK
 from shared.store.entries import store_error
 from shared.store.flights import Flight, Outcome
@@ -42,7 +43,6 @@ from worker.fanout import batches
 from worker.refresh import REFRESH_LEASE, run_flight
 
 log = logging.getLogger(__name__)
-
 
 
 class ContextTask(Task):
@@ -85,7 +85,8 @@ def fetch_resource(self: ContextTask, resource: str, token: str,
             ctx.flights.finish(flight, Outcome.failed(
                 UpstreamError("upstream busy; its refreshes are queued")))
             return "busy"
-        return run_flight(ctx, flight, ahead=background, worker=self.request.hostname)
+        cause = Cause.BACKGROUND if background else Cause.MISS
+        return run_flight(ctx, flight, cause, worker=self.request.hostname)
 
 
 @app.task(bind=True, base=ContextTask, name=REFRESH_TASK)
@@ -101,7 +102,7 @@ def refresh_resource(self: ContextTask, resource: str, due: float | None = None,
             ctx.metrics.refresh_lag(ctx.clock() - due)
     # The task id is the flight's token, so _fetch_lost can end the flight too.
     return _refresh_claimed(ctx, resource, self.request.id, self.request.hostname,
-                            scheduled=not on_demand)
+                            Cause.ON_DEMAND if on_demand else Cause.SCHEDULED)
 
 
 @app.task(bind=True, base=ContextTask, name=REFRESH_BATCH_TASK)
@@ -120,7 +121,8 @@ def refresh_batch(self: ContextTask, upstream: str, due: Sequence[tuple[str, flo
         if when is not None:
             lags.append(ctx.clock() - when)
         # Each flight's token names the batch, so _fetch_lost can end them too.
-        return _refresh_claimed(ctx, resource, f"{task_id}:{resource}", hostname)
+        return _refresh_claimed(ctx, resource, f"{task_id}:{resource}", hostname,
+                                Cause.SCHEDULED)
 
     codes, handed_back = ctx.fanout.run(
         upstream, ctx.settings.in_flight_for(upstream), list(wanted), work)
@@ -138,7 +140,7 @@ def refresh_batch(self: ContextTask, upstream: str, due: Sequence[tuple[str, flo
 
 
 def _refresh_claimed(ctx: WorkerContext, resource: str, token: str | None,
-                     worker: str | None, scheduled: bool = True) -> str:
+                     worker: str | None, cause: Cause) -> str:
     """Lead a flight for a refresh and run it, unless a fetch of the resource is under
     way (that one plans the next refresh)."""
     try:
@@ -151,8 +153,7 @@ def _refresh_claimed(ctx: WorkerContext, resource: str, token: str | None,
     if not flight.leader:
         return "in_flight"
     with log_context(task_id=token):
-        return run_flight(ctx, flight, ahead=scheduled, worker=worker, scheduled=scheduled,
-                          tracked=True)
+        return run_flight(ctx, flight, cause, worker=worker, tracked=True)
 
 
 PUBLISH_BATCH = 500  # broker commands the tick sends in one round trip

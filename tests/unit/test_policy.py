@@ -11,6 +11,16 @@ from shared.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from shared.policy.fetching import (
+    AfterFailure,
+    Backoff,
+    Cause,
+    after_failure,
+    fetch_cost,
+    retry_at,
+    skip_as_recent,
+    storable,
+)
 from shared.policy.serving import (
     ReadAction,
     Staleness,
@@ -19,7 +29,6 @@ from shared.policy.serving import (
     read_action,
     staleness,
 )
-from shared.policy.storing import AfterFetch, Backoff, Stored, after_fetch
 from shared.store.entry import fetched, not_found
 
 NOW = 1_000_000.0
@@ -90,33 +99,79 @@ BACKOFF = Backoff(base=2, cap=300)
 
 
 @pytest.mark.parametrize(
-    ("changed", "error", "failures", "retry_after", "decision"),
+    ("error", "failures", "retry_after", "decision"),
     [
-        (True, None, 0, None, AfterFetch(Stored.REPLACED, True)),
-        (False, None, 0, None, AfterFetch(Stored.REVALIDATED, True)),
-        (None, NotFound("gone", upstream_status=404), 0, None,
-         AfterFetch(Stored.NOT_FOUND, keep_scheduled=False)),
-        (None, UpstreamError("5xx", upstream_status=503), 1, None,
-         AfterFetch(Stored.KEPT, True, retry_in=2, upstream_failed=True)),
-        (None, UpstreamError("5xx", upstream_status=500), 3, None,
-         AfterFetch(Stored.KEPT, True, retry_in=8, upstream_failed=True)),
-        (None, UpstreamTimeout("slow"), 20, None,
-         AfterFetch(Stored.KEPT, True, retry_in=300, upstream_failed=True)),
-        (None, UpstreamError("429", upstream_status=429), 1, 120.0,
-         AfterFetch(Stored.KEPT, True, retry_in=120, upstream_failed=True)),
-        (None, UpstreamError("bad body", upstream_status=200), 2, None,
-         AfterFetch(Stored.KEPT, True, retry_in=4, upstream_failed=False)),
-        (None, FetchTimeout("interrupted"), 1, None,
-         AfterFetch(Stored.KEPT, True, retry_in=2, upstream_failed=False)),
-        (None, StoreUnavailable("redis"), 1, None,
-         AfterFetch(Stored.KEPT, True, retry_in=2, upstream_failed=False)),
+        (NotFound("gone", upstream_status=404), 0, None, AfterFailure(not_found=True)),
+        (UpstreamError("5xx", upstream_status=503), 1, None,
+         AfterFailure(False, retry_in=2, upstream_failed=True)),
+        (UpstreamError("5xx", upstream_status=500), 3, None,
+         AfterFailure(False, retry_in=8, upstream_failed=True)),
+        (UpstreamTimeout("slow"), 20, None,
+         AfterFailure(False, retry_in=300, upstream_failed=True)),
+        (UpstreamError("429", upstream_status=429), 1, 120.0,
+         AfterFailure(False, retry_in=120, upstream_failed=True)),
+        (UpstreamError("bad body", upstream_status=200), 2, None,
+         AfterFailure(False, retry_in=4, upstream_failed=False)),
+        (FetchTimeout("interrupted"), 1, None,
+         AfterFailure(False, retry_in=2, upstream_failed=False)),
+        (StoreUnavailable("redis"), 1, None,
+         AfterFailure(False, retry_in=2, upstream_failed=False)),
     ],
 )
-def test_after_fetch(changed, error, failures, retry_after, decision):
-    """A 200 replaces, a 304 revalidates; a 404 is an answer (remembered, unscheduled),
-    not a failure; failures keep the data and retry after a back-off that is never 0,
-    doubles, is capped, and honours a longer Retry-After."""
-    assert after_fetch(changed, error, failures, BACKOFF, retry_after) == decision
+def test_after_failure(error, failures, retry_after, decision):
+    """A 404 is an answer (remembered, unscheduled), not a failure; failures keep the
+    data and retry after a back-off that is never 0, doubles, is capped, and honours a
+    longer Retry-After."""
+    assert after_failure(error, failures, BACKOFF, retry_after) == decision
+
+
+@pytest.mark.parametrize(
+    ("cause", "status", "checked_ago", "skip"),
+    [
+        (Cause.SCHEDULED, 200, 10.0, True),  # validated less than half a period (50 s) ago
+        (Cause.SCHEDULED, 200, 49.9, True),
+        (Cause.SCHEDULED, 200, 50.0, False),
+        (Cause.SCHEDULED, 404, 10.0, False),  # a remembered 404 is asked again when due
+        (Cause.SCHEDULED, None, 10.0, False),
+        (Cause.MISS, 200, 10.0, False),  # a client waits: never skipped
+        (Cause.BACKGROUND, 200, 10.0, False),
+        (Cause.ON_DEMAND, 200, 10.0, False),  # the operator asked for it now
+    ],
+)
+def test_only_a_scheduled_refresh_of_data_just_validated_is_skipped(cause, status,
+                                                                    checked_ago, skip):
+    """ttl 125 × ratio 0.8: a refresh period of 100 s."""
+    assert skip_as_recent(cause, status, 1000.0 - checked_ago, 1000.0, 125, 0.8) is skip
+
+
+@pytest.mark.parametrize(
+    ("cause", "ahead"),
+    [(Cause.MISS, False), (Cause.BACKGROUND, True), (Cause.SCHEDULED, True),
+     (Cause.ON_DEMAND, False)],
+)
+def test_fetches_no_client_waits_for_go_ahead(cause, ahead):
+    """Scheduled refreshes and background fetches are paced and held; a miss and an
+    operator's refresh spend from the misses' share instead."""
+    assert cause.ahead is ahead
+
+
+@pytest.mark.parametrize(("validators", "cost"), [(None, 1.0), (0, 1.0), (1, 1.0), (3, 3.0)])
+def test_a_fetch_costs_a_request_per_page_stored_and_at_least_one(validators, cost):
+    assert fetch_cost(validators) == cost
+
+
+@pytest.mark.parametrize(("size", "ok"), [(0, True), (100, True), (101, False)])
+def test_data_over_the_entry_limit_is_not_stored(size, ok):
+    assert storable(size, 100) is ok
+
+
+@pytest.mark.parametrize(
+    ("probe_at", "retry_in", "at"),
+    [(None, 8.0, 1008.0), (1030.0, 8.0, 1030.0), (None, None, 1000.0), (1000.5, None, 1000.5)],
+)
+def test_a_failed_resource_is_retried_as_its_upstream_s_probe_or_after_its_back_off(
+        probe_at, retry_in, at):
+    assert retry_at(1000.0, probe_at, retry_in) == at
 
 
 @pytest.mark.parametrize(
