@@ -102,7 +102,7 @@ def seed(store: redis.Redis, resources: list[str], ttl: int, period: float,
                 if ":event:" in resource else {"count": 3, "pages": [NAMES]})
         entry = fetched(kept, stored, due - period, ttl, 100)
         entries.save(resource, entry, keep_until(entry, 3600))
-        schedule.plan(resource, due)
+        schedule.succeeded(resource, due)
     schedule.record_reads(pipe, resources, now, 3600)
     pipe.execute()
     return len(resources)

@@ -79,7 +79,7 @@ def seed(store: redis.Redis, events: list[str], ttl: int, period: float) -> tupl
         entry = fetched(kept, (), due - period, ttl)
         data_bytes += len(entry.encoded_data())
         entries.save(resource, entry, keep_until(entry, 3600))
-        schedule.plan(resource, due)
+        schedule.succeeded(resource, due)
     schedule.record_reads(pipe, resources, now, 3600)
     pipe.execute()
     return len(resources), data_bytes

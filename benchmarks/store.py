@@ -42,6 +42,7 @@ from shared.queue import REFRESH_TASK, celery_app
 from shared.store.flights import Flights
 from shared.store.keys import Keys
 from tests.harness import isolated_env, start_api, start_redis, stop, wait_for_worker
+from tests.helpers import lock_holder
 
 VIEW = "/events-with-subscriptions"
 KEYS = Keys("cachedproxy")
@@ -228,7 +229,7 @@ def run_memory(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "planted_tasks_left": store.llen(KEYS.queue("planted")),
             "planted_schedule_left": sum(m.startswith("c42:event:planted-") for m in live),
             "views_scheduled": sum(m.startswith("c42:event:big-") for m in live),
-            "held_locks_left": sum(flights.holder(f.resource) == f.token for f in held),
+            "held_locks_left": sum(lock_holder(flights, f.resource) == f.token for f in held),
         }
 
 

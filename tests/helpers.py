@@ -5,13 +5,14 @@ module imports another; they import from here and from tests/harness.py."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import redis
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from demo.data import sample_events
+from shared.store.flights import Flights
 from shared.store.keys import Keys
 from shared.store.schedule import Schedule
 
@@ -65,4 +66,22 @@ def make_live(store: redis.Redis, prefix: str, *event_ids: str) -> None:
     earlier test's read started it)."""
     schedule = Schedule(store, Keys(prefix))
     for resource in (f"c42:{kind}:{e}" for e in event_ids for kind in ("event", "subscriptions")):
-        schedule.plan(resource, time.time())
+        schedule.succeeded(resource, time.time())
+
+
+def claim(schedule: Schedule, limit: int, lease: float, idle: float,
+            pinned: Sequence[str] = (), ahead: float = 0.0) -> tuple[list[str], int]:
+    """``Schedule.claim_due`` without the due times: the resources leased, and how many
+    idle ones left."""
+    due, dropped = schedule.claim_due(limit, lease, idle, pinned, ahead)
+    return [resource for resource, _ in due], dropped
+
+
+def lock_holder(flights: Flights, resource: str) -> str | None:
+    """The token of the flight holding the resource's lock, if one does."""
+    value = flights.redis.hget(flights.keys.locks(), resource)
+    if value is None:
+        return None
+    token, _, deadline = (value.decode() if isinstance(value, bytes) else value).partition(" ")
+    now_s, now_us = flights.redis.time()
+    return token if int(deadline) > now_s * 1000 + now_us // 1000 else None

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from limits import parse_many
 
 from shared.config.declare import SettingsError
-from shared.config.settings import MAX_WAIT, AccessSettings, Settings
+from shared.config.sections import MAX_WAIT, AccessSettings, Settings
 from shared.policy.access import REQUIRE_MODES, parse_keys, parse_networks
 from shared.upstreams.registry import upstreams
 

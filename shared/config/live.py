@@ -9,9 +9,9 @@ change is rebuilt into settings as defaults < config.ini < Consul < environment,
 - an option that only applies at start-up (``live`` is false: the Redis URL, ports ...)
   is logged as "restart needed" and keeps its running value, never half-applied.
 
-A watcher thread follows the prefix with Consul blocking queries (``index`` + ``wait``,
-honouring ``X-Consul-Index``, resetting when the index goes backwards) and backs off while
-Consul is unreachable, keeping the last good configuration.
+A watcher thread (shared/config/consul.py) follows the prefix and keeps the last good
+configuration while Consul is unreachable. This module also holds the process's own
+settings (``process_settings``): loaded once, followed live.
 """
 
 from __future__ import annotations
@@ -21,16 +21,22 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from shared.config.checks import validate
+from shared.config.consul import (
+    CATALOGUE_KEY,
+    ConsulWatcher,
+    consul_client,
+    consul_key,
+    seed_command,
+)
 from shared.config.settings import (
     Layer,
-    Option,
     Settings,
     SettingsError,
     find_config_file,
     load_settings,
+    option_value,
     options,
     parse_value,
     read_ini,
@@ -42,39 +48,9 @@ from shared.upstreams.catalogue import Catalogue, CatalogueError
 
 log = logging.getLogger(__name__)
 
-WATCH_WAIT = "30s"  # how long one blocking query may hold
-CONNECT_TIMEOUT = 3.0  # Consul's HTTP timeout on top of the wait
-RETRY_MIN, RETRY_MAX = 0.5, 30.0
 START_SECTIONS = {"consul"}  # never read from Consul itself
-CATALOGUE_KEY = "catalogue"  # <prefix>/catalogue: the whole catalogue, TOML
 
 Listener = Callable[[Settings, Settings], None]  # (old, new)
-
-
-def consul_key(prefix: str, opt: Option) -> str:
-    return f"{prefix}/{opt.section}/{opt.key}"
-
-
-def kv_catalogue(items: list[Mapping[str, Any]] | None, prefix: str) -> str | None:
-    """The catalogue kept in Consul at ``<prefix>/catalogue`` (TOML), if any."""
-    for item in items or []:
-        if item["Key"] == f"{prefix.rstrip('/')}/{CATALOGUE_KEY}" and item.get("Value"):
-            value = item["Value"]
-            return value.decode() if isinstance(value, bytes) else str(value)
-    return None
-
-
-def kv_layer(items: list[Mapping[str, Any]] | None, prefix: str) -> Layer:
-    """Consul's recurse listing -> {section: {key: value}}; other keys are ignored."""
-    layer: dict[str, dict[str, str]] = {}
-    for item in items or []:
-        parts = item["Key"].removeprefix(prefix.rstrip("/") + "/").split("/")
-        value = item.get("Value")
-        if len(parts) != 2 or value is None:
-            continue
-        text = value.decode() if isinstance(value, bytes) else str(value)
-        layer.setdefault(parts[0], {})[parts[1]] = text
-    return layer
 
 
 class LiveSettings:
@@ -145,9 +121,8 @@ class LiveSettings:
                 "views": [v.name for v in registry.views()]})
             registry.changed()
         if new != old:
-            changed = [
-                f"{o.section}.{o.key}" for o in options() if _value(new, o) != _value(old, o)
-            ]
+            changed = [f"{o.section}.{o.key}" for o in options()
+                       if option_value(new, o) != option_value(old, o)]
             log.info("config applied", extra={"changed": changed})
             for listener in self._listeners:
                 try:
@@ -177,82 +152,13 @@ class LiveSettings:
         for opt in options():
             if opt.section not in old.upstreams and opt.section in wanted.upstreams:
                 continue  # an upstream the catalogue just added: nothing is running
-            if not opt.live and _value(wanted, opt) != _value(old, opt):
+            if not opt.live and option_value(wanted, opt) != option_value(old, opt):
                 log.warning(
                     "restart needed",
                     extra={"key": consul_key(prefix, opt), "option": f"{opt.section}.{opt.key}"},
                 )
-                keep.setdefault(opt.section, {})[opt.key] = _value(old, opt)
+                keep.setdefault(opt.section, {})[opt.key] = option_value(old, opt)
         return validate(wanted.replace(**keep)) if keep else wanted
-
-
-def _value(settings: Settings, opt: Option) -> Any:
-    """An option's value; None for an upstream these settings do not have."""
-    try:
-        return getattr(settings.section(opt.section), opt.key)
-    except AttributeError:  # an upstream the catalogue added or removed
-        return None
-
-
-class ConsulWatcher(threading.Thread):
-    """Follows the KV prefix with blocking queries and feeds changes to LiveSettings."""
-
-    def __init__(self, live: LiveSettings, client: Any, prefix: str) -> None:
-        super().__init__(name="consul-watcher", daemon=True)
-        self.live = live
-        self.client = client
-        self.prefix = prefix
-        self.index = 0
-        self.stopped = threading.Event()
-        self.applied = threading.Event()  # set after each applied listing (tests)
-
-    def fetch_once(self) -> bool:
-        """One query: blocking when an index is known. False if Consul did not answer."""
-        try:
-            index, items = self.client.kv.get(
-                self.prefix + "/", recurse=True, index=self.index or None,
-                wait=WATCH_WAIT if self.index else None,
-            )
-        except Exception as exc:  # py-consul raises requests' and its own errors
-            log.warning(
-                "consul unreachable, keeping the current configuration",
-                extra={"error": type(exc).__name__},
-            )
-            return False
-        index = int(index or 0)
-        if index < self.index or index <= 0:
-            # Consul's index went backwards (a restore, a new cluster): start over.
-            self.index = 0
-        elif index != self.index:
-            self.index = index
-            self.live.apply(kv_layer(items, self.prefix), kv_catalogue(items, self.prefix))
-            self.applied.set()
-        return True
-
-    def run(self) -> None:
-        delay = RETRY_MIN
-        while not self.stopped.is_set():
-            if self.fetch_once():
-                delay = RETRY_MIN
-            else:
-                self.stopped.wait(delay)
-                delay = min(delay * 2, RETRY_MAX)
-
-    def stop(self) -> None:
-        self.stopped.set()
-
-
-def consul_client(address: str, token: str) -> Any:
-    import consul  # py-consul
-
-    url = urlsplit(address if "://" in address else f"http://{address}")
-    return consul.Consul(
-        host=url.hostname or "127.0.0.1",
-        port=url.port or 8500,
-        scheme=url.scheme,
-        token=token or None,
-        connections_timeout=CONNECT_TIMEOUT,
-    )
 
 
 def live_settings(environ: Mapping[str, str]) -> LiveSettings:
@@ -262,7 +168,7 @@ def live_settings(environ: Mapping[str, str]) -> LiveSettings:
     consul = live.get().consul
     if not consul.address:
         return live
-    watcher = ConsulWatcher(live, consul_client(consul.address, consul.token), consul.prefix)
+    watcher = ConsulWatcher(live.apply, consul_client(consul.address, consul.token), consul.prefix)
     if not watcher.fetch_once():
         log.warning(
             "consul unreachable at start: using config.ini and the environment",
@@ -320,28 +226,5 @@ def apply_log_level(old: Settings, new: Settings) -> None:
         logging.getLogger().setLevel(new.log.level.upper())
 
 
-
-def seed(environ: Mapping[str, str]) -> list[str]:
-    """Put every live option's current value into Consul, leaving keys that exist alone
-    (check-and-set with index 0); returns the keys written."""
-    settings = load_settings(environ)
-    client = consul_client(settings.consul.address, settings.consul.token)
-    written = []
-    for opt in options():
-        if not opt.live:
-            continue
-        value = _value(settings, opt)
-        text = ", ".join(value) if isinstance(value, tuple) else str(value)
-        key = consul_key(settings.consul.prefix, opt)
-        if client.kv.put(key, text, cas=0):
-            written.append(key)
-    return written
-
-
 if __name__ == "__main__":
-    import sys
-
-    if sys.argv[1:] != ["seed"] or not os.environ.get("CONSUL_HTTP_ADDR"):
-        sys.exit("usage: CONSUL_HTTP_ADDR=host:port python -m shared.config.live seed")
-    for written in seed(os.environ):
-        print(f"seeded {written}")
+    seed_command()

@@ -216,15 +216,6 @@ class Flights:
         self._finish(keys=keys,
                      args=[flight.resource, flight.token, outcome.encode(), RESULT_TTL_MS])
 
-    def holder(self, resource: str) -> str | None:
-        """The token of the flight holding the resource's lock, if one does."""
-        value = self.redis.hget(self.keys.locks(), resource)
-        if value is None:
-            return None
-        token, _, deadline = _text(value).partition(" ")
-        now_s, now_us = self.redis.time()
-        return token if int(deadline) > now_s * 1000 + now_us // 1000 else None
-
     def sweep(self) -> tuple[int, int, int]:
         """Remove locks and outcomes past their deadlines, and the purge generations of
         resources no flight holds: (locks, results, generations) removed."""

@@ -114,16 +114,11 @@ class Schedule:
         self._pull_in = client.register_script(_PULL_IN)
         self._read = client.register_script(_READ)
 
-    def claim(self, limit: int, lease: float, idle: float, pinned: Sequence[str] = (),
-              ahead: float = 0.0) -> tuple[list[str], int]:
-        """Lease up to ``limit`` resources due now or within ``ahead`` seconds; returns
-        them and how many idle ones left."""
-        due, dropped = self.claim_due(limit, lease, idle, pinned, ahead)
-        return [resource for resource, _ in due], dropped
-
     def claim_due(self, limit: int, lease: float, idle: float, pinned: Sequence[str] = (),
                   ahead: float = 0.0) -> tuple[list[tuple[str, float]], int]:
-        """Like ``claim``, with the time (epoch seconds) each claimed refresh was due."""
+        """Lease up to ``limit`` resources due now or within ``ahead`` seconds (and the
+        ``pinned`` ones, which never go idle): each with the time (epoch seconds) it was
+        due; and how many idle ones left the live set."""
         dropped, flat = self._claim(
             keys=[self.keys.schedule(), self.keys.reads()],
             args=[limit, _ms(lease), _ms(idle), _ms(ahead), *pinned],
@@ -139,10 +134,6 @@ class Schedule:
             keys=[self.keys.schedule()],
             args=[_ms(now + period), _ms(now), _ms(period), name_prefix],
         ))
-
-    def plan(self, resource: str, at: float) -> None:
-        """Refresh ``resource`` at ``at`` (epoch seconds); adds it to the live set."""
-        self.redis.zadd(self.keys.schedule(), {resource: _ms(at)})
 
     def note_failure(self, resource: str) -> int:
         """Count a failed refresh; returns how many failed in a row."""

@@ -14,7 +14,8 @@ import requests
 from api.app import app_from_settings
 from demo.server import threaded_wsgi_server
 from launcher.services import free_port
-from shared.config.live import LiveSettings, live_settings, seed
+from shared.config.consul import seed
+from shared.config.live import LiveSettings, live_settings
 from shared.config.settings import Settings
 from shared.store.entry import Entry
 from shared.store.keys import Keys

@@ -12,7 +12,7 @@ from shared.store.entry import Validator, fetched
 from shared.store.flights import LOCK_TIMEOUT_MS, Flights, Outcome
 from shared.store.inventory import Inventory
 from shared.store.keys import Keys
-from tests.helpers import PREFIX, VIEW, eventually, expected, get
+from tests.helpers import PREFIX, VIEW, eventually, expected, get, lock_holder
 
 
 def test_lost_task_message_blocks_a_resource_only_for_the_wait(serve_api, store, demo):
@@ -39,11 +39,11 @@ def test_task_start_extends_its_own_lock_and_yields_to_another(store: redis.Redi
     assert held_for(store, "c42:event:x") > 2000
     assert held_for(store, "c42:event:x") <= LOCK_TIMEOUT_MS
     store.hdel(locks, "c42:event:x")
-    assert flights.start(mine) and flights.holder("c42:event:x") == mine.token  # free: taken
+    assert flights.start(mine) and lock_holder(flights, "c42:event:x") == mine.token  # free: taken
     assert flights.join("c42:event:x").token == mine.token  # followers get the holder
     store.hset(locks, "c42:event:x", f"another {now_ms(store) + 5000}")
     assert not flights.start(mine)
-    assert flights.holder("c42:event:x") == "another"
+    assert lock_holder(flights, "c42:event:x") == "another"
 
 
 def test_locks_and_outcomes_end_at_their_deadlines_without_a_redis_ttl(store: redis.Redis):
@@ -55,13 +55,13 @@ def test_locks_and_outcomes_end_at_their_deadlines_without_a_redis_ttl(store: re
     done = flights.join("c42:event:done")
     flights.finish(done, Outcome())
     assert store.ttl(Keys(PREFIX).locks()) == -1
-    eventually(lambda: flights.holder("c42:event:old") is None, 2, "the lock's deadline")
+    eventually(lambda: lock_holder(flights, "c42:event:old") is None, 2, "the lock's deadline")
     new = flights.join("c42:event:old")
     assert new.leader and new.token != old.token
     store.hset(Keys(PREFIX).locks(), "c42:event:old", f"{new.token} {now_ms(store) - 1}")
     assert flights.sweep() == (1, 0, 0)  # outcomes are kept for RESULT_TTL_MS
     assert store.hkeys(Keys(PREFIX).locks()) == ["c42:event:held"]
-    assert flights.holder("c42:event:held") == other.token
+    assert lock_holder(flights, "c42:event:held") == other.token
     kept = store.zrange(Keys(PREFIX).results(), 0, -1)
     assert kept == [Keys(PREFIX).result("c42:event:done", done.token)]
     assert store.ttl(kept[0]) == -1

@@ -25,7 +25,7 @@ from shared.store.flights import Flights, Outcome
 from shared.store.keys import Keys
 from shared.store.schedule import Schedule
 from tests.harness import start_redis, stop
-from tests.helpers import PREFIX, VIEW, get
+from tests.helpers import PREFIX, VIEW, get, lock_holder
 
 CAP_MB = 20
 ENTRY_BYTES = 100_000
@@ -58,7 +58,7 @@ def test_entries_past_the_cap_evict_old_entries_and_nothing_else(capped, env):
             queue.send_task(REFRESH_TASK, (f"c42:event:q{i}",), queue=REFRESH_QUEUE,
                             connection=conn)
     for i in range(500):
-        schedule.plan(f"c42:event:s{i}", now + 3600)
+        schedule.succeeded(f"c42:event:s{i}", now + 3600)
     held = [flights.join(f"c42:event:l{i}") for i in range(100)]
     for flight in held[:50]:
         flights.finish(flight, Outcome())
@@ -75,7 +75,7 @@ def test_entries_past_the_cap_evict_old_entries_and_nothing_else(capped, env):
     assert memory["used_memory"] <= CAP_MB * 1024 * 1024
     assert client.llen(keys.queue(REFRESH_QUEUE)) == 200
     assert client.zcard(keys.schedule()) == 500
-    assert [flights.holder(f.resource) for f in held[50:]] == [f.token for f in held[50:]]
+    assert [lock_holder(flights, f.resource) for f in held[50:]] == [f.token for f in held[50:]]
     assert all(flights.wait(flight, 0.1) == Outcome() for flight in held[:50])
     assert client.hlen(keys.generations()) == 300
     kept = sum(1 for _ in client.scan_iter(keys.pattern("entry"), count=1000))

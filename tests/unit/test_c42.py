@@ -3,6 +3,7 @@
 
 import pytest
 
+from shared.config.checks import validate
 from shared.config.settings import Settings, SettingsError
 from shared.errors import NotFound, UpstreamError
 from shared.upstreams.kinds import Endpoint
@@ -164,5 +165,5 @@ def test_settings_section_is_checked_with_messages_naming_the_key(values, error)
         assert Settings().replace(c42=values).section("c42") == C42.section(**values)
     else:
         with pytest.raises(SettingsError) as refused:
-            Settings().replace(c42=values)
+            validate(Settings().replace(c42=values))
         assert str(refused.value) == error

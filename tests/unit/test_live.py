@@ -5,7 +5,8 @@ import os
 import pytest
 
 from shared.config import live as live_module
-from shared.config.live import LiveSettings, kv_layer, process_settings, set_command_line
+from shared.config.consul import kv_layer
+from shared.config.live import LiveSettings, process_settings, set_command_line
 from shared.config.settings import PROJECT_DIR
 from shared.errors import InvalidRequest
 from shared.upstreams import registry
