@@ -4,10 +4,8 @@ C42 part, under ``/api/v2``: token auth, ``/events/<id>/``,
 ``/event-subscriptions/?event_ids=[<id>]&limit=&offset=``, strong or weak ETags,
 Last-Modified, 304s and C42 error bodies.
 
-Control part, under ``/_demo`` (for tests and demonstrations):
-``GET counters``, ``POST reset``, ``PUT events/<id>`` (change or add an event),
-``DELETE events/<id>``, ``PUT validators`` (``{"enabled": false}``: no validators, no 304s),
-``PUT fault`` / ``DELETE fault`` (5xx, timeout, 429, malformed JSON) and ``PUT latency``.
+The GitHub part (demo/github.py) is served beside it, and the control API under
+``/_demo`` (demo/control.py) changes its data, latency and faults (demo/faults.py).
 """
 
 from __future__ import annotations
@@ -22,16 +20,18 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
-from socketserver import ThreadingMixIn
+from dataclasses import asdict
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.simple_server import WSGIServer
 
 import bottle
 
+from demo.control import control_app
 from demo.data import Event, Subscriber, sample_events
+from demo.faults import Fault, fault_from, fault_response
 from demo.github import PREFIX as GITHUB
 from demo.github import DemoGitHub
+from demo.wsgi import c42_error, threaded_wsgi_server
 from shared.policy.http import http_date, not_modified
 
 log = logging.getLogger(__name__)
@@ -49,23 +49,6 @@ def demo_env(environ: Mapping[str, str], host: str, port: int, token: str) -> di
             out.update({f"{name}_BASE_URL": url, f"{name}_TOKEN": token})
     return out
 EVENT_IDS_RE = re.compile(r"\[([A-Za-z0-9_-]{1,128})\]")
-FAULT_MODES = {"error", "timeout", "rate_limit", "malformed"}
-
-
-@dataclass
-class Fault:
-    mode: str
-    kind: str | None = None  # "event", "subscriptions" or None for both
-    id: str | None = None  # one event id, or None for all
-    status: int = 500
-    retry_after: int = 1
-    seconds: float = 30.0  # how long "timeout" stalls
-    count: int | None = None  # how many responses it affects; None: until cleared
-
-    def matches(self, kind: str, event_id: str) -> bool:
-        return self.kind in (None, kind) and self.id in (None, event_id)
-
-
 class DemoUpstream:
     """State of the demo upstream; every method is safe to call from any thread."""
 
@@ -167,13 +150,7 @@ class DemoUpstream:
 
     def set_fault_from(self, spec: dict[str, Any]) -> None:
         """Set a fault from its JSON description, e.g. ``{"mode": "error", "status": 503}``."""
-        if spec.get("mode") not in FAULT_MODES:
-            raise ValueError(f"mode must be one of {sorted(FAULT_MODES)}")
-        try:
-            fault = Fault(**spec)
-        except TypeError as exc:
-            raise ValueError(str(exc)) from None
-        self.set_fault(fault)
+        self.set_fault(fault_from(spec))
 
     def set_latency(self, seconds: float, answer_first: bool = False) -> None:
         """Delay every answer; ``answer_first`` makes it from the data as it is when the
@@ -219,14 +196,8 @@ class DemoUpstream:
         fault = self._take_fault(kind, event_id)
         if fault is not None and fault.mode == "timeout":
             release.wait(fault.seconds)
-        if fault is not None and fault.mode == "error":
-            response = c42_error(fault.status, "injected failure", "server_error")
-        elif fault is not None and fault.mode == "rate_limit":
-            response = c42_error(429, "Request was throttled.", "throttled")
-            response.set_header("Retry-After", str(fault.retry_after))
-        elif fault is not None and fault.mode == "malformed":
-            response = bottle.HTTPResponse('{"data": [', 200, {"Content-Type": "application/json"})
-        else:
+        response = fault_response(fault) if fault is not None else None
+        if response is None:
             response = early if early is not None else build()
         with self._lock:
             self.requests[(kind, event_id, response.status_code)] += 1
@@ -240,6 +211,7 @@ class DemoUpstream:
     def _build_app(self) -> bottle.Bottle:
         app = bottle.Bottle()
         app.merge(self.github.app)
+        app.merge(control_app(self))
 
         @app.get(f"{API}/events/<event_id>/")
         def event(event_id: str) -> bottle.HTTPResponse:
@@ -265,50 +237,6 @@ class DemoUpstream:
             return self._respond(
                 "subscriptions", event_id, lambda: self._subscriptions(event_id, limit, offset)
             )
-
-        @app.get("/_demo/counters")
-        def counters() -> bottle.HTTPResponse:
-            return json_body(200, {"requests": self.counters(), "bytes": self.body_bytes(),
-                                   "github": self.github.counters()})
-
-        @app.put("/_demo/validators")
-        def put_validators() -> bottle.HTTPResponse:
-            self.set_validators(bool((bottle.request.json or {}).get("enabled", True)))
-            return json_body(200, {"status": "validators set"})
-
-        @app.post("/_demo/reset")
-        def reset() -> bottle.HTTPResponse:
-            self.reset()
-            return json_body(200, {"status": "reset"})
-
-        @app.put("/_demo/events/<event_id>")
-        def put_event(event_id: str) -> bottle.HTTPResponse:
-            body = bottle.request.json or {}
-            self.put_event(event_id, body.get("title"), body.get("names"))
-            return json_body(200, {"status": "changed"})
-
-        @app.delete("/_demo/events/<event_id>")
-        def delete_event(event_id: str) -> bottle.HTTPResponse:
-            self.remove_event(event_id)
-            return json_body(200, {"status": "removed"})
-
-        @app.put("/_demo/fault")
-        def put_fault() -> bottle.HTTPResponse:
-            try:
-                self.set_fault_from(dict(bottle.request.json or {}))
-            except ValueError as exc:
-                return json_body(400, {"error": str(exc)})
-            return json_body(200, {"status": "fault set"})
-
-        @app.delete("/_demo/fault")
-        def delete_fault() -> bottle.HTTPResponse:
-            self.set_fault(None)
-            return json_body(200, {"status": "fault cleared"})
-
-        @app.put("/_demo/latency")
-        def put_latency() -> bottle.HTTPResponse:
-            self.set_latency(float((bottle.request.json or {}).get("seconds", 0)))
-            return json_body(200, {"status": "latency set"})
 
         return app
 
@@ -363,36 +291,10 @@ def conditional(body: Any, event: Event | None, validators: bool = True) -> bott
     return bottle.HTTPResponse(payload, 200, headers)
 
 
-def json_body(status: int, body: Any) -> bottle.HTTPResponse:
-    return bottle.HTTPResponse(
-        json.dumps(body, ensure_ascii=False).encode(), status,
-        {"Content-Type": "application/json; charset=utf-8"},
-    )
-
-
-def c42_error(status: int, message: str, code: str) -> bottle.HTTPResponse:
-    return json_body(status, {"error": {"status_code": status, "message": message, "code": code}})
-
-
 def unauthorized() -> bottle.HTTPResponse:
     return c42_error(401, "Authentication credentials were not provided.", "not_authenticated")
 
 
-class _ThreadingServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 256
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("request", extra={"line": format % args})
-
-
-def threaded_wsgi_server(app: Any, host: str, port: int) -> WSGIServer:
-    """A small threaded HTTP server for a WSGI app; ``port=0`` picks a free one."""
-    return make_server(host, port, app, _ThreadingServer, _QuietHandler)
-
-
 def make_demo_server(upstream: DemoUpstream, host: str, port: int) -> WSGIServer:
+    """The demo upstream's own HTTP server on ``host:port`` (0: a free port)."""
     return threaded_wsgi_server(upstream.app, host, port)

@@ -26,24 +26,25 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from shared.config.declare import option
-from shared.errors import NotFound, UpstreamError
+from shared.upstreams.catalogue_resources import (
+    NAME_RE,
+    Paging,
+    parse_kind,
+    parse_paging,
+    read_through_view,
+)
 from shared.upstreams.catalogue_views import parse_view
 from shared.upstreams.kinds import (
     KEY_RE,
     Endpoint,
-    LinkPaging,
-    Pagination,
-    Param,
-    ResourceKind,
     Upstream,
     View,
 )
@@ -51,16 +52,12 @@ from shared.upstreams.tables import (
     At,
     CatalogueError,
     entry,
-    expr,
     only,
     placeholders,
     table,
     value,
 )
 
-NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
-TAG_RE = re.compile(r"[A-Za-z0-9_:.-]{1,200}")
-READ_THROUGH_RE = re.compile(r"(/[A-Za-z0-9_-]*|/\{\w+\})+")
 SETTING_TYPES = {"id": str, "ids": tuple[str, ...]}
 STANDARD_SETTINGS = {"base_url", "token", "ttl", "budget_per_hour", "max_in_flight",
                      "page_size"}
@@ -68,11 +65,14 @@ STANDARD_SETTINGS = {"base_url", "token", "ttl", "budget_per_hour", "max_in_flig
 
 @dataclass(frozen=True)
 class Catalogue:
+    """What a catalogue file declares: the upstreams (with their resources) and views."""
+
     upstreams: Mapping[str, Upstream]
     views: tuple[View, ...]
 
 
 def load(path: Path) -> Catalogue:
+    """The catalogue in the file at ``path``, or CatalogueError naming what is wrong."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -97,7 +97,7 @@ def parse(text: str, source: str = "catalogue") -> Catalogue:
                   for name, spec in table(at, data, "views", required=False).items())
     titles = {name: value(at, spec, "title", str, name)
               for name, spec in data["upstreams"].items()}
-    allowed = tuple(_read_through(k, titles[k.upstream]) for k in kinds.values()
+    allowed = tuple(read_through_view(k, titles[k.upstream]) for k in kinds.values()
                     if k.read_through)
     for view in allowed:
         if view.name in {v.name for v in views}:
@@ -135,10 +135,10 @@ def _upstream(at: At, name: str, spec: Any) -> Upstream:
     headers = value(at, spec, "headers", dict, {})
     if not all(isinstance(v, str) for v in headers.values()):
         raise at.error("headers", "values must be strings")
-    paging = _paging(at.key("paging"), table(at, spec, "paging", required=False))
+    paging = parse_paging(at.key("paging"), table(at, spec, "paging", required=False))
     params = {p: _setting(at.key("params", p), p, s)
               for p, s in table(at, spec, "params", required=False).items()}
-    kinds = tuple(_kind(at.key("resources", kind), name, kind, s, paging)
+    kinds = tuple(parse_kind(at.key("resources", kind), name, kind, s, paging)
                   for kind, s in table(at, spec, "resources").items())
     kind_names = {k.name.partition(":")[2] for k in kinds}
     prefetch = []
@@ -203,46 +203,6 @@ def _auth(at: At, spec: Mapping[str, Any]) -> tuple[str, str] | None:
 
 
 @dataclass(frozen=True)
-class _Paging:
-    pagination: Pagination | LinkPaging
-    page_size: int
-    max_page_size: int
-
-
-def _paging(at: At, spec: Mapping[str, Any]) -> _Paging | None:
-    """``style = "offset"``: ``limit`` and ``offset`` query parameters and ``count``, the
-    JMESPath of the item count in a page; ``style = "link"``: the Link header's next
-    page, ``size`` the page size's query parameter."""
-    if not spec:
-        return None
-    style = value(at, spec, "style", str)
-    common = {"style", "page_size", "max_page_size"}
-    pagination: Pagination | LinkPaging
-    if style == "offset":
-        only(at, spec, common | {"limit", "offset", "count"})
-        count, count_text = expr(at, spec, "count"), spec["count"]
-
-        def total(body: Any) -> int:
-            value = count(body)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise UpstreamError(f"upstream body has no count at '{count_text}'")
-            return value
-
-        pagination = Pagination(value(at, spec, "limit", str), value(at, spec, "offset", str),
-                                total)
-    elif style == "link":
-        only(at, spec, common | {"size"})
-        pagination = LinkPaging(value(at, spec, "size", str))
-    else:
-        raise at.error("style", "must be \"offset\" or \"link\"")
-    page_size = value(at, spec, "page_size", int, 100)
-    max_page_size = value(at, spec, "max_page_size", int, 100)
-    if not 1 <= page_size <= max_page_size:
-        raise at.error("page_size", "must be between 1 and max_page_size")
-    return _Paging(pagination, page_size, max_page_size)
-
-
-@dataclass(frozen=True)
 class _Setting:
     name: str
     type: str
@@ -276,7 +236,7 @@ def _values_of(value: Any) -> tuple[Any, ...]:
 
 
 def _section(name: str, title: str, base_url: str, numbers: tuple[int, int, int],
-             auth: tuple[str, str] | None, paging: _Paging | None,
+             auth: tuple[str, str] | None, paging: Paging | None,
              params: Mapping[str, _Setting]) -> type:
     """The upstream's settings section: ``[<name>]``, ``<NAME>_*``, ``<prefix>/<name>/*``;
     ``numbers`` are the catalogue's ttl, budget_per_hour and max_in_flight."""
@@ -306,97 +266,3 @@ def _section(name: str, title: str, base_url: str, numbers: tuple[int, int, int]
         fields.append((p.name, SETTING_TYPES[p.type], option(
             p.default, f"{env}_{p.name.upper()}", p.help, live=True)))
     return dataclasses.make_dataclass(f"{name.title()}Settings", fields, frozen=True)
-
-
-# -- resources ---------------------------------------------------------------------------
-
-def _kind(at: At, upstream: str, name: str, spec: Any, paging: _Paging | None
-          ) -> ResourceKind:
-    if not NAME_RE.fullmatch(name):
-        raise at.error("", "a resource's name is lower-case letters, digits and '_'")
-    entry(at, spec, {"path", "paged", "checks", "not_found", "keep", "derive",
-                      "read_through", "example", "tags"})
-    path = value(at, spec, "path", str)
-    fields = placeholders(path)
-    if not path.startswith("/") or len(fields) != 1 or not fields[0].isidentifier():
-        raise at.error("path", "must start with '/' and hold one placeholder, e.g. {id}")
-    checks = []
-    for i, check in enumerate(value(at, spec, "checks", list, [])):
-        where = at.key("checks", str(i))
-        if not isinstance(check, dict):
-            raise where.error("", "must be a table with expr and error")
-        only(where, check, {"expr", "error"})
-        checks.append((expr(where, check, "expr"), value(where, check, "error", str)))
-    not_found = None
-    if "not_found" in spec:
-        where = at.key("not_found")
-        nf = table(at, spec, "not_found")
-        only(where, nf, {"expr", "message"})
-        not_found = (expr(where, nf, "expr"), value(where, nf, "message", str))
-    keep = expr(at, spec, "keep")
-
-    def trim(body: Any) -> Any:
-        for holds, error in checks:
-            if holds(body) is not True:
-                raise UpstreamError(error)
-        if not_found is not None and not_found[0](body) is True:
-            raise NotFound(not_found[1])
-        return keep(body)
-
-    pagination = None
-    if value(at, spec, "paged", bool, False):
-        if paging is None:
-            raise at.error("paged", "the upstream declares no paging")
-        pagination = paging.pagination
-    derive = None
-    if "derive" in spec:
-        if pagination is None:
-            raise at.error("derive", "only a paged resource derives values from its items")
-        derive = _derive(at.key("derive"), table(at, spec, "derive"))
-    read_through = value(at, spec, "read_through", bool, False)
-    if read_through and (pagination is not None or not READ_THROUGH_RE.fullmatch(path)):
-        raise at.error("read_through", "a read-through resource is one page at a path of "
-                                       "letters, digits, '-', '_' and '/', no query")
-    placeholder = f"{{{fields[0]}}}"
-    tags = []
-    for i, tag in enumerate(value(at, spec, "tags", list, [])):
-        if not isinstance(tag, str) or not TAG_RE.fullmatch(tag.replace(placeholder, "K", 1)) \
-                or tag.count(placeholder) != 1:
-            raise at.key("tags", str(i)).error(
-                "", f"a tag is letters, digits, '_', '-', ':' and '.' around {placeholder}, "
-                    f"e.g. \"event:{placeholder}\"")
-        tags.append(tag.replace(placeholder, "{key}"))
-    return ResourceKind(f"{upstream}:{name}", upstream, path.replace(placeholder, "{key}"),
-                        trim, pagination, derive, read_through, fields[0],
-                        value(at, spec, "example", str, ""), tuple(tags))
-
-
-def _read_through(kind: ResourceKind, title: str) -> View:
-    """``GET /<upstream><path>``: a read-through resource, served as kept."""
-    route = f"/{kind.upstream}" + kind.path.replace("{key}", f"{{{kind.key_name}}}")
-
-    def resources(values: Mapping[str, Any], settings: Any) -> list[str]:
-        return [f"{kind.name}:{values[kind.key_name]}"]
-
-    return View(kind.name.replace(":", "-").replace("_", "-"), route,
-                (Param(kind.key_name, "id", f"{title} {kind.key_name}", kind.example),),
-                resources, lambda values, data: data[0],
-                f"{title}'s {route.removeprefix('/' + kind.upstream)}, read through the cache",
-                {}, allowlist=True)
-
-
-def _derive(at: At, spec: Mapping[str, Any]) -> Callable[[list[Any]], dict[str, Any]]:
-    """``{<name> = JMESPath over {"items": all pages' items}}``: computed when the
-    resource changes and stored with it, e.g. a list sorted for a top-N view."""
-    expressions = {name: expr(at, spec, name) for name in spec}
-
-    def derive(items: list[Any]) -> dict[str, Any]:
-        derived = {}
-        for name, expression in expressions.items():
-            value = expression({"items": items})
-            if value is None:
-                raise UpstreamError(f"upstream items give no '{name}'")
-            derived[name] = value
-        return derived
-
-    return derive

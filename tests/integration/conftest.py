@@ -13,7 +13,8 @@ import pytest
 import redis
 
 from api.app import app_from_settings
-from demo.server import API, DemoUpstream, make_demo_server, threaded_wsgi_server
+from demo.server import API, DemoUpstream, make_demo_server
+from demo.wsgi import threaded_wsgi_server
 from launcher.services import free_port
 from shared.config.settings import Settings, load_settings
 from shared.store.keys import Keys

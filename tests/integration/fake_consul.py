@@ -19,7 +19,7 @@ from typing import Any
 
 import bottle
 
-from demo.server import threaded_wsgi_server
+from demo.wsgi import threaded_wsgi_server
 
 WAIT_RE = re.compile(r"(\d+)(ms|s|m)?$")
 

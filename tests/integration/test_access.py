@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from api.app import app_from_settings
-from demo.server import threaded_wsgi_server
+from demo.wsgi import threaded_wsgi_server
 from launcher.services import free_port
 from shared.config.settings import PROJECT_DIR, Settings
 from shared.policy.access import new_key

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from api.app import app_from_settings
-from demo.server import threaded_wsgi_server
+from demo.wsgi import threaded_wsgi_server
 from launcher.services import free_port
 from shared.config.consul import seed
 from shared.config.live import LiveSettings, live_settings

@@ -13,7 +13,7 @@ import redis
 import requests
 
 from api.app import app_from_settings
-from demo.server import threaded_wsgi_server
+from demo.wsgi import threaded_wsgi_server
 from shared.config.settings import Settings
 from shared.store.keys import Keys
 from tests.harness import Stack

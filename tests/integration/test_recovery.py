@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from api.app import app_from_settings
-from demo.server import threaded_wsgi_server
+from demo.wsgi import threaded_wsgi_server
 from shared.config.settings import load_settings
 from shared.queue import FETCH_TASK, celery_app
 from tests.harness import Stack, wait_for_worker

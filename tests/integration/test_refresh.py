@@ -18,7 +18,7 @@ import redis
 import requests
 
 from api.app import app_from_settings
-from demo.server import threaded_wsgi_server
+from demo.wsgi import threaded_wsgi_server
 from shared.config.settings import Settings, load_settings
 from shared.store.entry import Entry
 from shared.store.flights import FETCH_TIME_LIMIT

@@ -24,7 +24,7 @@ import redis
 import requests
 
 from api.app import app_from_settings
-from demo.server import threaded_wsgi_server
+from demo.wsgi import threaded_wsgi_server
 from launcher.services import free_port
 from shared.config.settings import load_settings
 from shared.errors import StoreFull
