@@ -108,6 +108,7 @@ def server(settings: Settings, target: str = API) -> Any:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Start the API server: granian with the bridged app on the configured host and port."""
     parser = argparse.ArgumentParser(prog="python -m api", description=__doc__)
     parser.add_argument("--consul", help="Consul agent host:port for live settings "
                         "(default: $CONSUL_HTTP_ADDR)")

@@ -48,6 +48,7 @@ def _same(given: str, expected: str) -> bool:
 
 def admin_app(inventory: Inventory, refresh: Refresh, current: Callable[[], Settings],
               clock: Callable[[], float]) -> bottle.Bottle:
+    """The admin API (/admin/): entries, purge, refresh now; behind ``ADMIN_TOKEN``."""
     app = bottle.Bottle()
 
     def guarded(handler: Callable[..., bottle.HTTPResponse]) -> Callable[..., Any]:
@@ -166,6 +167,7 @@ def scoped_prefix(upstream: str, prefix: str) -> str:
 
 
 def resources_tagged(tag: str) -> list[str]:
+    """The resources whose kinds carry a tag like ``tag``, or NotFound saying none does."""
     resources = tagged(tag)
     if not resources:
         raise NotFound(f"no resource kind in the catalogue carries a tag like {tag!r}")

@@ -185,6 +185,7 @@ def _code(status: int) -> str:
 
 
 def celery_enqueue(queue: Celery) -> Enqueue:
+    """How the read path enqueues a miss's fetch: a fetch task on ``queue``."""
     def enqueue(resource: str, token: str, background: bool) -> None:
         send(queue, FETCH_TASK, (resource, token), {
             "request_id": context_value("request_id"), "background": background})
@@ -241,7 +242,7 @@ def served(settings: Settings, current: Callable[[], Settings] | None = None) ->
     """
     current = current or (lambda: settings)
     # One retry: a connection Redis closed (a restart) is replaced at once, and a Redis
-    # that is down is known as such at once (api/local.py).
+    # that is down is known as such at once (api/outage.py).
     client = connect(settings.redis, retries=1)
     broker = connect(settings.redis, broker=True) if settings.redis.broker_url else client
     # Blocking waits need a socket timeout above the longest wait they may be given.

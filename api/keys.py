@@ -14,6 +14,7 @@ from shared.policy.access import new_key
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m api.keys new <name>``: print a new API key and its API_KEYS line."""
     parser = argparse.ArgumentParser(prog="python -m api.keys", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)

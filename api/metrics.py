@@ -50,6 +50,7 @@ def _child(metric: Any, *labels: str) -> Any:
 
 def observe(route: str, method: str, status: int, served: Served | None,
             seconds: float) -> None:
+    """Count one request and its duration, by route, method, status and how it was served."""
     _child(REQUESTS, route, method, str(status)).inc()
     _child(LATENCY, route).observe(seconds)
     if served is not None:

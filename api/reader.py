@@ -1,7 +1,7 @@
 """The API's read path: hits, single-flight misses, and serving stale (RFC 5861).
 
 For each resource of a view the stored entry is:
-- fresh: served (one Redis round trip; a hit from the process's own copy, api/local.py,
+- fresh: served (one Redis round trip; a hit from the process's own copy, api/hits.py,
   takes none);
 - stale within ``stale_while_revalidate``: served at once, and one refresh is enqueued;
 - older, or missing: the request joins the resource's flight (the leader enqueues the
@@ -72,8 +72,10 @@ class MissGate(Protocol):
 
 
 class NoMissLimit:
+    """No client has a limit on misses."""
+
     def admit(self, client: str | None, leads: Callable[[], bool]) -> None:
-        pass
+        """Every request may lead a fetch."""
 
 
 class Asking(enum.Enum):
@@ -100,6 +102,9 @@ class Read:
 
 
 class Reader:
+    """The read path of one API process: entries from Redis, single-flight misses, stale
+    data served where RFC 5861 allows (the module docstring tells the rules)."""
+
     def __init__(
         self,
         entries: EntryStore,

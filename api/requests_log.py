@@ -37,10 +37,12 @@ class Answering(Protocol):
     """A WSGI app that also answers without I/O where it can (api/bridge.py)."""
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse
-                 ) -> Iterable[bytes]: ...
+                 ) -> Iterable[bytes]:
+        """The WSGI app."""
 
     def answer(self, environ: dict[str, Any], start_response: StartResponse
-               ) -> Iterable[bytes] | None: ...
+               ) -> Iterable[bytes] | None:
+        """The answer without I/O, or None (before starting a response)."""
 
 
 def request_id(given: str | None) -> str:

@@ -12,11 +12,13 @@ JSON_TYPE = "application/json; charset=utf-8"
 
 
 def encode(body: Any) -> bytes:
+    """A JSON body as the API sends it: compact UTF-8."""
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None
                   ) -> bottle.HTTPResponse:
+    """A JSON answer with ``status`` and any more ``headers``."""
     return bottle.HTTPResponse(encode(body), status, {"Content-Type": JSON_TYPE, **(headers or {})})
 
 

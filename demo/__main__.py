@@ -15,6 +15,7 @@ from shared.telemetry.logs import configure_logging
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run the demo upstream until interrupted."""
     parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__)
     parser.add_argument("--host", default=os.environ.get("DEMO_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("DEMO_PORT", "8042")))

@@ -18,15 +18,32 @@ class Controlled(Protocol):
 
     github: Any
 
-    def counters(self) -> dict[str, dict[str, dict[str, int]]]: ...
-    def body_bytes(self) -> dict[str, dict[str, int]]: ...
-    def set_validators(self, enabled: bool) -> None: ...
-    def reset(self) -> None: ...
-    def put_event(self, event_id: str, title: str | None, names: list[str] | None) -> None: ...
-    def remove_event(self, event_id: str) -> None: ...
-    def set_fault(self, fault: Any) -> None: ...
-    def set_fault_from(self, spec: dict[str, Any]) -> None: ...
-    def set_latency(self, seconds: float, answer_first: bool = False) -> None: ...
+    def counters(self) -> dict[str, dict[str, dict[str, int]]]:
+        """Requests seen, as {kind: {event id: {status: count}}}."""
+
+    def body_bytes(self) -> dict[str, dict[str, int]]:
+        """Response body bytes sent, as {kind: {event id: bytes}}."""
+
+    def set_validators(self, enabled: bool) -> None:
+        """Send validators and 304s, or neither."""
+
+    def reset(self) -> None:
+        """Back to the initial data, counters cleared."""
+
+    def put_event(self, event_id: str, title: str | None, names: list[str] | None) -> None:
+        """Change or add an event."""
+
+    def remove_event(self, event_id: str) -> None:
+        """Remove an event."""
+
+    def set_fault(self, fault: Any) -> None:
+        """Make a fault from now on (None: none)."""
+
+    def set_fault_from(self, spec: dict[str, Any]) -> None:
+        """Make the fault a JSON description names."""
+
+    def set_latency(self, seconds: float, answer_first: bool = False) -> None:
+        """Delay every answer."""
 
 
 def control_app(upstream: Controlled) -> bottle.Bottle:

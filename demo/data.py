@@ -14,6 +14,8 @@ LAST_NAMES = ["Jansen", "de Vries", "Bakker", "Visser", "Smit", "Meijer", "Mulde
 
 @dataclass
 class Subscriber:
+    """A subscriber as Calendar42 lists one."""
+
     first_name: str
     last_name: str
     user_id: str
@@ -21,6 +23,8 @@ class Subscriber:
 
 @dataclass
 class Event:
+    """An event, its subscribers and validators' inputs."""
+
     id: str
     title: str
     subscribers: list[Subscriber] = field(default_factory=list)
@@ -30,6 +34,7 @@ class Event:
 
 
 def people(count: int, offset: int = 0) -> list[Subscriber]:
+    """``count`` made-up subscribers, from the ``offset``-th name on."""
     return [
         Subscriber(
             FIRST_NAMES[(offset + i) % len(FIRST_NAMES)],
@@ -41,6 +46,7 @@ def people(count: int, offset: int = 0) -> list[Subscriber]:
 
 
 def sample_events() -> dict[str, Event]:
+    """The demo's events: a few small ones and one with many pages of subscribers."""
     events = [
         Event("launch-party", "Product launch party", people(23)),
         Event("team-standup", "Team stand-up", people(3, offset=5)),

@@ -33,6 +33,8 @@ RATE_LIMIT = 5000  # requests an hour, as GitHub gives an authenticated user
 
 @dataclass
 class Repo:
+    """A repository as the GitHub double serves it."""
+
     full_name: str
     forks_count: int
     stargazers_count: int
@@ -75,6 +77,7 @@ class DemoGitHub:
         self.app = self._build_app()
 
     def reset(self) -> None:
+        """Back to the initial data, counters and rate limit."""
         with self._lock:
             self.orgs = sample_orgs()
             self.requests: Counter[tuple[str, str, int]] = Counter()
@@ -105,6 +108,7 @@ class DemoGitHub:
 
     def set_rate_limit(self, remaining: int | None = None,
                        secondary_retry_after: int | None = None) -> None:
+        """Report (and enforce) a rate limit: requests left and when it resets."""
         with self._lock:
             if remaining is not None:
                 self.remaining = remaining

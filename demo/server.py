@@ -11,9 +11,7 @@ The GitHub part (demo/github.py) is served beside it, and the control API under
 from __future__ import annotations
 
 import copy
-import hashlib
 import hmac
-import json
 import logging
 import re
 import threading
@@ -31,8 +29,7 @@ from demo.data import Event, Subscriber, sample_events
 from demo.faults import Fault, fault_from, fault_response
 from demo.github import PREFIX as GITHUB
 from demo.github import DemoGitHub
-from demo.wsgi import c42_error, threaded_wsgi_server
-from shared.policy.http import http_date, not_modified
+from demo.wsgi import c42_error, conditional, threaded_wsgi_server
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +60,7 @@ class DemoUpstream:
         self.app = self._build_app()
 
     def reset(self) -> None:
+        """Back to the initial events, with counters, faults and latency cleared."""
         with self._lock:
             self.events = copy.deepcopy(self._initial)
             self.requests: Counter[tuple[str, str, int]] = Counter()
@@ -112,10 +110,12 @@ class DemoUpstream:
         return out
 
     def set_validators(self, enabled: bool) -> None:
+        """Send ETag/Last-Modified and 304s (the default), or neither."""
         with self._lock:
             self.validators = enabled
 
     def count(self, kind: str, event_id: str, status: int | None = None) -> int:
+        """Requests seen for (kind, event id), of one status or all."""
         with self._lock:
             return sum(
                 n for (k, i, s), n in self.requests.items()
@@ -128,6 +128,7 @@ class DemoUpstream:
             return self._started.wait_for(lambda: self.started[(kind, event_id)] > 0, timeout)
 
     def put_event(self, event_id: str, title: str | None, names: list[str] | None) -> None:
+        """Change an event (or add one): its title and subscribers' first names."""
         with self._lock:
             event = self.events.get(event_id) or Event(event_id, title or event_id)
             if title is not None:
@@ -141,10 +142,12 @@ class DemoUpstream:
             self.events[event_id] = event
 
     def remove_event(self, event_id: str) -> None:
+        """Remove an event: it is 404 from now on."""
         with self._lock:
             self.events.pop(event_id, None)
 
     def set_fault(self, fault: Fault | None) -> None:
+        """Make a fault from now on (None: none)."""
         with self._lock:
             self.fault = fault
 
@@ -274,24 +277,8 @@ class DemoUpstream:
         return conditional(body, event, self.validators)
 
 
-def conditional(body: Any, event: Event | None, validators: bool = True) -> bottle.HTTPResponse:
-    """200 with validators, or 304 when the request's validators still match."""
-    payload = json.dumps(body, ensure_ascii=False).encode()
-    if not validators:
-        return bottle.HTTPResponse(payload, 200, {"Content-Type": "application/json"})
-    tag = '"' + hashlib.sha256(payload).hexdigest()[:32] + '"'
-    etag = "W/" + tag if event is not None and event.weak_etag else tag
-    headers = {"ETag": etag, "Content-Type": "application/json; charset=utf-8"}
-    modified = event.modified if event is not None else 1_700_000_000.0
-    headers["Last-Modified"] = http_date(modified)
-    if not_modified(bottle.request.get_header("If-None-Match"),
-                    bottle.request.get_header("If-Modified-Since"), etag, modified):
-        return bottle.HTTPResponse(b"", 304, {"ETag": etag,
-                                              "Last-Modified": headers["Last-Modified"]})
-    return bottle.HTTPResponse(payload, 200, headers)
-
-
 def unauthorized() -> bottle.HTTPResponse:
+    """Calendar42's 401."""
     return c42_error(401, "Authentication credentials were not provided.", "not_authenticated")
 
 

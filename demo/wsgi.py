@@ -1,8 +1,9 @@
-"""The demo's HTTP plumbing: JSON answers, and a small threaded WSGI server (also what
-the tests serve the API and other doubles with)."""
+"""The demo's HTTP plumbing: JSON answers, conditional answers (validators, 304s), and a
+small threaded WSGI server (also what the tests serve the API and other doubles with)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from socketserver import ThreadingMixIn
@@ -10,6 +11,9 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import bottle
+
+from demo.data import Event
+from shared.policy.http import http_date, not_modified
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +29,23 @@ def json_body(status: int, body: Any) -> bottle.HTTPResponse:
 def c42_error(status: int, message: str, code: str) -> bottle.HTTPResponse:
     """An error as Calendar42 sends one."""
     return json_body(status, {"error": {"status_code": status, "message": message, "code": code}})
+
+
+def conditional(body: Any, event: Event | None, validators: bool = True) -> bottle.HTTPResponse:
+    """200 with validators, or 304 when the request's validators still match."""
+    payload = json.dumps(body, ensure_ascii=False).encode()
+    if not validators:
+        return bottle.HTTPResponse(payload, 200, {"Content-Type": "application/json"})
+    tag = '"' + hashlib.sha256(payload).hexdigest()[:32] + '"'
+    etag = "W/" + tag if event is not None and event.weak_etag else tag
+    headers = {"ETag": etag, "Content-Type": "application/json; charset=utf-8"}
+    modified = event.modified if event is not None else 1_700_000_000.0
+    headers["Last-Modified"] = http_date(modified)
+    if not_modified(bottle.request.get_header("If-None-Match"),
+                    bottle.request.get_header("If-Modified-Since"), etag, modified):
+        return bottle.HTTPResponse(b"", 304, {"ETag": etag,
+                                              "Last-Modified": headers["Last-Modified"]})
+    return bottle.HTTPResponse(payload, 200, headers)
 
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):

@@ -27,6 +27,9 @@ from typing import Any
 
 
 class CachedProxyError(Exception):
+    """The root of the tree: an HTTP status, a code and a message; ``body`` is the
+    JSON error clients get."""
+
     status = 500
     code = "internal"
 
@@ -40,35 +43,48 @@ class CachedProxyError(Exception):
         self.headers: dict[str, str] = {}  # sent with the error (Retry-After, RateLimit)
 
     def body(self) -> dict[str, Any]:
+        """The JSON error: ``{"error": {"status", "code", "message"}}``."""
         return {"error": {"status": self.status, "code": self.code, "message": self.message}}
 
 
 class InvalidRequest(CachedProxyError):
+    """400: a malformed id or parameter."""
+
     status = 400
     code = "invalid_request"
 
 
 class NotFound(CachedProxyError):
+    """404: upstream does not have it (remembered), or no such path."""
+
     status = 404
     code = "not_found"
 
 
 class UpstreamError(CachedProxyError):
+    """502: upstream failed (unreachable, 5xx, a refusal, a body that does not hold)."""
+
     status = 502
     code = "upstream_error"
 
 
 class UpstreamTimeout(UpstreamError):
+    """504: upstream did not answer in time."""
+
     status = 504
     code = "upstream_timeout"
 
 
 class FetchTimeout(CachedProxyError):
+    """504: the fetch did not finish within the request's wait."""
+
     status = 504
     code = "fetch_timeout"
 
 
 class FetchFailed(CachedProxyError):
+    """503: the fetch was lost (its worker died or it was interrupted)."""
+
     status = 503
     code = "fetch_failed"
 
@@ -81,16 +97,22 @@ class BudgetSpent(CachedProxyError):
 
 
 class StoreUnavailable(CachedProxyError):
+    """503: Redis cannot be reached."""
+
     status = 503
     code = "store_unavailable"
 
 
 class StoreFull(CachedProxyError):
+    """503 (store_full): Redis is out of memory and refuses writes."""
+
     status = 503
     code = "store_full"
 
 
 class Unauthorized(CachedProxyError):
+    """401: an API key (or the admin token) is required."""
+
     status = 401
     code = "unauthorized"
 

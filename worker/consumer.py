@@ -54,16 +54,21 @@ def _ack_quietly(ack: Any) -> Any:
 
 
 class Consumer(CeleryConsumer):
+    """Celery's consumer, reconnecting promptly and surviving a lost broker."""
+
     def ensure_connected(self, conn: Any) -> Any:
+        """Connect, trying every RECONNECT_INTERVAL, not with kombu's growing intervals."""
         conn.ensure_connection = functools.partial(
             conn.ensure_connection, interval_start=0, interval_step=RECONNECT_INTERVAL / 2,
             interval_max=RECONNECT_INTERVAL)
         return super().ensure_connected(conn)
 
     def call_soon_ack(self, p: Any, *args: Any, **kwargs: Any) -> Any:
+        """Acknowledge a started task's message; a connection lost meanwhile is logged."""
         return super().call_soon_ack(_ack_quietly(p), *args, **kwargs)
 
     def on_connection_error_after_connected(self, exc: Exception) -> None:
+        """A lost connection: its close may fail to put reserved tasks back (logged)."""
         if self.connection is not None:
             self.connection.close = _close_quietly(self.connection.close)
         super().on_connection_error_after_connected(exc)

@@ -26,6 +26,7 @@ from worker.upstream import UpstreamClient
 
 
 def upstream_clients(settings: Settings) -> dict[str, UpstreamClient]:
+    """An HTTP client per upstream of the catalogue, with its endpoint and timeouts."""
     clients = {}
     for name, upstream in upstreams().items():
         endpoint = upstream.endpoint(settings.upstreams[name])
@@ -38,6 +39,9 @@ def upstream_clients(settings: Settings) -> dict[str, UpstreamClient]:
 
 @dataclass
 class WorkerContext:
+    """What a worker process's tasks share: its Redis, stores, upstream clients, metrics
+    and the settings in force (followed live)."""
+
     current: Callable[[], Settings]  # the settings in force now
     redis: redis.Redis
     keys: Keys
@@ -53,10 +57,12 @@ class WorkerContext:
 
     @property
     def settings(self) -> Settings:
+        """The settings in force now."""
         return self.current()
 
     @classmethod
     def from_live(cls, live: LiveSettings) -> WorkerContext:
+        """The context of this process, built from its live settings."""
         settings = live.get()
         client = connect(settings.redis)
         keys = Keys(settings.redis.key_prefix)

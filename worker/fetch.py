@@ -23,15 +23,19 @@ class Upstream(Protocol):
 
     page_size: int
 
-    def get(self, path: str, validator: Validator | None = None) -> Response: ...
+    def get(self, path: str, validator: Validator | None = None) -> Response:
+        """One request for ``path``, conditional with ``validator`` when given."""
 
-    def path_of(self, url: str) -> str: ...
+    def path_of(self, url: str) -> str:
+        """The path (and query) of one of the upstream's own URLs (a next page)."""
 
 MAX_PAGES = 1000
 
 
 @dataclass(frozen=True)
 class Fetched:
+    """What a fetch got: the entry to store, whether the data changed, requests made."""
+
     entry: Entry
     changed: bool  # False: upstream answered 304 to every request
     requests: int

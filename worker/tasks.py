@@ -50,6 +50,7 @@ class ContextTask(Task):
 
     @property
     def context(self) -> WorkerContext:
+        """The process's WorkerContext."""
         return process_context()
 
 

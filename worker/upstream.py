@@ -20,6 +20,8 @@ from shared.upstreams.kinds import Endpoint
 
 @dataclass(frozen=True)
 class Response:
+    """One upstream answer: a 200's JSON or a 304, its validator, next page and rate limit."""
+
     status: int  # 200 or 304
     body: Any  # parsed JSON of a 200
     validator: Validator
@@ -185,6 +187,7 @@ class Recorder:
         self.rate_limit: tuple[int, float] | None = None  # the last an answer reported
 
     def get(self, path: str, validator: Validator | None = None) -> Response:
+        """The client's ``get``, recording each response for the metrics and the budget."""
         started = time.perf_counter()
         try:
             response = self.client.get(path, validator, self.deadline)

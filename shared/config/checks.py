@@ -58,6 +58,8 @@ def sentinel_addresses(text: str) -> list[tuple[str, int]]:
 
 
 def validate(settings: Settings) -> Settings:
+    """``settings`` if every option is in range and the options hold together, else
+    SettingsError naming the first key that does not."""
     checks = [
         (settings.cache.ttl > 0, "cache.ttl must be positive"),
         (settings.cache.negative_ttl > 0, "cache.negative_ttl must be positive"),

@@ -14,4 +14,6 @@ class SettingsError(ValueError):
 
 
 def option(default: Any, env: str, help: str, live: bool = False) -> Any:
+    """Declare an option: its default, environment variable, help, and whether a running
+    process applies a change (``live``)."""
     return field(default=default, metadata={"env": env, "help": help, "live": live})

@@ -17,10 +17,12 @@ TABLE_END = "<!-- config-table:end -->"
 
 
 def ini_value(value: Any) -> str:
+    """An option's default as config.ini.example writes it."""
     return ", ".join(value) if isinstance(value, tuple) else str(value)
 
 
 def ini_example() -> str:
+    """config.ini.example: every option with its help, commented out at its default."""
     lines = [
         "# cachedproxy configuration.",
         "#",
@@ -39,6 +41,7 @@ def ini_example() -> str:
 
 
 def markdown_table() -> str:
+    """The README's settings table: section, key, environment variable, default, help."""
     rows = [
         "| ini `[section] key` | Consul key | environment | default | applies | meaning |",
         "|---|---|---|---|---|---|",
@@ -53,11 +56,13 @@ def markdown_table() -> str:
 
 
 def readme_with_table(readme: str) -> str:
+    """The README with its settings table replaced by the current one."""
     pattern = re.compile(re.escape(TABLE_START) + ".*?" + re.escape(TABLE_END), re.S)
     return pattern.sub(lambda _: markdown_table(), readme)
 
 
 def main() -> None:
+    """``python -m shared.config.docs``: write config.ini.example and the README's table."""
     (PROJECT_DIR / "config.ini.example").write_text(ini_example())
     readme = PROJECT_DIR / "README.md"
     readme.write_text(readme_with_table(readme.read_text()))

@@ -69,9 +69,11 @@ class LiveSettings:
         self._last_good_text: str | None = None
 
     def get(self) -> Settings:
+        """The settings in force now."""
         return self._current
 
     def subscribe(self, listener: Listener) -> None:
+        """Call ``listener(old, new)`` after each change applied."""
         self._listeners.append(listener)
 
     def apply(self, layer: Layer, catalogue_text: str | None = None) -> Settings:
@@ -222,6 +224,7 @@ def settings_or_exit() -> Settings:
 
 
 def apply_log_level(old: Settings, new: Settings) -> None:
+    """Follow a change of ``log.level``."""
     if old.log.level != new.log.level:
         logging.getLogger().setLevel(new.log.level.upper())
 

@@ -1,8 +1,6 @@
-"""The settings' sections: every option declared once, with its ini section and key,
-its environment variable, its default and whether a running process applies a change
-(``live``) or needs a restart. ``Settings`` holds one of each, frozen; the loader
-(shared/config/settings.py), the checks (shared/config/checks.py), the docs and
-``config.ini.example`` all follow from these declarations.
+"""Every option declared once: ini section and key, environment variable, default, and
+whether a running process applies a change (``live``). ``Settings`` holds one of each
+section; the loader (settings.py), checks, docs and config.ini.example follow from them.
 """
 
 from __future__ import annotations
@@ -20,6 +18,7 @@ MAX_WAIT = 60.0  # longest wait a request may be configured to make for upstream
 
 @dataclass(frozen=True)
 class RedisSettings:
+    """``[redis]``: where Redis is (a URL, or Sentinels), the broker, timeouts, key prefix."""
     url: str = option(
         "redis://127.0.0.1:6379/0", "REDIS_URL", "Redis for the cache, the schedule and the broker"
     )
@@ -58,6 +57,7 @@ class RedisSettings:
 
 @dataclass(frozen=True)
 class CacheSettings:
+    """``[cache]``: freshness, stale-while-revalidate, stale-if-error, negative TTL, entry size."""
     ttl: int = option(252, "CACHE_TTL", "Seconds an upstream response stays fresh", live=True)
     negative_ttl: int = option(
         30, "CACHE_NEGATIVE_TTL", "Seconds an upstream 404 is remembered", live=True
@@ -83,6 +83,7 @@ class CacheSettings:
 
 @dataclass(frozen=True)
 class WorkerSettings:
+    """``[worker]``: the worker's pool and concurrency."""
     pool: str = option(
         "threads", "WORKER_POOL",
         "threads: tasks run on threads of one process, a request in flight costs a thread; "
@@ -97,6 +98,7 @@ class WorkerSettings:
 
 @dataclass(frozen=True)
 class RefreshSettings:
+    """``[refresh]``: when live resources are refreshed, retried and let go idle."""
     ratio: float = option(
         0.8, "REFRESH_RATIO", "Refresh a live resource after this fraction of its TTL", live=True
     )
@@ -127,6 +129,7 @@ class RefreshSettings:
 
 @dataclass(frozen=True)
 class UpstreamSettings:
+    """``[upstream]``: what every upstream client shares (timeouts, in flight, miss share)."""
     connect_timeout: float = option(
         3.05, "UPSTREAM_CONNECT_TIMEOUT", "Seconds to connect to an upstream", live=True
     )
@@ -147,6 +150,7 @@ class UpstreamSettings:
 
 @dataclass(frozen=True)
 class ApiSettings:
+    """``[api]``: where the API listens, its processes and threads, and how long misses wait."""
     host: str = option("127.0.0.1", "API_HOST", "Address the API listens on")
     port: int = option(8080, "API_PORT", "Port the API listens on")
     workers: int = option(2, "API_WORKERS", "API server processes")
@@ -171,6 +175,8 @@ class ApiSettings:
 @dataclass(frozen=True)
 class FlowerSettings:
     # FLOWER_* variables are also read by Flower itself, so only its own names are used.
+    """``[flower]``: Flower's address and login."""
+
     address: str = option("127.0.0.1", "FLOWER_ADDRESS", "Address Flower listens on")
     port: int = option(5555, "FLOWER_PORT", "Port Flower listens on")
     basic_auth: str = option(
@@ -185,6 +191,8 @@ class FlowerSettings:
 @dataclass(frozen=True)
 class ConsulSettings:
     # Where the Consul configuration comes from cannot itself come from Consul.
+    """``[consul]``: the Consul agent and KV prefix settings are followed from."""
+
     address: str = option(
         "", "CONSUL_HTTP_ADDR", "Consul agent host:port (or URL); empty: no Consul"
     )
@@ -194,6 +202,7 @@ class ConsulSettings:
 
 @dataclass(frozen=True)
 class AccessSettings:
+    """``[access]``: API keys, rate limits, trusted proxies and CORS."""
     keys: str = option(
         "", "API_KEYS",
         "API keys as name:<sha256 hex of the key>, comma-separated (python -m api.keys new "
@@ -233,6 +242,7 @@ class AccessSettings:
 
 @dataclass(frozen=True)
 class AdminSettings:
+    """``[admin]``: the admin API's token."""
     token: str = option(
         "", "ADMIN_TOKEN",
         "Bearer token of the admin API (/admin/); empty: the admin API is off (404)", live=True,
@@ -241,11 +251,13 @@ class AdminSettings:
 
 @dataclass(frozen=True)
 class LogSettings:
+    """``[log]``: the log level."""
     level: str = option("INFO", "LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR", live=True)
 
 
 @dataclass(frozen=True)
 class Settings:
+    """Every section, and each upstream's own, as one frozen value built once per process."""
     redis: RedisSettings = field(default_factory=RedisSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
     refresh: RefreshSettings = field(default_factory=RefreshSettings)
@@ -267,8 +279,7 @@ class Settings:
         return own or self.cache.ttl
 
     def in_flight_for(self, upstream: str) -> int:
-        """Requests to an upstream a worker has in flight at once: its own
-        ``max_in_flight`` if set, else upstream.max_in_flight."""
+        """An upstream's requests in flight per worker: its own, else upstream's."""
         own = getattr(self.upstreams.get(upstream), "max_in_flight", 0)
         return own or self.upstream.max_in_flight
 

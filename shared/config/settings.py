@@ -112,6 +112,7 @@ def find_config_file(environ: Mapping[str, str]) -> Path | None:
 
 
 def read_ini(path: Path) -> Layer:
+    """The layer of a config.ini file."""
     parser = configparser.ConfigParser(interpolation=None)
     try:
         parser.read(path, encoding="utf-8")
@@ -121,6 +122,7 @@ def read_ini(path: Path) -> Layer:
 
 
 def env_layer(environ: Mapping[str, str]) -> Layer:
+    """The layer of the environment: each option's variable, where set."""
     layer: dict[str, dict[str, str]] = {}
     for opt in options():
         if opt.env in environ:
@@ -129,6 +131,8 @@ def env_layer(environ: Mapping[str, str]) -> Layer:
 
 
 def parse_value(opt: Option, raw: str, source: str) -> Any:
+    """An option's raw string as its declared type, or SettingsError naming the key
+    and where the value came from."""
     name = f"{opt.section}.{opt.key} ({source})"
     raw = raw.strip()
     try:

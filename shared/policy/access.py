@@ -30,6 +30,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def key_hash(key: str) -> str:
+    """The SHA-256 of a key, as API_KEYS holds it (never the key itself)."""
     return hashlib.sha256(key.encode()).hexdigest()
 
 
@@ -80,6 +81,7 @@ def _loopback(host: str) -> bool:
 
 
 def bearer(authorization: str | None) -> str | None:
+    """The credentials of an ``Authorization: Bearer`` header, or None."""
     scheme, _, credentials = (authorization or "").partition(" ")
     credentials = credentials.strip()
     return credentials if scheme.lower() == "bearer" and credentials else None
@@ -144,6 +146,7 @@ class Limit:
 
     @property
     def name(self) -> str:
+        """The limit as RateLimit-Policy names it, e.g. ``100-per-60s``."""
         return f"{self.amount}-per-{self.window}s"
 
 

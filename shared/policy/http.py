@@ -38,10 +38,13 @@ def not_modified(
 
 
 def http_date(epoch: float) -> str:
+    """An IMF-fixdate (RFC 9110 section 5.6.7) of epoch seconds."""
     return formatdate(epoch, usegmt=True)
 
 
 def cache_control(max_age: float, stale_while_revalidate: int, stale_if_error: int) -> str:
+    """Cache-Control of a view: max-age (the freshness left, never below 0), and the
+    stale-while-revalidate and stale-if-error windows."""
     return (f"max-age={int(max(max_age, 0))}, stale-while-revalidate={stale_while_revalidate}, "
             f"stale-if-error={stale_if_error}")
 

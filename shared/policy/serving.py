@@ -45,6 +45,8 @@ class Staleness(enum.Enum):
 
 
 class ReadAction(enum.Enum):
+    """What a read does with the entries it found (``read_action``)."""
+
     SERVE = "serve"
     SERVE_AND_REFRESH = "serve and refresh"
     SERVE_STALE = "serve stale"  # upstream is backing off: do not ask it

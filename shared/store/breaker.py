@@ -9,12 +9,12 @@ reset the count), and:
 - a scheduled refresh asks ``gate`` before fetching. When the probe is due it *is* the
   probe (``probe_at`` moves a lease ahead, so one probe goes at a time); otherwise it is
   *held*: added to the upstream's held set, to be refreshed once the upstream answers.
-- a fetch failing the whole upstream (``refresh.upstream_failing``) calls ``failed``:
-  one more failure, and the next probe after a back-off that doubles up to
-  ``refresh.probe_max``.
+- a fetch failing the whole upstream (shared/policy/timing.py ``upstream_failing``)
+  calls ``failed``: one more failure, and the next probe after a back-off that doubles
+  up to ``refresh.probe_max``.
 - a fetch the upstream answers (200, 304, 404) calls ``answered``: the health record
   goes, and the held resources come back for a prompt refresh
-  (``refresh.recovery_plan``).
+  (``timing.recovery_plan``).
 - beat's tick calls ``due_probes``: for each failing upstream whose probe is due and not
   under way, one held resource is taken out of the held set to be refreshed now, and
   so becomes the probe. The resource that failed the last probe is planned for the next
@@ -96,6 +96,9 @@ def _ms(seconds: float) -> int:
 
 
 class UpstreamBreaker:
+    """Each upstream's failing state in Redis, shared by every worker and API process
+    (the module docstring tells the protocol)."""
+
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.redis = client
         self.keys = keys

@@ -50,6 +50,9 @@ return start - now
 
 
 class UpstreamBudget:
+    """Each upstream's request budget in Redis: the buckets refreshes and misses spend
+    from, and the limit the upstream last reported."""
+
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.redis = client
         self.keys = keys
@@ -75,6 +78,7 @@ class UpstreamBudget:
                         mapping={"remaining": remaining, "reset_at": repr(reset_at)})
 
     def observed(self, upstream: str) -> tuple[int, float] | None:
+        """The rate limit the upstream last reported (remaining, reset at), if any."""
         remaining, reset_at = self.redis.hmget(self.keys.budget(upstream),
                                                ["remaining", "reset_at"])
         if remaining is None or reset_at is None:

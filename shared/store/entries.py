@@ -60,6 +60,9 @@ def _ms(epoch_seconds: float) -> int:
 
 
 class EntryStore:
+    """The cache entries in Redis: read, saved with their metadata in one transaction,
+    revalidated on a 304, purged."""
+
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.redis = client
         self.keys = keys

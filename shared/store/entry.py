@@ -18,6 +18,8 @@ FORMAT_VERSION = "2"
 
 @dataclass(frozen=True)
 class Validator:
+    """What upstream gave to ask again conditionally: ETag and Last-Modified."""
+
     etag: str | None = None
     last_modified: str | None = None
 
@@ -34,6 +36,8 @@ def conditional_headers(validator: Validator | None) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Entry:
+    """One resource as stored: its data (or a 404), validators and times."""
+
     status: int  # 200: data is served; 404: upstream said the resource does not exist
     data: Any
     validators: tuple[Validator, ...]
@@ -44,6 +48,7 @@ class Entry:
     digest: str = ""  # of the data: the same data has the same digest, in any process
 
     def is_fresh(self, now: float) -> bool:
+        """Whether it may be served without asking upstream."""
         return now < self.fresh_until
 
     def validator(self, page: int, page_size: int = 0) -> Validator | None:
@@ -57,6 +62,7 @@ class Entry:
         return json.dumps(self.data, ensure_ascii=False, separators=(",", ":"))
 
     def to_fields(self) -> dict[str, str]:
+        """The entry as the fields of its Redis hash."""
         return {
             "v": FORMAT_VERSION,
             "status": str(self.status),
@@ -91,6 +97,7 @@ class Entry:
 
 
 def digest(data: Any) -> str:
+    """A digest of JSON data, the same for equal data however its keys are ordered."""
     canonical = json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 

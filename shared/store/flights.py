@@ -145,22 +145,27 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
+        """Whether the fetch stored data."""
         return self.code == "ok"
 
     @classmethod
     def failed(cls, error: CachedProxyError) -> Outcome:
+        """The outcome of a fetch that failed with ``error``."""
         return cls(error.code, error.message, error.upstream_status, error.retry_after)
 
     def error(self) -> CachedProxyError:
+        """The error the waiters raise (with what upstream said and when to come back)."""
         return from_code(self.code, self.message, self.upstream_status, self.retry_after)
 
     def encode(self) -> str:
+        """The outcome as published on the flight's result key."""
         return json.dumps({"code": self.code, "message": self.message,
                            "upstream_status": self.upstream_status,
                            "retry_after": self.retry_after})
 
     @classmethod
     def decode(cls, raw: bytes | str) -> Outcome:
+        """An outcome read from a result key."""
         value = json.loads(raw)
         return cls(value["code"], value["message"], value.get("upstream_status"),
                    value.get("retry_after"))
@@ -168,12 +173,17 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Flight:
+    """One resource's single flight, as joined: its token, and whether we lead it."""
+
     resource: str
     token: str
     leader: bool
 
 
 class Flights:
+    """The single flights of every process in Redis (the module docstring tells the
+    protocol)."""
+
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.redis = client
         self.keys = keys

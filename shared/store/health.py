@@ -18,6 +18,7 @@ WORKER_GONE_AFTER = 10.0  # seconds without a heartbeat
 
 
 def worker_seen(client: redis.Redis, keys: Keys, hostname: str, now: float) -> None:
+    """Note that a worker is alive now (its heartbeat)."""
     with client.pipeline(transaction=False) as pipe:
         pipe.zadd(keys.workers(), {hostname: int(now * 1000)})
         pipe.zremrangebyscore(keys.workers(), "-inf", int((now - 3600) * 1000))
@@ -25,10 +26,12 @@ def worker_seen(client: redis.Redis, keys: Keys, hostname: str, now: float) -> N
 
 
 def worker_gone(client: redis.Redis, keys: Keys, hostname: str) -> None:
+    """Forget a worker that shut down."""
     client.zrem(keys.workers(), hostname)
 
 
 def ticked(client: redis.Redis, keys: Keys, now: float) -> None:
+    """Note that beat's tick ran now."""
     client.set(keys.last_tick(), repr(now))
 
 

@@ -17,6 +17,8 @@ SCAN_BATCH = 500
 
 @dataclass(frozen=True)
 class Listed:
+    """One entry as the admin API lists it."""
+
     resource: str
     entry: Entry | None  # None: stored in a format this version does not read
     bytes: int
@@ -24,6 +26,7 @@ class Listed:
     last_read: float | None
 
     def as_json(self, now: float) -> dict[str, Any]:
+        """The entry as the admin API's JSON."""
         e = self.entry
         return {
             "resource": self.resource,
@@ -41,6 +44,8 @@ class Listed:
 
 
 class Inventory:
+    """What the admin API reads and changes: entries listed, inspected and purged."""
+
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.redis = client
         self.keys = keys

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Keys:
+    """Every Redis key of one deployment (its prefix), each named once below."""
+
     prefix: str
 
     def _key(self, *parts: str) -> str:

@@ -107,6 +107,9 @@ def _ms(seconds: float) -> int:
 
 
 class Schedule:
+    """The refresh schedule in Redis: the live set by due time, reads, failures and
+    pacing (the module docstring tells the rules)."""
+
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.redis = client
         self.keys = keys

@@ -33,11 +33,15 @@ def log_context(**fields: str | None) -> Iterator[None]:
 
 
 def context_value(name: str) -> str | None:
+    """A field of the current log context (the request id), or None."""
     return _context.get().get(name)
 
 
 class ContextFilter(logging.Filter):
+    """Adds the current log context (request id, task id) to every record."""
+
     def filter(self, record: logging.LogRecord) -> bool:
+        """Add the context's fields to ``record``; never drops one."""
         for name, value in _context.get().items():
             if not hasattr(record, name):
                 setattr(record, name, value)
@@ -45,6 +49,7 @@ class ContextFilter(logging.Filter):
 
 
 def json_formatter() -> logging.Formatter:
+    """The formatter of JSON log lines."""
     return JsonFormatter(FORMAT, rename_fields=RENAMES, timestamp=True, json_ensure_ascii=False)
 
 

@@ -83,6 +83,7 @@ class RedisCollector:
         self.broker = broker or client
 
     def collect(self) -> Iterator[Metric]:
+        """The metrics read from Redis at scrape time."""
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(self.keys.metrics())
             pipe.zcard(self.keys.schedule())

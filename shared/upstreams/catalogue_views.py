@@ -18,6 +18,8 @@ PARAM_TYPES = {"id", "count", "choice"}
 
 def parse_view(at: At, name: str, spec: Any, upstreams: Mapping[str, Upstream],
           kinds: Mapping[str, ResourceKind]) -> View:
+    """``[views.<name>]``: a view, its parameters checked against its route and its
+    parts against the upstreams' resources."""
     if not VIEW_NAME_RE.fullmatch(name):
         raise at.error("", "a view's name is lower-case letters, digits and '-'")
     entry(at, spec, {"route", "summary", "params", "parts", "body", "not_found", "schema"})

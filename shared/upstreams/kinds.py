@@ -47,6 +47,9 @@ class LinkPaging:
 
 @dataclass(frozen=True)
 class ResourceKind:
+    """One kind of upstream resource: where it is, how its body is trimmed, paged and
+    tagged."""
+
     name: str
     upstream: str
     path: str  # template with {key}; may carry a query string
@@ -63,9 +66,11 @@ class ResourceKind:
     tags: tuple[str, ...] = ()
 
     def resource(self, key: str) -> str:
+        """The resource of this kind with ``key`` (checked)."""
         return f"{self.name}:{check_key(key)}"
 
     def tags_of(self, resource: str) -> list[str]:
+        """The tags of one resource of this kind."""
         return [tag.replace("{key}", key_of(resource)) for tag in self.tags]
 
     def tagged(self, tag: str) -> str | None:
@@ -79,14 +84,17 @@ class ResourceKind:
         return None
 
     def path_for(self, resource: str) -> str:
+        """The upstream path of ``resource`` (one of this kind)."""
         return self.path.format(key=key_of(resource))
 
 
 def key_of(resource: str) -> str:
+    """The key of a resource name (``upstream:kind:key``)."""
     return resource.rpartition(":")[2]
 
 
 def kind_name_of(resource: str) -> str:
+    """The kind of a resource name (``upstream:kind``)."""
     return resource.rpartition(":")[0]
 
 

@@ -23,6 +23,7 @@ DEFAULT_CATALOGUE = Path(__file__).resolve().parents[2] / "catalogue.toml"
 
 
 def catalogue_path() -> Path:
+    """The catalogue file: ``CACHEDPROXY_CATALOGUE``, else catalogue.toml."""
     return Path(os.environ.get(CATALOGUE_ENV) or DEFAULT_CATALOGUE)
 
 
@@ -55,15 +56,18 @@ def subscribe(listener: Callable[[], None]) -> None:
 
 
 def changed() -> None:
+    """Tell the subscribers that the catalogue changed."""
     for listener in _listeners:
         listener()
 
 
 def upstreams() -> dict[str, Upstream]:
+    """The upstreams of the catalogue in force, by name."""
     return dict(catalogue().upstreams)
 
 
 def views() -> tuple[View, ...]:
+    """The views of the catalogue in force."""
     return catalogue().views
 
 
@@ -84,6 +88,7 @@ def tagged(tag: str) -> list[str]:
 
 
 def kind_of(resource: str) -> ResourceKind:
+    """The resource kind of a resource name, or NotFound."""
     kind = _kinds().get(kind_name_of(resource))
     if kind is None:
         raise InvalidRequest(f"unknown resource kind in {resource!r}")

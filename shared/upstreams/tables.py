@@ -26,15 +26,18 @@ class At:
     path: tuple[str, ...] = ()
 
     def key(self, *keys: str) -> At:
+        """The place one key further in."""
         return At(self.source, (*self.path, *keys))
 
     def error(self, key: str, message: str) -> CatalogueError:
+        """A CatalogueError naming this place and ``key``."""
         where = ".".join(part for part in (*self.path, key) if part)
         return CatalogueError(f"{self.source}: {where}: {message}")
 
 
 def table(at: At, spec: Mapping[str, Any], key: str, required: bool = True
            ) -> dict[str, Any]:
+    """The table at ``key`` (empty when absent and not ``required``)."""
     value = spec.get(key)
     if value is None and not required:
         return {}
@@ -45,6 +48,8 @@ def table(at: At, spec: Mapping[str, Any], key: str, required: bool = True
 
 def value(at: At, spec: Mapping[str, Any], key: str, kind: type | tuple[type, ...],
          default: Any = ..., what: str = "") -> Any:
+    """The value at ``key`` of ``kind``, else its ``default``; CatalogueError when
+    it is missing or of another type."""
     if key not in spec:
         if default is ...:
             raise at.error(key, "is required")
@@ -73,12 +78,14 @@ def entry(at: At, spec: Any, allowed: set[str]) -> None:
 
 
 def only(at: At, spec: Mapping[str, Any], allowed: set[str]) -> None:
+    """CatalogueError if ``spec`` has a key outside ``allowed``."""
     for key in spec:
         if key not in allowed:
             raise at.error(key, f"unknown key (known: {', '.join(sorted(allowed))})")
 
 
 def expr(at: At, spec: Mapping[str, Any], key: str) -> Callable[[Any], Any]:
+    """The compiled JMESPath at ``key``."""
     text = value(at, spec, key, str)
     try:
         compiled = jmespath.compile(text)

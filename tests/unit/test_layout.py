@@ -112,3 +112,103 @@ def test_no_unit_test_starts_a_process_or_imports_another_test_module():
     for path in (ROOT / "tests").rglob("test_*.py"):
         found = {n for n in imports(path) if test_module.match(n)}
         assert not found, f"{path.relative_to(ROOT)} imports {found}"
+
+
+MAX_LINES = 300
+
+
+def test_each_shipped_module_is_short_enough_to_read_whole():
+    """No module of api/, worker/, shared/ or demo/ runs past 300 lines: one idea each."""
+    long = {str(p.relative_to(ROOT)): n for package in SHIPPED
+            for p in (ROOT / package).rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"over {MAX_LINES} lines: {long}"
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Each module of the project's packages and the project modules it imports
+    (anywhere in it: an import inside a function closes a circle too)."""
+    names = {}
+    for path in modules():
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        names[name] = path
+    graph = {}
+    for name, path in names.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                wanted = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            elif isinstance(node, ast.Import):
+                wanted = [a.name for a in node.names]
+            else:
+                continue
+            found |= {w for w in wanted if w in names and w != name}
+        graph[name] = found
+    return graph
+
+
+def circles(graph: dict[str, set[str]]) -> list[set[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[set[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for dep in graph[node]:
+            if dep not in index:
+                visit(dep)
+                low[node] = min(low[node], low[dep])
+            elif dep in stack:
+                low[node] = min(low[node], index[dep])
+        if low[node] == index[node]:
+            component = set()
+            while True:
+                top = stack.pop()
+                component.add(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                found.append(component)
+
+    for node in graph:
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_circle():
+    """Modules import one way: no two modules need each other, however indirectly."""
+    assert circles(import_graph()) == []
+
+
+def test_the_circle_finder_finds_a_circle():
+    assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [{"a", "b", "c"}]
+
+
+def public_definitions() -> list[tuple[str, bool]]:
+    """Every public class, function and method of the shipped packages, and whether it
+    has a docstring."""
+    found = []
+
+    def visit(nodes: list[ast.stmt], where: str) -> None:
+        for node in nodes:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) \
+                    and not node.name.startswith("_"):
+                found.append((f"{where}{node.name}", ast.get_docstring(node) is not None))
+                if isinstance(node, ast.ClassDef):
+                    visit(node.body, f"{where}{node.name}.")
+
+    for package in SHIPPED:
+        for path in (ROOT / package).rglob("*.py"):
+            visit(ast.parse(path.read_text()).body, f"{path.relative_to(ROOT)}:")
+    return found
+
+
+def test_public_classes_and_functions_say_what_they_are_for():
+    """At least 90 % of the public classes, functions and methods have a docstring."""
+    found = public_definitions()
+    missing = [name for name, documented in found if not documented]
+    assert len(missing) <= 0.1 * len(found), f"no docstring: {missing}"
