@@ -134,7 +134,7 @@ def redis_server_binary() -> str:
 def memory_cap(max_memory: str) -> tuple[str, ...]:
     """redis-server options capping memory so that only cache entries are evicted:
     volatile-lru evicts only keys with a TTL, and only cache entries have one (the
-    queues, schedule, locks and everything else never expire; README, "Memory")."""
+    queues, schedule, locks and everything else never expire; docs/OPERATIONS.md, "Memory")."""
     return ("--maxmemory", max_memory, "--maxmemory-policy", "volatile-lru")
 
 

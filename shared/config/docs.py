@@ -1,7 +1,7 @@
 """The configuration reference, rendered from the option declarations.
 
 ``python -m shared.config.docs`` rewrites ``config.ini.example`` and the table in
-README.md; a test fails when either differs from what this renders.
+docs/CONFIGURATION.md; a test fails when either differs from what this renders.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from shared.config.settings import PROJECT_DIR, options
 
 TABLE_START = "<!-- config-table:start -->"
 TABLE_END = "<!-- config-table:end -->"
+REFERENCE = "docs/CONFIGURATION.md"  # the page the table is in
 
 
 def ini_value(value: Any) -> str:
@@ -41,7 +42,7 @@ def ini_example() -> str:
 
 
 def markdown_table() -> str:
-    """The README's settings table: section, key, environment variable, default, help."""
+    """The settings table: section, key, environment variable, default, help."""
     rows = [
         "| ini `[section] key` | Consul key | environment | default | applies | meaning |",
         "|---|---|---|---|---|---|",
@@ -55,17 +56,17 @@ def markdown_table() -> str:
     return "\n".join([TABLE_START, *rows, TABLE_END])
 
 
-def readme_with_table(readme: str) -> str:
-    """The README with its settings table replaced by the current one."""
+def with_table(page: str) -> str:
+    """A page (docs/CONFIGURATION.md) with its settings table replaced by the current one."""
     pattern = re.compile(re.escape(TABLE_START) + ".*?" + re.escape(TABLE_END), re.S)
-    return pattern.sub(lambda _: markdown_table(), readme)
+    return pattern.sub(lambda _: markdown_table(), page)
 
 
 def main() -> None:
-    """``python -m shared.config.docs``: write config.ini.example and the README's table."""
+    """``python -m shared.config.docs``: write config.ini.example and the settings table."""
     (PROJECT_DIR / "config.ini.example").write_text(ini_example())
-    readme = PROJECT_DIR / "README.md"
-    readme.write_text(readme_with_table(readme.read_text()))
+    page = PROJECT_DIR / REFERENCE
+    page.write_text(with_table(page.read_text()))
 
 
 if __name__ == "__main__":

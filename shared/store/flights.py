@@ -8,8 +8,8 @@ reaches a worker (a worker killed with it, a broker out of memory) blocks the re
 for seconds, not for the fetch's whole time limit.
 
 Locks and results carry their deadlines in their values, not as Redis TTLs: under the
-``volatile-lru`` memory policy (README, "Memory: a cap that evicts only cache entries")
-only keys with a TTL can be evicted, and only cache entries have one. The locks are
+``volatile-lru`` memory policy (docs/OPERATIONS.md, "Memory") only keys with a TTL can
+be evicted, and only cache entries have one. The locks are
 fields of one hash (resource -> "token deadline_ms", by Redis's own clock); a lock past
 its deadline counts as free and the tick's ``sweep`` removes it and result lists past
 theirs, and the purge generations of resources no flight holds (only a fetch under way

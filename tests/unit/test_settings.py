@@ -84,12 +84,12 @@ def test_every_option_has_a_distinct_environment_variable():
 
 
 def test_config_docs_are_current():
-    """config.ini.example and the README's table are what the declarations render
-    (regenerate with: python -m shared.config.docs)."""
+    """config.ini.example and the settings table of docs/CONFIGURATION.md are what the
+    declarations render (regenerate with: python -m shared.config.docs)."""
     root = Path(__file__).resolve().parents[2]
     assert (root / "config.ini.example").read_text() == config_docs.ini_example()
-    readme = (root / "README.md").read_text()
-    assert config_docs.markdown_table() in readme
+    page = (root / config_docs.REFERENCE).read_text()
+    assert config_docs.markdown_table() in page
 
 
 def test_example_config_parses_to_the_defaults():
