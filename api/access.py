@@ -31,7 +31,7 @@ from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 from prometheus_client import Counter
 
-from api.bridge import Answer
+from api.bridge import Answer, Answering
 from api.responses import JSON_TYPE, encode
 from shared.bounded import LRU
 from shared.config.settings import AccessSettings
@@ -130,7 +130,7 @@ class Access:
     """The middleware: API keys, rate limits, CORS and the headers every answer carries,
     before ``app`` (the API; its ``answer`` on the event loop)."""
 
-    def __init__(self, app: Any, current: Callable[[], AccessSettings], host: str,
+    def __init__(self, app: Answering, current: Callable[[], AccessSettings], host: str,
                  limiter: Limiter | None, clock: Callable[[], float]) -> None:
         self.app = app
         self.current = current  # the access settings in force now (live)

@@ -17,7 +17,7 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote_to_bytes
 
 from api.responses import encode
@@ -35,6 +35,19 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Response = tuple[int, list[tuple[bytes, bytes]], bytes]
+
+
+class Answering(Protocol):
+    """A WSGI app that also answers without I/O where it can: ``Bridge`` asks ``answer``
+    on the event loop first."""
+
+    def __call__(self, environ: Environ, start_response: StartResponse
+                 ) -> Iterable[bytes]:
+        """The WSGI app."""
+
+    def answer(self, environ: Environ, start_response: StartResponse
+               ) -> Iterable[bytes] | None:
+        """The answer without I/O, or None (before starting a response)."""
 
 
 def environ_of(scope: Scope, body: bytes) -> Environ:

@@ -16,11 +16,11 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import Any
 
 from api import metrics
 from api.access import CLIENT
-from api.bridge import Answer
+from api.bridge import Answer, Answering
 from shared.policy.serving import Served
 from shared.telemetry.logs import log_context
 
@@ -31,18 +31,6 @@ REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 QUIET = (Served.HIT, Served.NEGATIVE)  # answered from the cache as it stands: DEBUG
 
 StartResponse = Callable[..., Any]
-
-
-class Answering(Protocol):
-    """A WSGI app that also answers without I/O where it can (api/bridge.py)."""
-
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse
-                 ) -> Iterable[bytes]:
-        """The WSGI app."""
-
-    def answer(self, environ: dict[str, Any], start_response: StartResponse
-               ) -> Iterable[bytes] | None:
-        """The answer without I/O, or None (before starting a response)."""
 
 
 def request_id(given: str | None) -> str:
