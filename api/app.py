@@ -18,12 +18,13 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 
 from api import openapi
-from api.access import Access, Limiter, MissLimit
+from api.access import Access
 from api.admin import admin_app
 from api.admin import mount as mount_admin
 from api.bridge import Bridge
 from api.copies import Copies
 from api.headers import error_response
+from api.limits import Limiter, MissLimit
 from api.metrics import renderer
 from api.reader import Enqueue, Reader
 from api.requests_log import ROUTE, RequestLog

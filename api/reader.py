@@ -64,7 +64,7 @@ FALLBACK_ERRORS = (UpstreamError, FetchTimeout, FetchFailed, BudgetSpent, TooMan
 
 
 class MissGate(Protocol):
-    """A client's limit on requests that start a fetch (api/access.py's ``MissLimit``)."""
+    """A client's limit on requests that start a fetch (api/limits.py's ``MissLimit``)."""
 
     def admit(self, client: str | None, leads: Callable[[], bool]) -> None:
         """Count a request of ``client`` if it ``leads`` a fetch, or raise

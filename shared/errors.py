@@ -118,7 +118,7 @@ class Unauthorized(CachedProxyError):
 
 
 class TooManyRequests(CachedProxyError):
-    """A client over its rate limit (api/access.py)."""
+    """A client over its rate limit (api/limits.py)."""
 
     status = 429
     code = "rate_limited"

@@ -10,7 +10,8 @@ import pytest
 import redis
 from limits import WindowStats
 
-from api.access import UNAVAILABLE, Access, Limiter, MissLimit
+from api.access import Access
+from api.limits import UNAVAILABLE, Limiter, MissLimit
 from shared.config.settings import AccessSettings
 from shared.errors import TooManyRequests
 from shared.policy.access import (
