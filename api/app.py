@@ -288,6 +288,7 @@ def served(settings: Settings, current: Callable[[], Settings] | None = None) ->
         nonlocal api
         api = guarded.app = build()  # the catalogue changed: its routes, in one swap
         copies.clear()  # views of the old catalogue may be made differently now
+        shelf.clear()
 
     subscribe(rebuild)
     return RequestLog(guarded)

@@ -89,6 +89,17 @@ class Shelf:
             except sqlite3.Error as exc:
                 log.debug("copy not shelved", extra={"error": f"{type(exc).__name__}: {exc}"})
 
+    def clear(self) -> None:
+        """Forget every shelved copy (the catalogue changed: views may be made
+        differently now)."""
+        if self._db is None:
+            return
+        with self._lock:
+            try:
+                self._db.execute("DELETE FROM copies")
+            except sqlite3.Error as exc:
+                log.debug("shelf not cleared", extra={"error": f"{type(exc).__name__}: {exc}"})
+
     def get(self, key: Key) -> Copy | None:
         """The view's shelved copy (from any process of the server), or None."""
         if self._db is None:

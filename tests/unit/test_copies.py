@@ -40,6 +40,18 @@ def test_copies_keep_the_views_served_last_within_count_and_bytes():
     assert copies.bytes == 7
 
 
+def test_clearing_forgets_every_copy_and_what_it_was_made_of():
+    """A catalogue change clears the copies: none is served in the old shape, and a
+    change notice for an old resource finds nothing to drop."""
+    copies = Copies()
+    copies.put(("v", "1"), Copy(b"1234", '"a"', 50.0, 100.0, 60.0, ("r:1",)))
+    copies.clear()
+    assert copies.get(("v", "1")) is None and copies.bytes == 0
+    copies.drop(["r:1"])
+    copies.put(("v", "1"), copy(b"12"))
+    assert copies.bytes == 2
+
+
 def test_a_304_moves_a_copy_of_the_same_data_forward_and_nothing_else():
     copies = Copies()
     copies.put(("v", "1"), copy(fresh_until=100.0))

@@ -23,6 +23,17 @@ def test_a_copy_shelved_by_one_process_is_read_by_another(tmp_path: Path):
                                              ("c42:event:e1",), 0, 404)  # no session
 
 
+def test_a_catalogue_change_clears_the_shelf_for_every_process(tmp_path: Path):
+    """Views of the old catalogue may be made differently now: none is answered from
+    the shelf after a change, by any process."""
+    Shelf.prepare(tmp_path)
+    one, other = Shelf(tmp_path / shelf.FILE), Shelf(tmp_path / shelf.FILE)
+    one.put(("events", "e1"), COPY)
+    other.clear()
+    assert one.get(("events", "e1")) is None and other.get(("events", "e1")) is None
+    Shelf(None).clear()  # no shelf: nothing to do
+
+
 def test_the_shelf_keeps_the_latest_rows_and_no_large_bodies(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(shelf, "PRUNE_EVERY", 1)
     Shelf.prepare(tmp_path)
