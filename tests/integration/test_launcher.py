@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -280,3 +281,34 @@ def test_killed_api_main_process_refuses_connections_only_while_it_restarts(
     assert [a for _, a in answers[-20:]] == [200] * 20
     exits = [r for r in launched.records() if r.get("event") == "process exited; restarting"]
     assert [(r["service"], r["signal"]) for r in exits] == [("api", "SIGKILL")]
+
+
+def readme_first_requests() -> list[tuple[str, list[str]]]:
+    """The commands of the README's first requests ("In another terminal:"), each with
+    the output the README shows for it."""
+    text = (PROJECT_DIR / "README.md").read_text()
+    block = text.split("In another terminal:", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    session: list[tuple[str, list[str]]] = []
+    for line in block.splitlines():
+        if line.startswith("$ "):
+            session.append((line[2:], []))
+        else:
+            session[-1][1].append(line)
+    return session
+
+
+def _countdown(lines: list[str]) -> list[str]:
+    """Freshness counts down: ``max-age`` and ``ttl`` as a shape, not a number."""
+    return [re.sub(r"(max-age|ttl)=\d+", r"\1=N", line) for line in lines]
+
+
+def test_the_readme_s_first_requests_answer_as_it_shows(launched: Launched):
+    """Run against ``make run`` (its launcher), each curl of the README prints what the
+    README shows, the views' bodies exactly."""
+    session = readme_first_requests()
+    assert len(session) == 3
+    for command, shown in session:
+        run = command.replace("http://127.0.0.1:8080", launched.api)
+        out = subprocess.run(["bash", "-c", run], capture_output=True, text=True, timeout=30,
+                             check=False).stdout
+        assert _countdown(out.splitlines()) == _countdown(shown), command
