@@ -245,8 +245,9 @@ def test_seed_writes_defaults_once_and_keeps_existing_values(consul, consul_env)
 def test_a_catalogue_in_consul_changes_routes_live_and_a_broken_one_is_refused(
         consul, consul_env, consul_stack, shop, tmp_path):
     """An upstream and a view put into cachedproxy/catalogue are served by a running API
-    and worker, no restart; a broken update is refused and the last good one stays;
-    deleting the key brings back the file's catalogue."""
+    and worker, no restart; a broken update is refused and the last good one stays; a
+    view changed is answered in its new shape at once; deleting the key brings back the
+    file's catalogue."""
     api = consul_stack.api()
     assert requests.get(f"{api}/prices/sku-1/", timeout=10).status_code == 404
     good = with_shop(tmp_path, shop.base_url).read_text()
@@ -263,6 +264,12 @@ def test_a_catalogue_in_consul_changes_routes_live_and_a_broken_one_is_refused(
     eventually(lambda: "catalogue update rejected" in api_log.read_text(), 10,
                "the API refusing the broken catalogue")
     assert served()  # the last good catalogue stays
+    # A view made differently now: answered anew, not from the process's copy of the old.
+    consul.put("cachedproxy/catalogue", good.replace(
+        'body = "{sku: params.sku, price: product.price}"',
+        'body = "{sku: params.sku, cost: product.price}"'))
+    eventually(lambda: requests.get(f"{api}/prices/sku-1/", timeout=10).json()
+               == {"sku": "sku-1", "cost": 12.5}, 10, "the view's new body")
     consul.delete("cachedproxy/catalogue")
     eventually(lambda: requests.get(f"{api}/prices/sku-1/", timeout=10).status_code == 404,
                10, "the file's catalogue back")
