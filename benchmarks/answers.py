@@ -37,7 +37,7 @@ from pathlib import Path
 import requests
 
 from benchmarks.__main__ import cpu_seconds, parse_wrk, start_nginx
-from benchmarks.capacity import rss_mb
+from benchmarks.processes import rss_mb
 from demo.server import API, DemoUpstream, make_demo_server
 from launcher.services import celery, free_port, port_open, wait_for
 from shared.policy.access import new_key

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import random
 import statistics
 import subprocess
@@ -43,6 +42,7 @@ import redis
 import requests
 
 from benchmarks import NAMES, demo_upstream, each
+from benchmarks.processes import redis_cpu, rss_mb, tree_cpu_seconds
 from benchmarks.scale import KEYS, lag_quantiles
 from demo.server import DemoUpstream
 from launcher.services import celery, free_port
@@ -52,39 +52,9 @@ from shared.store.entries import EntryStore
 from shared.store.entry import Validator, fetched, keep_until
 from shared.store.schedule import Schedule
 from shared.upstreams.registry import CATALOGUE_ENV
-from tests.harness import isolated_env, process_tree, start_api, start_redis, stop, wait_for_worker
+from tests.harness import isolated_env, start_api, start_redis, stop, wait_for_worker
 
 VIEW = "/events-with-subscriptions"
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def rss_mb(pid: int) -> float:
-    total = 0
-    for child in [pid, *process_tree(pid)]:
-        try:
-            for line in Path(f"/proc/{child}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return round(total / 1024, 1)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU of a process and its children (living and reaped)."""
-    total = 0
-    for child in [pid, *process_tree(pid)]:
-        try:
-            fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
-    return total / TICKS
-
-
-def redis_cpu(store: redis.Redis) -> float:
-    info = store.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 def seed(store: redis.Redis, resources: list[str], ttl: int, period: float,
@@ -246,7 +216,7 @@ def run(case: tuple[int, float, str], args: argparse.Namespace, work: Path) -> d
         before = upstream.total_requests()
         fast_before = fast.upstream.total_requests() if fast is not None else 0
         upstream.peak_in_flight(reset=True)
-        cpu_before = cpu_seconds(worker.pid) + cpu_seconds(beat.pid) + redis_cpu(store)
+        cpu_before = tree_cpu_seconds(worker.pid) + tree_cpu_seconds(beat.pid) + redis_cpu(store)
         session = requests.Session()
         answers, stale, errors = 0, 0, 0
         started = time.monotonic()
@@ -260,7 +230,8 @@ def run(case: tuple[int, float, str], args: argparse.Namespace, work: Path) -> d
                 fast.sample(store)  # about once a second
             time.sleep(max(0.0, answers * interval - (time.monotonic() - started)))
         made = upstream.total_requests() - before
-        cpu = cpu_seconds(worker.pid) + cpu_seconds(beat.pid) + redis_cpu(store) - cpu_before
+        cpu = (tree_cpu_seconds(worker.pid) + tree_cpu_seconds(beat.pid) + redis_cpu(store)
+               - cpu_before)
         p50, p99 = lag_quantiles(store)
         found = {} if fast is None else {
             "fast_resources": len(fast.resources),
