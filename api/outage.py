@@ -23,8 +23,7 @@ class Outage:
     """Whether to try Redis now. After a failure, one caller per ``interval`` is let
     through (the probe); a success ends the outage."""
 
-    def __init__(self, ping: Callable[[], None] = lambda: None,
-                 clock: Callable[[], float] = lambda: 0.0,
+    def __init__(self, ping: Callable[[], None], clock: Callable[[], float],
                  interval: float = PROBE_INTERVAL) -> None:
         self.ping = ping  # one round trip to Redis; raises when it is unreachable
         self.clock = clock

@@ -75,7 +75,7 @@ def test_a_304_moves_a_copy_of_the_same_data_forward_and_nothing_else():
     ],
 )
 def test_an_unreachable_redis_is_tried_once_per_probe_interval(steps, tries):
-    outage, seen = Outage(interval=0.5), []
+    outage, seen = Outage(lambda: None, lambda: 0.0, interval=0.5), []
     for at, event in steps:
         if event == "try":
             seen.append(outage.should_try(at))
