@@ -140,9 +140,10 @@ class Reader:
         ttl = min(settings.ttl_for(upstream_of(r)) for r in resources)
         record = self.reads.due(resources, now, read_period(
             ttl, settings.refresh.ratio, settings.refresh.idle_timeout))
+        counts = self.reads.take(record)
         entries = self.entries.read(
-            resources, lambda pipe: self.schedule.record_reads(pipe, record, now,
-                                                              settings.refresh.idle_timeout))
+            resources, lambda pipe: self.schedule.record_reads(
+                pipe, record, now, settings.refresh.idle_timeout, counts))
         state = staleness(entries, now, Windows(cache.stale_while_revalidate,
                                                  cache.stale_if_error))
         if state is Staleness.FRESH:

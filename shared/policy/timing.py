@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 from shared.errors import CachedProxyError, UpstreamError
 
+JITTER = 0.1  # a refresh comes up to this share of its period early, at random
+
 
 def next_refresh(checked_at: float, ttl: float, ratio: float,
                  rng: Callable[[], float] = random.random) -> float:
@@ -16,7 +18,12 @@ def next_refresh(checked_at: float, ttl: float, ratio: float,
     The jitter spreads resources fetched together over time, so they do not refresh in
     one burst forever; it only ever moves a refresh earlier, never past ``ttl × ratio``.
     """
-    return checked_at + ttl * ratio * (1 - 0.1 * rng())
+    return checked_at + ttl * ratio * (1 - JITTER * rng())
+
+
+def mean_period(ttl: float, ratio: float) -> float:
+    """The mean time between refreshes of a resource with this TTL (``next_refresh``)."""
+    return ttl * ratio * (1 - JITTER / 2)
 
 
 def recently_checked(checked_at: float, now: float, ttl: float, ratio: float) -> bool:
@@ -41,29 +48,47 @@ def read_period(ttl: float, ratio: float, idle_timeout: float) -> float:
 
 class ReadThrottle:
     """Lets a process record a read of each resource at most once per its read period
-    (``read_period``: each view's own). It remembers at most ``size`` resources: past
-    that, those whose next record is due anyway are forgotten (the same as never
-    noted), and if that is not enough, all: a read recorded again costs only a little."""
+    (``read_period``: each view's own), and counts the reads in between, so a record
+    stands for all of them (read rates: shared/policy/freshness.py). It remembers at
+    most ``size`` resources: past that, those whose next record is due anyway are
+    forgotten (the same as never noted), and if that is not enough, all: a read
+    recorded again costs only a little, a few reads uncounted skew no rate."""
 
     def __init__(self, size: int = 50_000) -> None:
         self.size = size
         self._next: dict[str, float] = {}
+        self._reads: dict[str, int] = {}
 
     def pending(self, resources: Iterable[str], now: float) -> bool:
-        """Whether a read of any of these is due to be recorded (nothing is noted)."""
-        return any(self._next.get(r, 0.0) <= now for r in resources)
+        """Whether a read of any of these is due to be recorded; if none is, the read
+        is counted toward their next records (the caller serves it without one)."""
+        resources = tuple(resources)
+        if any(self._next.get(r, 0.0) <= now for r in resources):
+            return True
+        for resource in resources:
+            self._reads[resource] = self._reads.get(resource, 0) + 1
+        return False
 
     def due(self, resources: Iterable[str], now: float, period: float) -> list[str]:
-        """The resources whose read is due to be recorded now; each is next due in
-        ``period`` seconds."""
+        """Count a read of these, and return those whose read is due to be recorded
+        now; each is next due in ``period`` seconds."""
+        resources = tuple(resources)
         due = [r for r in resources if self._next.get(r, 0.0) <= now]
         if due and len(self._next) >= self.size:
             self._next = {r: at for r, at in self._next.items() if at > now}
             if len(self._next) >= self.size:
                 self._next = {}
+            self._reads = {r: n for r, n in self._reads.items() if r in self._next}
+        for resource in resources:
+            self._reads[resource] = self._reads.get(resource, 0) + 1
         for resource in due:
             self._next[resource] = now + period
         return due
+
+    def take(self, resources: Iterable[str]) -> list[int]:
+        """The reads counted of each resource since its last record (at least the one
+        being recorded); they start again from nothing."""
+        return [max(self._reads.pop(r, 0), 1) for r in resources]
 
 
 def upstream_failing(error: CachedProxyError) -> bool:

@@ -54,6 +54,24 @@ class Keys:
         budget; stale data is served meanwhile without asking for a refresh."""
         return self._key("paced")
 
+    def checks(self) -> str:
+        """Hash: live resource -> "<requests>|<checked at>|<its recent checks>", what its
+        change rate is estimated from (shared/store/freshness.py)."""
+        return self._key("checks")
+
+    def read_counts(self) -> str:
+        """Hash: resource -> "<decayed reads>|<updated, epoch ms>", its read rate."""
+        return self._key("readcounts")
+
+    def planned(self) -> str:
+        """Hash: live resource -> the TTL (seconds) its upstream's budget plan gives it;
+        none: the upstream's TTL."""
+        return self._key("planned")
+
+    def plans(self) -> str:
+        """Hash: upstream -> JSON summary of its last budget plan (rates, freshness)."""
+        return self._key("plans")
+
     def failures(self) -> str:
         """Hash: resource -> refreshes failed in a row."""
         return self._key("failures")

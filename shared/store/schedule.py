@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 import redis
 
+from shared.policy.freshness import READ_TIME_CONSTANT
 from shared.store.keys import Keys
 
 _CLAIM = """
@@ -69,18 +70,31 @@ return {dropped, claimed}
 # A read admits a resource to the live set when it was read before within the idle
 # timeout and its data is stored (a 200): one read (a miss) fetches it, a second shows it
 # is wanted. Not an id upstream does not have, nor one whose miss was refused. Due at
-# once; the refresh skips it if it was just fetched and plans the next one.
-# KEYS: reads, schedule, then each resource's entry. ARGV: now (ms), idle (ms), then the
-# resources. Returns how many joined.
+# once; the refresh skips it if it was just fetched and plans the next one. Each record
+# also adds the reads it stands for to the resource's decayed read count (its read rate:
+# shared/policy/freshness.py).
+# KEYS: reads, schedule, read counts, then each resource's entry. ARGV: now (ms), idle
+# (ms), the read count's time constant (ms), then the resources, then their reads.
+# Returns how many joined.
 _READ = """
-local now, idle = tonumber(ARGV[1]), tonumber(ARGV[2])
+local now, idle, tau = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local n = (#ARGV - 3) / 2
 local admitted = 0
-for i = 3, #ARGV do
-  local last = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[i]))
-  if last and now - last <= idle and redis.call('HGET', KEYS[i], 'status') == '200' then
-    admitted = admitted + redis.call('ZADD', KEYS[2], 'NX', now, ARGV[i])
+for i = 1, n do
+  local resource, count = ARGV[3 + i], tonumber(ARGV[3 + n + i])
+  local last = tonumber(redis.call('ZSCORE', KEYS[1], resource))
+  if last and now - last <= idle and redis.call('HGET', KEYS[3 + i], 'status') == '200' then
+    admitted = admitted + redis.call('ZADD', KEYS[2], 'NX', now, resource)
   end
-  redis.call('ZADD', KEYS[1], 'GT', now, ARGV[i])
+  redis.call('ZADD', KEYS[1], 'GT', now, resource)
+  local held, value, at = redis.call('HGET', KEYS[3], resource), 0, now
+  if held then
+    local sep = string.find(held, '|', 1, true)
+    value = tonumber(string.sub(held, 1, sep - 1)) or 0
+    at = tonumber(string.sub(held, sep + 1)) or now
+  end
+  value = value * math.exp(-math.max(now - at, 0) / tau) + count
+  redis.call('HSET', KEYS[3], resource, string.format('%.6g|%d', value, math.max(now, at)))
 end
 return admitted
 """
@@ -137,6 +151,11 @@ class Schedule:
             keys=[self.keys.schedule()],
             args=[_ms(now + period), _ms(now), _ms(period), name_prefix],
         ))
+
+    def live(self) -> list[str]:
+        """Every live resource."""
+        members = self.redis.zrange(self.keys.schedule(), 0, -1)
+        return [m.decode() if isinstance(m, bytes) else str(m) for m in members]
 
     def note_failure(self, resource: str) -> int:
         """Count a failed refresh; returns how many failed in a row."""
@@ -208,11 +227,14 @@ class Schedule:
             pipe.execute()
 
     def record_reads(self, pipe: redis.client.Pipeline, resources: Sequence[str], now: float,
-                     idle: float) -> None:
-        """Queue 'read at ``now``' for resources on a pipeline the caller executes; one
-        read before within ``idle`` seconds admits a resource whose data is stored to
-        the live set, due now (its refresh then plans the next one)."""
+                     idle: float, counts: Sequence[int] | None = None) -> None:
+        """Queue 'read at ``now``' for resources on a pipeline the caller executes,
+        standing for ``counts`` reads each (one each if not given); one read before
+        within ``idle`` seconds admits a resource whose data is stored to the live set,
+        due now (its refresh then plans the next one)."""
         if resources:
-            self._read(keys=[self.keys.reads(), self.keys.schedule(),
+            reads = list(counts) if counts is not None else [1] * len(resources)
+            self._read(keys=[self.keys.reads(), self.keys.schedule(), self.keys.read_counts(),
                              *(self.keys.entry(r) for r in resources)],
-                       args=[_ms(now), _ms(idle), *resources], client=pipe)
+                       args=[_ms(now), _ms(idle), _ms(READ_TIME_CONSTANT), *resources, *reads],
+                       client=pipe)
