@@ -11,6 +11,7 @@ Off unless ``[admin] token`` (``ADMIN_TOKEN``) is set: then every ``/admin/`` pa
                          | {"view": "<name>", "params": {...}} | {"tag": "event:<id>"}
                          | {"resources": [...]}
     POST   /admin/refresh/<resource>              a conditional refresh, enqueued now (202)
+    GET    /admin/freshness                       each upstream's budget plan
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ def _same(given: str, expected: str) -> bool:
 
 def admin_app(inventory: Inventory, refresh: Refresh, current: Callable[[], Settings],
               clock: Callable[[], float]) -> bottle.Bottle:
-    """The admin API (/admin/): entries, purge, refresh now; behind ``ADMIN_TOKEN``."""
+    """The admin API (/admin/): entries, purge, refresh now, budget plans; behind
+    ``ADMIN_TOKEN``."""
     app = bottle.Bottle()
 
     def guarded(handler: Callable[..., bottle.HTTPResponse]) -> Callable[..., Any]:
@@ -139,6 +141,10 @@ def admin_app(inventory: Inventory, refresh: Refresh, current: Callable[[], Sett
         refresh(resource)
         return json_response(202, {"status": "enqueued", "resource": resource,
                            "see": f"/admin/entries?prefix={resource}&limit=1"})
+
+    @app.get("/freshness", apply=[guarded])
+    def freshness() -> bottle.HTTPResponse:
+        return json_response(200, {"upstreams": inventory.plans()})
 
     return app
 

@@ -154,6 +154,17 @@ def _admin_paths() -> dict[str, Any]:
                                       "schema": {"type": "object"}}}},
                           "400": _error("Not a resource"), **_ADMIN_ERRORS},
         }},
+        "/admin/freshness": {"get": {
+            "operationId": "adminFreshness", "security": security,
+            "summary": "Each upstream's budget plan: on or off, budget, requests a second "
+                       "planned, predicted freshness, change intervals and TTLs",
+            "responses": {"200": {"description": "Plans by upstream", "content": {
+                "application/json": {"schema": {"type": "object", "required": ["upstreams"],
+                                                "properties": {
+                    "upstreams": {"type": "object", "additionalProperties": {
+                        "type": "object"}}}}}}},
+                          **_ADMIN_ERRORS},
+        }},
     }
 
 

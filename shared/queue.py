@@ -19,6 +19,7 @@ FETCH_TASK = "cachedproxy.fetch"
 REFRESH_TASK = "cachedproxy.refresh"
 REFRESH_BATCH_TASK = "cachedproxy.refresh_batch"
 TICK_TASK = "cachedproxy.tick"
+PLAN_TASK = "cachedproxy.plan"
 FETCH_QUEUE = "fetch"  # misses: a client is waiting
 REFRESH_QUEUE = "refresh"  # ticks and refreshes ahead of expiry
 QUEUES = (FETCH_QUEUE, REFRESH_QUEUE)
@@ -81,14 +82,21 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             REFRESH_BATCH_TASK: {"queue": REFRESH_QUEUE, "exchange": "",
                                  "routing_key": REFRESH_QUEUE},
             TICK_TASK: {"queue": REFRESH_QUEUE, "exchange": "", "routing_key": REFRESH_QUEUE},
+            PLAN_TASK: {"queue": REFRESH_QUEUE, "exchange": "", "routing_key": REFRESH_QUEUE},
         },
-        # Beat only ticks; the schedule itself lives in Redis (shared/store/schedule.py).
+        # Beat only ticks and plans; the schedule itself lives in Redis
+        # (shared/store/schedule.py), and so do the plans (shared/store/freshness.py).
         "beat_schedule": {
             "tick": {
                 "task": TICK_TASK,
                 "schedule": settings.refresh.tick_interval,
                 "options": {"expires": max(5 * settings.refresh.tick_interval, 5.0)},
-            }
+            },
+            "plan": {
+                "task": PLAN_TASK,
+                "schedule": settings.refresh.plan_interval,
+                "options": {"expires": settings.refresh.plan_interval},
+            },
         },
         # Task events for Flower.
         "worker_send_task_events": True,

@@ -17,6 +17,7 @@ from shared.store.budget import UpstreamBudget
 from shared.store.client import connect
 from shared.store.entries import EntryStore
 from shared.store.flights import Flights
+from shared.store.freshness import FreshnessStore
 from shared.store.keys import Keys
 from shared.store.schedule import Schedule
 from shared.telemetry.metrics import WorkerMetrics
@@ -51,6 +52,7 @@ class WorkerContext:
     metrics: WorkerMetrics
     breaker: UpstreamBreaker
     budget: UpstreamBudget
+    freshness: FreshnessStore
     upstreams: dict[str, UpstreamClient]
     fanout: Fanout = field(default_factory=Fanout)
     clock: Callable[[], float] = field(default=time.time)
@@ -69,7 +71,7 @@ class WorkerContext:
         ctx = cls(live.get, client, keys, EntryStore(client, keys), Flights(client, keys),
                   Schedule(client, keys), WorkerMetrics(client, keys),
                   UpstreamBreaker(client, keys), UpstreamBudget(client, keys),
-                  upstream_clients(settings))
+                  FreshnessStore(client, keys), upstream_clients(settings))
 
         def on_change(old: Settings, new: Settings) -> None:
             if (old.upstreams, old.upstream) != (new.upstreams, new.upstream):

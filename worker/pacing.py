@@ -17,6 +17,12 @@ def _rate(ctx: WorkerContext, upstream: str, now: float,
     return refresh_rate(budget, remaining, reset_in), reset_in or 0.0
 
 
+def budget_rate(ctx: WorkerContext, upstream: str) -> float | None:
+    """Requests a second the upstream's refreshes may make now; None: no limit."""
+    now = ctx.clock()
+    return _rate(ctx, upstream, now, ctx.budget.observed(upstream))[0]
+
+
 def pace(ctx: WorkerContext, upstream: str, resource: str, cost: float) -> float:
     """Take a refresh's expected requests from the upstream's budget: the seconds it
     must wait instead (0: go)."""

@@ -37,10 +37,12 @@ from shared.policy.fetching import (
     skip_as_recent,
     storable,
 )
+from shared.policy.freshness import Check, observe
 from shared.policy.timing import next_refresh, recovery_plan, retry_delay
 from shared.store.entries import store_error
 from shared.store.entry import Entry, keep_until, not_found
 from shared.store.flights import FETCH_SOFT_TIME_LIMIT, FETCH_TIME_LIMIT, Flight, Outcome
+from shared.store.freshness import Checks
 from shared.upstreams.kinds import ResourceKind
 from shared.upstreams.registry import kind_of
 from worker.context import WorkerContext
@@ -76,11 +78,15 @@ def refresh(ctx: WorkerContext, resource: str, cause: Cause) -> Outcome:
     kind = kind_of(resource)
     client = Recorder(ctx.upstreams[kind.upstream], time.monotonic() + FETCH_SOFT_TIME_LIMIT)
     previous, generation = ctx.entries.read_for_fetch(resource)
-    admitted = _admit(ctx, kind, resource, cause, previous)
+    known = ctx.freshness.known(resource)
+    # Its own TTL when its upstream's budget plan gives it one (shared/policy/freshness.py).
+    ttl = known.ttl or ctx.settings.ttl_for(kind.upstream)
+    admitted = _admit(ctx, kind, resource, cause, previous, ttl)
     if isinstance(admitted, Outcome):
         return admitted
     try:
-        return _fetch(ctx, kind, client, resource, cause, previous, generation)
+        return _fetch(ctx, kind, client, resource, cause, previous, generation, ttl,
+                      known.checks)
     finally:
         with contextlib.suppress(redis.RedisError):  # accounting never fails a fetch
             if client.responses:
@@ -98,11 +104,10 @@ class Spent:
 
 
 def _admit(ctx: WorkerContext, kind: ResourceKind, resource: str, cause: Cause,
-           previous: Entry | None) -> Spent | Outcome:
+           previous: Entry | None, ttl: float) -> Spent | Outcome:
     """Whether the fetch goes: what it took from the upstream's budget, or the outcome
     of one that does not (skipped as recent, held, paced, or refused)."""
-    settings = ctx.settings
-    plan, ttl, now = settings.refresh, settings.ttl_for(kind.upstream), ctx.clock()
+    plan, now = ctx.settings.refresh, ctx.clock()
     if previous is not None and skip_as_recent(cause, previous.status, previous.checked_at,
                                                now, ttl, plan.ratio):
         ctx.schedule.succeeded(resource, next_refresh(previous.checked_at, ttl, plan.ratio))
@@ -136,10 +141,12 @@ def _admit(ctx: WorkerContext, kind: ResourceKind, resource: str, cause: Cause,
 
 
 def _fetch(ctx: WorkerContext, kind: ResourceKind, client: Recorder, resource: str,
-           cause: Cause, previous: Entry | None, generation: int) -> Outcome:
-    """Fetch, store, and plan the next refresh; or, failed, retry after a back-off."""
+           cause: Cause, previous: Entry | None, generation: int, ttl: float,
+           checks: Checks) -> Outcome:
+    """Fetch, store, and plan the next refresh (noting what the check found); or,
+    failed, retry after a back-off."""
     settings = ctx.settings
-    cache, plan, ttl = settings.cache, settings.refresh, settings.ttl_for(kind.upstream)
+    cache, plan = settings.cache, settings.refresh
     started = time.perf_counter()
     try:
         result = _fetch_and_store(ctx, kind, client, resource, previous, ttl, generation)
@@ -170,8 +177,16 @@ def _fetch(ctx: WorkerContext, kind: ResourceKind, client: Recorder, resource: s
         ))
         return Outcome.failed(exc)
     at = next_refresh(result.entry.checked_at, ttl, plan.ratio)
-    _answered(ctx, kind.upstream,
-              lambda pipe: ctx.schedule.succeeded(resource, at, pipe, admit=cause.ahead))
+    checks, found = _checked(checks, previous, result)
+
+    def also(pipe: redis.client.Pipeline) -> None:
+        ctx.schedule.succeeded(resource, at, pipe, admit=cause.ahead)
+        if found is not None:
+            ctx.metrics.checked(pipe, kind.upstream, found, result.requests)
+        if found is not None or cause.ahead:  # not a first fetch for a client (no check)
+            ctx.freshness.record(pipe, resource, checks)
+
+    _answered(ctx, kind.upstream, also)
     log.info("fetched", extra=_fields(
         resource, started, cause, outcome="modified" if result.changed else "not_modified",
         upstream_requests=result.requests,
@@ -179,8 +194,20 @@ def _fetch(ctx: WorkerContext, kind: ResourceKind, client: Recorder, resource: s
     return Outcome()
 
 
+def _checked(checks: Checks, previous: Entry | None, result: Fetched
+             ) -> tuple[Checks, bool | None]:
+    """The resource's checks with this fetch, and whether it found a change (None: not
+    a check, nothing was stored before). New data the same as before is no change."""
+    if previous is None or previous.status != 200:
+        return Checks(result.requests, result.entry.checked_at, checks.history), None
+    changed = result.changed and result.entry.digest != previous.digest
+    history = observe(checks.history, Check(result.entry.checked_at - previous.checked_at,
+                                            changed))
+    return Checks(result.requests, result.entry.checked_at, history), changed
+
+
 def _fetch_and_store(ctx: WorkerContext, kind: ResourceKind, client: Recorder, resource: str,
-                     previous: Entry | None, ttl: int, generation: int) -> Fetched:
+                     previous: Entry | None, ttl: float, generation: int) -> Fetched:
     """Fetch and store what upstream said, if the resource's purge ``generation`` (read
     before fetching) still holds. A purge while the fetch ran means upstream may have
     changed after it answered: the answer is dropped and asked again, once."""

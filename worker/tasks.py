@@ -8,6 +8,8 @@
   flight of its own, so a refresh and a miss never fetch the same resource at once.
 - ``cachedproxy.refresh`` (queue ``refresh``): one resource, now (an operator's
   "refresh now").
+- ``cachedproxy.plan`` (queue ``refresh``): sent by beat; each upstream's refreshes
+  planned within its budget (``worker/planning.py``).
 
 The worker runs tasks on threads of one process (Celery's ``threads`` pool): a fetch
 waiting on its upstream costs a thread, not a process; the upstream client
@@ -31,7 +33,7 @@ from celery.signals import task_failure, worker_shutdown
 
 from shared.errors import FetchFailed, FetchTimeout, UpstreamError, UpstreamTimeout
 from shared.policy.fetching import Cause
-from shared.queue import FETCH_TASK, REFRESH_BATCH_TASK, REFRESH_TASK, TICK_TASK
+from shared.queue import FETCH_TASK, PLAN_TASK, REFRESH_BATCH_TASK, REFRESH_TASK, TICK_TASK
 from shared.store.entries import store_error
 from shared.store.flights import Flight, Outcome
 from shared.store.health import ticked
@@ -40,6 +42,7 @@ from shared.upstreams.registry import upstreams
 from worker import app
 from worker.context import WorkerContext, process_context
 from worker.fanout import batches
+from worker.planning import plan_all
 from worker.refresh import REFRESH_LEASE, run_flight
 
 log = logging.getLogger(__name__)
@@ -199,6 +202,17 @@ def tick(self: ContextTask) -> int:
                                 "probes": len(probes),
                                 "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
     return len(claimed)
+
+
+@app.task(bind=True, base=ContextTask, name=PLAN_TASK, ignore_result=True, send_events=False)
+def plan(self: ContextTask) -> int:
+    """Plan each upstream's refreshes within its budget (worker/planning.py); returns
+    how many upstreams' plans give resources their own TTLs."""
+    try:
+        return sum(s["active"] for s in plan_all(self.context).values())
+    except redis.RedisError as exc:
+        log.warning("plan skipped: store unusable", extra={"error": repr(exc)})
+        return 0
 
 
 @worker_shutdown.connect

@@ -115,6 +115,9 @@ def validate(settings: Settings) -> Settings:
         (settings.flower.max_tasks >= 1, "flower.max_tasks must be at least 1"),
         (0.1 <= settings.refresh.ratio < 1, "refresh.ratio must be at least 0.1 and below 1"),
         (settings.refresh.idle_timeout > 0, "refresh.idle_timeout must be positive"),
+        (settings.refresh.min_ttl >= 0, "refresh.min_ttl must not be negative (0: the TTL)"),
+        (settings.refresh.max_age > 0, "refresh.max_age must be positive"),
+        (settings.refresh.plan_interval > 0, "refresh.plan_interval must be positive"),
         (settings.refresh.tick_interval > 0, "refresh.tick_interval must be positive"),
         (settings.refresh.max_claims >= 1, "refresh.max_claims must be at least 1"),
         (

@@ -59,26 +59,19 @@ class RedisSettings:
 class CacheSettings:
     """``[cache]``: freshness, stale-while-revalidate, stale-if-error, negative TTL, entry size."""
     ttl: int = option(252, "CACHE_TTL", "Seconds an upstream response stays fresh", live=True)
-    negative_ttl: int = option(
-        30, "CACHE_NEGATIVE_TTL", "Seconds an upstream 404 is remembered", live=True
-    )
+    negative_ttl: int = option(30, "CACHE_NEGATIVE_TTL", "Seconds an upstream 404 is remembered",
+                               live=True)
     stale_while_revalidate: int = option(
-        60,
-        "CACHE_STALE_WHILE_REVALIDATE",
-        "Seconds past freshness an entry is served at once while one refresh runs",
-        live=True,
-    )
+        60, "CACHE_STALE_WHILE_REVALIDATE",
+        "Seconds past freshness an entry is served at once while one refresh runs", live=True)
     max_entry_bytes: int = option(
         4_194_304, "CACHE_MAX_ENTRY_BYTES",
         "Largest data one resource may store, in bytes; a larger upstream answer is a 502",
         live=True,
     )
     stale_if_error: int = option(
-        86400,
-        "CACHE_STALE_IF_ERROR",
-        "Seconds past freshness an entry is served when upstream fails",
-        live=True,
-    )
+        86400, "CACHE_STALE_IF_ERROR",
+        "Seconds past freshness an entry is served when upstream fails", live=True)
 
 
 @dataclass(frozen=True)
@@ -103,11 +96,8 @@ class RefreshSettings:
         0.8, "REFRESH_RATIO", "Refresh a live resource after this fraction of its TTL", live=True
     )
     idle_timeout: int = option(
-        1800,
-        "REFRESH_IDLE_TIMEOUT",
-        "Seconds without reads before a resource stops refreshing",
-        live=True,
-    )
+        1800, "REFRESH_IDLE_TIMEOUT", "Seconds without reads before a resource stops refreshing",
+        live=True)
     tick_interval: float = option(
         1.0, "REFRESH_TICK_INTERVAL", "Seconds between beat's ticks that claim due refreshes"
     )
@@ -124,7 +114,16 @@ class RefreshSettings:
         5.0, "REFRESH_PROBE_MAX",
         "Longest wait between probes of a failing upstream (one request each)", live=True,
     )
-
+    min_ttl: int = option(
+        0, "REFRESH_MIN_TTL",
+        "Shortest TTL an upstream's budget plan may give a resource read much and changing "
+        "often, when the budget cannot pay for every TTL; 0: the TTL", live=True)
+    max_age: int = option(
+        3600, "REFRESH_MAX_AGE",
+        "Longest TTL a budget plan may give a resource (at least the TTL): while upstream "
+        "answers, no data is served unchecked longer", live=True)
+    plan_interval: float = option(
+        15.0, "REFRESH_PLAN_INTERVAL", "Seconds between budget plans (beat's plan entry)")
 
 
 @dataclass(frozen=True)
@@ -159,17 +158,11 @@ class ApiSettings:
         "Threads of each API process for requests that wait on Redis or upstream (a miss "
         "waiting holds one; hits from the process's copy need none)")
     miss_wait_timeout: float = option(
-        10.0,
-        "API_MISS_WAIT_TIMEOUT",
-        "Seconds a cache miss waits for its fetch (then 504)",
-        live=True,
-    )
+        10.0, "API_MISS_WAIT_TIMEOUT", "Seconds a cache miss waits for its fetch (then 504)",
+        live=True)
     stale_wait_timeout: float = option(
-        2.0,
-        "API_STALE_WAIT_TIMEOUT",
-        "Seconds a request with stale data to fall back on waits for upstream",
-        live=True,
-    )
+        2.0, "API_STALE_WAIT_TIMEOUT",
+        "Seconds a request with stale data to fall back on waits for upstream", live=True)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from typing import Any
 import redis
 
 from shared.store.entry import Entry
+from shared.store.freshness import FreshnessStore
 from shared.store.keys import Keys
 
 SCAN_BATCH = 500
@@ -44,11 +45,16 @@ class Listed:
 
 
 class Inventory:
-    """What the admin API reads and changes: entries listed, inspected and purged."""
+    """What the admin API reads and changes: entries listed, inspected and purged, and
+    the upstreams' budget plans."""
 
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.redis = client
         self.keys = keys
+
+    def plans(self) -> dict[str, Any]:
+        """Each upstream's last budget plan (worker/planning.py), by name."""
+        return FreshnessStore(self.redis, self.keys).summaries()
 
     def _resources(self, prefix: str) -> Iterator[str]:
         start = len(self.keys.entry(""))

@@ -10,6 +10,7 @@ cached entries and the queue lengths in one round trip at scrape time.
 from __future__ import annotations
 
 import bisect
+import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -51,6 +52,13 @@ class WorkerMetrics:
                 pipe.hincrbyfloat(self.key, SEP.join(("upstream_seconds_sum", kind)), seconds)
             pipe.execute()
 
+    def checked(self, pipe: redis.client.Pipeline, upstream: str, changed: bool,
+                requests: int) -> None:
+        """Queue on ``pipe``: a refresh of a stored resource spent ``requests`` upstream
+        requests and found a change or none."""
+        found = "change" if changed else "no_change"
+        pipe.hincrby(self.key, SEP.join(("check_requests", upstream, found)), requests)
+
     def refresh_lag(self, *seconds: float) -> None:
         """How late refreshes ran against the time they were due, in one round trip."""
         if not seconds:
@@ -61,6 +69,34 @@ class WorkerMetrics:
                     ("refresh_lag_bucket", _bucket(lag, LAG_BUCKETS))), 1)
             pipe.hincrbyfloat(self.key, "refresh_lag_sum", sum(max(lag, 0.0) for lag in seconds))
             pipe.execute()
+
+
+def plan_metrics(plans: dict[str, Any]) -> Iterator[Metric]:
+    """Gauges of each upstream's last budget plan (worker/planning.py)."""
+    planned = GaugeMetricFamily(
+        "cachedproxy_plan_active", "1: the upstream's budget cannot pay for every TTL and "
+        "its plan gives each resource its own; 0: every resource keeps the TTL",
+        labels=["upstream"])
+    budget = GaugeMetricFamily("cachedproxy_plan_budget_per_second", "Requests a second "
+                               "the upstream's refreshes may make (absent: no limit)",
+                               labels=["upstream"])
+    spending = GaugeMetricFamily("cachedproxy_plan_requests_per_second", "Requests a second "
+                                 "the plan's refreshes make, by the model", labels=["upstream"])
+    fresh = GaugeMetricFamily("cachedproxy_plan_predicted_freshness", "Read-weighted share "
+                              "of answers the same as upstream, by the model",
+                              labels=["upstream"])
+    changes = GaugeMetricFamily("cachedproxy_change_interval_seconds", "Estimated mean "
+                                "seconds between upstream changes of live resources, at "
+                                "quantiles over them", labels=["upstream", "quantile"])
+    for upstream, summary in sorted(plans.items()):
+        planned.add_metric([upstream], 1.0 if summary["active"] else 0.0)
+        if summary["budget_per_s"] is not None:
+            budget.add_metric([upstream], summary["budget_per_s"])
+        spending.add_metric([upstream], summary["requests_per_s"])
+        fresh.add_metric([upstream], summary["predicted_freshness"])
+        for quantile, seconds in summary["change_interval_s"].items():
+            changes.add_metric([upstream, quantile], seconds)
+    yield from (planned, budget, spending, fresh, changes)
 
 
 def _cumulative(counts: dict[str, int], buckets: Sequence[float]) -> list[tuple[str, float]]:
@@ -89,6 +125,7 @@ class RedisCollector:
             pipe.zcard(self.keys.schedule())
             pipe.info("memory")
             pipe.info("stats")
+            pipe.hgetall(self.keys.plans())
             replies = pipe.execute()
         with self.broker.pipeline(transaction=False) as pipe:
             for queue in self.queues:
@@ -96,11 +133,16 @@ class RedisCollector:
             lengths = pipe.execute()
         raw: dict[str, Any] = {_text(k): _text(v) for k, v in replies[0].items()}
         live, memory, stats = replies[1], replies[2], replies[3]
+        plans = {_text(k): json.loads(v) for k, v in replies[4].items()}
 
         requests = CounterMetricFamily(
             "cachedproxy_upstream_requests", "Upstream requests by resource kind and status "
             "(304 counted apart; timeout and error when upstream did not answer)",
             labels=["kind", "status"])
+        checks = CounterMetricFamily(
+            "cachedproxy_check_requests", "Upstream requests of refreshes of stored data, by "
+            "upstream and whether they found a change or none (304, or the same data)",
+            labels=["upstream", "found"])
         buckets: dict[str, dict[str, int]] = {}
         sums: dict[str, float] = {}
         lag: dict[str, int] = {}
@@ -114,7 +156,11 @@ class RedisCollector:
                 sums[labels[0]] = float(value)
             elif name == "refresh_lag_bucket":
                 lag[labels[0]] = int(value)
+            elif name == "check_requests":
+                checks.add_metric(labels, float(value))
         yield requests
+        yield checks
+        yield from plan_metrics(plans)
         latency = HistogramMetricFamily(
             "cachedproxy_upstream_duration_seconds", "Upstream request latency",
             labels=["kind"])
