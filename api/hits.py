@@ -11,7 +11,7 @@ both). Anything else is None: the request goes the route's way (api/views.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 from api.copies import Copies, Copy, Key
@@ -96,7 +96,7 @@ class Hits:
             return []
         return _send(environ, start_response, "200 OK", headers, copy.body)
 
-    def current_copy(self, key: Key, resources: Iterable[str], now: float,
+    def current_copy(self, key: Key, resources: Sequence[str], now: float,
                      blocking: bool = True) -> Copy | None:
         """This process's copy of the view if it may be served as a hit without Redis:
         fresh, made in the current tracking session, nothing pending against it, and no

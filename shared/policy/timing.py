@@ -59,14 +59,16 @@ class ReadThrottle:
         self._next: dict[str, float] = {}
         self._reads: dict[str, int] = {}
 
-    def pending(self, resources: Iterable[str], now: float) -> bool:
+    def pending(self, resources: Sequence[str], now: float) -> bool:
         """Whether a read of any of these is due to be recorded; if none is, the read
-        is counted toward their next records (the caller serves it without one)."""
-        resources = tuple(resources)
-        if any(self._next.get(r, 0.0) <= now for r in resources):
-            return True
+        is counted toward their next records (the caller serves it without one). On
+        the hit path: plain loops, no generator."""
+        next_at, reads = self._next, self._reads
         for resource in resources:
-            self._reads[resource] = self._reads.get(resource, 0) + 1
+            if next_at.get(resource, 0.0) <= now:
+                return True
+        for resource in resources:
+            reads[resource] = reads.get(resource, 0) + 1
         return False
 
     def due(self, resources: Iterable[str], now: float, period: float) -> list[str]:
