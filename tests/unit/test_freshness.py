@@ -9,6 +9,7 @@ import random
 
 import pytest
 
+import shared.policy.freshness as freshness_module
 from shared.policy.freshness import (
     PLAN_SHARE,
     READ_TIME_CONSTANT,
@@ -27,7 +28,7 @@ from shared.policy.freshness import (
     read_rate,
     spending,
 )
-from shared.policy.timing import ReadThrottle
+from shared.policy.timing import ReadThrottle, mean_period
 from shared.store.freshness import Checks
 
 
@@ -164,7 +165,9 @@ def test_a_plan_keeps_the_ttl_while_the_budget_pays_for_it() -> None:
     limits = Limits(ttl=30, ratio=0.8, min_ttl=5, max_age=600)
     observed = [Observed(0.1, 1.0, 1), Observed(0.0, 1.0, 1)]
     clock = 2 / (24 * 0.95)  # two resources every 24 s, up to 10 % early at random
-    assert plan(observed, limits, None).ttls is None
+    today = plan(observed, limits, None)
+    assert today.ttls is None and today.spending == pytest.approx(clock)
+    assert today.freshness == pytest.approx((freshness(0.1, 24 * 0.95) + 1) / 2)
     assert plan(observed, limits, clock / PLAN_SHARE).ttls is None
     made = plan(observed, limits, clock / PLAN_SHARE * 0.9)
     assert made.ttls is not None and all(5 <= t <= 600 for t in made.ttls)
@@ -215,3 +218,99 @@ def test_the_read_throttle_counts_every_read_a_record_stands_for() -> None:
     assert throttle.due(["a"], 10.0, 10) == ["a"]
     assert throttle.take(["a"]) == [7]
     assert throttle.take(["b"]) == [1]  # its one read since, at least one
+
+
+@pytest.mark.parametrize("x", [1e-7, 1e-4, 0.01, 0.5, 1.0, 3.0, 10.0, 20.0])
+def test_the_marginal_gain_is_inverted_where_it_is_needed(x: float) -> None:
+    """g is inverted over its whole range (by interpolation; near 0 as √(2y))."""
+    assert freshness_module._inverse_gain(freshness_module._gain(x)) == pytest.approx(
+        x, rel=2e-3)
+
+
+@pytest.mark.parametrize("y", [1.0, 1.5, 1 - 1e-30])
+def test_a_gain_no_interval_reaches_is_an_infinite_one(y: float) -> None:
+    assert freshness_module._inverse_gain(y) == math.inf
+
+
+def test_dearer_refreshes_come_less_often() -> None:
+    cheap, dear = Item(1 / 60, 1.0, 1.0, 4.0, 480.0), Item(1 / 60, 1.0, 3.0, 4.0, 480.0)
+    intervals = allocate([cheap, dear] + _items((1 / 60, 1.0)) * 4, 0.1)
+    assert intervals[0] < intervals[1] < 480.0
+
+
+def test_unread_resources_get_the_longest_interval_and_no_budget() -> None:
+    items = _items((1 / 60, 1.0), (1 / 60, 0.0), (0.0, 1.0))
+    intervals = allocate(items, 0.05)
+    assert intervals[1:] == [480.0, 480.0] and intervals[0] < 480.0
+
+
+def test_the_allocation_depends_on_read_shares_not_on_their_scale() -> None:
+    """Reads a second or a thousandth of them: the same intervals."""
+    rng = random.Random(5)
+    specs = [(rng.choice([0.1, 1 / 60, 1 / 600]), rng.paretovariate(1.0)) for _ in range(30)]
+    base = allocate(_items(*specs), 0.3)
+    for scale in (1e-6, 1e-3, 1e3):
+        scaled = allocate(_items(*((r, w * scale) for r, w in specs)), 0.3)
+        assert scaled == pytest.approx(base, rel=1e-3)
+
+
+def test_a_budget_that_pays_exactly_for_the_longest_intervals_gets_them() -> None:
+    items = _items((0.1, 1.0), (0.01, 1.0))
+    assert allocate(items, 2 / 480.0) == [480.0, 480.0]
+
+
+def test_a_change_found_within_a_second_counts() -> None:
+    assert change_rate([Check(0.5, True)], 30.0) > change_rate([Check(0.5, False)], 30.0)
+
+
+def test_a_changed_check_of_no_interval_is_left_out() -> None:
+    """Two checks at one instant say nothing of the rate (and divide by nothing)."""
+    at_once = [Check(0.0, True), Check(30.0, False)]
+    assert change_rate(at_once, 30.0) == change_rate([Check(0.0, False), Check(30.0, False)],
+                                                     30.0)
+
+
+def test_predicted_freshness_of_nothing_read_is_whole() -> None:
+    assert predicted_freshness([], []) == 1.0
+    assert predicted_freshness(_items((0.1, 0.0)), [100.0]) == 1.0
+    assert predicted_freshness(_items((0.1, 0.5)), [10.0]) == freshness(0.1, 10.0)
+
+
+def test_a_plan_predicts_the_freshness_of_its_own_ttls() -> None:
+    limits = Limits(ttl=30, ratio=0.8, min_ttl=5, max_age=600)
+    observed = [Observed(0.1, 5.0, 1), Observed(1 / 60, 1.0, 1), Observed(0.0, 1.0, 1)]
+    made = plan(observed, limits, 0.05)
+    assert made.ttls is not None
+    period = mean_period(1.0, 0.8)
+    items = [Item(o.rate, o.reads, o.cost, 0, 0) for o in observed]
+    assert made.freshness == pytest.approx(
+        predicted_freshness(items, [t * period for t in made.ttls]))
+    assert 0 < made.freshness < 1
+
+
+def test_an_unread_resource_counts_as_read_once_per_time_constant() -> None:
+    limits = Limits(ttl=30, ratio=0.8, min_ttl=5, max_age=600)
+    unread = plan([Observed(1 / 60, 0.0, 1)] * 2 + [Observed(0.0, 1.0, 1)] * 4, limits, 0.1)
+    floor = plan([Observed(1 / 60, 1 / READ_TIME_CONSTANT, 1)] * 2
+                 + [Observed(0.0, 1.0, 1)] * 4, limits, 0.1)
+    assert unread.ttls == floor.ttls and unread.ttls is not None
+    assert unread.ttls[0] < 600
+    read = plan([Observed(1 / 60, 1.5 / READ_TIME_CONSTANT, 1)] * 2
+                + [Observed(0.0, 1.0, 1)] * 4, limits, 0.1)
+    assert read.ttls is not None and read.ttls[0] < unread.ttls[0]
+
+
+def test_the_top_quantile_is_the_largest() -> None:
+    assert quantiles([3.0, 1.0, 2.0], (0.0, 1.0)) == [1.0, 3.0]
+
+
+def test_reads_counted_survive_the_throttle_forgetting_others() -> None:
+    throttle = ReadThrottle(size=3)
+    throttle.due(["a"], 0.0, 10)
+    throttle.due(["b"], 0.0, 1)
+    throttle.due(["d"], 0.0, 1)
+    throttle.take(["b", "d"])
+    for _ in range(3):
+        assert not throttle.pending(["a"], 2.0)
+    assert throttle.due(["c"], 2.0, 10) == ["c"]  # full: b and d (due) are forgotten
+    assert throttle.take(["a", "b", "never-read"]) == [4, 1, 1]
