@@ -41,6 +41,10 @@ def plan_all(ctx: WorkerContext) -> dict[str, dict[str, Any]]:
             log.info("budget plan " + ("on: the budget cannot pay for every TTL"
                                        if summary["active"] else "off: every resource on its TTL"),
                      extra={"upstream": upstream, **summary})
+        if summary["over_budget"] and not before.get(upstream, {}).get("over_budget"):
+            log.warning("budget plan: the budget cannot pay even for refresh.max_age; "
+                        "refreshes are paced and answers get older than it",
+                        extra={"upstream": upstream, **summary})
         summaries[upstream] = summary
     return summaries
 
@@ -72,6 +76,9 @@ def plan_upstream(ctx: WorkerContext, upstream: str, resources: list[str]) -> di
     summary = {
         "at": round(now, 3),
         "active": made.ttls is not None,
+        # Even every resource on max_age needs more than the budget: refreshes are paced
+        # and answers get older than max_age.
+        "over_budget": rate is not None and made.spending > rate,
         "resources": len(resources),
         "budget_per_s": None if rate is None else round(rate, 4),
         "requests_per_s": round(made.spending, 4),

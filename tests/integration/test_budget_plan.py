@@ -63,6 +63,7 @@ def test_a_short_budget_plans_ttls_that_answers_tell(env: dict[str, str], demo: 
                    "the c42 plan on")
         plan = _plans(api)["c42"]
         assert plan["budget_per_s"] == 1.0 and plan["resources"] == 4
+        assert plan["over_budget"] is False  # four resources on max_age: 0.1 a second
         assert 0 < plan["requests_per_s"] <= 0.9 and 0 < plan["predicted_freshness"] <= 1
         # Read much, the first view keeps about the TTL (min_ttl: the TTL); the second,
         # read once, gets a longer one, and after its next refresh is fresh that long.
