@@ -5,7 +5,8 @@ pays for it).
 Refreshes read a resource's planned TTL (worker/refresh.py): it sets when the next
 refresh is due and how long the data is fresh, so answers' ``max-age``, ``Age`` and
 ``Cache-Status`` tell the resource's own clock. A TTL that changes moves the next
-refresh at once (earlier or later, never past a back-off or a wait for the budget).
+refresh at once (earlier or later, never past a back-off or a wait for the budget),
+unless it changed by less than the refreshes' jitter.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 from typing import Any
 
 from shared.policy.freshness import Limits, Observed, change_rate, plan, quantiles
+from shared.policy.timing import JITTER, next_refresh
 from shared.upstreams.registry import upstreams
 from worker.context import WorkerContext
 from worker.pacing import budget_rate
@@ -69,10 +71,12 @@ def plan_upstream(ctx: WorkerContext, upstream: str, resources: list[str]) -> di
             planned[resource] = new
         elif before is not None:
             clear.append(resource)
-        if checks.checked_at and new != (before or ttl):
-            # The next refresh follows the new TTL now, not from the one after.
-            at = checks.checked_at + new * refresh.ratio
-            (earlier if new < (before or ttl) else later)[resource] = at
+        old = before or ttl
+        if checks.checked_at and abs(new - old) > JITTER * old:
+            # The next refresh follows the new TTL now, not from the one after (a change
+            # within the refreshes' jitter leaves it where it is).
+            at = next_refresh(checks.checked_at, new, refresh.ratio)
+            (earlier if new < old else later)[resource] = at
     summary = {
         "at": round(now, 3),
         "active": made.ttls is not None,
