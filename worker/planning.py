@@ -6,7 +6,8 @@ Refreshes read a resource's planned TTL (worker/refresh.py): it sets when the ne
 refresh is due and how long the data is fresh, so answers' ``max-age``, ``Age`` and
 ``Cache-Status`` tell the resource's own clock. A TTL that changes moves the next
 refresh at once (earlier or later, never past a back-off or a wait for the budget),
-unless it changed by less than the refreshes' jitter.
+unless it changed by less than the refreshes' jitter; moved later, the data stays fresh
+until then (else reads would ask for a refresh of their own meanwhile).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from shared.policy.freshness import Limits, Observed, change_rate, plan, quantiles
 from shared.policy.timing import JITTER, next_refresh
+from shared.store.freshness import Lengthened
 from shared.upstreams.registry import upstreams
 from worker.context import WorkerContext
 from worker.pacing import budget_rate
@@ -65,7 +67,7 @@ def plan_upstream(ctx: WorkerContext, upstream: str, resources: list[str]) -> di
     planned: dict[str, float] = {}
     clear: list[str] = []
     earlier: dict[str, float] = {}
-    later: dict[str, float] = {}
+    later: dict[str, Lengthened] = {}
     for resource, (checks, _, before), new in zip(resources, observed, ttls, strict=True):
         if made.ttls is not None:
             planned[resource] = new
@@ -76,7 +78,10 @@ def plan_upstream(ctx: WorkerContext, upstream: str, resources: list[str]) -> di
             # The next refresh follows the new TTL now, not from the one after (a change
             # within the refreshes' jitter leaves it where it is).
             at = next_refresh(checks.checked_at, new, refresh.ratio)
-            (earlier if new < old else later)[resource] = at
+            if new < old:
+                earlier[resource] = at
+            else:  # and its data fresh that long, or reads would ask for it meanwhile
+                later[resource] = Lengthened(checks.checked_at, checks.checked_at + new, at)
     summary = {
         "at": round(now, 3),
         "active": made.ttls is not None,
@@ -90,7 +95,9 @@ def plan_upstream(ctx: WorkerContext, upstream: str, resources: list[str]) -> di
         "change_interval_s": _quantiles([min(1 / r, NEVER) for r in rates]),
         "ttl_s": _quantiles(ttls),
     }
-    ctx.freshness.apply(upstream, planned, clear, (earlier, later), summary)
+    cache = settings.cache
+    ctx.freshness.apply(upstream, planned, clear, earlier, later,
+                        max(cache.stale_if_error, cache.stale_while_revalidate), summary)
     log.debug("budget plan", extra={"upstream": upstream, **summary})
     return summary
 

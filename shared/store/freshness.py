@@ -58,12 +58,54 @@ class Known:
     checks: Checks
 
 
+@dataclass(frozen=True)
+class Lengthened:
+    """A resource whose TTL grew: the check its data is from (epoch seconds), the
+    data's new freshness, and when its next refresh now comes."""
+
+    checked_at: float
+    fresh_until: float
+    due: float
+
+
+# A refresh moved later leaves the data it follows stale before it comes, and reads of
+# stale data ask for a refresh of their own: so the data's freshness moves with it, in
+# the same script, if the entry is still the one checked then (a refresh since planned
+# its own next one) and only ever later. Its key is kept as long past the new freshness
+# as a save keeps it.
+# KEYS: schedule, then each resource's entry. ARGV: seconds kept past freshness, then
+# for each resource: name, checked at, new fresh until (epoch seconds), next refresh (ms).
+_LENGTHEN = """
+local keep = tonumber(ARGV[1])
+local moved = 0
+for i = 2, #KEYS do
+  local base = 2 + (i - 2) * 4
+  local resource, checked = ARGV[base], tonumber(ARGV[base + 1])
+  local fresh, due = tonumber(ARGV[base + 2]), ARGV[base + 3]
+  local entry = redis.call('HMGET', KEYS[i], 'status', 'checked_at', 'fresh_until')
+  if entry[1] == '200' and math.abs(tonumber(entry[2]) - checked) < 0.01
+      and tonumber(entry[3]) < fresh then
+    redis.call('HSET', KEYS[i], 'fresh_until', string.format('%.3f', fresh))
+    redis.call('PEXPIREAT', KEYS[i], math.floor((fresh + keep) * 1000))
+    redis.call('ZADD', KEYS[1], 'XX', 'GT', due, resource)
+    moved = moved + 1
+  end
+end
+return moved
+"""
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
 class FreshnessStore:
     """The plans' data in Redis (the module docstring tells what is kept)."""
 
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.redis = client
         self.keys = keys
+        self._lengthen = client.register_script(_LENGTHEN)
 
     def known(self, resource: str) -> Known:
         """A resource's planned TTL and checks, in one round trip."""
@@ -91,24 +133,29 @@ class FreshnessStore:
                 for c, n, p in zip(checks, counts, planned, strict=True)]
 
     def apply(self, upstream: str, ttls: Mapping[str, float], clear: Sequence[str],
-              moves: tuple[Mapping[str, float], Mapping[str, float]],
+              earlier: Mapping[str, float], later: Mapping[str, Lengthened], keep: float,
               summary: Mapping[str, Any]) -> None:
         """Store an upstream's plan in one transaction: the planned TTLs, those cleared
-        (back on the upstream's TTL), next refreshes moved (epoch seconds): those to
-        come earlier (only ever earlier) and those to come later (only ever later, so
-        no back-off or wait for the budget is cut short), of live resources only; and
-        the summary."""
-        earlier, later = moves
+        (back on the upstream's TTL), next refreshes moved ``earlier`` (epoch seconds;
+        only ever earlier) and ``later`` with their data's freshness (only ever later,
+        so no back-off or wait for the budget is cut short), of live resources only;
+        and the summary. ``keep``: seconds an entry is kept past its freshness."""
         with self.redis.pipeline(transaction=True) as pipe:
             if ttls:
                 pipe.hset(self.keys.planned(), mapping={r: f"{t:.1f}" for r, t in ttls.items()})
             if clear:
                 pipe.hdel(self.keys.planned(), *clear)
-            for moved, direction in ((earlier, {"lt": True}), (later, {"gt": True})):
-                if moved:
-                    pipe.zadd(self.keys.schedule(),
-                              {r: round(at * 1000) for r, at in moved.items()},
-                              xx=True, **direction)
+            if earlier:
+                pipe.zadd(self.keys.schedule(), {r: _ms(at) for r, at in earlier.items()},
+                          xx=True, lt=True)
+            names = list(later)
+            for start in range(0, len(names), 500):
+                chunk = names[start:start + 500]
+                self._lengthen(
+                    keys=[self.keys.schedule(), *(self.keys.entry(r) for r in chunk)],
+                    args=[keep, *(value for r in chunk for value in (
+                        r, later[r].checked_at, later[r].fresh_until, _ms(later[r].due)))],
+                    client=pipe)
             pipe.hset(self.keys.plans(), upstream, json.dumps(summary))
             pipe.execute()
 

@@ -6,12 +6,18 @@ the plan. While the budget pays for every TTL, the TTL stays."""
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
+import pytest
 import redis
 import requests
 
+from shared.store.entries import EntryStore
+from shared.store.entry import fetched, keep_until
+from shared.store.freshness import FreshnessStore, Lengthened
 from shared.store.keys import Keys
+from shared.store.schedule import Schedule
 from tests.harness import Demo, Stack
 from tests.helpers import PREFIX, VIEW, eventually, get, make_live, scrape
 
@@ -118,3 +124,36 @@ def test_a_budget_that_pays_for_every_ttl_keeps_it(env: dict[str, str], demo: De
             r = get(f"{api}{VIEW}/{EVENTS[1]}/")
             assert r.status_code == 200 and _max_age(r) <= 4
         assert scrape(api)[("cachedproxy_plan_active", (("upstream", "c42"),))] == 0
+
+
+def test_a_refresh_moved_later_takes_its_datas_freshness_along(store: redis.Redis) -> None:
+    """A plan that lengthens a resource's TTL moves its next refresh later and its
+    entry's freshness (and key expiry) with it, in one script: else its data would go
+    stale before the refresh and reads would ask for one of their own. Not for an entry
+    refreshed since the plan's check, and never earlier."""
+    keys, now = Keys(PREFIX), time.time()
+    entries, schedule = EntryStore(store, keys), Schedule(store, keys)
+    plans = FreshnessStore(store, keys)
+    names = ["c42:event:lengthened", "c42:event:refreshed-since", "c42:event:already-later"]
+    for name in names:
+        entry = fetched({"id": name}, (), now - 10, 4)  # checked 10 s ago, TTL 4 s
+        entries.save(name, entry, keep_until(entry, 100))
+        schedule.succeeded(name, now - 10 + 3.2)
+    schedule.succeeded(names[2], now + 500)
+    plans.apply("c42", {}, [], {}, {
+        names[0]: Lengthened(now - 10, now + 30, now + 20),
+        names[1]: Lengthened(now - 11, now + 30, now + 20),  # not the stored check
+        names[2]: Lengthened(now - 10, now + 30, now + 20),
+    }, 100, {"active": True})
+    fresh = [float(store.hget(keys.entry(n), "fresh_until")) for n in names]
+    due = {k.decode() if isinstance(k, bytes) else k: at
+           for k, at in store.zrange(keys.schedule(), 0, -1, withscores=True)}
+    assert fresh[0] == pytest.approx(now + 30, abs=0.01) and fresh[1] == pytest.approx(now - 6)
+    assert due[names[0]] == pytest.approx((now + 20) * 1000, abs=1)
+    assert due[names[1]] == pytest.approx((now - 6.8) * 1000, abs=1)
+    assert due[names[2]] == pytest.approx((now + 500) * 1000, abs=1)  # not earlier
+    expires = store.pexpiretime(keys.entry(names[0])) / 1000
+    assert expires == pytest.approx(now + 130, abs=0.01)
+    for name in names:
+        schedule.drop(name)
+        store.delete(keys.entry(name))
