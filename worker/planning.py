@@ -15,9 +15,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from shared.bounded import LRU
 from shared.policy.freshness import Limits, Observed, change_rate, plan, quantiles
 from shared.policy.timing import JITTER, next_refresh
-from shared.store.freshness import Lengthened
+from shared.store.freshness import Checks, Lengthened
 from shared.upstreams.registry import upstreams
 from worker.context import WorkerContext
 from worker.pacing import budget_rate
@@ -60,7 +61,7 @@ def plan_upstream(ctx: WorkerContext, upstream: str, resources: list[str]) -> di
     limits = Limits(ttl, refresh.ratio, refresh.min_ttl or ttl, refresh.max_age)
     rate = budget_rate(ctx, upstream)
     observed = ctx.freshness.observed(resources, now)
-    rates = [change_rate(checks.history, ttl) for checks, _, _ in observed]
+    rates = [_change_rate(checks, ttl) for checks, _, _ in observed]
     made = plan([Observed(r, reads, checks.requests)
                  for r, (checks, reads, _) in zip(rates, observed, strict=True)], limits, rate)
     ttls = made.ttls if made.ttls is not None else [float(ttl)] * len(resources)
@@ -100,6 +101,20 @@ def plan_upstream(ctx: WorkerContext, upstream: str, resources: list[str]) -> di
                         max(cache.stale_if_error, cache.stale_while_revalidate), summary)
     log.debug("budget plan", extra={"upstream": upstream, **summary})
     return summary
+
+
+# Estimates by (checks as stored, prior): most resources are not refreshed between two
+# plans, and an estimate costs a root-finding (10,000 of them about a second of CPU).
+_estimates: LRU[tuple[str, float], float] = LRU(100_000)
+
+
+def _change_rate(checks: Checks, prior: float) -> float:
+    key = (checks.encode(), prior)
+    rate = _estimates.get(key)
+    if rate is None:
+        rate = change_rate(checks.history, prior)
+        _estimates.put(key, rate)
+    return rate
 
 
 def _quantiles(values: list[float]) -> dict[str, float]:

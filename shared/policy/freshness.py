@@ -14,7 +14,7 @@ Garcia-Molina, "Estimating frequency of change", ACM TOIT 2003, §5) is the root
 plus a prior of one changed and one unchanged check a TTL apart (λ = ln 2 / TTL before
 anything is known), so no run of checks makes a rate of 0 or infinity, and a resource
 that starts or stops changing is followed within ``WINDOW`` checks. The prior's changed
-check weighs 1 / (n + 1) after n checks: with a full weight, a resource that never
+check weighs (n + 1)^−1.5 after n checks: with a full weight, a resource that never
 changes would be estimated to change about once per the time it has been watched,
 and would keep a share of the budget it cannot use for many minutes (measured:
 docs/BENCHMARKS.md, "Freshness within a budget").
@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from shared.policy.timing import mean_period
 
 WINDOW = 16  # checks a change rate is estimated from
+PRIOR_FADING = 1.5  # the prior's changed check weighs (n + 1) ** -PRIOR_FADING after n checks
 PLAN_SHARE = 0.9  # of an upstream's refresh budget a plan spends; the rest absorbs misses
 READ_TIME_CONSTANT = 600.0  # seconds over which read rates are averaged (exponentially)
 
@@ -62,10 +63,10 @@ def observe(history: Sequence[Check], check: Check) -> tuple[Check, ...]:
 
 def change_rate(history: Sequence[Check], prior_interval: float) -> float:
     """Changes a second, estimated from ``history`` and the prior (a changed and an
-    unchanged check ``prior_interval`` apart, the changed one weighing 1 / (n + 1)
-    after n checks): the maximum-likelihood rate."""
+    unchanged check ``prior_interval`` apart, the changed one weighing
+    (n + 1) ** -PRIOR_FADING after n checks): the maximum-likelihood rate."""
     changed = [(c.interval, 1.0) for c in history if c.changed and c.interval > 0]
-    changed.append((prior_interval, 1 / (1 + len(history))))
+    changed.append((prior_interval, (1 + len(history)) ** -PRIOR_FADING))
     unchanged = sum(c.interval for c in history if not c.changed) + prior_interval
 
     def excess(rate: float) -> float:  # decreasing in rate; its root is the estimate
@@ -77,7 +78,7 @@ def change_rate(history: Sequence[Check], prior_interval: float) -> float:
         return _LOWEST_RATE
     if excess(_HIGHEST_RATE) >= 0:
         return _HIGHEST_RATE
-    for _ in range(60):
+    for _ in range(40):
         middle = (low + high) / 2
         if excess(math.exp(middle)) > 0:
             low = middle
@@ -157,7 +158,7 @@ def allocate(items: Sequence[Item], budget: float) -> list[float]:
     if not ends:  # nothing changes or nothing is read: refreshing more buys nothing
         return longest
     low, high = math.log(max(min(ends), 1e-300)), math.log(max(ends) * 2)
-    for _ in range(60):
+    for _ in range(40):
         middle = (low + high) / 2
         if spending(items, [_interval(i, math.exp(middle)) for i in items]) > budget:
             low = middle

@@ -50,10 +50,10 @@ def test_the_prior_alone_is_ln2_over_the_ttl() -> None:
 
 def test_the_estimate_solves_the_likelihood_equation() -> None:
     """Σ_changed t / (e^(λt) − 1) = Σ_unchanged t, over the checks and the prior (its
-    changed check weighing 1 / (n + 1) after n checks)."""
+    changed check weighing (n + 1)^-1.5 after n checks)."""
     history = [Check(10, True), Check(20, False), Check(15, True), Check(40, False)]
     rate = change_rate(history, 30.0)
-    changed, unchanged = [(10, 1), (15, 1), (30, 1 / 5)], 20 + 40 + 30
+    changed, unchanged = [(10, 1), (15, 1), (30, 5 ** -1.5)], 20 + 40 + 30
     assert sum(w * t / math.expm1(rate * t) for t, w in changed) == pytest.approx(
         unchanged, rel=1e-6)
 
