@@ -42,6 +42,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python -m benchmarks.redis_down
 	$(BIN)/python -m benchmarks.admission
 	$(BIN)/python -m benchmarks.refresh
+	$(BIN)/python -m benchmarks.freshness
 	$(BIN)/python -m benchmarks.github
 	$(BIN)/python -m benchmarks.store
 	$(BIN)/python -m benchmarks.failover
