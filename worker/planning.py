@@ -57,8 +57,11 @@ def plan_all(ctx: WorkerContext) -> dict[str, dict[str, Any]]:
 def plan_upstream(ctx: WorkerContext, upstream: str, resources: list[str]) -> dict[str, Any]:
     """Plan one upstream's live ``resources`` and store the plan; returns its summary."""
     settings, now = ctx.settings, ctx.clock()
-    ttl, refresh = settings.ttl_for(upstream), settings.refresh
-    limits = Limits(ttl, refresh.ratio, refresh.min_ttl or ttl, refresh.max_age)
+    ttl, refresh, own = settings.ttl_for(upstream), settings.refresh, settings.upstreams[upstream]
+    # The upstream's own bounds (its catalogue entry, <NAME>_MIN_TTL...), else [refresh]'s.
+    limits = Limits(ttl, refresh.ratio,
+                    getattr(own, "min_ttl", 0) or refresh.min_ttl or ttl,
+                    getattr(own, "max_age", 0) or refresh.max_age)
     rate = budget_rate(ctx, upstream)
     observed = ctx.freshness.observed(resources, now)
     rates = [_change_rate(checks, ttl) for checks, _, _ in observed]

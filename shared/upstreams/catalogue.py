@@ -59,8 +59,8 @@ from shared.upstreams.tables import (
 )
 
 SETTING_TYPES = {"id": str, "ids": tuple[str, ...]}
-STANDARD_SETTINGS = {"base_url", "token", "ttl", "budget_per_hour", "max_in_flight",
-                     "page_size"}
+STANDARD_SETTINGS = {"base_url", "token", "ttl", "min_ttl", "max_age", "budget_per_hour",
+                     "max_in_flight", "page_size"}
 
 
 @dataclass(frozen=True)
@@ -111,14 +111,15 @@ def parse(text: str, source: str = "catalogue") -> Catalogue:
 def _upstream(at: At, name: str, spec: Any) -> Upstream:
     if not NAME_RE.fullmatch(name):
         raise at.error("", "an upstream's name is 1-32 lower-case letters, digits and '_'")
-    entry(at, spec, {"title", "base_url", "ttl", "budget_per_hour", "max_in_flight",
-                      "timeouts", "auth", "headers", "paging", "params", "prefetch",
-                      "resources"})
+    entry(at, spec, {"title", "base_url", "ttl", "min_ttl", "max_age", "budget_per_hour",
+                      "max_in_flight", "timeouts", "auth", "headers", "paging", "params",
+                      "prefetch", "resources"})
     title = value(at, spec, "title", str, name)
     base_url = value(at, spec, "base_url", str)
     if urlsplit(base_url).scheme not in {"http", "https"}:
         raise at.error("base_url", "must be an http(s) URL")
     ttl = value(at, spec, "ttl", int, 0)
+    min_ttl, max_age = value(at, spec, "min_ttl", int, 0), value(at, spec, "max_age", int, 0)
     budget = value(at, spec, "budget_per_hour", int, 0)
     in_flight = value(at, spec, "max_in_flight", int, 0)
     timeouts = table(at, spec, "timeouts", required=False)
@@ -128,7 +129,8 @@ def _upstream(at: At, name: str, spec: Any) -> Upstream:
     if connect < 0 or read < 0:
         raise at.key("timeouts").error("connect" if connect < 0 else "read",
                                        "must not be negative")
-    for key, number in (("ttl", ttl), ("budget_per_hour", budget), ("max_in_flight", in_flight)):
+    for key, number in (("ttl", ttl), ("min_ttl", min_ttl), ("max_age", max_age),
+                        ("budget_per_hour", budget), ("max_in_flight", in_flight)):
         if number < 0:
             raise at.error(key, "must not be negative")
     auth = _auth(at.key("auth"), table(at, spec, "auth", required=False))
@@ -151,7 +153,8 @@ def _upstream(at: At, name: str, spec: Any) -> Upstream:
                                        "with a resource and a parameter of this upstream")
         prefetch.append((kind, fields[0]))
 
-    section = _section(name, title, base_url, (ttl, budget, in_flight), auth, paging, params)
+    section = _section(name, title, base_url, (ttl, min_ttl, max_age, budget, in_flight), auth,
+                       paging, params)
     limit = paging.max_page_size if paging else 0
 
     def endpoint(settings: Any) -> Endpoint:
@@ -170,6 +173,8 @@ def _upstream(at: At, name: str, spec: Any) -> Upstream:
     def checks(settings: Any) -> list[tuple[bool, str]]:
         found = [
             (settings.ttl >= 0, f"{name}.ttl must not be negative (0: cache.ttl)"),
+            (settings.min_ttl >= 0 and settings.max_age >= 0,
+             f"{name}.min_ttl and {name}.max_age must not be negative (0: refresh's)"),
             (settings.budget_per_hour >= 0,
              f"{name}.budget_per_hour must not be negative (0: no budget)"),
             (0 <= settings.max_in_flight <= 1024,
@@ -235,19 +240,26 @@ def _values_of(value: Any) -> tuple[Any, ...]:
     return value if isinstance(value, tuple) else (value,)
 
 
-def _section(name: str, title: str, base_url: str, numbers: tuple[int, int, int],
+def _section(name: str, title: str, base_url: str, numbers: tuple[int, int, int, int, int],
              auth: tuple[str, str] | None, paging: Paging | None,
              params: Mapping[str, _Setting]) -> type:
     """The upstream's settings section: ``[<name>]``, ``<NAME>_*``, ``<prefix>/<name>/*``;
-    ``numbers`` are the catalogue's ttl, budget_per_hour and max_in_flight."""
+    ``numbers`` are the catalogue's ttl, min_ttl, max_age, budget_per_hour and
+    max_in_flight."""
     env = name.upper()
-    ttl, budget, in_flight = numbers
+    ttl, min_ttl, max_age, budget, in_flight = numbers
     fields: list[tuple[str, Any, Any]] = [
         ("base_url", str, option(base_url, f"{env}_BASE_URL", f"{title} API base URL")),
         ("token", str, option("", f"{env}_TOKEN", f"{title} API token" + (
             f" (sent as '{auth[0]}: {auth[1]}<token>')" if auth else ""), live=True)),
         ("ttl", int, option(ttl, f"{env}_TTL",
                             f"Seconds {title} responses stay fresh; 0: cache.ttl", live=True)),
+        ("min_ttl", int, option(
+            min_ttl, f"{env}_MIN_TTL", f"Shortest TTL a budget plan may give a {title} "
+            "resource; 0: refresh.min_ttl", live=True)),
+        ("max_age", int, option(
+            max_age, f"{env}_MAX_AGE", f"Longest TTL a budget plan may give a {title} "
+            "resource; 0: refresh.max_age", live=True)),
         ("budget_per_hour", int, option(
             budget, f"{env}_BUDGET_PER_HOUR",
             f"Requests an hour to {title} stay within, misses spending at most "
