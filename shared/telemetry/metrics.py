@@ -89,12 +89,19 @@ def plan_metrics(plans: dict[str, Any]) -> Iterator[Metric]:
                                 "seconds between upstream changes of live resources, at "
                                 "quantiles over them", labels=["upstream", "quantile"])
     for upstream, summary in sorted(plans.items()):
-        planned.add_metric([upstream], 1.0 if summary["active"] else 0.0)
-        if summary["budget_per_s"] is not None:
-            budget.add_metric([upstream], summary["budget_per_s"])
-        spending.add_metric([upstream], summary["requests_per_s"])
-        fresh.add_metric([upstream], summary["predicted_freshness"])
-        for quantile, seconds in summary["change_interval_s"].items():
+        try:
+            active, rate = 1.0 if summary["active"] else 0.0, summary["budget_per_s"]
+            spent, predicted = float(summary["requests_per_s"]), float(
+                summary["predicted_freshness"])
+            quantiles = {q: float(s) for q, s in summary["change_interval_s"].items()}
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue  # not a summary the plan task writes: no gauges rather than no scrape
+        planned.add_metric([upstream], active)
+        if rate is not None:
+            budget.add_metric([upstream], float(rate))
+        spending.add_metric([upstream], spent)
+        fresh.add_metric([upstream], predicted)
+        for quantile, seconds in quantiles.items():
             changes.add_metric([upstream, quantile], seconds)
     yield from (planned, budget, spending, fresh, changes)
 
@@ -133,7 +140,7 @@ class RedisCollector:
             lengths = pipe.execute()
         raw: dict[str, Any] = {_text(k): _text(v) for k, v in replies[0].items()}
         live, memory, stats = replies[1], replies[2], replies[3]
-        plans = {_text(k): json.loads(v) for k, v in replies[4].items()}
+        plans = {_text(k): _json(v) for k, v in replies[4].items()}
 
         requests = CounterMetricFamily(
             "cachedproxy_upstream_requests", "Upstream requests by resource kind and status "
@@ -226,6 +233,14 @@ class RedisCollector:
             return self.upstream_of(resource)
         except KeyError:  # its kind left the catalogue; the entry ages out
             return "unknown"
+
+
+def _json(value: Any) -> Any:
+    """A stored JSON value, or None for one that is not JSON."""
+    try:
+        return json.loads(value)
+    except ValueError:
+        return None
 
 
 def _text(value: Any) -> str:

@@ -141,11 +141,12 @@ def test_a_refresh_moved_later_takes_its_datas_freshness_along(store: redis.Redi
         entries.save(name, entry, keep_until(entry, 100))
         schedule.succeeded(name, now - 10 + 3.2)
     schedule.succeeded(names[2], now + 500)
-    plans.apply("c42", {}, [], {}, {
+    plans.apply("lengthening", {}, [], {}, {
         names[0]: Lengthened(now - 10, now + 30, now + 20),
         names[1]: Lengthened(now - 11, now + 30, now + 20),  # not the stored check
         names[2]: Lengthened(now - 10, now + 30, now + 20),
-    }, 100, {"active": True})
+    }, 100, {"active": True})  # a summary no plan writes: /metrics leaves it out
+    assert plans.summaries()["lengthening"] == {"active": True}
     fresh = [float(store.hget(keys.entry(n), "fresh_until")) for n in names]
     due = {k.decode() if isinstance(k, bytes) else k: at
            for k, at in store.zrange(keys.schedule(), 0, -1, withscores=True)}
@@ -158,3 +159,4 @@ def test_a_refresh_moved_later_takes_its_datas_freshness_along(store: redis.Redi
     for name in names:
         schedule.drop(name)
         store.delete(keys.entry(name))
+    store.hdel(keys.plans(), "lengthening")

@@ -30,6 +30,7 @@ from shared.policy.freshness import (
 )
 from shared.policy.timing import ReadThrottle, mean_period
 from shared.store.freshness import Checks
+from shared.telemetry.metrics import plan_metrics
 
 
 @pytest.mark.parametrize("rate, interval, expected", [
@@ -314,3 +315,24 @@ def test_reads_counted_survive_the_throttle_forgetting_others() -> None:
         assert not throttle.pending(["a"], 2.0)
     assert throttle.due(["c"], 2.0, 10) == ["c"]  # full: b and d (due) are forgotten
     assert throttle.take(["a", "b", "never-read"]) == [4, 1, 1]
+
+
+def test_plans_become_gauges_and_a_summary_of_another_shape_is_left_out() -> None:
+    """/metrics shows each upstream's plan; a summary the plan task does not write (an
+    older or a garbled one) leaves out its gauges rather than failing the scrape."""
+    good = {"active": True, "over_budget": False, "resources": 3, "budget_per_s": 2.0,
+            "requests_per_s": 1.8, "predicted_freshness": 0.93,
+            "change_interval_s": {"0.1": 40.0, "0.5": 3000.0}, "ttl_s": {}}
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in plan_metrics({"c42": good, "old": {"active": True},
+                                           "garbled": None, "odd": {**good, "active": "x",
+                                                                    "requests_per_s": "y"}})
+               for s in family.samples}
+    assert samples == {
+        ("cachedproxy_plan_active", (("upstream", "c42"),)): 1.0,
+        ("cachedproxy_plan_budget_per_second", (("upstream", "c42"),)): 2.0,
+        ("cachedproxy_plan_requests_per_second", (("upstream", "c42"),)): 1.8,
+        ("cachedproxy_plan_predicted_freshness", (("upstream", "c42"),)): 0.93,
+        ("cachedproxy_change_interval_seconds", (("quantile", "0.1"), ("upstream", "c42"))): 40.0,
+        ("cachedproxy_change_interval_seconds", (("quantile", "0.5"), ("upstream", "c42"))): 3000.0,
+    }
