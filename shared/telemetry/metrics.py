@@ -90,7 +90,8 @@ def plan_metrics(plans: dict[str, Any]) -> Iterator[Metric]:
                                 "quantiles over them", labels=["upstream", "quantile"])
     for upstream, summary in sorted(plans.items()):
         try:
-            active, rate = 1.0 if summary["active"] else 0.0, summary["budget_per_s"]
+            active = 1.0 if summary["active"] else 0.0
+            rate = None if summary["budget_per_s"] is None else float(summary["budget_per_s"])
             spent, predicted = float(summary["requests_per_s"]), float(
                 summary["predicted_freshness"])
             quantiles = {q: float(s) for q, s in summary["change_interval_s"].items()}
@@ -98,7 +99,7 @@ def plan_metrics(plans: dict[str, Any]) -> Iterator[Metric]:
             continue  # not a summary the plan task writes: no gauges rather than no scrape
         planned.add_metric([upstream], active)
         if rate is not None:
-            budget.add_metric([upstream], float(rate))
+            budget.add_metric([upstream], rate)
         spending.add_metric([upstream], spent)
         fresh.add_metric([upstream], predicted)
         for quantile, seconds in quantiles.items():

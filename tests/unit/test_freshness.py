@@ -325,8 +325,8 @@ def test_plans_become_gauges_and_a_summary_of_another_shape_is_left_out() -> Non
             "change_interval_s": {"0.1": 40.0, "0.5": 3000.0}, "ttl_s": {}}
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                for family in plan_metrics({"c42": good, "old": {"active": True},
-                                           "garbled": None, "odd": {**good, "active": "x",
-                                                                    "requests_per_s": "y"}})
+                                           "garbled": None,
+                                           "odd": {**good, "budget_per_s": "y"}})
                for s in family.samples}
     assert samples == {
         ("cachedproxy_plan_active", (("upstream", "c42"),)): 1.0,
