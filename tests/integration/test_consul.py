@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -26,6 +27,7 @@ from tests.integration.shop import with_shop
 
 TOKEN = "consul-acl-token"
 CONSUL_PREFIX = "cpconsul"
+API_PROCESSES = 2  # each follows Consul on its own
 
 
 @pytest.fixture
@@ -242,16 +244,29 @@ def test_seed_writes_defaults_once_and_keeps_existing_values(consul, consul_env)
     assert seed(consul_env) == []
 
 
+def logged(log: Path, event: str) -> int:
+    """How many of the JSON lines in ``log`` are ``event``."""
+    return sum(1 for line in log.read_text().splitlines()
+               if line.startswith("{") and json.loads(line).get("event") == event)
+
+
 def test_a_catalogue_in_consul_changes_routes_live_and_a_broken_one_is_refused(
         consul, consul_env, consul_stack, shop, tmp_path):
     """An upstream and a view put into cachedproxy/catalogue are served by a running API
     and worker, no restart; a broken update is refused and the last good one stays; a
     view changed is answered in its new shape at once; deleting the key brings back the
-    file's catalogue."""
-    api = consul_stack.api()
+    file's catalogue. Every API process follows Consul on its own: each step waits until
+    all of them have taken the update."""
+    api = consul_stack.api(API_WORKERS=str(API_PROCESSES))
+    api_log = consul_stack.logs / "api.log"
+
+    def every_process(event: str, times: int, what: str) -> None:
+        eventually(lambda: logged(api_log, event) >= times * API_PROCESSES, 10, what)
+
     assert requests.get(f"{api}/prices/sku-1/", timeout=10).status_code == 404
     good = with_shop(tmp_path, shop.base_url).read_text()
     consul.put("cachedproxy/catalogue", good)
+    every_process("catalogue applied", 1, "the Consul catalogue taken")
 
     def served() -> bool:
         r = requests.get(f"{api}/prices/sku-1/", timeout=10)
@@ -260,18 +275,16 @@ def test_a_catalogue_in_consul_changes_routes_live_and_a_broken_one_is_refused(
     eventually(served, 10, "the shop's view served from the Consul catalogue")
     consul.put("cachedproxy/catalogue", good.replace('keep = "{name: name, price: price}"',
                                                     'keep = "{name: "'))
-    api_log = consul_stack.logs / "api.log"
-    eventually(lambda: "catalogue update rejected" in api_log.read_text(), 10,
-               "the API refusing the broken catalogue")
-    assert served()  # the last good catalogue stays
+    every_process("catalogue update rejected", 1, "the API refusing the broken catalogue")
+    assert all(served() for _ in range(2 * API_PROCESSES))  # the last good catalogue stays
     # A view made differently now: answered anew, not from the process's copy of the old.
     consul.put("cachedproxy/catalogue", good.replace(
         'body = "{sku: params.sku, price: product.price}"',
         'body = "{sku: params.sku, cost: product.price}"'))
-    eventually(lambda: requests.get(f"{api}/prices/sku-1/", timeout=10).json()
-               == {"sku": "sku-1", "cost": 12.5}, 10, "the view's new body")
+    every_process("catalogue applied", 2, "the changed view taken")
+    assert all(requests.get(f"{api}/prices/sku-1/", timeout=10).json()
+               == {"sku": "sku-1", "cost": 12.5} for _ in range(2 * API_PROCESSES))
     consul.delete("cachedproxy/catalogue")
-    eventually(lambda: requests.get(f"{api}/prices/sku-1/", timeout=10).status_code == 404,
-               10, "the file's catalogue back")
+    every_process("catalogue applied", 3, "the file's catalogue back")
+    assert requests.get(f"{api}/prices/sku-1/", timeout=10).status_code == 404
     assert requests.get(f"{api}{VIEW}/team-standup/", timeout=10).status_code == 200
-
