@@ -12,6 +12,7 @@ Off unless ``[admin] token`` (``ADMIN_TOKEN``) is set: then every ``/admin/`` pa
                          | {"resources": [...]}
     POST   /admin/refresh/<resource>              a conditional refresh, enqueued now (202)
     GET    /admin/freshness                       each upstream's budget plan
+    GET    /admin/upstreams                       each upstream's state, budget, lag
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import bottle
 from api.responses import json_response
 from shared.config.settings import Settings
 from shared.errors import CachedProxyError, InvalidRequest, NotFound, Unauthorized
+from shared.policy.status import rfc3339
 from shared.store.inventory import Inventory, Listed
 from shared.upstreams.registry import kind_of, tagged, upstreams, views
 
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 MAX_PAGE = 1000
 
 Refresh = Callable[[str], None]  # resource -> a refresh enqueued
+Status = Callable[[float], list[dict[str, Any]]]  # now -> each upstream's state
 
 
 def _error(error: CachedProxyError, headers: dict[str, str] | None = None) -> bottle.HTTPResponse:
@@ -48,9 +51,9 @@ def _same(given: str, expected: str) -> bool:
 
 
 def admin_app(inventory: Inventory, refresh: Refresh, current: Callable[[], Settings],
-              clock: Callable[[], float]) -> bottle.Bottle:
-    """The admin API (/admin/): entries, purge, refresh now, budget plans; behind
-    ``ADMIN_TOKEN``."""
+              clock: Callable[[], float], status: Status) -> bottle.Bottle:
+    """The admin API (/admin/): entries, purge, refresh now, budget plans, upstreams'
+    state; behind ``ADMIN_TOKEN``."""
     app = bottle.Bottle()
 
     def guarded(handler: Callable[..., bottle.HTTPResponse]) -> Callable[..., Any]:
@@ -145,6 +148,11 @@ def admin_app(inventory: Inventory, refresh: Refresh, current: Callable[[], Sett
     @app.get("/freshness", apply=[guarded])
     def freshness() -> bottle.HTTPResponse:
         return json_response(200, {"upstreams": inventory.plans()})
+
+    @app.get("/upstreams", apply=[guarded])
+    def upstreams_state() -> bottle.HTTPResponse:
+        now = clock()
+        return json_response(200, {"at": rfc3339(now), "upstreams": status(now)})
 
     return app
 

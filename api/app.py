@@ -43,6 +43,7 @@ from shared.store.flights import Flights
 from shared.store.inventory import Inventory
 from shared.store.keys import Keys
 from shared.store.schedule import Schedule
+from shared.store.status import report as upstream_report
 from shared.telemetry.logs import context_value
 from shared.telemetry.metrics import RedisCollector
 from shared.upstreams.registry import subscribe, upstream_of, views
@@ -265,16 +266,19 @@ def served(settings: Settings, current: Callable[[], Settings] | None = None) ->
     tracker = Tracker(client, keys.entry(""), copies.drop)
     shelf = Shelf.from_environ()  # the copies of the server's processes (api/shelf.py)
 
+    def status(now: float) -> list[dict[str, Any]]:
+        return upstream_report(client, keys, current(), upstream_of, now)
+
     def build() -> Api:
         return create_app(
             reader, current,
             lambda: health.readiness(client, keys, current().refresh.tick_interval),
             renderer(RedisCollector(client, keys, [keys.queue(q) for q in QUEUES], upstream_of,
-                                    broker)),
+                                    broker, status, reader.clock)),
             admin_app(Inventory(client, keys),
                       lambda resource: send(queue, REFRESH_TASK, (resource,),
                                             {"on_demand": True}),
-                      current, reader.clock),
+                      current, reader.clock, status),
             tracker,
             copies,
             shelf,

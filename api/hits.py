@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from api.copies import Copies, Copy, Key
 from api.headers import Headers, copy_status, negative_headers, view_headers
-from api.requests_log import ROUTE, SERVED
+from api.requests_log import ROUTE, SERVED, VIEW
 from api.responses import JSON_TYPE
 from api.tracker import Tracker
 from shared.bounded import LRU
@@ -80,7 +80,7 @@ class Hits:
             return _send(environ, start_response, "404 Not Found", [
                 ("Content-Type", JSON_TYPE), ("Content-Length", str(len(copy.body)))],
                 copy.body)
-        environ[ROUTE] = path.rule
+        environ[ROUTE], environ[VIEW] = path.rule, path.key[0]
         if copy.status == 404:
             environ[SERVED] = Served.NEGATIVE
             return _send(environ, start_response, "404 Not Found",

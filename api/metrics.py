@@ -30,10 +30,10 @@ REQUESTS = Counter("cachedproxy_http_requests", "API requests by route and statu
 LATENCY = Histogram("cachedproxy_http_request_duration_seconds", "API request latency",
                     ["route"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                                         0.5, 1.0, 2.5, 5.0, 10.0))
-OUTCOMES = Counter("cachedproxy_cache_outcomes", "How view requests were served: hit, miss, "
-                   "collapsed, stale, stale_if_error, negative (a cached 404), local (a process's "
-                   "own copy while Redis is unreachable), error",
-                   ["outcome"])
+OUTCOMES = Counter("cachedproxy_cache_outcomes", "How view requests were served, by view: "
+                   "hit, miss, collapsed, stale, stale_if_error, negative (a cached 404), local "
+                   "(a process's own copy while Redis is unreachable), error",
+                   ["view", "outcome"])
 
 
 # labels() validates and locks on every call; the hot path keeps its children here.
@@ -49,12 +49,13 @@ def _child(metric: Any, *labels: str) -> Any:
 
 
 def observe(route: str, method: str, status: int, served: Served | None,
-            seconds: float) -> None:
-    """Count one request and its duration, by route, method, status and how it was served."""
+            seconds: float, view: str = "") -> None:
+    """Count one request and its duration, by route, method, status, and (a view's) how
+    it was served."""
     _child(REQUESTS, route, method, str(status)).inc()
     _child(LATENCY, route).observe(seconds)
     if served is not None:
-        _child(OUTCOMES, served.value).inc()
+        _child(OUTCOMES, view, served.value).inc()
 
 
 def renderer(redis_collector: RedisCollector) -> Callable[[], tuple[bytes, str]]:

@@ -109,6 +109,28 @@ _PURGED = {"description": "The resources whose entries were deleted", "content":
         "purged": {"type": "array", "items": {"type": "string"}}}}}}}
 
 
+_TIME = {"type": "string", "format": "date-time", "nullable": True}
+_UPSTREAM = {"type": "object", "required": [
+    "upstream", "state", "failures", "budget", "live_resources", "refresh_overdue_s",
+    "oldest_stale_s"], "properties": {
+    "upstream": {"type": "string"},
+    "state": {"type": "string", "enum": ["answering", "paced", "failing"]},
+    "failures": {"type": "integer", "description": "Upstream-wide failures in a row"},
+    "failing_since": _TIME, "next_probe": _TIME,
+    "last_error": {"type": "string", "nullable": True},
+    "budget": {"type": "object", "properties": {
+        "spent_last_hour": {"type": "integer"},
+        "per_hour": {"type": "integer", "nullable": True},
+        "by_minute": {"type": "array", "items": {"type": "integer"},
+                      "description": "Requests each minute of the last hour, oldest first"},
+        "paced_for_s": {"type": "number"}}},
+    "reported": {"type": "object", "nullable": True, "description":
+                 "What the upstream said remains of its rate limit, and when it resets"},
+    "live_resources": {"type": "integer"},
+    "refresh_overdue_s": {"type": "number"},
+    "oldest_stale_s": {"type": "number"}}}
+
+
 def _admin_paths() -> dict[str, Any]:
     """The admin API (api/admin.py): a Bearer admin token; 404 while none is configured."""
     security: list[dict[str, list[str]]] = [{"adminToken": []}]
@@ -163,6 +185,20 @@ def _admin_paths() -> dict[str, Any]:
                                                 "properties": {
                     "upstreams": {"type": "object", "additionalProperties": {
                         "type": "object"}}}}}}},
+                          **_ADMIN_ERRORS},
+        }},
+        "/admin/upstreams": {"get": {
+            "operationId": "adminUpstreams", "security": security,
+            "summary": "Each upstream's state (answering, paced, failing: since when, last "
+                       "error, next probe), budget spent in the last hour against its limit, "
+                       "what it reports remaining, live resources, refresh lag and oldest "
+                       "stale entry",
+            "responses": {"200": {"description": "Upstreams in name order", "content": {
+                "application/json": {"schema": {"type": "object",
+                                                "required": ["at", "upstreams"],
+                                                "properties": {
+                    "at": {"type": "string", "format": "date-time"},
+                    "upstreams": {"type": "array", "items": _UPSTREAM}}}}}},
                           **_ADMIN_ERRORS},
         }},
     }

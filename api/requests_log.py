@@ -27,6 +27,7 @@ from shared.telemetry.logs import log_context
 log = logging.getLogger("api.requests")
 SERVED = "cachedproxy.served"  # environ key: how a view request was served (a Served)
 ROUTE = "cachedproxy.route"  # environ key: the route's rule, for a request no router saw
+VIEW = "cachedproxy.view"  # environ key: the name of the view a request asked for
 REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 QUIET = (Served.HIT, Served.NEGATIVE)  # answered from the cache as it stands: DEBUG
 
@@ -74,7 +75,8 @@ class RequestLog:
             served = environ.get(SERVED)
             route = str(environ.get(ROUTE) or getattr(environ.get("bottle.route"), "rule",
                                                       "unmatched"))
-            metrics.observe(route, environ.get("REQUEST_METHOD", ""), status, served, seconds)
+            metrics.observe(route, environ.get("REQUEST_METHOD", ""), status, served, seconds,
+                            environ.get(VIEW, ""))
             level = logging.DEBUG if quiet or served in QUIET else logging.INFO
             if log.isEnabledFor(level):
                 log.log(level, "request", extra={

@@ -33,7 +33,7 @@ from api.headers import (
 from api.hits import Hits
 from api.outage import Outage
 from api.reader import Read, Reader
-from api.requests_log import SERVED
+from api.requests_log import SERVED, VIEW
 from api.responses import encode
 from api.shelf import Shelf
 from api.tracker import Tracker
@@ -162,6 +162,7 @@ class Views:
 
         def handle(**raw: str) -> bottle.HTTPResponse:
             environ = bottle.request.environ
+            environ[VIEW] = view.name
             try:
                 return self._answer(view, raw, environ)
             except CachedProxyError as exc:

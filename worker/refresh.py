@@ -90,7 +90,7 @@ def refresh(ctx: WorkerContext, resource: str, cause: Cause) -> Outcome:
     finally:
         with contextlib.suppress(redis.RedisError):  # accounting never fails a fetch
             if client.responses:
-                ctx.metrics.upstream(kind.name, client.responses)
+                ctx.metrics.upstream(kind.upstream, kind.name, client.responses, ctx.clock())
             account(ctx, kind.upstream, resource, client, admitted.refreshes, admitted.misses)
 
 
@@ -167,7 +167,8 @@ def _fetch(ctx: WorkerContext, kind: ResourceKind, client: Recorder, resource: s
         probe_at = None
         if decision.upstream_failed:
             probe_at = ctx.breaker.failed(kind.upstream, now, lambda past_threshold: (
-                retry_delay(past_threshold, plan.retry_base, plan.probe_max, retry_after)))
+                retry_delay(past_threshold, plan.retry_base, plan.probe_max, retry_after)),
+                f"{exc.code}: {exc.message}")
         # With its upstream failing, this resource becomes the next probe.
         again = retry_at(now, probe_at, decision.retry_in)
         ctx.schedule.postpone(resource, again)

@@ -40,6 +40,7 @@ import redis
 from shared.store.keys import Keys
 
 THRESHOLD = 3  # upstream-wide failures in a row that make an upstream failing
+ERROR_CHARS = 200  # of the last failure's description kept for operators
 
 _GATE = """
 local failures = tonumber(redis.call('HGET', KEYS[1], 'failures') or '0')
@@ -126,13 +127,18 @@ class UpstreamBreaker:
             return Gate(True, probe=bool(value))
         return Gate(False, retry_at=int(value) / 1000)
 
-    def failed(self, upstream: str, now: float, delay: Callable[[int], float]
-               ) -> float | None:
-        """Count an upstream-wide failure. Once the upstream is failing, the next probe
+    def failed(self, upstream: str, now: float, delay: Callable[[int], float],
+               error: str = "") -> float | None:
+        """Count an upstream-wide failure (``error``: what it was, for operators; the
+        first failure's time is kept too). Once the upstream is failing, the next probe
         goes ``delay(n)`` seconds after ``now`` (n: failures past the threshold, from 1);
         returns that time, or None while the upstream is not failing yet."""
         key = self.keys.upstream_health(upstream)
-        failures = int(self.redis.hincrby(key, "failures", 1))
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hincrby(key, "failures", 1)
+            pipe.hsetnx(key, "since", _ms(now))
+            pipe.hset(key, "error", error[:ERROR_CHARS])
+            failures = int(pipe.execute()[0])
         if failures < THRESHOLD:
             return None
         probe_at = now + delay(failures - THRESHOLD + 1)

@@ -77,13 +77,19 @@ class Keys:
         return self._key("failures")
 
     def upstream_health(self, upstream: str) -> str:
-        """Hash of a failing upstream: failures in a row, next probe (epoch ms)."""
+        """Hash of a failing upstream: failures in a row, the first one's time and the
+        last one's error, next probe (epoch ms)."""
         return self._key("upstream", upstream)
 
     def budget(self, upstream: str) -> str:
         """Hash of an upstream's request budget: the bucket's tokens and time, and the
         rate limit the upstream last reported (remaining, reset at)."""
         return self._key("budget", upstream)
+
+    def spent(self, upstream: str, minute: int) -> str:
+        """Requests made to an upstream in one minute (since the epoch); expires after
+        the hour it is counted in (shared/store/status.py)."""
+        return self._key("spent", upstream, str(minute))
 
     def held(self, upstream: str) -> str:
         """Set of resources whose refreshes wait for a failing upstream to answer."""

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import bisect
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import redis
@@ -22,7 +23,10 @@ from prometheus_client.core import (
     Metric,
 )
 
+from shared.store.health import WORKER_GONE_AFTER
 from shared.store.keys import Keys
+from shared.store.status import count_spent
+from shared.telemetry.status_metrics import status_metrics
 
 UPSTREAM_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 LAG_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -40,11 +44,16 @@ class WorkerMetrics:
 
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.redis = client
+        self.keys = keys
         self.key = keys.metrics()
 
-    def upstream(self, kind: str, responses: Iterable[tuple[str, float]]) -> None:
-        """Upstream answers of one fetch: (status or 'timeout'/'error', seconds) each."""
+    def upstream(self, upstream: str, kind: str, responses: Sequence[tuple[str, float]],
+                 now: float) -> None:
+        """Upstream answers of one fetch: (status or 'timeout'/'error', seconds) each;
+        all of them spent from the upstream's budget."""
         with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hincrby(self.key, SEP.join(("spent", upstream)), len(responses))
+            count_spent(pipe, self.keys, upstream, len(responses), now)
             for status, seconds in responses:
                 pipe.hincrby(self.key, SEP.join(("upstream_requests", kind, status)), 1)
                 pipe.hincrby(self.key, SEP.join(
@@ -119,12 +128,16 @@ class RedisCollector:
     """A prometheus_client collector reading the worker metrics and Redis gauges."""
 
     def __init__(self, client: redis.Redis, keys: Keys, queues: Sequence[str],
-                 upstream_of: Callable[[str], str], broker: redis.Redis | None = None) -> None:
+                 upstream_of: Callable[[str], str], broker: redis.Redis | None = None,
+                 status: Callable[[float], list[dict[str, Any]]] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.redis = client
         self.keys = keys
         self.queues = queues  # the broker's queue list keys
         self.upstream_of = upstream_of  # resource -> its upstream's name
         self.broker = broker or client
+        self.status = status  # now -> each upstream's state (shared/store/status.py)
+        self.clock = clock
 
     def collect(self) -> Iterator[Metric]:
         """The metrics read from Redis at scrape time."""
@@ -134,6 +147,9 @@ class RedisCollector:
             pipe.info("memory")
             pipe.info("stats")
             pipe.hgetall(self.keys.plans())
+            now = self.clock()
+            pipe.zcount(self.keys.workers(), int((now - WORKER_GONE_AFTER) * 1000), "+inf")
+            pipe.get(self.keys.last_tick())
             replies = pipe.execute()
         with self.broker.pipeline(transaction=False) as pipe:
             for queue in self.queues:
@@ -143,6 +159,13 @@ class RedisCollector:
         live, memory, stats = replies[1], replies[2], replies[3]
         plans = {_text(k): _json(v) for k, v in replies[4].items()}
 
+        if self.status is not None:
+            tick = _json(replies[6]) if replies[6] is not None else None
+            yield from status_metrics(self.status(now), int(replies[5]),
+                                      float(tick) if isinstance(tick, (int, float)) else None)
+        spent = CounterMetricFamily("cachedproxy_upstream_spent_requests", "Requests made "
+                                    "to an upstream (all of them count in its budget)",
+                                    labels=["upstream"])
         requests = CounterMetricFamily(
             "cachedproxy_upstream_requests", "Upstream requests by resource kind and status "
             "(304 counted apart; timeout and error when upstream did not answer)",
@@ -166,6 +189,9 @@ class RedisCollector:
                 lag[labels[0]] = int(value)
             elif name == "check_requests":
                 checks.add_metric(labels, float(value))
+            elif name == "spent":
+                spent.add_metric(labels, float(value))
+        yield spent
         yield requests
         yield checks
         yield from plan_metrics(plans)

@@ -110,7 +110,7 @@ def fresh_state(demo: Demo, store: redis.Redis) -> None:
     of failures."""
     demo.upstream.reset()
     keys = Keys(PREFIX)
-    for kind in ("entry", "result", "upstream", "held", "running", "budget"):
+    for kind in ("entry", "result", "upstream", "held", "running", "budget", "spent"):
         for key in store.scan_iter(keys.pattern(kind)):
             store.delete(key)
     # No test inherits another's back-off or flights.

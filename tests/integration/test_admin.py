@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 
 import pytest
 import requests
@@ -224,3 +226,38 @@ def test_a_fetch_under_way_cannot_put_back_what_a_purge_removed(admin, api, demo
     assert answered.json()["title"] == "Written meanwhile"
     demo.upstream.set_latency(0)
     assert get(f"{api}{VIEW}/team-standup/").json()["title"] == "Written meanwhile"
+
+
+def test_upstreams_show_one_failing_since_its_first_failure_and_back(admin, api, demo):
+    """GET /admin/upstreams: every upstream in name order; an upstream answering 503
+    becomes failing after three failures in a row, with when it began, the last error
+    and the next probe, and answering again at its next answer; every request it was
+    sent is counted in the hour's budget use."""
+
+    def upstreams() -> dict[str, dict]:
+        r = requests.get(f"{admin}/admin/upstreams", headers=AUTH, timeout=10)
+        assert r.status_code == 200
+        return {row["upstream"]: row for row in r.json()["upstreams"]}
+
+    first = upstreams()
+    assert list(first) == ["c42", "github"]
+    assert first["c42"]["state"] == "answering" and first["c42"]["failures"] == 0
+    started = time.time()
+    demo.upstream.set_fault_from({"mode": "error", "status": 503})
+    for event in ("team-standup", "quiet-evening"):  # two fetches each: event, subscriptions
+        assert get(f"{api}{VIEW}/{event}/").status_code >= 500
+    eventually(lambda: upstreams()["c42"]["state"] == "failing", 10, "c42 failing")
+    failing = upstreams()["c42"]
+    since = datetime.fromisoformat(failing["failing_since"]).timestamp()
+    assert started - 1 <= since <= time.time()
+    assert failing["last_error"] == "upstream_error: upstream answered 503"
+    assert datetime.fromisoformat(failing["next_probe"]).timestamp() > since
+    sent = sum(n for kind in demo.upstream.counters().values() for by_id in kind.values()
+               for n in by_id.values())
+    assert failing["budget"]["spent_last_hour"] == sent >= 4
+    assert upstreams()["github"]["state"] == "answering"  # one upstream's trouble only
+    demo.upstream.set_fault(None)
+    assert get(f"{api}{VIEW}/launch-party/").status_code == 200  # a miss still asks
+    eventually(lambda: upstreams()["c42"]["state"] == "answering", 10, "c42 answering")
+    back = upstreams()["c42"]
+    assert (back["failures"], back["failing_since"], back["last_error"]) == (0, None, None)

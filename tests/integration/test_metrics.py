@@ -26,9 +26,12 @@ def test_metrics_count_requests_outcomes_and_upstream_calls(api, demo, store):
                  route=route, method="GET", status="200") == 21
     assert delta(before, after, "cachedproxy_http_requests_total",
                  route=route, method="GET", status="404") == 2
-    assert delta(before, after, "cachedproxy_cache_outcomes_total", outcome="hit") == 20
-    assert delta(before, after, "cachedproxy_cache_outcomes_total", outcome="miss") == 2
-    assert delta(before, after, "cachedproxy_cache_outcomes_total", outcome="negative") == 1
+    assert delta(before, after, "cachedproxy_cache_outcomes_total",
+                 view="events-with-subscriptions", outcome="hit") == 20
+    assert delta(before, after, "cachedproxy_cache_outcomes_total",
+                 view="events-with-subscriptions", outcome="miss") == 2
+    assert delta(before, after, "cachedproxy_cache_outcomes_total",
+                 view="events-with-subscriptions", outcome="negative") == 1
     assert delta(before, after, "cachedproxy_upstream_requests_total",
                  kind="c42:event", status="200") == 1
     # 3 pages for launch-party, and the unknown event's one (empty) page
@@ -38,6 +41,9 @@ def test_metrics_count_requests_outcomes_and_upstream_calls(api, demo, store):
                  kind="c42:event", status="404") == 1
     assert delta(before, after, "cachedproxy_http_request_duration_seconds_count",
                  route=route) == 23
+    # every upstream request is spent from the upstream's budget: counted, and in the hour
+    assert delta(before, after, "cachedproxy_upstream_spent_requests_total", upstream="c42") == 6
+    assert delta(before, after, "cachedproxy_upstream_spent_last_hour", upstream="c42") == 6
 
 
 def test_revalidation_counts_304_apart(api, demo, store):
@@ -71,3 +77,10 @@ def test_gauges_for_live_set_entries_and_queues(api, store):
     assert samples[("cachedproxy_redis_used_memory_bytes", ())] > 100_000
     assert samples[("cachedproxy_redis_max_memory_bytes", ())] == 0  # the tests' Redis
     assert samples[("cachedproxy_redis_evicted_keys_total", ())] == 0
+    c42, github = (("upstream", "c42"),), (("upstream", "github"),)
+    assert samples[("cachedproxy_upstream_up", c42)] == 1
+    assert samples[("cachedproxy_upstream_state", (("state", "answering"), *c42))] == 1
+    assert samples[("cachedproxy_upstream_live_resources", c42)] >= 2
+    assert samples[("cachedproxy_upstream_oldest_stale_seconds", c42)] == 0
+    assert ("cachedproxy_upstream_up", github) in samples  # every upstream, used or not
+    assert samples[("cachedproxy_workers_alive", ())] >= 1  # the session's worker

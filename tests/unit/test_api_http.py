@@ -155,14 +155,14 @@ def test_openapi_describes_the_admin_api_where_it_is_mounted():
     OpenAPI 3 description."""
     from api.admin import admin_app
 
-    admin_api = admin_app(None, lambda _: None, lambda: SETTINGS, lambda: 0.0)
+    admin_api = admin_app(None, lambda _: None, lambda: SETTINGS, lambda: 0.0, lambda _: [])
     app = create_app(StubReader(), lambda: SETTINGS, admin=admin_api)
     document = json.loads(call(app, "/openapi.json")[2])
     admin = {path: ops for path, ops in document["paths"].items() if path.startswith("/admin/")}
     routes = {(re.sub(r"<(\w+)(:path)?>", r"{\1}", r.rule), r.method.lower())
               for r in admin_api.routes}
     assert {(path, method) for path, ops in admin.items() for method in ops} == routes
-    assert ("/admin/freshness", "get") in routes and len(routes) == 5
+    assert ("/admin/upstreams", "get") in routes and len(routes) == 6
     assert all(op["security"] == [{"adminToken": []}] for ops in admin.values()
                for op in ops.values())
     parsed = list(schemathesis.openapi.from_dict(document).get_all_operations())
@@ -191,8 +191,8 @@ def test_one_outcome_value_reaches_the_metric_and_the_log(read, error, served, l
     app = RequestLog(create_app(StubReader(error, read), lambda: SETTINGS))
 
     def count(outcome: str) -> float:
-        return REGISTRY.get_sample_value("cachedproxy_cache_outcomes_total",
-                                         {"outcome": outcome}) or 0.0
+        return REGISTRY.get_sample_value("cachedproxy_cache_outcomes_total", {
+            "view": "events-with-subscriptions", "outcome": outcome}) or 0.0
 
     before = {o.value: count(o.value) for o in Served}
     with caplog.at_level(logging.DEBUG, logger="api.requests"):

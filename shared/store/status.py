@@ -1,0 +1,118 @@
+"""What Redis holds of each upstream's state, read for /admin/upstreams and /metrics
+(shared/policy/status.py tells what it means): the breaker's record, the budget's
+bucket and the upstream's reported limit, the requests made each minute of the last
+hour, and the live resources' schedule and freshness. Two round trips, and a third per
+1000 live resources.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import redis
+
+from shared.config.settings import Settings
+from shared.policy.budget import BURST, HOUR, capacity
+from shared.policy.status import (
+    Live,
+    Upstream,
+    described,
+    last_hour,
+    live_by_upstream,
+    minute_of,
+)
+from shared.store.breaker import THRESHOLD
+from shared.store.keys import Keys
+
+SPENT_KEPT = 3720  # seconds a minute's count is kept: the hour it is summed in, and a bit
+PAGE = 1000
+
+
+def count_spent(pipe: redis.client.Pipeline, keys: Keys, upstream: str, requests: int,
+                now: float) -> None:
+    """Queue on ``pipe``: ``requests`` made to ``upstream`` now (its minute's count)."""
+    key = keys.spent(upstream, minute_of(now))
+    pipe.incrby(key, requests)
+    pipe.expire(key, SPENT_KEPT)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except ValueError:
+        return None
+
+
+def read_upstreams(client: redis.Redis, keys: Keys, names: Sequence[str], now: float
+                   ) -> dict[str, Upstream]:
+    """Each upstream's breaker, budget and last hour's requests, in one round trip."""
+    minutes = last_hour(now)
+    with client.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.hgetall(keys.upstream_health(name))
+            pipe.hmget(keys.budget(name), ["tat", "remaining", "reset_at"])
+            pipe.mget([keys.spent(name, m) for m in minutes])
+        replies = pipe.execute()
+    found = {}
+    for i, name in enumerate(names):
+        health = {_text(k): _text(v) for k, v in replies[3 * i].items()}
+        tat, remaining, reset_at = (_number(v) for v in replies[3 * i + 1])
+        spent = tuple(int(_number(v) or 0) for v in replies[3 * i + 2])
+        probe_at, since = _number(health.get("probe_at")), _number(health.get("since"))
+        found[name] = Upstream(
+            failures=int(_number(health.get("failures")) or 0),
+            failing_since=None if since is None else since / 1000,
+            last_error=health.get("error"),
+            next_probe=None if probe_at is None else probe_at / 1000,
+            paced_for=0.0 if tat is None else tat / 1000 - now,
+            spent=spent,
+            remaining=None if remaining is None else int(remaining),
+            reset_at=reset_at,
+        )
+    return found
+
+
+def read_live(client: redis.Redis, keys: Keys, upstream_of: Callable[[str], str],
+              now: float) -> dict[str, Live]:
+    """Per upstream: its live resources, the most overdue refresh, the stalest entry."""
+    scheduled: list[tuple[Any, float]] = client.zrange(keys.schedule(), 0, -1,
+                                                       withscores=True)  # type: ignore[assignment]
+    due = [(_text(member), at / 1000) for member, at in scheduled]
+    owners: dict[str, str] = {}
+    for resource, _ in due:
+        try:
+            owners[resource] = upstream_of(resource)
+        except KeyError:  # its kind left the catalogue; it ages out
+            continue
+    fresh_until: dict[str, float] = {}
+    for start in range(0, len(due), PAGE):
+        page = [resource for resource, _ in due[start:start + PAGE]]
+        with client.pipeline(transaction=False) as pipe:
+            for resource in page:
+                pipe.hget(keys.entry(resource), "fresh_until")
+            values = pipe.execute()
+        for resource, value in zip(page, values, strict=True):
+            until = _number(value)
+            if until is not None:
+                fresh_until[resource] = until
+    return live_by_upstream(due, fresh_until, owners, now)
+
+
+def report(client: redis.Redis, keys: Keys, settings: Settings,
+           upstream_of: Callable[[str], str], now: float) -> list[dict[str, Any]]:
+    """Every upstream of ``settings`` as ``GET /admin/upstreams`` shows it, by name."""
+    names = sorted(settings.upstreams)
+    found = read_upstreams(client, keys, names, now)
+    live = read_live(client, keys, upstream_of, now)
+    out = []
+    for name in names:
+        budget = settings.upstreams[name].budget_per_hour
+        rate = budget / HOUR if budget > 0 else None
+        out.append(described(name, found[name], live.get(name, Live()), budget, THRESHOLD,
+                             capacity(rate) / rate if rate else BURST))
+    return out

@@ -1,0 +1,141 @@
+"""An upstream's state as operators see it (shared/policy/status.py): table-driven."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.policy.status import (
+    Live,
+    Upstream,
+    described,
+    last_hour,
+    live_by_upstream,
+    minute_of,
+    rfc3339,
+    upstream_state,
+)
+from shared.telemetry.status_metrics import status_metrics
+
+NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z, a minute's start
+
+
+@pytest.mark.parametrize(
+    ("failures", "paced_for", "state"),
+    [
+        (0, 0.0, "answering"),
+        (2, 0.0, "answering"),  # below the threshold: one bad resource is not the upstream
+        (3, 0.0, "failing"),
+        (3, 50.0, "failing"),  # failing wins: nothing is spent while held
+        (0, 10.0, "answering"),  # within the burst: refreshes still go at once
+        (0, 10.5, "paced"),
+        (2, 30.0, "paced"),
+        (0, -5.0, "answering"),  # the bucket is full (its time in the past)
+    ],
+)
+def test_state(failures, paced_for, state):
+    assert upstream_state(failures, 3, paced_for, 10.0) == state
+
+
+@pytest.mark.parametrize(
+    ("t", "minute", "text"),
+    [
+        (NOW, 30_000_000, "2027-01-15T08:00:00.000Z"),
+        (NOW + 59.999, 30_000_000, "2027-01-15T08:00:59.999Z"),
+        (NOW + 60, 30_000_001, "2027-01-15T08:01:00.000Z"),
+        (NOW - 0.5, 29_999_999, "2027-01-15T07:59:59.500Z"),
+    ],
+)
+def test_minutes_and_times(t, minute, text):
+    assert minute_of(t) == minute
+    assert rfc3339(t) == text
+
+
+def test_rfc3339_of_nothing_is_nothing():
+    assert rfc3339(None) is None
+
+
+def test_the_last_hour_is_sixty_minutes_ending_with_the_current_one():
+    minutes = last_hour(NOW + 30)
+    assert len(minutes) == 60
+    assert minutes[-1] == minute_of(NOW + 30)
+    assert minutes[0] == minute_of(NOW + 30) - 59
+    assert minutes == sorted(minutes)
+
+
+UPSTREAM_OF = {"a:x:1": "a", "a:x:2": "a", "a:x:3": "a", "b:y:1": "b"}
+
+
+@pytest.mark.parametrize(
+    ("due", "fresh_until", "expected"),
+    [
+        # nothing live: no upstream listed
+        ([], {}, {}),
+        # due later, fresh: nothing overdue or stale (never negative)
+        ([("a:x:1", NOW + 20)], {"a:x:1": NOW + 30}, {"a": Live(1, 0.0, 0.0)}),
+        # the most overdue and the stalest of each upstream, counted per upstream
+        ([("a:x:1", NOW - 5), ("a:x:2", NOW - 12), ("a:x:3", NOW + 1), ("b:y:1", NOW - 1)],
+         {"a:x:1": NOW - 2, "a:x:2": NOW + 3, "a:x:3": NOW - 40, "b:y:1": NOW + 9},
+         {"a": Live(3, 12.0, 40.0), "b": Live(1, 1.0, 0.0)}),
+        # no entry stored yet (a first fetch under way): counted, not stale
+        ([("a:x:1", NOW - 3)], {}, {"a": Live(1, 3.0, 0.0)}),
+        # a resource whose kind left the catalogue: left out
+        ([("gone:z:1", NOW - 99), ("b:y:1", NOW)], {"gone:z:1": NOW - 99},
+         {"b": Live(1, 0.0, 0.0)}),
+    ],
+)
+def test_live_by_upstream(due, fresh_until, expected):
+    assert live_by_upstream(due, fresh_until, UPSTREAM_OF, NOW) == expected
+
+
+FAILING = Upstream(failures=4, failing_since=NOW - 90, last_error="upstream_timeout: slow",
+                   next_probe=NOW + 8, paced_for=-3.0, spent=(0,) * 58 + (5, 2),
+                   remaining=4000, reset_at=NOW + 600)
+
+
+def test_a_failing_upstream_described():
+    row = described("c42", FAILING, Live(7, 4.5, 31.0), 5000, 3, 10.0)
+    assert row == {
+        "upstream": "c42", "state": "failing", "failures": 4,
+        "failing_since": "2027-01-15T07:58:30.000Z",
+        "last_error": "upstream_timeout: slow",
+        "next_probe": "2027-01-15T08:00:08.000Z",
+        "budget": {"spent_last_hour": 7, "per_hour": 5000,
+                   "by_minute": [0] * 58 + [5, 2], "paced_for_s": 0.0},
+        "reported": {"remaining": 4000, "reset_at": "2027-01-15T08:10:00.000Z"},
+        "live_resources": 7, "refresh_overdue_s": 4.5, "oldest_stale_s": 31.0,
+    }
+
+
+def test_below_the_threshold_no_failing_since_or_probe_is_shown():
+    """Two failures in a row: counted and the last error shown, but not failing."""
+    row = described("c42", Upstream(failures=2, failing_since=NOW - 5, last_error="e",
+                                    next_probe=NOW + 1), Live(), 0, 3, 10.0)
+    assert (row["state"], row["failures"], row["last_error"]) == ("answering", 2, "e")
+    assert row["failing_since"] is None and row["next_probe"] is None
+    assert row["budget"]["per_hour"] is None and row["reported"] is None
+
+
+def test_status_gauges_follow_the_report():
+    rows = [described("c42", FAILING, Live(7, 4.5, 31.0), 5000, 3, 10.0),
+            described("github", Upstream(paced_for=60.0), Live(2, 0.0, 0.0), 0, 3, 10.0)]
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in status_metrics(rows, 2, NOW - 1) for s in family.samples}
+
+    def value(name: str, **labels: str) -> float | None:
+        return samples.get((f"cachedproxy_{name}", tuple(sorted(labels.items()))))
+
+    assert value("upstream_up", upstream="c42") == 0
+    assert value("upstream_up", upstream="github") == 1
+    assert value("upstream_state", upstream="github", state="paced") == 1
+    assert value("upstream_state", upstream="github", state="answering") == 0
+    assert value("upstream_failing_since_timestamp_seconds", upstream="c42") == NOW - 90
+    assert value("upstream_failing_since_timestamp_seconds", upstream="github") is None
+    assert value("upstream_spent_last_hour", upstream="c42") == 7
+    assert value("upstream_budget_per_hour", upstream="c42") == 5000
+    assert value("upstream_budget_per_hour", upstream="github") is None  # no limit
+    assert value("upstream_reported_remaining", upstream="c42") == 4000
+    assert value("upstream_live_resources", upstream="github") == 2
+    assert value("upstream_refresh_overdue_seconds", upstream="c42") == 4.5
+    assert value("upstream_oldest_stale_seconds", upstream="c42") == 31.0
+    assert value("workers_alive") == 2
+    assert value("beat_last_tick_timestamp_seconds") == NOW - 1
