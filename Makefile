@@ -26,10 +26,12 @@ test-repeat: $(VENV)/.installed test-tools
 	done; \
 	echo "$$(($(N) - failed)) of $(N) runs green"; [ $$failed -eq 0 ]
 
-# What the tests run besides Python: their own Redis, compose's validator, a browser.
+# What the tests run besides Python: their own Redis, compose's validator, a browser,
+# Prometheus and promtool (the shipped rules and dashboard).
 test-tools:
 	@$(ENSURE) redis-server=redis-server docker-compose=docker-compose \
-		chromium=chromium chromedriver=chromium-driver
+		chromium=chromium chromedriver=chromium-driver \
+		prometheus=prometheus promtool=prometheus
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

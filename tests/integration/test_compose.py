@@ -28,6 +28,11 @@ def default_services(services: dict[str, dict]) -> set[str]:
     return {name for name, service in services.items() if not service.get("profiles")}
 
 
+def profiled(services: dict[str, dict], profile: str) -> set[str]:
+    """The services of one profile."""
+    return {name for name, service in services.items() if profile in service.get("profiles", [])}
+
+
 def test_compose_file_is_valid_and_complete():
     """`docker-compose config` accepts the file; every service of the system is there."""
     result = compose_config(SECRETS)
@@ -64,8 +69,7 @@ def test_sentinel_profile_runs_two_of_each_behind_three_sentinels():
     result = compose_config(SECRETS, "sentinel")
     assert result.returncode == 0, result.stderr
     services = yaml.safe_load(result.stdout)["services"]
-    profiled = set(services) - default_services(services)
-    assert profiled == SENTINEL_PROFILE
+    assert profiled(services, "sentinel") == SENTINEL_PROFILE
     assert services["redis-replica"]["command"][-3:] == ["--replicaof", "redis-master", "6379"]
     for n in (1, 2, 3):
         script = " ".join(services[f"sentinel-{n}"]["command"])
@@ -82,3 +86,29 @@ def test_sentinel_profile_runs_two_of_each_behind_three_sentinels():
     assert len(ports) == 2
     assert all(p.get("host_ip") == "127.0.0.1" if isinstance(p, dict) else
                str(p).startswith("127.0.0.1:") for p in ports)
+
+
+def test_monitoring_profile_scrapes_with_a_metrics_key_and_loads_the_shipped_rules():
+    """``--profile monitoring``: Prometheus scraping the API's /metrics with the metrics
+    key, its rules from deploy/prometheus, and Grafana provisioned with the dashboard;
+    each refuses to start without its secret, published on loopback only."""
+    result = compose_config(SECRETS, "monitoring")
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    assert profiled(services, "monitoring") == {"prometheus", "grafana"}
+    prometheus, grafana = services["prometheus"], services["grafana"]
+    script = prometheus["command"][0].replace("$$", "$")  # as the shell gets it
+    assert '[ -n "$METRICS_KEY" ] || {' in script  # no key: no Prometheus scraping a 401
+    assert 'credentials: "$METRICS_KEY"' in script and '"api:8080"' in script
+    assert "rule_files: [/etc/cachedproxy/rules.yml]" in script
+    mounts = dict(v.split(":")[:2] for v in prometheus["volumes"] + grafana["volumes"])
+    assert mounts[str(ROOT / "deploy/prometheus")] == "/etc/cachedproxy"
+    assert (ROOT / "deploy/prometheus/rules.yml").is_file()
+    assert mounts[str(ROOT / "deploy/grafana/dashboards")] == "/var/lib/grafana/dashboards"
+    assert '[ -n "$GF_SECURITY_ADMIN_PASSWORD" ] || {' in grafana["command"][0].replace("$$", "$")
+    assert grafana["environment"]["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert "METRICS_KEYS" in services["api"]["environment"]
+    for service in (prometheus, grafana):
+        assert service["healthcheck"]["test"] and service["restart"] == "unless-stopped"
+        assert all(str(p.get("host_ip", p) if isinstance(p, dict) else p).startswith(
+            "127.0.0.1") for p in service["ports"])
