@@ -13,12 +13,13 @@ Off unless ``[admin] token`` (``ADMIN_TOKEN``) is set: then every ``/admin/`` pa
     POST   /admin/refresh/<resource>              a conditional refresh, enqueued now (202)
     GET    /admin/freshness                       each upstream's budget plan
     GET    /admin/upstreams                       each upstream's state, budget, lag
+    GET    /admin/status                          the status page's figures (JSON)
+    GET    /admin/                                the status page (HTML; a login form
+    POST   /admin/login, /admin/logout             and a cookie for browsers)
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from typing import Any
 
 import bottle
 
+from api.admin_page import Overview, bearer_ok, mount_status_page
 from api.responses import json_response
 from shared.config.settings import Settings
 from shared.errors import CachedProxyError, InvalidRequest, NotFound, Unauthorized
@@ -44,26 +46,20 @@ def _error(error: CachedProxyError, headers: dict[str, str] | None = None) -> bo
     return json_response(error.status, error.body(), headers)
 
 
-def _same(given: str, expected: str) -> bool:
-    """Constant time, whatever the lengths."""
-    return hmac.compare_digest(hashlib.sha256(given.encode()).digest(),
-                               hashlib.sha256(expected.encode()).digest())
-
-
 def admin_app(inventory: Inventory, refresh: Refresh, current: Callable[[], Settings],
-              clock: Callable[[], float], status: Status) -> bottle.Bottle:
+              clock: Callable[[], float], status: Status, overview: Overview
+              ) -> bottle.Bottle:
     """The admin API (/admin/): entries, purge, refresh now, budget plans, upstreams'
-    state; behind ``ADMIN_TOKEN``."""
+    state, and the status page; behind ``ADMIN_TOKEN``."""
     app = bottle.Bottle()
+    mount_status_page(app, current, clock, overview)
 
     def guarded(handler: Callable[..., bottle.HTTPResponse]) -> Callable[..., Any]:
         def check(**kwargs: Any) -> bottle.HTTPResponse:
             token = current().admin.token
             if not token:  # switched off live since routing
                 return _error(NotFound("no such route"))
-            given = bottle.request.get_header("Authorization", "")
-            scheme, _, credentials = given.partition(" ")
-            if scheme.lower() != "bearer" or not _same(credentials.strip(), token):
+            if not bearer_ok(token):
                 return _error(Unauthorized("admin token missing or wrong"),
                               {"WWW-Authenticate": 'Bearer realm="cachedproxy admin"'})
             try:

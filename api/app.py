@@ -30,6 +30,7 @@ from api.reader import Enqueue, Reader
 from api.requests_log import ROUTE, RequestLog
 from api.responses import JSON_TYPE, encode, error_body, json_response
 from api.shelf import Shelf
+from api.tally import Tally
 from api.tracker import Tracker
 from api.views import Views
 from shared.config.settings import MAX_WAIT, Settings
@@ -42,8 +43,8 @@ from shared.store.entries import EntryStore, store_error
 from shared.store.flights import Flights
 from shared.store.inventory import Inventory
 from shared.store.keys import Keys
+from shared.store.overview import Status
 from shared.store.schedule import Schedule
-from shared.store.status import report as upstream_report
 from shared.telemetry.logs import context_value
 from shared.telemetry.metrics import RedisCollector
 from shared.upstreams.registry import subscribe, upstream_of, views
@@ -265,20 +266,19 @@ def served(settings: Settings, current: Callable[[], Settings] | None = None) ->
     copies = Copies()  # the process's copies of views; the tracker drops changed ones
     tracker = Tracker(client, keys.entry(""), copies.drop)
     shelf = Shelf.from_environ()  # the copies of the server's processes (api/shelf.py)
-
-    def status(now: float) -> list[dict[str, Any]]:
-        return upstream_report(client, keys, current(), upstream_of, now)
+    tally = Tally(client, keys, reader.clock).start()  # outcomes a minute (api/tally.py)
+    status = Status(client, keys, current, upstream_of)  # what /admin/ and gauges show
 
     def build() -> Api:
         return create_app(
             reader, current,
             lambda: health.readiness(client, keys, current().refresh.tick_interval),
             renderer(RedisCollector(client, keys, [keys.queue(q) for q in QUEUES], upstream_of,
-                                    broker, status, reader.clock)),
+                                    broker, status.upstreams, reader.clock)),
             admin_app(Inventory(client, keys),
                       lambda resource: send(queue, REFRESH_TASK, (resource,),
                                             {"on_demand": True}),
-                      current, reader.clock, status),
+                      current, reader.clock, status.upstreams, status.overview),
             tracker,
             copies,
             shelf,
@@ -295,4 +295,4 @@ def served(settings: Settings, current: Callable[[], Settings] | None = None) ->
         shelf.clear()
 
     subscribe(rebuild)
-    return RequestLog(guarded)
+    return RequestLog(guarded, tally)

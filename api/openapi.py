@@ -4,16 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from api.openapi_admin import admin_paths
+from api.openapi_admin import error_doc as _error
 from shared.upstreams.kinds import KEY_RE, Param, View
 from shared.upstreams.registry import views
-
-
-def _error(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-    }
-
 
 _CACHE_HEADERS = {
     "ETag": {"description": "Strong validator of the view, derived from its parts",
@@ -96,114 +90,6 @@ def _view(view: View, alias: bool) -> dict[str, Any]:
     }
 
 
-_ADMIN_ERRORS = {
-    "401": _error("No admin token, or a wrong one (with WWW-Authenticate)"),
-    "404": _error("The admin API is off (no ADMIN_TOKEN), or no such entry or upstream"),
-}
-_RESOURCE = {"name": "resource", "in": "path", "required": True,
-             "description": "A resource: <upstream>:<kind>:<key>",
-             "schema": {"type": "string",
-                        "pattern": "^[a-z0-9_]+:[a-z0-9_]+:[A-Za-z0-9_-]{1,128}$"}}
-_PURGED = {"description": "The resources whose entries were deleted", "content": {
-    "application/json": {"schema": {"type": "object", "required": ["purged"], "properties": {
-        "purged": {"type": "array", "items": {"type": "string"}}}}}}}
-
-
-_TIME = {"type": "string", "format": "date-time", "nullable": True}
-_UPSTREAM = {"type": "object", "required": [
-    "upstream", "state", "failures", "budget", "live_resources", "refresh_overdue_s",
-    "oldest_stale_s"], "properties": {
-    "upstream": {"type": "string"},
-    "state": {"type": "string", "enum": ["answering", "paced", "failing"]},
-    "failures": {"type": "integer", "description": "Upstream-wide failures in a row"},
-    "failing_since": _TIME, "next_probe": _TIME,
-    "last_error": {"type": "string", "nullable": True},
-    "budget": {"type": "object", "properties": {
-        "spent_last_hour": {"type": "integer"},
-        "per_hour": {"type": "integer", "nullable": True},
-        "by_minute": {"type": "array", "items": {"type": "integer"},
-                      "description": "Requests each minute of the last hour, oldest first"},
-        "paced_for_s": {"type": "number"}}},
-    "reported": {"type": "object", "nullable": True, "description":
-                 "What the upstream said remains of its rate limit, and when it resets"},
-    "live_resources": {"type": "integer"},
-    "refresh_overdue_s": {"type": "number"},
-    "oldest_stale_s": {"type": "number"}}}
-
-
-def _admin_paths() -> dict[str, Any]:
-    """The admin API (api/admin.py): a Bearer admin token; 404 while none is configured."""
-    security: list[dict[str, list[str]]] = [{"adminToken": []}]
-    query = [
-        {"name": "upstream", "in": "query", "schema": {"type": "string"}},
-        {"name": "prefix", "in": "query", "schema": {"type": "string"}},
-        {"name": "live", "in": "query", "schema": {"type": "string", "enum": ["true", "false"]}},
-        {"name": "limit", "in": "query",
-         "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
-        {"name": "after", "in": "query", "schema": {"type": "string"},
-         "description": "The last resource of the previous page (its next.after)"},
-    ]
-    return {
-        "/admin/entries": {"get": {
-            "operationId": "adminEntries", "security": security, "parameters": query,
-            "summary": "Cached entries in resource order, a page at a time",
-            "responses": {"200": {"description": "A page of entries", "content": {
-                "application/json": {"schema": {"type": "object", "required": ["entries"],
-                                                "properties": {
-                    "entries": {"type": "array", "items": {"type": "object"}},
-                    "next": {"type": "object"}}}}}},
-                "400": _error("A query parameter is invalid"), **_ADMIN_ERRORS},
-        }},
-        "/admin/entries/{resource}": {"delete": {
-            "operationId": "adminPurgeOne", "security": security, "parameters": [_RESOURCE],
-            "summary": "Purge one resource: its next read is a miss",
-            "responses": {"200": _PURGED, "400": _error("Not a resource"), **_ADMIN_ERRORS},
-        }},
-        "/admin/purge": {"post": {
-            "operationId": "adminPurge", "security": security,
-            "summary": "Purge by upstream, prefix, a view's parameters, tag or resources",
-            "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                "type": "object", "description": 'One of {"upstream"}, {"prefix"}, {"view", '
-                '"params"}, {"tag"}, {"resources"}'}}}},
-            "responses": {"200": _PURGED, "400": _error("Not one of the accepted bodies"),
-                          **_ADMIN_ERRORS},
-        }},
-        "/admin/refresh/{resource}": {"post": {
-            "operationId": "adminRefresh", "security": security, "parameters": [_RESOURCE],
-            "summary": "Refresh a resource now (conditionally, outside the request budget)",
-            "responses": {"202": {"description": "Enqueued; the entry shows when it is done",
-                                  "content": {"application/json": {
-                                      "schema": {"type": "object"}}}},
-                          "400": _error("Not a resource"), **_ADMIN_ERRORS},
-        }},
-        "/admin/freshness": {"get": {
-            "operationId": "adminFreshness", "security": security,
-            "summary": "Each upstream's budget plan: on or off, budget, requests a second "
-                       "planned, predicted freshness, change intervals and TTLs",
-            "responses": {"200": {"description": "Plans by upstream", "content": {
-                "application/json": {"schema": {"type": "object", "required": ["upstreams"],
-                                                "properties": {
-                    "upstreams": {"type": "object", "additionalProperties": {
-                        "type": "object"}}}}}}},
-                          **_ADMIN_ERRORS},
-        }},
-        "/admin/upstreams": {"get": {
-            "operationId": "adminUpstreams", "security": security,
-            "summary": "Each upstream's state (answering, paced, failing: since when, last "
-                       "error, next probe), budget spent in the last hour against its limit, "
-                       "what it reports remaining, live resources, refresh lag and oldest "
-                       "stale entry",
-            "responses": {"200": {"description": "Upstreams in name order", "content": {
-                "application/json": {"schema": {"type": "object",
-                                                "required": ["at", "upstreams"],
-                                                "properties": {
-                    "at": {"type": "string", "format": "date-time"},
-                    "upstreams": {"type": "array", "items": _UPSTREAM}}}}}},
-                          **_ADMIN_ERRORS},
-        }},
-    }
-
-
 def spec(admin: bool = False) -> dict[str, Any]:
     """The OpenAPI document; ``admin``: with the admin API's paths."""
     return {
@@ -250,13 +136,16 @@ def spec(admin: bool = False) -> dict[str, Any]:
                                       "content": {"application/json": {
                                           "schema": {"type": "object"}}}}},
             }},
-            **(_admin_paths() if admin else {}),
+            **(admin_paths() if admin else {}),
         },
         "components": {"securitySchemes": {
             "apiKey": {"type": "http", "scheme": "bearer",
                        "description": "Authorization: Bearer <API key> (python -m api.keys)"},
             "adminToken": {"type": "http", "scheme": "bearer",
                            "description": "Authorization: Bearer <ADMIN_TOKEN>"},
+            "adminSession": {"type": "apiKey", "in": "cookie", "name": "cachedproxy_admin",
+                             "description": "A browser's session from POST /admin/login "
+                                            "(the status page only)"},
         }, "schemas": {
             **{_schema_name(view): dict(view.schema) for view in views()},
             "Readiness": {

@@ -21,6 +21,7 @@ from typing import Any
 from api import metrics
 from api.access import CLIENT
 from api.bridge import Answer, Answering
+from api.tally import Tally
 from shared.policy.serving import Served
 from shared.telemetry.logs import log_context
 
@@ -42,8 +43,9 @@ def request_id(given: str | None) -> str:
 class RequestLog:
     """The outermost middleware: request id, log line and metrics of every request."""
 
-    def __init__(self, app: Answering) -> None:
+    def __init__(self, app: Answering, tally: Tally | None = None) -> None:
         self.app = app
+        self.tally = tally  # each minute's outcomes by view, for the status page
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse
                  ) -> Iterable[bytes]:
@@ -75,8 +77,11 @@ class RequestLog:
             served = environ.get(SERVED)
             route = str(environ.get(ROUTE) or getattr(environ.get("bottle.route"), "rule",
                                                       "unmatched"))
+            view = environ.get(VIEW, "")
             metrics.observe(route, environ.get("REQUEST_METHOD", ""), status, served, seconds,
-                            environ.get(VIEW, ""))
+                            view)
+            if served is not None and self.tally is not None:
+                self.tally.count(view, served.value)
             level = logging.DEBUG if quiet or served in QUIET else logging.INFO
             if log.isEnabledFor(level):
                 log.log(level, "request", extra={

@@ -87,6 +87,12 @@ def bearer(authorization: str | None) -> str | None:
     return credentials if scheme.lower() == "bearer" and credentials else None
 
 
+def same_secret(given: str, expected: str) -> bool:
+    """Whether two secrets are equal, in constant time whatever their lengths."""
+    return hmac.compare_digest(hashlib.sha256(given.encode()).digest(),
+                               hashlib.sha256(expected.encode()).digest())
+
+
 def identify(authorization: str | None, keys: Mapping[str, str]) -> str | None:
     """The name of the key a request carries (``Authorization: Bearer <key>``), or None.
     Every configured hash is compared, in constant time, whatever matches."""
@@ -176,3 +182,31 @@ def limited_headers(windows: Sequence[Window]) -> dict[str, str]:
         "RateLimit": f'"{worst.limit.name}";r={max(worst.remaining, 0)};t={wait}',
         "RateLimit-Policy": policy_header([w.limit for w in windows]),
     }
+
+
+# The status page's login: a browser posts the admin token once and gets a cookie
+# "<expiry>.<HMAC-SHA256 of the expiry, keyed by the token>": it names no secret, needs
+# no server-side session, and ends with its expiry or when the token changes.
+SESSION_COOKIE = "cachedproxy_admin"
+SESSION_SECONDS = 12 * 3600
+
+
+def _signature(token: str, expires: int) -> str:
+    return hmac.new(token.encode(), f"admin-session:{expires}".encode(),
+                    hashlib.sha256).hexdigest()
+
+
+def session_value(token: str, now: float, seconds: int = SESSION_SECONDS) -> str:
+    """The cookie value of a login at ``now`` with ``token``."""
+    expires = int(now) + seconds
+    return f"{expires}.{_signature(token, expires)}"
+
+
+def valid_session(value: str | None, token: str, now: float) -> bool:
+    """Whether a cookie value is a login with ``token`` that has not expired."""
+    if not value or not token:
+        return False
+    expires, _, signature = value.partition(".")
+    if not expires.isdigit() or len(expires) > 12 or int(expires) <= now:
+        return False
+    return hmac.compare_digest(signature.encode(), _signature(token, int(expires)).encode())

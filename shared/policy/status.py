@@ -13,7 +13,7 @@ bit): the last hour's sum is what an hourly budget is compared with.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -114,3 +114,66 @@ def described(name: str, upstream: Upstream, live: Live, budget_per_hour: int,
         "refresh_overdue_s": max(live.overdue_s, 0.0),
         "oldest_stale_s": live.oldest_stale_s,
     }
+
+
+# How the status page groups cache outcomes (shared/policy/serving.py's Served values).
+HITS = ("hit", "local")
+STALE = ("stale", "stale_if_error")
+MISSES = ("miss", "collapsed")
+
+
+@dataclass(frozen=True)
+class CacheMinute:
+    """View answers in one minute: all of them, and those served from the cache, stale,
+    or fetched (misses, and requests that waited on another's fetch)."""
+
+    answers: int = 0
+    hits: int = 0
+    stale: int = 0
+    misses: int = 0
+
+
+def cache_minute(counts: Mapping[str, int]) -> CacheMinute:
+    """One minute's ``{"<view>|<outcome>": n}`` (api/tally.py) summed by kind."""
+    by_outcome: dict[str, int] = {}
+    for field, n in counts.items():
+        outcome = field.rpartition("|")[2]
+        by_outcome[outcome] = by_outcome.get(outcome, 0) + n
+    return CacheMinute(sum(by_outcome.values()), sum(by_outcome.get(o, 0) for o in HITS),
+                       sum(by_outcome.get(o, 0) for o in STALE),
+                       sum(by_outcome.get(o, 0) for o in MISSES))
+
+
+def hottest(minutes: Iterable[Mapping[str, int]], n: int) -> list[tuple[str, int]]:
+    """The ``n`` views answered most over these minutes, most first (ties by name)."""
+    by_view: dict[str, int] = {}
+    for counts in minutes:
+        for field, count in counts.items():
+            view = field.rpartition("|")[0]
+            by_view[view] = by_view.get(view, 0) + count
+    return sorted(by_view.items(), key=lambda item: (-item[1], item[0]))[:n]
+
+
+def ratio(part: int, whole: int) -> float | None:
+    """``part / whole``, or None of nothing."""
+    return part / whole if whole else None
+
+
+def quantile(q: float, cumulative: Sequence[tuple[float, float]]) -> float | None:
+    """The ``q`` quantile of a histogram given as (upper bound, cumulative count) pairs
+    in bound order, the last bound +Inf, interpolated within its bucket as Prometheus's
+    histogram_quantile does; None without observations. In the +Inf bucket: the highest
+    finite bound."""
+    if not cumulative or cumulative[-1][1] <= 0:
+        return None
+    rank = q * cumulative[-1][1]
+    lower, below = 0.0, 0.0
+    for bound, count in cumulative:
+        if count >= rank:
+            if bound == float("inf"):
+                return lower
+            if count == below:
+                return bound
+            return lower + (bound - lower) * (rank - below) / (count - below)
+        lower, below = bound, count
+    return lower

@@ -91,6 +91,11 @@ class Keys:
         the hour it is counted in (shared/store/status.py)."""
         return self._key("spent", upstream, str(minute))
 
+    def outcomes(self, minute: int) -> str:
+        """Hash: "<view>|<outcome>" -> cache outcomes in one minute (since the epoch),
+        added by every API process (api/tally.py); expires after the hour it is shown in."""
+        return self._key("outcomes", str(minute))
+
     def held(self, upstream: str) -> str:
         """Set of resources whose refreshes wait for a failing upstream to answer."""
         return self._key("held", upstream)

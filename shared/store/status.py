@@ -116,3 +116,4 @@ def report(client: redis.Redis, keys: Keys, settings: Settings,
         out.append(described(name, found[name], live.get(name, Live()), budget, THRESHOLD,
                              capacity(rate) / rate if rate else BURST))
     return out
+

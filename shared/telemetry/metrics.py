@@ -116,7 +116,7 @@ def plan_metrics(plans: dict[str, Any]) -> Iterator[Metric]:
     yield from (planned, budget, spending, fresh, changes)
 
 
-def _cumulative(counts: dict[str, int], buckets: Sequence[float]) -> list[tuple[str, float]]:
+def cumulative(counts: dict[str, int], buckets: Sequence[float]) -> list[tuple[str, float]]:
     total, out = 0, []
     for le in [*map(repr, buckets), "+Inf"]:
         total += counts.get(le, 0)
@@ -155,9 +155,9 @@ class RedisCollector:
             for queue in self.queues:
                 pipe.llen(queue)
             lengths = pipe.execute()
-        raw: dict[str, Any] = {_text(k): _text(v) for k, v in replies[0].items()}
+        raw: dict[str, Any] = {as_text(k): as_text(v) for k, v in replies[0].items()}
         live, memory, stats = replies[1], replies[2], replies[3]
-        plans = {_text(k): _json(v) for k, v in replies[4].items()}
+        plans = {as_text(k): _json(v) for k, v in replies[4].items()}
 
         if self.status is not None:
             tick = _json(replies[6]) if replies[6] is not None else None
@@ -199,11 +199,11 @@ class RedisCollector:
             "cachedproxy_upstream_duration_seconds", "Upstream request latency",
             labels=["kind"])
         for kind, counts in sorted(buckets.items()):
-            latency.add_metric([kind], _cumulative(counts, UPSTREAM_BUCKETS), sums.get(kind, 0.0))
+            latency.add_metric([kind], cumulative(counts, UPSTREAM_BUCKETS), sums.get(kind, 0.0))
         yield latency
         lag_hist = HistogramMetricFamily(
             "cachedproxy_refresh_lag_seconds", "How late refreshes ran against their due time")
-        lag_hist.add_metric([], _cumulative(lag, LAG_BUCKETS), float(raw.get("refresh_lag_sum", 0)))
+        lag_hist.add_metric([], cumulative(lag, LAG_BUCKETS), float(raw.get("refresh_lag_sum", 0)))
         yield lag_hist
         yield GaugeMetricFamily("cachedproxy_live_resources",
                                 "Resources in the refresh schedule", value=live)
@@ -248,7 +248,7 @@ class RedisCollector:
             for key, used in zip(page, usages, strict=True):
                 if used is None:  # gone since the SCAN
                     continue
-                upstream = self._upstream(_text(key)[entry_prefix:])
+                upstream = self._upstream(as_text(key)[entry_prefix:])
                 count, total = found.get(upstream, (0, 0))
                 found[upstream] = (count + 1, total + int(used))
             if cursor == 0:
@@ -270,5 +270,5 @@ def _json(value: Any) -> Any:
         return None
 
 
-def _text(value: Any) -> str:
+def as_text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else value

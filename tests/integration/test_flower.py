@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -12,12 +11,12 @@ from pathlib import Path
 import pytest
 import requests
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.ui import WebDriverWait
 
 from shared.config.settings import load_settings
 from shared.queue import celery_app
 from shared.store.keys import Keys
+from tests.browser import chromium
 from tests.harness import Stack
 from tests.helpers import PREFIX, VIEW, eventually, get
 
@@ -40,15 +39,7 @@ def test_flower_requires_its_login(flower):
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
     """Debian's headless Chromium, sending Flower's login with every request."""
-    os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium fetch a driver
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={tmp_path / 'profile'}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+    driver = chromium(tmp_path / "profile")
     token = base64.b64encode(":".join(LOGIN).encode()).decode()
     driver.execute_cdp_cmd("Network.enable", {})
     driver.execute_cdp_cmd("Network.setExtraHTTPHeaders",

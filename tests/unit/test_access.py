@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 
 import pytest
 import redis
@@ -15,6 +16,7 @@ from api.limits import UNAVAILABLE, Limiter, MissLimit
 from shared.config.settings import AccessSettings
 from shared.errors import TooManyRequests
 from shared.policy.access import (
+    SESSION_SECONDS,
     Limit,
     Window,
     client_address,
@@ -27,6 +29,9 @@ from shared.policy.access import (
     parse_keys,
     parse_networks,
     policy_header,
+    same_secret,
+    session_value,
+    valid_session,
 )
 from shared.store.keys import Keys
 from tests.unit.apptools import call, on_loop
@@ -317,3 +322,52 @@ def test_cors_is_off_by_default_and_an_allowlist_when_set():
     assert "Authorization" in headers["Access-Control-Allow-Headers"]
     _, headers, _ = call(app, "/x", headers={**origin, "Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in headers
+
+
+SESSION_TOKEN = "admin-token-0123456789"
+LOGIN_AT = 1_800_000_000.0
+
+
+@pytest.mark.parametrize(
+    ("value", "token", "now", "valid"),
+    [
+        (session_value(SESSION_TOKEN, LOGIN_AT), SESSION_TOKEN, LOGIN_AT + 60, True),
+        # still valid a second before its expiry, not at it
+        (session_value(SESSION_TOKEN, LOGIN_AT), SESSION_TOKEN, LOGIN_AT + SESSION_SECONDS - 1,
+         True),
+        (session_value(SESSION_TOKEN, LOGIN_AT), SESSION_TOKEN, LOGIN_AT + SESSION_SECONDS,
+         False),
+        # the token changed since: every session ends
+        (session_value(SESSION_TOKEN, LOGIN_AT), "another-token", LOGIN_AT + 60, False),
+        # no token configured, no cookie, a cookie of another shape
+        (session_value(SESSION_TOKEN, LOGIN_AT), "", LOGIN_AT + 60, False),
+        (None, SESSION_TOKEN, LOGIN_AT, False),
+        ("", SESSION_TOKEN, LOGIN_AT, False),
+        ("garbage", SESSION_TOKEN, LOGIN_AT, False),
+        (f"{int(LOGIN_AT) + 60}.", SESSION_TOKEN, LOGIN_AT, False),
+        (f"-5.{'0' * 64}", SESSION_TOKEN, LOGIN_AT, False),
+        (f"{'9' * 13}.{'0' * 64}", SESSION_TOKEN, LOGIN_AT, False),
+        # an expiry moved later keeps the old signature: refused
+        (f"{int(LOGIN_AT) + SESSION_SECONDS + 3600}."
+         + session_value(SESSION_TOKEN, LOGIN_AT).partition(".")[2], SESSION_TOKEN,
+         LOGIN_AT + SESSION_SECONDS + 60, False),
+    ],
+)
+def test_a_status_page_session(value, token, now, valid):
+    """A browser's login cookie holds its expiry and a signature keyed by the admin
+    token, never the token."""
+    assert valid_session(value, token, now) is valid
+
+
+def test_a_session_names_no_secret_and_expires_after_12_hours():
+    value = session_value(SESSION_TOKEN, LOGIN_AT)
+    expires, _, signature = value.partition(".")
+    assert int(expires) == LOGIN_AT + 12 * 3600 and SESSION_TOKEN not in value
+    assert re.fullmatch(r"[0-9a-f]{64}", signature)
+
+
+@pytest.mark.parametrize(("given", "expected", "same"), [
+    ("token", "token", True), ("token", "token ", False), ("", "token", False),
+    ("tokem", "token", False), ("a" * 100, "a", False)])
+def test_secrets_compare_whole(given, expected, same):
+    assert same_secret(given, expected) is same

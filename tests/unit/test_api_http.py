@@ -155,16 +155,23 @@ def test_openapi_describes_the_admin_api_where_it_is_mounted():
     OpenAPI 3 description."""
     from api.admin import admin_app
 
-    admin_api = admin_app(None, lambda _: None, lambda: SETTINGS, lambda: 0.0, lambda _: [])
+    admin_api = admin_app(None, lambda _: None, lambda: SETTINGS, lambda: 0.0, lambda _: [],
+                          lambda _: {})
     app = create_app(StubReader(), lambda: SETTINGS, admin=admin_api)
     document = json.loads(call(app, "/openapi.json")[2])
     admin = {path: ops for path, ops in document["paths"].items() if path.startswith("/admin/")}
     routes = {(re.sub(r"<(\w+)(:path)?>", r"{\1}", r.rule), r.method.lower())
               for r in admin_api.routes}
     assert {(path, method) for path, ops in admin.items() for method in ops} == routes
-    assert ("/admin/upstreams", "get") in routes and len(routes) == 6
-    assert all(op["security"] == [{"adminToken": []}] for ops in admin.values()
-               for op in ops.values())
+    assert ("/admin/upstreams", "get") in routes and len(routes) == 10
+    security = {(path, method): op["security"] for path, ops in admin.items()
+                for method, op in ops.items()}
+    browser = {("/admin/", "get"), ("/admin/status", "get")}  # the session cookie too
+    assert {key for key, needs in security.items() if needs == []} == {
+        ("/admin/login", "post"), ("/admin/logout", "post")}
+    assert all(security[key] == [{"adminToken": []}, {"adminSession": []}] for key in browser)
+    assert all(needs == [{"adminToken": []}] for key, needs in security.items()
+               if key not in browser and needs)
     parsed = list(schemathesis.openapi.from_dict(document).get_all_operations())
     assert parsed and all(isinstance(result, Ok) for result in parsed)  # Err: a wrong one
 

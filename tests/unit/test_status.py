@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
-import pytest
+import dataclasses
 
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from api.status_page import status_page
 from shared.policy.status import (
+    CacheMinute,
     Live,
     Upstream,
+    cache_minute,
     described,
+    hottest,
     last_hour,
     live_by_upstream,
     minute_of,
+    quantile,
+    ratio,
     rfc3339,
     upstream_state,
 )
@@ -139,3 +150,101 @@ def test_status_gauges_follow_the_report():
     assert value("upstream_oldest_stale_seconds", upstream="c42") == 31.0
     assert value("workers_alive") == 2
     assert value("beat_last_tick_timestamp_seconds") == NOW - 1
+
+
+INF = float("inf")
+
+
+@pytest.mark.parametrize(
+    ("q", "buckets", "expected"),
+    [
+        (0.5, [], None),
+        (0.5, [(1.0, 0.0), (INF, 0.0)], None),  # no observations
+        # all in the first bucket: interpolated from 0
+        (0.5, [(1.0, 10.0), (2.0, 10.0), (INF, 10.0)], 0.5),
+        (0.99, [(1.0, 10.0), (2.0, 10.0), (INF, 10.0)], 0.99),
+        # half below 1, half in (1, 2]: the median is the bucket boundary
+        (0.5, [(1.0, 5.0), (2.0, 10.0), (INF, 10.0)], 1.0),
+        (0.75, [(1.0, 5.0), (2.0, 10.0), (INF, 10.0)], 1.5),
+        # a quantile in the +Inf bucket: the highest finite bound
+        (0.99, [(1.0, 5.0), (2.0, 6.0), (INF, 10.0)], 2.0),
+        # an empty bucket before the rank: skipped
+        (0.5, [(1.0, 0.0), (5.0, 0.0), (10.0, 4.0), (INF, 4.0)], 7.5),
+    ],
+)
+def test_quantile_from_buckets(q, buckets, expected):
+    """As Prometheus's histogram_quantile."""
+    assert quantile(q, buckets) == expected
+
+
+@pytest.mark.parametrize(
+    ("counts", "minute"),
+    [
+        ({}, CacheMinute()),
+        ({"a|hit": 7, "a|local": 1, "b|hit": 2}, CacheMinute(10, 10, 0, 0)),
+        ({"a|stale": 2, "a|stale_if_error": 1, "a|miss": 3, "b|collapsed": 4,
+          "a|negative": 5, "a|error": 6}, CacheMinute(21, 0, 3, 7)),
+        ({"read|through|hit": 2}, CacheMinute(2, 2, 0, 0)),  # the outcome is the last part
+    ],
+)
+def test_a_minute_of_outcomes(counts, minute):
+    assert cache_minute(counts) == minute
+
+
+def test_the_hottest_views_over_the_hour():
+    minutes = [{"a|hit": 5, "b|miss": 1}, {}, {"b|hit": 4, "c|hit": 6, "a|stale": 1}]
+    assert hottest(minutes, 2) == [("a", 6), ("c", 6)]  # ties by name
+    assert hottest(minutes, 10) == [("a", 6), ("c", 6), ("b", 5)]
+    assert hottest([], 3) == []
+
+
+@pytest.mark.parametrize(("part", "whole", "expected"), [(1, 4, 0.25), (0, 3, 0.0), (0, 0, None)])
+def test_ratio(part, whole, expected):
+    assert ratio(part, whole) == expected
+
+
+def overview_of(row: dict) -> dict:
+    row = {**row, "checks": {"change": 1, "no_change": 2}}
+    return {"at": "2027-01-15T08:00:00.000Z", "upstreams": [row],
+            "cache": {"answers_last_hour": 10, "hit_ratio": 0.9, "stale_ratio": 0.0,
+                      "misses_last_hour": 1,
+                      "by_minute": [{"answers": 0, "hits": 0, "stale": 0, "misses": 0}] * 59
+                      + [{"answers": 10, "hits": 9, "stale": 0, "misses": 1}],
+                      "hottest_views": [{"view": "<b>v</b>", "answers": 10}]},
+            "refresh_lag_s": {"p50": 0.05, "p99": None, "refreshes": 3},
+            "redis": {"used_memory_bytes": 2_000_000, "max_memory_bytes": 0,
+                      "evicted_keys": 0},
+            "health": {"redis": {"ok": True}, "workers": {"ok": True, "seen": ["w@h"]},
+                       "beat": {"ok": False, "last_tick_s_ago": None}}}
+
+
+def test_the_page_escapes_what_it_did_not_write_and_shows_the_state():
+    """Upstream errors and view names are text, never markup; the failing state says
+    since when; no style or script runs without the response's nonce."""
+    row = described("c42", dataclasses.replace(FAILING, last_error="<script>x</script>"),
+                    Live(), 0, 3, 10.0)
+    html = status_page(overview_of(row), "n0nce")
+    assert "<script>x</script>" not in html and "&lt;script&gt;x&lt;/script&gt;" in html
+    assert "<b>v</b>" not in html and "&lt;b&gt;v&lt;/b&gt;" in html
+    assert 'data-upstream="c42" data-state="failing"' in html
+    assert "failing since <time datetime=\"2027-01-15T07:58:30.000Z\">07:58:30 UTC" in html
+    assert html.count("<script") == 1 and '<script nonce="n0nce">' in html
+    assert html.count("<style") == 1 and '<style nonce="n0nce">' in html
+    assert " style=" not in html  # the policy allows no style attribute
+    assert 'data-card="beat"' in html and "never ticked" in html
+
+
+def test_counts_a_flush_could_not_write_are_kept_for_the_next():
+    """Redis away: the tally keeps what it counted (and goes on counting)."""
+    from api.tally import Tally
+    from launcher.services import free_port
+    from shared.store.keys import Keys
+
+    away = redis.Redis(port=free_port(), socket_connect_timeout=0.2,
+                       retry=Retry(NoBackoff(), 0))
+    tally = Tally(away, Keys("t"), lambda: NOW)
+    tally.count("v", "hit")
+    tally.count("v", "hit")
+    tally.flush()
+    tally.count("v", "miss")
+    assert tally._counts == {("v", "hit"): 2, ("v", "miss"): 1}
