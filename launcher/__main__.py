@@ -224,6 +224,8 @@ def build(sup: Supervisor, env: dict[str, str], run_dir: Path) -> None:
     log.info("started", extra={
         "service": "flower", "url": f"http://{settings.flower.address}:{settings.flower.port}/",
         "login": flower_login})
+    log.info("started", extra={"service": "status page", "url": f"{base}/admin/", "login": (
+        "ADMIN_TOKEN" if settings.admin.token else "off: set ADMIN_TOKEN to turn it on")})
 
 
 def main(argv: list[str] | None = None) -> int:

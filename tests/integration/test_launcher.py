@@ -73,6 +73,9 @@ def _ppid(pid: int) -> int:
         return -1
 
 
+ADMIN_TOKEN = "launcher-admin-token-0123456789abcdef"
+
+
 @pytest.fixture
 def launched(tmp_path: Path) -> Iterator[Launched]:
     """``python -m launcher`` on free ports, its output (stderr) in a file."""
@@ -87,6 +90,7 @@ def launched(tmp_path: Path) -> Iterator[Launched]:
         "FLOWER_PORT": str(free_port()),
         "FLOWER_BASIC_AUTH": "test:launcher-test",
         "KEY_PREFIX": "cplaunch",
+        "ADMIN_TOKEN": ADMIN_TOKEN,
     }
     output = tmp_path / "launcher.log"
     with output.open("w") as out:
@@ -312,3 +316,31 @@ def test_the_readme_s_first_requests_answer_as_it_shows(launched: Launched):
         out = subprocess.run(["bash", "-c", run], capture_output=True, text=True, timeout=30,
                              check=False).stdout
         assert _countdown(out.splitlines()) == _countdown(shown), command
+
+
+def test_the_status_page_shows_make_run_s_upstreams_and_follows_the_load(launched: Launched):
+    """With ADMIN_TOKEN, ``make run`` names the status page; it shows both upstreams
+    answering, the hit ratio, Redis memory, workers and beat, and its figures follow the
+    views read."""
+    page = launched.started("status page")
+    assert page["url"] == f"{launched.api}/admin/" and page["login"] == "ADMIN_TOKEN"
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    html = requests.get(page["url"], headers=auth, timeout=10)
+    assert html.status_code == 200
+    assert re.findall(r'data-upstream="(\w+)" data-state="(\w+)"', html.text) == [
+        ("c42", "answering"), ("github", "answering")]
+    for card in ("hit-ratio", "stale", "misses", "redis", "workers", "beat"):
+        assert f'data-card="{card}"' in html.text
+
+    def status() -> dict:
+        return requests.get(f"{launched.api}/admin/status", headers=auth, timeout=10).json()
+
+    before = status()["cache"]["answers_last_hour"]
+    for _ in range(4):
+        assert requests.get(f"{launched.api}{VIEW}/team-standup/", timeout=10).ok
+    eventually(lambda: status()["cache"]["answers_last_hour"] >= before + 4, 15,
+               "the reads counted (each API process adds its counts every 5 s)")
+    figures = status()
+    assert figures["cache"]["hit_ratio"] > 0
+    assert figures["health"]["workers"]["ok"] and figures["health"]["beat"]["ok"]
+    assert figures["redis"]["used_memory_bytes"] > 0

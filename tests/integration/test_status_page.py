@@ -119,3 +119,8 @@ def test_a_browser_sees_an_upstream_fail_and_recover(stack, browser, demo: Demo,
     browser.save_screenshot(str(logs / "status-page.png"))
     eventually(lambda: "upstream answered 503" not in browser.find_element(
         By.CSS_SELECTOR, '[data-upstream="c42"]').text, 10, "the error gone with the failure")
+    # A phone's width: one column, nothing wider than the screen.
+    browser.set_window_size(390, 844)
+    wait.until(lambda d: d.execute_script(
+        "return document.documentElement.scrollWidth <= window.innerWidth"))
+    browser.save_screenshot(str(logs / "status-page-phone.png"))
