@@ -32,6 +32,7 @@ from api.responses import json_response
 from shared.config.settings import Settings
 from shared.errors import CachedProxyError, InvalidRequest, NotFound, Unauthorized
 from shared.policy.status import rfc3339
+from shared.store.entries import store_errors
 from shared.store.inventory import Inventory, Listed
 from shared.upstreams.registry import kind_of, tagged, upstreams, views
 
@@ -63,7 +64,8 @@ def admin_app(inventory: Inventory, refresh: Refresh, current: Callable[[], Sett
                 return _error(Unauthorized("admin token missing or wrong"),
                               {"WWW-Authenticate": 'Bearer realm="cachedproxy admin"'})
             try:
-                return handler(**kwargs)
+                with store_errors():
+                    return handler(**kwargs)
             except CachedProxyError as exc:
                 return _error(exc)
 

@@ -16,9 +16,15 @@ from typing import Any
 import bottle
 
 from api.responses import json_response
-from api.status_page import login_page, new_nonce, security_headers, status_page
+from api.status_page import (
+    login_page,
+    new_nonce,
+    security_headers,
+    status_page,
+    unavailable_page,
+)
 from shared.config.settings import Settings
-from shared.errors import Unauthorized
+from shared.errors import CachedProxyError, Unauthorized
 from shared.policy.access import (
     SESSION_COOKIE,
     SESSION_SECONDS,
@@ -27,6 +33,7 @@ from shared.policy.access import (
     session_value,
     valid_session,
 )
+from shared.store.entries import store_errors
 
 log = logging.getLogger(__name__)
 Overview = Callable[[float], dict[str, Any]]  # now -> the status page's figures
@@ -63,14 +70,24 @@ def mount_status_page(app: bottle.Bottle, current: Callable[[], Settings],
         if not signed_in(token):
             return login_form()
         nonce = new_nonce()
-        return page(status_page(overview(clock()), nonce), 200, nonce)
+        try:
+            with store_errors():
+                figures = overview(clock())
+        except CachedProxyError as exc:
+            return page(unavailable_page(nonce, exc.message), exc.status, nonce)
+        return page(status_page(figures, nonce), 200, nonce)
 
     @app.get("/status")
     def status_json() -> bottle.HTTPResponse:
         if not signed_in(current().admin.token):
-            error = Unauthorized("admin token missing or wrong")
+            error: CachedProxyError = Unauthorized("admin token missing or wrong")
             return json_response(error.status, error.body(), CHALLENGE)
-        return json_response(200, overview(clock()), {"Cache-Control": "no-store"})
+        try:
+            with store_errors():
+                figures = overview(clock())
+        except CachedProxyError as error:
+            return json_response(error.status, error.body())
+        return json_response(200, figures, {"Cache-Control": "no-store"})
 
     @app.post("/login")
     def login() -> bottle.HTTPResponse:

@@ -59,6 +59,28 @@ def login_page(nonce: str, message: str = "") -> str:
         'autofocus></label><button type="submit">Log in</button></form></main>'), nonce)
 
 
+def _header(at: str) -> str:
+    return ('<header><h1>cachedproxy status</h1>'
+            f'<p>as of <span id="at">{at}</span> · updates every {REFRESH} s</p>'
+            '<form method="post" action="/admin/logout"><button type="submit">Log out'
+            "</button></form></header>")
+
+
+def _live(nonce: str) -> tuple[str, str]:
+    """The script that updates the page, and the reload that does it without scripts."""
+    return (f'<script nonce="{nonce}">{SCRIPT}</script>',
+            f'<noscript><meta http-equiv="refresh" content="{2 * REFRESH}"></noscript>')
+
+
+def unavailable_page(nonce: str, message: str) -> str:
+    """The page while Redis, where every figure is, does not answer; it keeps trying."""
+    script, head = _live(nonce)
+    body = (_header("—") + f'<main><p class="error" role="alert" data-unavailable>'
+            f"{escape(message)}: the figures are back when Redis answers.</p></main>"
+            + script)
+    return _page("cachedproxy status", body, nonce, head, REFRESH)
+
+
 def _clock(text: str | None) -> str:
     """An RFC 3339 time as HH:MM:SS UTC in a <time> element; an em dash for none."""
     if text is None:
@@ -195,12 +217,9 @@ def status_page(overview: dict[str, Any], nonce: str) -> str:
     lag = overview["refresh_lag_s"]
     hottest = "".join(f'<tr><td>{escape(v["view"])}</td><td class="n">{v["answers"]}</td></tr>'
                       for v in cache["hottest_views"]) or '<tr><td colspan="2">none yet</td></tr>'
+    script, head = _live(nonce)
     body = (
-        '<header><h1>cachedproxy status</h1>'
-        f'<p>as of <span id="at">{_clock(overview["at"])}</span> · updates every '
-        f"{REFRESH} s</p>"
-        '<form method="post" action="/admin/logout"><button type="submit">Log out</button>'
-        "</form></header><main>" + _summary(overview)
+        _header(_clock(overview["at"])) + "<main>" + _summary(overview)
         + "<h2>Upstreams</h2><section class=\"grid\">"
         + "".join(_upstream(row) for row in overview["upstreams"]) + "</section>"
         + "<h2>Cache, last hour</h2><section class=\"grid\">"
@@ -211,6 +230,5 @@ def status_page(overview: dict[str, Any], nonce: str) -> str:
         + f'<div class="muted">{lag["refreshes"]} refreshes</div></div>'
         + '<div class="card"><div class="muted">Hottest views</div><table>'
         + f'<tr><th>view</th><th class="n">answers</th></tr>{hottest}</table></div>'
-        + f'</section></main><script nonce="{nonce}">{SCRIPT}</script>')
-    head = f'<noscript><meta http-equiv="refresh" content="{2 * REFRESH}"></noscript>'
+        + "</section></main>" + script)
     return _page("cachedproxy status", body, nonce, head, REFRESH)

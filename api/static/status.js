@@ -8,7 +8,7 @@
                               headers: {"Accept": "text/html"}})
       .then(function (r) {
         if (r.status === 401) { location.reload(); return null; }
-        return r.ok ? r.text() : null;
+        return r.text();  // the page, or the one saying Redis does not answer
       })
       .then(function (html) {
         if (!html) return;

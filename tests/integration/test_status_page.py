@@ -22,14 +22,21 @@ TOKEN = "status-page-admin-token-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
-def stack(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``python -m api`` with an admin token, a worker and beat, under their own prefix:
-    the API's base URL."""
+def system(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[tuple[str, Stack]]:
+    """Its own Redis, ``python -m api`` with an admin token, a worker and beat: the API's
+    base URL, and the stack."""
     logs = tmp_path_factory.mktemp("status-page")
     with Stack({**env, "KEY_PREFIX": "cpstatus", "ADMIN_TOKEN": TOKEN}, logs) as running:
+        running.redis_server()
         running.worker()
         running.beat()
-        yield running.api()
+        yield running.api(), running
+
+
+@pytest.fixture
+def stack(system: tuple[str, Stack]) -> str:
+    return system[0]
 
 
 def logged_in(api: str) -> requests.Session:
@@ -124,3 +131,26 @@ def test_a_browser_sees_an_upstream_fail_and_recover(stack, browser, demo: Demo,
     wait.until(lambda d: d.execute_script(
         "return document.documentElement.scrollWidth <= window.innerWidth"))
     browser.save_screenshot(str(logs / "status-page-phone.png"))
+
+
+
+def test_without_redis_the_page_says_so_and_comes_back_by_itself(system):
+    """Redis stopped: the page (still logged in) says Redis does not answer, its JSON is
+    503 store_unavailable, and so are the admin API's figures; Redis back, the page is
+    whole again with no restart."""
+    api, stack = system
+    session = logged_in(api)
+    stack.stop_redis()
+    try:
+        page = session.get(f"{api}/admin/", timeout=10)
+        assert page.status_code == 503 and "data-unavailable" in page.text
+        assert "the figures are back when Redis answers" in page.text
+        for path in ("/admin/status", "/admin/upstreams"):
+            r = session.get(f"{api}{path}", timeout=10,
+                            headers={"Authorization": f"Bearer {TOKEN}"})
+            assert r.status_code == 503, path
+            assert r.json()["error"]["code"] == "store_unavailable", path
+    finally:
+        stack.start_redis_again()
+    eventually(lambda: session.get(f"{api}/admin/", timeout=10).status_code == 200, 15,
+               "the page whole again")
