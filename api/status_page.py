@@ -152,7 +152,7 @@ def _state(row: dict[str, Any]) -> str:
 
 
 def _upstream(row: dict[str, Any]) -> str:
-    budget, reported = row["budget"], row["reported"]
+    budget, reported, lag = row["budget"], row["reported"], row["refresh_lag_s"]
     limit = budget["per_hour"]
     spent = budget["spent_last_hour"]
     lines = [
@@ -162,6 +162,8 @@ def _upstream(row: dict[str, Any]) -> str:
         ("Refreshes", f"{row['checks']['change']} found a change, "
                       f"{row['checks']['no_change']} confirmed the data"),
         ("Live resources", str(row["live_resources"])),
+        ("Refresh lag", f"p50 {_seconds(lag['p50'])}, p99 {_seconds(lag['p99'])} "
+                        f"({lag['refreshes']} refreshes)"),
         ("Most overdue refresh", _seconds(row["refresh_overdue_s"])),
         ("Stalest live entry", "fresh" if not row["oldest_stale_s"]
          else _seconds(row["oldest_stale_s"]) + " past"),
@@ -214,7 +216,6 @@ def status_page(overview: dict[str, Any], nonce: str) -> str:
     hits = [m["hits"] for m in minutes]
     stale = [m["stale"] for m in minutes]
     misses = [m["misses"] for m in minutes]
-    lag = overview["refresh_lag_s"]
     hottest = "".join(f'<tr><td>{escape(v["view"])}</td><td class="n">{v["answers"]}</td></tr>'
                       for v in cache["hottest_views"]) or '<tr><td colspan="2">none yet</td></tr>'
     script, head = _live(nonce)
@@ -225,9 +226,6 @@ def status_page(overview: dict[str, Any], nonce: str) -> str:
         + "<h2>Cache, last hour</h2><section class=\"grid\">"
         + '<div class="card"><div class="muted">Answers a minute: hits, stale, misses</div>'
         + chart([hits, stale, misses], ["", "stale", "miss"], "answers each minute") + "</div>"
-        + '<div class="card"><div class="muted">Refresh lag (since the counters began)</div>'
-        + f'<div class="big">p50 {_seconds(lag["p50"])} · p99 {_seconds(lag["p99"])}</div>'
-        + f'<div class="muted">{lag["refreshes"]} refreshes</div></div>'
         + '<div class="card"><div class="muted">Hottest views</div><table>'
         + f'<tr><th>view</th><th class="n">answers</th></tr>{hottest}</table></div>'
         + "</section></main>" + script)

@@ -38,7 +38,7 @@ from shared.store.entries import store_error
 from shared.store.flights import Flight, Outcome
 from shared.store.health import ticked
 from shared.telemetry.logs import log_context
-from shared.upstreams.registry import upstreams
+from shared.upstreams.registry import upstream_of, upstreams
 from worker import app
 from worker.context import WorkerContext, process_context
 from worker.fanout import batches
@@ -102,8 +102,8 @@ def refresh_resource(self: ContextTask, resource: str, due: float | None = None,
     lately."""
     ctx = self.context
     if due is not None:
-        with contextlib.suppress(redis.RedisError):
-            ctx.metrics.refresh_lag(ctx.clock() - due)
+        with contextlib.suppress(redis.RedisError, KeyError):  # KeyError: kind unknown now
+            ctx.metrics.refresh_lag(upstream_of(resource), ctx.clock() - due)
     # The task id is the flight's token, so _fetch_lost can end the flight too.
     return _refresh_claimed(ctx, resource, self.request.id, self.request.hostname,
                             Cause.ON_DEMAND if on_demand else Cause.SCHEDULED)
@@ -131,7 +131,7 @@ def refresh_batch(self: ContextTask, upstream: str, due: Sequence[tuple[str, flo
     codes, handed_back = ctx.fanout.run(
         upstream, ctx.settings.in_flight_for(upstream), list(wanted), work)
     with contextlib.suppress(redis.RedisError):
-        ctx.metrics.refresh_lag(*lags)
+        ctx.metrics.refresh_lag(upstream, *lags)
         if handed_back:
             # The upstream's backlog is full: these come due again in turn, at the rate it
             # is refreshed (not with the lease, and not all at once).

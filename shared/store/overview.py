@@ -44,19 +44,22 @@ def overview(client: redis.Redis, keys: Keys, settings: Settings,
         pipe.info("stats")
         metrics, memory, stats = pipe.execute()
     raw = {as_text(k): as_text(v) for k, v in metrics.items()}
-    lag = {field.split(SEP)[1]: int(value) for field, value in raw.items()
-           if field.startswith("refresh_lag_bucket" + SEP)}
-    buckets = [(float(le), count) for le, count in cumulative(lag, LAG_BUCKETS)]
-    total = int(buckets[-1][1])
     checks: dict[str, dict[str, int]] = {}
+    lag: dict[str, dict[str, int]] = {}
     for field, value in raw.items():
         name, *labels = field.split(SEP)
         if name == "check_requests" and len(labels) == 2:
             checks.setdefault(labels[0], {})[labels[1]] = int(value)
+        elif name == "lag_bucket" and len(labels) == 2:
+            lag.setdefault(labels[0], {})[labels[1]] = int(value)
     upstreams = report(client, keys, settings, upstream_of, now)
     for row in upstreams:
         found = checks.get(row["upstream"], {})
         row["checks"] = {"change": found.get("change", 0), "no_change": found.get("no_change", 0)}
+        buckets = [(float(le), n) for le, n in cumulative(lag.get(row["upstream"], {}),
+                                                          LAG_BUCKETS)]
+        row["refresh_lag_s"] = {"p50": quantile(0.5, buckets), "p99": quantile(0.99, buckets),
+                                "refreshes": int(buckets[-1][1])}
     minutes = read_outcomes(client, keys, now)
     by_minute = [cache_minute(counts) for counts in minutes]
     answers = sum(m.answers for m in by_minute)
@@ -71,8 +74,6 @@ def overview(client: redis.Redis, keys: Keys, settings: Settings,
             "by_minute": [dataclasses.asdict(m) for m in by_minute],
             "hottest_views": [{"view": v, "answers": n} for v, n in hottest(minutes, 10)],
         },
-        "refresh_lag_s": {"p50": quantile(0.5, buckets), "p99": quantile(0.99, buckets),
-                          "refreshes": total},
         "redis": {"used_memory_bytes": int(memory.get("used_memory", 0)),
                   "max_memory_bytes": int(memory.get("maxmemory", 0)),
                   "evicted_keys": int(stats.get("evicted_keys", 0))},

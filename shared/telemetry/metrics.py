@@ -68,15 +68,17 @@ class WorkerMetrics:
         found = "change" if changed else "no_change"
         pipe.hincrby(self.key, SEP.join(("check_requests", upstream, found)), requests)
 
-    def refresh_lag(self, *seconds: float) -> None:
-        """How late refreshes ran against the time they were due, in one round trip."""
+    def refresh_lag(self, upstream: str, *seconds: float) -> None:
+        """How late refreshes of an upstream ran against the time they were due, in one
+        round trip."""
         if not seconds:
             return
         with self.redis.pipeline(transaction=False) as pipe:
             for lag in seconds:
                 pipe.hincrby(self.key, SEP.join(
-                    ("refresh_lag_bucket", _bucket(lag, LAG_BUCKETS))), 1)
-            pipe.hincrbyfloat(self.key, "refresh_lag_sum", sum(max(lag, 0.0) for lag in seconds))
+                    ("lag_bucket", upstream, _bucket(lag, LAG_BUCKETS))), 1)
+            pipe.hincrbyfloat(self.key, SEP.join(("lag_sum", upstream)),
+                              sum(max(lag, 0.0) for lag in seconds))
             pipe.execute()
 
 
@@ -176,7 +178,8 @@ class RedisCollector:
             labels=["upstream", "found"])
         buckets: dict[str, dict[str, int]] = {}
         sums: dict[str, float] = {}
-        lag: dict[str, int] = {}
+        lag: dict[str, dict[str, int]] = {}
+        lag_sums: dict[str, float] = {}
         for field, value in raw.items():
             name, *labels = field.split(SEP)
             if name == "upstream_requests":
@@ -185,8 +188,10 @@ class RedisCollector:
                 buckets.setdefault(labels[0], {})[labels[1]] = int(value)
             elif name == "upstream_seconds_sum":
                 sums[labels[0]] = float(value)
-            elif name == "refresh_lag_bucket":
-                lag[labels[0]] = int(value)
+            elif name == "lag_bucket":
+                lag.setdefault(labels[0], {})[labels[1]] = int(value)
+            elif name == "lag_sum":
+                lag_sums[labels[0]] = float(value)
             elif name == "check_requests":
                 checks.add_metric(labels, float(value))
             elif name == "spent":
@@ -202,8 +207,11 @@ class RedisCollector:
             latency.add_metric([kind], cumulative(counts, UPSTREAM_BUCKETS), sums.get(kind, 0.0))
         yield latency
         lag_hist = HistogramMetricFamily(
-            "cachedproxy_refresh_lag_seconds", "How late refreshes ran against their due time")
-        lag_hist.add_metric([], cumulative(lag, LAG_BUCKETS), float(raw.get("refresh_lag_sum", 0)))
+            "cachedproxy_refresh_lag_seconds", "How late refreshes ran against their due time",
+            labels=["upstream"])
+        for upstream, counts in sorted(lag.items()):
+            lag_hist.add_metric([upstream], cumulative(counts, LAG_BUCKETS),
+                                lag_sums.get(upstream, 0.0))
         yield lag_hist
         yield GaugeMetricFamily("cachedproxy_live_resources",
                                 "Resources in the refresh schedule", value=live)

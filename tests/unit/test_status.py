@@ -204,14 +204,14 @@ def test_ratio(part, whole, expected):
 
 
 def overview_of(row: dict) -> dict:
-    row = {**row, "checks": {"change": 1, "no_change": 2}}
+    row = {**row, "checks": {"change": 1, "no_change": 2},
+           "refresh_lag_s": {"p50": 0.05, "p99": None, "refreshes": 3}}
     return {"at": "2027-01-15T08:00:00.000Z", "upstreams": [row],
             "cache": {"answers_last_hour": 10, "hit_ratio": 0.9, "stale_ratio": 0.0,
                       "misses_last_hour": 1,
                       "by_minute": [{"answers": 0, "hits": 0, "stale": 0, "misses": 0}] * 59
                       + [{"answers": 10, "hits": 9, "stale": 0, "misses": 1}],
                       "hottest_views": [{"view": "<b>v</b>", "answers": 10}]},
-            "refresh_lag_s": {"p50": 0.05, "p99": None, "refreshes": 3},
             "redis": {"used_memory_bytes": 2_000_000, "max_memory_bytes": 0,
                       "evicted_keys": 0},
             "health": {"redis": {"ok": True}, "workers": {"ok": True, "seen": ["w@h"]},
@@ -232,6 +232,7 @@ def test_the_page_escapes_what_it_did_not_write_and_shows_the_state():
     assert html.count("<style") == 1 and '<style nonce="n0nce">' in html
     assert " style=" not in html  # the policy allows no style attribute
     assert 'data-card="beat"' in html and "never ticked" in html
+    assert "p50 50 ms, p99 — (3 refreshes)" in html
 
 
 def test_counts_a_flush_could_not_write_are_kept_for_the_next():
