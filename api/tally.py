@@ -1,4 +1,5 @@
-"""Each minute's cache outcomes by view, in Redis, for the status page's last hour.
+"""Each minute's cache outcomes by view, in Redis, for the status page's last hour
+(one hash, ``Keys.outcomes``; the plan task deletes the minutes past the hour).
 
 A request adds one to this process's in-memory count (a lock and a dict: no I/O on the
 hit path); a daemon thread adds the counts to the current minute's Redis hash every
@@ -17,7 +18,6 @@ import redis
 
 from shared.policy.status import minute_of
 from shared.store.keys import Keys
-from shared.store.status import SPENT_KEPT
 
 log = logging.getLogger(__name__)
 FLUSH_INTERVAL = 5.0
@@ -46,12 +46,11 @@ class Tally:
             counts, self._counts = self._counts, Counter()
         if not counts:
             return
-        key = self.keys.outcomes(minute_of(self.clock()))
+        minute = minute_of(self.clock())
         try:
             with self.redis.pipeline(transaction=False) as pipe:
                 for (view, outcome), n in counts.items():
-                    pipe.hincrby(key, f"{view}{SEP}{outcome}", n)
-                pipe.expire(key, SPENT_KEPT)
+                    pipe.hincrby(self.keys.outcomes(), f"{minute}{SEP}{view}{SEP}{outcome}", n)
                 pipe.execute()
         except redis.RedisError:  # Redis away: kept for the next flush
             with self._lock:

@@ -86,15 +86,16 @@ class Keys:
         rate limit the upstream last reported (remaining, reset at)."""
         return self._key("budget", upstream)
 
-    def spent(self, upstream: str, minute: int) -> str:
-        """Requests made to an upstream in one minute (since the epoch); expires after
-        the hour it is counted in (shared/store/status.py)."""
-        return self._key("spent", upstream, str(minute))
+    def spent(self, upstream: str) -> str:
+        """Hash: minute (since the epoch) -> requests made to an upstream in it; minutes
+        past the hour are deleted by the plan task (shared/store/status.py)."""
+        return self._key("spent", upstream)
 
-    def outcomes(self, minute: int) -> str:
-        """Hash: "<view>|<outcome>" -> cache outcomes in one minute (since the epoch),
-        added by every API process (api/tally.py); expires after the hour it is shown in."""
-        return self._key("outcomes", str(minute))
+    def outcomes(self) -> str:
+        """Hash: "<minute>|<view>|<outcome>" -> cache outcomes in that minute (since the
+        epoch), added by every API process (api/tally.py); minutes past the hour are
+        deleted by the plan task. Like every key but the entries, it has no TTL."""
+        return self._key("outcomes")
 
     def held(self, upstream: str) -> str:
         """Set of resources whose refreshes wait for a failing upstream to answer."""

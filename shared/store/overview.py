@@ -26,12 +26,16 @@ from shared.telemetry.metrics import LAG_BUCKETS, SEP, as_text, cumulative
 
 
 def read_outcomes(client: redis.Redis, keys: Keys, now: float) -> list[dict[str, int]]:
-    """Each minute of the last hour's cache outcomes, oldest first (api/tally.py)."""
-    with client.pipeline(transaction=False) as pipe:
-        for minute in last_hour(now):
-            pipe.hgetall(keys.outcomes(minute))
-        replies = pipe.execute()
-    return [{as_text(k): int(v) for k, v in reply.items()} for reply in replies]
+    """Each minute of the last hour's cache outcomes, oldest first, as
+    ``{"<view>|<outcome>": n}`` (api/tally.py)."""
+    minutes = last_hour(now)
+    by_minute: list[dict[str, int]] = [{} for _ in minutes]
+    for field, value in client.hgetall(keys.outcomes()).items():
+        minute, _, rest = as_text(field).partition(SEP)
+        i = int(minute) - minutes[0] if minute.isdigit() else -1
+        if 0 <= i < len(minutes):
+            by_minute[i][rest] = int(value)
+    return by_minute
 
 
 def overview(client: redis.Redis, keys: Keys, settings: Settings,

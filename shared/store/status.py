@@ -25,20 +25,44 @@ from shared.policy.status import (
 from shared.store.breaker import THRESHOLD
 from shared.store.keys import Keys
 
-SPENT_KEPT = 3720  # seconds a minute's count is kept: the hour it is summed in, and a bit
 PAGE = 1000
 
 
 def count_spent(pipe: redis.client.Pipeline, keys: Keys, upstream: str, requests: int,
                 now: float) -> None:
     """Queue on ``pipe``: ``requests`` made to ``upstream`` now (its minute's count)."""
-    key = keys.spent(upstream, minute_of(now))
-    pipe.incrby(key, requests)
-    pipe.expire(key, SPENT_KEPT)
+    pipe.hincrby(keys.spent(upstream), str(minute_of(now)), requests)
+
+
+def forget_old_counts(client: redis.Redis, keys: Keys, upstreams: Sequence[str],
+                      now: float) -> int:
+    """Delete the per-minute counts (requests per upstream, answers per view) older than
+    the last hour; returns how many. The counts have no TTL, as no key but the cache
+    entries has: a Redis at its memory cap evicts only entries."""
+    oldest = last_hour(now)[0]
+    hashes = [keys.spent(u) for u in upstreams] + [keys.outcomes()]
+    with client.pipeline(transaction=False) as pipe:
+        for key in hashes:
+            pipe.hkeys(key)
+        fields = pipe.execute()
+    old = {key: [f for f in found if _minute(f) < oldest]
+           for key, found in zip(hashes, fields, strict=True)}
+    with client.pipeline(transaction=False) as pipe:
+        for key, stale in old.items():
+            if stale:
+                pipe.hdel(key, *stale)
+        pipe.execute()
+    return sum(len(stale) for stale in old.values())
 
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _minute(field: Any) -> int:
+    """The minute a count's field names ("<minute>" or "<minute>|..."); -1 if none."""
+    minute = _text(field).partition("|")[0]
+    return int(minute) if minute.isdigit() else -1
 
 
 def _number(value: Any) -> float | None:
@@ -56,7 +80,7 @@ def read_upstreams(client: redis.Redis, keys: Keys, names: Sequence[str], now: f
         for name in names:
             pipe.hgetall(keys.upstream_health(name))
             pipe.hmget(keys.budget(name), ["tat", "remaining", "reset_at"])
-            pipe.mget([keys.spent(name, m) for m in minutes])
+            pipe.hmget(keys.spent(name), [str(m) for m in minutes])
         replies = pipe.execute()
     found = {}
     for i, name in enumerate(names):

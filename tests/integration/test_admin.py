@@ -15,8 +15,10 @@ import pytest
 import requests
 
 from shared.config.settings import PROJECT_DIR
+from shared.policy.status import minute_of
 from shared.store.entry import Entry
 from shared.store.keys import Keys
+from shared.store.status import forget_old_counts
 from tests.helpers import PREFIX, VIEW, eventually, expected, get, make_live
 
 TOKEN = "admin-token-for-tests-0123456789abcdef"
@@ -261,3 +263,26 @@ def test_upstreams_show_one_failing_since_its_first_failure_and_back(admin, api,
     eventually(lambda: upstreams()["c42"]["state"] == "answering", 10, "c42 answering")
     back = upstreams()["c42"]
     assert (back["failures"], back["failing_since"], back["last_error"]) == (0, None, None)
+
+
+def test_the_per_minute_counts_past_the_hour_are_forgotten_and_carry_no_ttl(store):
+    """The counts behind the last hour (requests per upstream, answers per view) are
+    hashes without a TTL (only entries may be evicted); the plan task's sweep deletes
+    the minutes before the hour and nothing else."""
+    keys = Keys(PREFIX)
+    now = time.time()
+    current = minute_of(now)
+    spent, outcomes = keys.spent("c42"), keys.outcomes()
+    try:
+        store.hset(spent, mapping={str(current): 4, str(current - 59): 2,
+                                   str(current - 60): 1, str(current - 600): 9})
+        # (the session's API adds its own answers to the same hash meanwhile)
+        store.hset(outcomes, mapping={f"{current}|a-view|hit": 3,
+                                      f"{current - 61}|a-view|hit": 5})
+        assert forget_old_counts(store, keys, ["c42", "github"], now) == 3
+        assert sorted(store.hkeys(spent)) == sorted([str(current), str(current - 59)])
+        assert [f for f in store.hkeys(outcomes) if "a-view" in f] == [f"{current}|a-view|hit"]
+        assert store.pttl(spent) == store.pttl(outcomes) == -1
+    finally:
+        store.delete(spent)
+        store.hdel(outcomes, f"{current}|a-view|hit")
