@@ -48,6 +48,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python -m benchmarks.github
 	$(BIN)/python -m benchmarks.store
 	$(BIN)/python -m benchmarks.failover
+	$(BIN)/python -m benchmarks.status
 
 # A bounded soak of the whole system (make run's launcher): SOAK_SECONDS=1800 make soak
 SOAK_SECONDS ?= 300

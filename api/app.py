@@ -267,7 +267,7 @@ def served(settings: Settings, current: Callable[[], Settings] | None = None) ->
     tracker = Tracker(client, keys.entry(""), copies.drop)
     shelf = Shelf.from_environ()  # the copies of the server's processes (api/shelf.py)
     tally = Tally(client, keys, reader.clock).start()  # outcomes a minute (api/tally.py)
-    status = Status(client, keys, current, upstream_of)  # what /admin/ and gauges show
+    status = Status(client, keys, current)  # what /admin/ and gauges show
 
     def build() -> Api:
         return create_app(

@@ -48,7 +48,8 @@ _UPSTREAM = {"type": "object", "required": [
                  "What the upstream said remains of its rate limit, and when it resets"},
     "live_resources": {"type": "integer"},
     "refresh_overdue_s": {"type": "number"},
-    "oldest_stale_s": {"type": "number"}}}
+    "oldest_stale_s": {"type": "number"},
+    "live_as_of": {**_TIME, "description": "When the plan task counted the live resources"}}}
 
 
 def admin_paths() -> dict[str, Any]:

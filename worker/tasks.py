@@ -37,7 +37,7 @@ from shared.queue import FETCH_TASK, PLAN_TASK, REFRESH_BATCH_TASK, REFRESH_TASK
 from shared.store.entries import store_error
 from shared.store.flights import Flight, Outcome
 from shared.store.health import ticked
-from shared.store.status import forget_old_counts
+from shared.store.status import forget_old_counts, store_live
 from shared.telemetry.logs import log_context
 from shared.upstreams.registry import upstream_of, upstreams
 from worker import app
@@ -207,12 +207,15 @@ def tick(self: ContextTask) -> int:
 
 @app.task(bind=True, base=ContextTask, name=PLAN_TASK, ignore_result=True, send_events=False)
 def plan(self: ContextTask) -> int:
-    """Plan each upstream's refreshes within its budget (worker/planning.py), and forget
-    the per-minute counts past the hour; returns how many upstreams' plans give
-    resources their own TTLs."""
+    """Plan each upstream's refreshes within its budget (worker/planning.py), count its
+    live resources' lag for the status page and /metrics, and forget the per-minute
+    counts past the hour; returns how many upstreams' plans give resources their own
+    TTLs."""
     ctx = self.context
     try:
-        forget_old_counts(ctx.redis, ctx.keys, list(upstreams()), ctx.clock())
+        names = list(upstreams())
+        forget_old_counts(ctx.redis, ctx.keys, names, ctx.clock())
+        store_live(ctx.redis, ctx.keys, names, upstream_of, ctx.clock())
         return sum(s["active"] for s in plan_all(ctx).values())
     except redis.RedisError as exc:
         log.warning("plan skipped: store unusable", extra={"error": repr(exc)})

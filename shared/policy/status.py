@@ -52,11 +52,13 @@ def upstream_state(failures: int, threshold: int, paced_for: float, burst: float
 @dataclass(frozen=True)
 class Live:
     """An upstream's live resources: how many, how late the most overdue refresh is,
-    and how long the stalest entry has been past its freshness (seconds; 0: none)."""
+    and how long the stalest entry has been past its freshness (seconds; 0: none), as
+    of ``at`` (None: not counted yet)."""
 
     resources: int = 0
     overdue_s: float = 0.0
     oldest_stale_s: float = 0.0
+    at: float | None = None
 
 
 def live_by_upstream(due: Iterable[tuple[str, float]], fresh_until: Mapping[str, float],
@@ -75,7 +77,7 @@ def live_by_upstream(due: Iterable[tuple[str, float]], fresh_until: Mapping[str,
         until = fresh_until.get(resource)
         if until is not None:
             stale[upstream] = max(stale.get(upstream, 0.0), now - until)
-    return {u: Live(n, round(overdue[u], 3), round(max(stale.get(u, 0.0), 0.0), 3))
+    return {u: Live(n, round(overdue[u], 3), round(max(stale.get(u, 0.0), 0.0), 3), now)
             for u, n in counts.items()}
 
 
@@ -113,6 +115,7 @@ def described(name: str, upstream: Upstream, live: Live, budget_per_hour: int,
         "live_resources": live.resources,
         "refresh_overdue_s": max(live.overdue_s, 0.0),
         "oldest_stale_s": live.oldest_stale_s,
+        "live_as_of": rfc3339(live.at),
     }
 
 

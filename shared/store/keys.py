@@ -97,6 +97,11 @@ class Keys:
         deleted by the plan task. Like every key but the entries, it has no TTL."""
         return self._key("outcomes")
 
+    def live_status(self) -> str:
+        """Hash: upstream -> JSON [live resources, most overdue refresh (s), stalest live
+        entry past its freshness (s), when counted], kept by the plan task."""
+        return self._key("livestatus")
+
     def held(self, upstream: str) -> str:
         """Set of resources whose refreshes wait for a failing upstream to answer."""
         return self._key("held", upstream)

@@ -38,8 +38,8 @@ def read_outcomes(client: redis.Redis, keys: Keys, now: float) -> list[dict[str,
     return by_minute
 
 
-def overview(client: redis.Redis, keys: Keys, settings: Settings,
-             upstream_of: Callable[[str], str], now: float) -> dict[str, Any]:
+def overview(client: redis.Redis, keys: Keys, settings: Settings, now: float
+             ) -> dict[str, Any]:
     """What the status page shows (api/status_page.py), as JSON: each upstream's state,
     the cache's last hour, the refresh lag, Redis's memory, workers and beat."""
     with client.pipeline(transaction=False) as pipe:
@@ -56,7 +56,7 @@ def overview(client: redis.Redis, keys: Keys, settings: Settings,
             checks.setdefault(labels[0], {})[labels[1]] = int(value)
         elif name == "lag_bucket" and len(labels) == 2:
             lag.setdefault(labels[0], {})[labels[1]] = int(value)
-    upstreams = report(client, keys, settings, upstream_of, now)
+    upstreams = report(client, keys, settings, now)
     for row in upstreams:
         found = checks.get(row["upstream"], {})
         row["checks"] = {"change": found.get("change", 0), "no_change": found.get("no_change", 0)}
@@ -88,15 +88,14 @@ def overview(client: redis.Redis, keys: Keys, settings: Settings,
 class Status:
     """The status of one deployment, read with the settings in force at each call."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, current: Callable[[], Settings],
-                 upstream_of: Callable[[str], str]) -> None:
-        self.client, self.keys = client, keys
-        self.current, self.upstream_of = current, upstream_of
+    def __init__(self, client: redis.Redis, keys: Keys, current: Callable[[], Settings]
+                 ) -> None:
+        self.client, self.keys, self.current = client, keys, current
 
     def upstreams(self, now: float) -> list[dict[str, Any]]:
         """Each upstream's state (``GET /admin/upstreams``)."""
-        return report(self.client, self.keys, self.current(), self.upstream_of, now)
+        return report(self.client, self.keys, self.current(), now)
 
     def overview(self, now: float) -> dict[str, Any]:
         """The status page's figures (``GET /admin/status``)."""
-        return overview(self.client, self.keys, self.current(), self.upstream_of, now)
+        return overview(self.client, self.keys, self.current(), now)

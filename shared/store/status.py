@@ -7,6 +7,7 @@ hour, and the live resources' schedule and freshness. Two round trips, and a thi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -127,12 +128,41 @@ def read_live(client: redis.Redis, keys: Keys, upstream_of: Callable[[str], str]
     return live_by_upstream(due, fresh_until, owners, now)
 
 
-def report(client: redis.Redis, keys: Keys, settings: Settings,
-           upstream_of: Callable[[str], str], now: float) -> list[dict[str, Any]]:
-    """Every upstream of ``settings`` as ``GET /admin/upstreams`` shows it, by name."""
+def store_live(client: redis.Redis, keys: Keys, names: Sequence[str],
+               upstream_of: Callable[[str], str], now: float) -> dict[str, Live]:
+    """Count each upstream's live resources, most overdue refresh and stalest live entry
+    (a read of the whole schedule and of each live entry's freshness: the plan task's
+    work, every 15 s, not a request's) and keep the counts for ``report``."""
+    live = read_live(client, keys, upstream_of, now)
+    counted = {name: live.get(name, Live(at=now)) for name in names}
+    if counted:
+        client.hset(keys.live_status(), mapping={
+            name: json.dumps([c.resources, c.overdue_s, c.oldest_stale_s, c.at])
+            for name, c in counted.items()})
+    return counted
+
+
+def stored_live(client: redis.Redis, keys: Keys, names: Sequence[str]) -> dict[str, Live]:
+    """The counts ``store_live`` kept (none yet, or of another shape: Live())."""
+    if not names:
+        return {}
+    found = {}
+    for name, value in zip(names, client.hmget(keys.live_status(), list(names)), strict=True):
+        try:
+            resources, overdue, stale, at = json.loads(value)  # type: ignore[arg-type]
+            found[name] = Live(int(resources), float(overdue), float(stale), float(at))
+        except (TypeError, ValueError):
+            found[name] = Live()
+    return found
+
+
+def report(client: redis.Redis, keys: Keys, settings: Settings, now: float
+           ) -> list[dict[str, Any]]:
+    """Every upstream of ``settings`` as ``GET /admin/upstreams`` shows it, by name; its
+    live resources as the plan task last counted them."""
     names = sorted(settings.upstreams)
     found = read_upstreams(client, keys, names, now)
-    live = read_live(client, keys, upstream_of, now)
+    live = stored_live(client, keys, names)
     out = []
     for name in names:
         budget = settings.upstreams[name].budget_per_hour

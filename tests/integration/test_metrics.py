@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 from shared.store.keys import Keys
+from shared.store.status import store_live
+from shared.upstreams.registry import upstream_of
 from tests.helpers import PREFIX, VIEW, expire, get, make_live, scrape
 
 
@@ -65,7 +69,9 @@ def test_gauges_for_live_set_entries_and_queues(api, store):
     Redis's memory are exported."""
     get(f"{api}{VIEW}/team-standup/")
     make_live(store, PREFIX, "team-standup")  # its second read would: not left to timing
+    store_live(store, Keys(PREFIX), ["c42", "github"], upstream_of, time.time())  # the plan task
     samples = scrape(api)
+    store.delete(Keys(PREFIX).live_status())
     entries = list(store.scan_iter(Keys(PREFIX).pattern("entry")))
     assert samples[("cachedproxy_live_resources", ())] >= 2
     assert len(entries) == 2  # the event and its subscriptions

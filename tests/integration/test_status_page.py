@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 import requests
 from selenium import webdriver
 from selenium.webdriver.common.by import By
@@ -16,9 +17,10 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.browser import chromium
 from tests.harness import Demo, Stack
-from tests.helpers import VIEW, eventually
+from tests.helpers import VIEW, eventually, make_live
 
 TOKEN = "status-page-admin-token-0123456789abcdef"
+PREFIX = "cpstatus"
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +29,8 @@ def system(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
     """Its own Redis, ``python -m api`` with an admin token, a worker and beat: the API's
     base URL, and the stack."""
     logs = tmp_path_factory.mktemp("status-page")
-    with Stack({**env, "KEY_PREFIX": "cpstatus", "ADMIN_TOKEN": TOKEN}, logs) as running:
+    with Stack({**env, "KEY_PREFIX": PREFIX, "ADMIN_TOKEN": TOKEN,
+                "REFRESH_PLAN_INTERVAL": "1"}, logs) as running:
         running.redis_server()
         running.worker()
         running.beat()
@@ -47,7 +50,7 @@ def logged_in(api: str) -> requests.Session:
     return session
 
 
-def test_the_page_needs_a_login_and_the_cookie_opens_only_the_page(stack):
+def test_the_page_needs_a_login_and_the_cookie_opens_only_the_page(system, stack):
     """Without a session the page is the login form (401, no figures); a wrong token is
     refused; the right one, posted, gives an HttpOnly, SameSite=Strict cookie for
     /admin/ whose page lists every upstream; the cookie purges nothing and reads no
@@ -73,6 +76,15 @@ def test_the_page_needs_a_login_and_the_cookie_opens_only_the_page(stack):
     for method, path in (("GET", "/admin/entries"), ("POST", "/admin/purge")):
         assert session.request(method, f"{stack}{path}", json={"upstream": "c42"},
                                timeout=10).status_code == 401  # a cookie never purges
+    # A live view's resources are counted for the page by the plan task (every second).
+    assert requests.get(f"{stack}{VIEW}/conference_2026/", timeout=10).status_code == 200
+    make_live(redis.Redis.from_url(system[1].env["REDIS_URL"]), PREFIX, "conference_2026")
+
+    def c42() -> dict:
+        return session.get(f"{stack}/admin/status", timeout=10).json()["upstreams"][0]
+
+    eventually(lambda: c42()["live_resources"] >= 2, 15, "the live resources counted")
+    assert c42()["live_as_of"] is not None and c42()["oldest_stale_s"] == 0
     bearer = requests.get(f"{stack}/admin/", timeout=10,
                           headers={"Authorization": f"Bearer {TOKEN}"})
     assert bearer.status_code == 200  # scripts: the Bearer token

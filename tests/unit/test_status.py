@@ -82,16 +82,16 @@ UPSTREAM_OF = {"a:x:1": "a", "a:x:2": "a", "a:x:3": "a", "b:y:1": "b"}
         # nothing live: no upstream listed
         ([], {}, {}),
         # due later, fresh: nothing overdue or stale (never negative)
-        ([("a:x:1", NOW + 20)], {"a:x:1": NOW + 30}, {"a": Live(1, 0.0, 0.0)}),
+        ([("a:x:1", NOW + 20)], {"a:x:1": NOW + 30}, {"a": Live(1, 0.0, 0.0, NOW)}),
         # the most overdue and the stalest of each upstream, counted per upstream
         ([("a:x:1", NOW - 5), ("a:x:2", NOW - 12), ("a:x:3", NOW + 1), ("b:y:1", NOW - 1)],
          {"a:x:1": NOW - 2, "a:x:2": NOW + 3, "a:x:3": NOW - 40, "b:y:1": NOW + 9},
-         {"a": Live(3, 12.0, 40.0), "b": Live(1, 1.0, 0.0)}),
+         {"a": Live(3, 12.0, 40.0, NOW), "b": Live(1, 1.0, 0.0, NOW)}),
         # no entry stored yet (a first fetch under way): counted, not stale
-        ([("a:x:1", NOW - 3)], {}, {"a": Live(1, 3.0, 0.0)}),
+        ([("a:x:1", NOW - 3)], {}, {"a": Live(1, 3.0, 0.0, NOW)}),
         # a resource whose kind left the catalogue: left out
         ([("gone:z:1", NOW - 99), ("b:y:1", NOW)], {"gone:z:1": NOW - 99},
-         {"b": Live(1, 0.0, 0.0)}),
+         {"b": Live(1, 0.0, 0.0, NOW)}),
     ],
 )
 def test_live_by_upstream(due, fresh_until, expected):
@@ -104,7 +104,7 @@ FAILING = Upstream(failures=4, failing_since=NOW - 90, last_error="upstream_time
 
 
 def test_a_failing_upstream_described():
-    row = described("c42", FAILING, Live(7, 4.5, 31.0), 5000, 3, 10.0)
+    row = described("c42", FAILING, Live(7, 4.5, 31.0, NOW - 10), 5000, 3, 10.0)
     assert row == {
         "upstream": "c42", "state": "failing", "failures": 4,
         "failing_since": "2027-01-15T07:58:30.000Z",
@@ -114,6 +114,7 @@ def test_a_failing_upstream_described():
                    "by_minute": [0] * 58 + [5, 2], "paced_for_s": 0.0},
         "reported": {"remaining": 4000, "reset_at": "2027-01-15T08:10:00.000Z"},
         "live_resources": 7, "refresh_overdue_s": 4.5, "oldest_stale_s": 31.0,
+        "live_as_of": "2027-01-15T07:59:50.000Z",
     }
 
 
