@@ -93,7 +93,8 @@ def _percent(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f} %"
 
 
-def _seconds(value: float | None) -> str:
+def duration_text(value: float | None) -> str:
+    """Seconds as people read them: 50 ms, 4.5 s, 3 min; an em dash for none."""
     if value is None:
         return "—"
     if value < 1:
@@ -103,12 +104,14 @@ def _seconds(value: float | None) -> str:
     return f"{value / 60:.0f} min"
 
 
-def _bytes(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
+def size_text(n: int) -> str:
+    """Bytes as people write them: 812 B, 1.9 MB."""
+    size = float(n)
+    for unit in ("B", "kB", "MB"):
+        if size < 1024:
+            return f"{size:.0f} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"
 
 
 def chart(series: Sequence[Sequence[float | None]], classes: Sequence[str], label: str
@@ -162,11 +165,11 @@ def _upstream(row: dict[str, Any]) -> str:
         ("Refreshes", f"{row['checks']['change']} found a change, "
                       f"{row['checks']['no_change']} confirmed the data"),
         ("Live resources", str(row["live_resources"])),
-        ("Refresh lag", f"p50 {_seconds(lag['p50'])}, p99 {_seconds(lag['p99'])} "
+        ("Refresh lag", f"p50 {duration_text(lag['p50'])}, p99 {duration_text(lag['p99'])} "
                         f"({lag['refreshes']} refreshes)"),
-        ("Most overdue refresh", _seconds(row["refresh_overdue_s"])),
+        ("Most overdue refresh", duration_text(row["refresh_overdue_s"])),
         ("Stalest live entry", "fresh" if not row["oldest_stale_s"]
-         else _seconds(row["oldest_stale_s"]) + " past"),
+         else duration_text(row["oldest_stale_s"]) + " past"),
         ("Failures in a row", str(row["failures"])),
     ]
     if row["last_error"]:
@@ -184,7 +187,7 @@ def _upstream(row: dict[str, Any]) -> str:
 def _summary(overview: dict[str, Any]) -> str:
     cache, redis, health = overview["cache"], overview["redis"], overview["health"]
     cap = redis["max_memory_bytes"]
-    memory = _bytes(redis["used_memory_bytes"]) + (f" of {_bytes(cap)}" if cap else
+    memory = size_text(redis["used_memory_bytes"]) + (f" of {size_text(cap)}" if cap else
                                                    " (no cap)")
     workers = health["workers"]
     beat = health["beat"]
@@ -198,7 +201,7 @@ def _summary(overview: dict[str, Any]) -> str:
         ("workers", "Workers", str(len(workers.get("seen", []))),
          ", ".join(escape(w) for w in workers.get("seen", [])) or "none alive"),
         ("beat", "Beat", "ticking" if beat["ok"] else "stalled",
-         "last tick " + _seconds(beat.get("last_tick_s_ago")) + " ago"
+         "last tick " + duration_text(beat.get("last_tick_s_ago")) + " ago"
          if beat.get("last_tick_s_ago") is not None else "never ticked"),
     ]
     ok = {"workers": workers["ok"], "beat": beat["ok"]}

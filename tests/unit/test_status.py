@@ -9,7 +9,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from api.status_page import status_page
+from api.status_page import duration_text, size_text, status_page
 from shared.policy.status import (
     CacheMinute,
     Live,
@@ -250,3 +250,17 @@ def test_counts_a_flush_could_not_write_are_kept_for_the_next():
     tally.flush()
     tally.count("v", "miss")
     assert tally._counts == {("v", "hit"): 2, ("v", "miss"): 1}
+
+
+@pytest.mark.parametrize(("n", "text"), [(0, "0 B"), (1023, "1023 B"), (1024, "1.0 kB"),
+                                         (2_000_000, "1.9 MB"), (256 * 1024**2, "256.0 MB"),
+                                         (5 * 1024**3, "5.0 GB")])
+def test_sizes_on_the_page(n, text):
+    assert size_text(n) == text
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(None, "—"), (0.0, "0 ms"), (0.0504, "50 ms"),
+                                               (1.0, "1.0 s"), (119.9, "119.9 s"),
+                                               (120.0, "2 min"), (3600.0, "60 min")])
+def test_durations_on_the_page(seconds, text):
+    assert duration_text(seconds) == text
