@@ -364,6 +364,15 @@ def test_a_session_names_no_secret_and_expires_after_12_hours():
     expires, _, signature = value.partition(".")
     assert int(expires) == LOGIN_AT + 12 * 3600 and SESSION_TOKEN not in value
     assert re.fullmatch(r"[0-9a-f]{64}", signature)
+    assert valid_session(value, SESSION_TOKEN, LOGIN_AT + 1)  # signed as it is checked
+
+
+def test_an_expiry_of_more_than_12_digits_is_refused_even_if_signed():
+    """12 digits of epoch seconds reach the year 33658; more is a forged cookie."""
+    twelve = session_value(SESSION_TOKEN, 10**11, 0)
+    thirteen = session_value(SESSION_TOKEN, 10**12, 0)
+    assert valid_session(twelve, SESSION_TOKEN, 10**11 - 1)
+    assert not valid_session(thirteen, SESSION_TOKEN, 10**12 - 1)
 
 
 @pytest.mark.parametrize(("given", "expected", "same"), [

@@ -89,6 +89,10 @@ UPSTREAM_OF = {"a:x:1": "a", "a:x:2": "a", "a:x:3": "a", "b:y:1": "b"}
          {"a": Live(3, 12.0, 40.0, NOW), "b": Live(1, 1.0, 0.0, NOW)}),
         # no entry stored yet (a first fetch under way): counted, not stale
         ([("a:x:1", NOW - 3)], {}, {"a": Live(1, 3.0, 0.0, NOW)}),
+        # the stalest first and the most overdue first: the maxima kept, to the ms
+        ([("a:x:1", NOW - 7.12345), ("a:x:2", NOW - 1)], {"a:x:1": NOW - 50.0014,
+                                                          "a:x:2": NOW - 3},
+         {"a": Live(2, 7.123, 50.001, NOW)}),
         # a resource whose kind left the catalogue: left out
         ([("gone:z:1", NOW - 99), ("b:y:1", NOW)], {"gone:z:1": NOW - 99},
          {"b": Live(1, 0.0, 0.0, NOW)}),
@@ -116,6 +120,17 @@ def test_a_failing_upstream_described():
         "live_resources": 7, "refresh_overdue_s": 4.5, "oldest_stale_s": 31.0,
         "live_as_of": "2027-01-15T07:59:50.000Z",
     }
+
+
+def test_at_the_threshold_it_is_failing_and_figures_are_never_negative():
+    """Exactly ``threshold`` failures: failing, with since when; the budget's lead and
+    the overdue time to the millisecond, and 0 when the bucket is full or nothing is due."""
+    row = described("c42", Upstream(failures=3, failing_since=NOW - 5, next_probe=NOW + 1,
+                                    paced_for=12.34567), Live(1, -2.0, 0.0), 0, 3, 10.0)
+    assert row["state"] == "failing" and row["failing_since"] == rfc3339(NOW - 5)
+    assert row["next_probe"] == rfc3339(NOW + 1)
+    assert row["budget"]["paced_for_s"] == 12.346
+    assert row["refresh_overdue_s"] == 0.0
 
 
 def test_below_the_threshold_no_failing_since_or_probe_is_shown():
@@ -171,6 +186,9 @@ INF = float("inf")
         (0.99, [(1.0, 5.0), (2.0, 6.0), (INF, 10.0)], 2.0),
         # an empty bucket before the rank: skipped
         (0.5, [(1.0, 0.0), (5.0, 0.0), (10.0, 4.0), (INF, 4.0)], 7.5),
+        # one observation is enough; all of them past the last bound: that bound
+        (0.5, [(1.0, 1.0), (INF, 1.0)], 0.5),
+        (0.5, [(1.0, 0.0), (INF, 4.0)], 1.0),
     ],
 )
 def test_quantile_from_buckets(q, buckets, expected):
@@ -193,7 +211,7 @@ def test_a_minute_of_outcomes(counts, minute):
 
 
 def test_the_hottest_views_over_the_hour():
-    minutes = [{"a|hit": 5, "b|miss": 1}, {}, {"b|hit": 4, "c|hit": 6, "a|stale": 1}]
+    minutes = [{"c|hit": 6, "b|miss": 1}, {}, {"b|hit": 4, "a|hit": 5, "a|stale": 1}]
     assert hottest(minutes, 2) == [("a", 6), ("c", 6)]  # ties by name
     assert hottest(minutes, 10) == [("a", 6), ("c", 6), ("b", 5)]
     assert hottest([], 3) == []
