@@ -102,13 +102,10 @@ def admin_app(inventory: Inventory, refresh: Refresh, current: Callable[[], Sett
 
     @app.post("/purge", apply=[guarded])
     def purge() -> bottle.HTTPResponse:
-        try:
-            spec = bottle.request.json
-        except ValueError:
-            spec = None
+        spec = json_body()
         if not isinstance(spec, dict) or len(spec.keys() - {"params"}) != 1:
-            raise InvalidRequest('send one of {"upstream"}, {"prefix"}, {"view", "params"}, '
-                                 '{"tag"}, {"resources"}')
+            raise InvalidRequest('send a JSON object, one of {"upstream"}, {"prefix"}, '
+                                 '{"view", "params"}, {"tag"}, {"resources"}')
         if "tag" in spec and isinstance(spec["tag"], str):
             purged = inventory.purge(resources_tagged(spec["tag"]))
         elif "upstream" in spec:
@@ -153,6 +150,15 @@ def admin_app(inventory: Inventory, refresh: Refresh, current: Callable[[], Sett
         return json_response(200, {"at": rfc3339(now), "upstreams": status(now)})
 
     return app
+
+
+def json_body() -> Any:
+    """The request's body as JSON whatever its Content-Type (``curl -d`` sends a form's),
+    or None when it is not JSON."""
+    try:
+        return json.loads(bottle.request.body.read() or b"null")
+    except ValueError:  # UnicodeDecodeError too
+        return None
 
 
 def mount(app: bottle.Bottle, admin: bottle.Bottle, current: Callable[[], Settings]) -> None:

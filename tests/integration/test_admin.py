@@ -119,6 +119,22 @@ def test_purging_an_upstream_or_one_resource(admin, api, store):
         assert r.status_code in (400, 404) and "error" in r.json(), body
 
 
+def test_a_purge_body_is_json_whatever_its_content_type(admin, api):
+    """``curl -d '{...}'`` sends a form's Content-Type: the JSON body is read all the
+    same; a body that is not JSON is a 400 that says what to send."""
+    get(f"{api}{VIEW}/team-standup/")
+    form = {**AUTH, "Content-Type": "application/x-www-form-urlencoded"}
+    r = requests.post(f"{admin}/admin/purge", data='{"tag": "event:team-standup"}',
+                      headers=form, timeout=10)
+    assert r.status_code == 200
+    assert sorted(r.json()["purged"]) == ["c42:event:team-standup",
+                                          "c42:subscriptions:team-standup"]
+    for body in ("upstream=c42", "{", "\xff", ""):
+        r = requests.post(f"{admin}/admin/purge", data=body, headers=form, timeout=10)
+        assert r.status_code == 400, body
+        assert r.json()["error"]["message"].startswith("send a JSON object"), body
+
+
 def test_purging_by_tag_takes_every_kind_of_one_event_and_nothing_else(admin, api, demo):
     """The catalogue tags an event's resources "event:<id>": one purge by tag takes the
     event and its subscriptions; another event stays cached."""
