@@ -8,6 +8,7 @@ from celery import Celery
 from celery.signals import beat_init, setup_logging, user_preload_options, worker_init
 
 from shared.config.live import set_command_line, settings_or_exit
+from shared.queue import PLAN_TASK, TICK_TASK
 from shared.telemetry.logs import configure_logging
 
 app = Celery("cachedproxy", include=["worker.tasks", "worker.health"])
@@ -29,8 +30,9 @@ def _consul_address(options: dict[str, object], **_: object) -> None:
 
 @setup_logging.connect
 def _json_logging(**_: object) -> None:
-    """Replace Celery's log setup with JSON lines."""
-    configure_logging(settings_or_exit().log.level)
+    """Replace Celery's log setup with JSON lines; the tick's and the plan's routine
+    lines at DEBUG (the worker sums the ticks up once a minute at INFO)."""
+    configure_logging(settings_or_exit().log.level, routine_tasks={TICK_TASK, PLAN_TASK})
 
 
 @beat_init.connect

@@ -45,6 +45,7 @@ from worker.context import WorkerContext, process_context
 from worker.fanout import batches
 from worker.planning import plan_all
 from worker.refresh import REFRESH_LEASE, run_flight
+from worker.summary import TickSummary
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +163,7 @@ def _refresh_claimed(ctx: WorkerContext, resource: str, token: str | None,
 
 
 PUBLISH_BATCH = 500  # broker commands the tick sends in one round trip
+_ticks = TickSummary()  # this worker's ticks, summed up at INFO once a minute
 
 
 # No task events for the tick: one a second would crowd Flower's task list and memory.
@@ -198,10 +200,13 @@ def tick(self: ContextTask) -> int:
         log.warning("tick could not enqueue refreshes", extra={
             "error": repr(exc), "claimed": len(claimed), "probes": len(probes)})
         return 0
+    ms = (time.perf_counter() - started) * 1000
     if claimed or dropped or probes:
-        log.info("tick", extra={"claimed": len(claimed), "idle_dropped": dropped,
-                                "probes": len(probes),
-                                "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
+        log.debug("tick", extra={"claimed": len(claimed), "idle_dropped": dropped,
+                                 "probes": len(probes), "duration_ms": round(ms, 2)})
+    summary = _ticks.add(ctx.clock(), len(claimed), dropped, len(probes), ms)
+    if summary is not None:
+        log.info("ticks", extra=summary)
     return len(claimed)
 
 

@@ -48,16 +48,46 @@ class ContextFilter(logging.Filter):
         return True
 
 
+class RoutineTasks(logging.Filter):
+    """Celery's INFO lines about routine tasks (beat's "Sending due task", the worker's
+    "received" and "succeeded") become DEBUG: beat's tick runs every second, and its
+    three lines a second would be most of an idle system's log. Errors stay as they are."""
+
+    def __init__(self, tasks: set[str]) -> None:
+        super().__init__()
+        self.tasks = frozenset(tasks)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Lower a routine task's INFO record to DEBUG; keep it only if DEBUG is on."""
+        if record.levelno != logging.INFO or not record.name.startswith("celery."):
+            return True
+        args = record.args
+        if isinstance(args, Mapping):  # the worker's: a dict with the task's name
+            task = args.get("name")
+        elif isinstance(args, tuple) and len(args) == 2:  # beat's: (entry, task)
+            task = args[1]
+        else:
+            return True
+        if task not in self.tasks:
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
 def json_formatter() -> logging.Formatter:
     """The formatter of JSON log lines."""
     return JsonFormatter(FORMAT, rename_fields=RENAMES, timestamp=True, json_ensure_ascii=False)
 
 
-def configure_logging(level: str = "INFO", stream: IO[str] | None = None) -> None:
-    """Send every log record of this process to ``stream`` as one JSON object a line."""
+def configure_logging(level: str = "INFO", stream: IO[str] | None = None,
+                      routine_tasks: set[str] | None = None) -> None:
+    """Send every log record of this process to ``stream`` as one JSON object a line;
+    Celery's lines about ``routine_tasks`` at DEBUG (``RoutineTasks``)."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(json_formatter())
     handler.addFilter(ContextFilter())
+    if routine_tasks:
+        handler.addFilter(RoutineTasks(routine_tasks))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
