@@ -1,8 +1,9 @@
 """What Redis holds of each upstream's state, read for /admin/upstreams and /metrics
 (shared/policy/status.py tells what it means): the breaker's record, the budget's
 bucket and the upstream's reported limit, the requests made each minute of the last
-hour, and the live resources' schedule and freshness. Two round trips, and a third per
-1000 live resources.
+hour (two round trips), and the live resources' counts, which the plan task makes from
+the whole schedule and each live entry's freshness (``store_live``: a round trip per
+1000 live resources, every 15 s in a worker, never in a request).
 """
 
 from __future__ import annotations
