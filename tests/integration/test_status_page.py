@@ -112,32 +112,40 @@ def test_a_browser_sees_an_upstream_fail_and_recover(stack, browser, demo: Demo,
     assert TOKEN not in browser.current_url
     assert browser.find_element(By.TAG_NAME, "body").get_attribute("data-live") == "on"
 
+    # The page swaps its <main> every few seconds: each look is one script, so it never
+    # holds an element the next swap removes (a stale element reference).
+    def card(upstream: str) -> dict:
+        return browser.execute_script(
+            "const c = document.querySelector(arguments[0]);"
+            "return c && {state: c.dataset.state, text: c.innerText};",
+            f'[data-upstream="{upstream}"]')
+
     def state(upstream: str) -> str:
-        return browser.find_element(By.CSS_SELECTOR, f'[data-upstream="{upstream}"]'
-                                    ).get_attribute("data-state")
+        return card(upstream)["state"]
 
     assert state("c42") == state("github") == "answering"
     for _ in range(3):  # a miss, then hits: counted, and shown after the next flush
         assert requests.get(f"{stack}{VIEW}/team-standup/", timeout=10).status_code == 200
 
     def hit_ratio() -> str:
-        return browser.find_element(By.CSS_SELECTOR, '[data-card="hit-ratio"] .big').text
+        return browser.execute_script(
+            "return document.querySelector('[data-card=\"hit-ratio\"] .big').innerText")
 
     wait.until(lambda d: hit_ratio().endswith("%"))
     demo.upstream.set_fault_from({"mode": "error", "status": 503})
     for event in ("quiet-evening", "launch-party"):  # two failing fetches each
         assert requests.get(f"{stack}{VIEW}/{event}/", timeout=10).status_code >= 500
     wait.until(lambda d: state("c42") == "failing")
-    card = browser.find_element(By.CSS_SELECTOR, '[data-upstream="c42"]').text
-    assert "failing since" in card and "upstream answered 503" in card
+    failing = card("c42")["text"]
+    assert "failing since" in failing and "upstream answered 503" in failing
     assert state("github") == "answering"
     browser.save_screenshot(str(logs / "status-page-failing.png"))
     demo.upstream.set_fault(None)
     assert requests.get(f"{stack}{VIEW}/board-meeting/", timeout=10).status_code == 200
     wait.until(lambda d: state("c42") == "answering")
     browser.save_screenshot(str(logs / "status-page.png"))
-    eventually(lambda: "upstream answered 503" not in browser.find_element(
-        By.CSS_SELECTOR, '[data-upstream="c42"]').text, 10, "the error gone with the failure")
+    eventually(lambda: "upstream answered 503" not in card("c42")["text"], 10,
+               "the error gone with the failure")
     # A phone's width: one column, nothing wider than the screen.
     browser.set_window_size(390, 844)
     wait.until(lambda d: d.execute_script(
