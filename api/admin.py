@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 MAX_PAGE = 1000
 
 Refresh = Callable[[str], None]  # resource -> a refresh enqueued
-Status = Callable[[float], list[dict[str, Any]]]  # now -> each upstream's state
+UpstreamStates = Callable[[float], list[dict[str, Any]]]  # now -> each upstream's state
 
 
 def _error(error: CachedProxyError, headers: dict[str, str] | None = None) -> bottle.HTTPResponse:
@@ -48,7 +48,7 @@ def _error(error: CachedProxyError, headers: dict[str, str] | None = None) -> bo
 
 
 def admin_app(inventory: Inventory, refresh: Refresh, current: Callable[[], Settings],
-              clock: Callable[[], float], status: Status, overview: Overview
+              clock: Callable[[], float], status: UpstreamStates, overview: Overview
               ) -> bottle.Bottle:
     """The admin API (/admin/): entries, purge, refresh now, budget plans, upstreams'
     state, and the status page; behind ``ADMIN_TOKEN``."""

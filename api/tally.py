@@ -18,10 +18,10 @@ import redis
 
 from shared.policy.status import minute_of
 from shared.store.keys import Keys
+from shared.telemetry.metrics import SEP  # the same field separator as the metrics hash
 
 log = logging.getLogger(__name__)
 FLUSH_INTERVAL = 5.0
-SEP = "|"
 
 
 class Tally:
