@@ -21,7 +21,7 @@ from api import openapi
 from api.access import Access
 from api.admin import admin_app
 from api.admin import mount as mount_admin
-from api.bridge import Bridge
+from api.bridge import Bridge, beyond_path
 from api.copies import Copies
 from api.headers import error_response
 from api.limits import Limiter, MissLimit
@@ -32,7 +32,7 @@ from api.responses import JSON_TYPE, encode, error_body, json_response
 from api.shelf import Shelf
 from api.tally import Tally
 from api.tracker import Tracker
-from api.views import Views
+from api.views import Views, no_route
 from shared.config.settings import MAX_WAIT, Settings
 from shared.errors import CachedProxyError, StoreUnavailable
 from shared.queue import FETCH_TASK, QUEUES, REFRESH_TASK, celery_app
@@ -76,12 +76,12 @@ class Api(bottle.Bottle):
             route, raw = self.router.match({"REQUEST_METHOD": environ["REQUEST_METHOD"],
                                             "PATH_INFO": path})
         except bottle.HTTPError as err:  # no such route (404), or not that method (405)
-            body = error_of(err)
+            body = error_of(err, path)
             return _refuse(environ, start_response, err.status_line,
                            [("Content-Type", JSON_TYPE), *err.headers.items()], body)
         view = route.config.get("view")
         if view is not None:
-            error = self.pages.refusal(view, raw, environ.get("QUERY_STRING", ""))
+            error = self.pages.refusal(view, raw, beyond_path(environ))
             if error is not None:  # parameters the view refuses (400, or 404 read-through)
                 environ[ROUTE] = route.rule
                 return _refuse(environ, start_response, f"{error.status} {_reason(error)}",
@@ -106,15 +106,16 @@ def _reason(error: CachedProxyError) -> str:
 def http_error(err: bottle.HTTPError) -> bytes:
     """Bottle's error handler: its errors as the API's JSON errors (``error_of``)."""
     bottle.response.content_type = JSON_TYPE
-    return error_of(err)
+    return error_of(err, bottle.request.path)
 
 
-def error_of(err: bottle.HTTPError) -> bytes:
-    """The JSON body of one of Bottle's errors: no such route, method not allowed (with
-    HEAD in Allow wherever GET is), and 500s, logged."""
+def error_of(err: bottle.HTTPError, path: str = "") -> bytes:
+    """The JSON body of one of Bottle's errors: no such route (or, under an upstream's
+    read-through prefix, not on its allowlist), method not allowed (with HEAD in Allow
+    wherever GET is), and 500s, logged."""
     status = err.status_code
     reason = err.status_line.partition(" ")[2].lower()
-    message = {404: "no such route", 405: "method not allowed"}.get(
+    message = {404: no_route(path), 405: "method not allowed"}.get(
         status, "internal error" if status >= 500 else reason)
     if status >= 500:
         log.error("unhandled error", extra={"error": repr(err.exception)})

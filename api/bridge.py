@@ -50,6 +50,16 @@ class Answering(Protocol):
         """The answer without I/O, or None (before starting a response)."""
 
 
+RAW_PATH = "RAW_URI"  # environ key: the path as sent, before percent-decoding (as gunicorn)
+
+
+def beyond_path(environ: Environ) -> str:
+    """What came with a request's path that a read-through takes none of: its query
+    string, or "%" when the path was sent percent-encoded (an encoded '/' would be taken
+    for a separator once decoded). Empty: the path alone, as it reads."""
+    return environ.get("QUERY_STRING", "") or ("%" if "%" in environ.get(RAW_PATH, "") else "")
+
+
 def environ_of(scope: Scope, body: bytes) -> Environ:
     """PEP 3333's environ for an ASGI HTTP scope. PATH_INFO is the decoded path's bytes
     as latin-1; header names with '_' are dropped (they would pass for '-' ones)."""
@@ -62,6 +72,7 @@ def environ_of(scope: Scope, body: bytes) -> Environ:
         "REQUEST_METHOD": scope["method"],
         "SCRIPT_NAME": "",
         "PATH_INFO": path,
+        RAW_PATH: raw_path.decode("latin-1") if raw_path is not None else path,
         "QUERY_STRING": scope["query_string"].decode("latin-1"),
         "SERVER_NAME": server[0],
         "SERVER_PORT": str(server[1]),

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
+from api.bridge import beyond_path
 from api.copies import Copies, Copy, Key
 from api.headers import Headers, copy_status, negative_headers, view_headers
 from api.requests_log import ROUTE, SERVED, VIEW
@@ -67,7 +68,7 @@ class Hits:
         route would answer it; None: it goes the route's way."""
         method = environ["REQUEST_METHOD"]
         path = self.paths.peek(environ["PATH_INFO"])
-        if (path is None or method not in ("GET", "HEAD") or environ.get("QUERY_STRING")
+        if (path is None or method not in ("GET", "HEAD") or beyond_path(environ)
                 or path.settings is not self.current()):
             return None
         now = self.clock()
@@ -133,6 +134,6 @@ class Hits:
                  settings: Settings) -> None:
         """Note which view a request path names (on its route), for ``answer``."""
         raw = environ.get("PATH_INFO", "")
-        if raw not in self.paths and not environ.get("QUERY_STRING"):
+        if raw not in self.paths and not beyond_path(environ):
             self.paths.put(raw, Path(environ["bottle.route"].rule, key, tuple(resources),
                                      settings))

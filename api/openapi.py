@@ -6,7 +6,7 @@ from typing import Any
 
 from api.openapi_admin import admin_paths
 from api.openapi_admin import error_doc as _error
-from shared.upstreams.kinds import KEY_RE, Param, View
+from shared.upstreams.kinds import KEY_RE, KEY_RULE, Param, View
 from shared.upstreams.registry import views
 
 _CACHE_HEADERS = {
@@ -43,7 +43,7 @@ def _param(param: Param) -> dict[str, Any]:
         bad = f"not one of {', '.join(param.choices)}"
     else:
         schema = {"type": "string", "pattern": f"^{KEY_RE.pattern}$"}
-        bad = "not 1-128 letters, digits, '_' or '-'"
+        bad = f"not {KEY_RULE}"
     found = {"name": param.name, "in": "path", "required": True, "schema": schema,
              "description": param.description or param.name, "x-invalid": bad}
     if param.example:

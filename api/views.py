@@ -21,6 +21,7 @@ import bottle
 import redis
 
 from api.access import LIMITED_AS
+from api.bridge import beyond_path
 from api.copies import Copies, Copy, Key
 from api.headers import (
     cache_status,
@@ -44,10 +45,13 @@ from shared.policy import http
 from shared.policy.serving import Served, copy_usable
 from shared.store.entries import store_error
 from shared.upstreams.kinds import View
+from shared.upstreams.registry import views
 
 log = logging.getLogger(__name__)
 
 UNREACHABLE = "cache store unavailable: Redis is unreachable"
+NOT_ALLOWLISTED = ("not on the read-through allowlist: the catalogue's read-through routes "
+                   "are listed in /openapi.json")
 BODY_CACHE_SIZE = 1024  # encoded view bodies kept per process, by ETag
 NEGATIVE_ETAG = ""  # a remembered 404's copy has no ETag (none is sent with a 404)
 
@@ -57,16 +61,26 @@ def _shelved_part(copy: Copy) -> tuple[str, float, float]:
     return copy.etag, copy.fresh_until, copy.checked_at
 
 
-def _values(view: View, raw: dict[str, str], query: str) -> dict[str, Any]:
+def no_route(path: str) -> str:
+    """Why no route takes ``path``: under an upstream's read-through prefix (/github/...),
+    it is not on the allowlist; elsewhere there is no such route."""
+    head = path.split("/")[1] if path.startswith("/") else ""
+    if head and any(v.allowlist and v.route.split("/")[1] == head for v in views()):
+        return NOT_ALLOWLISTED
+    return "no such route"
+
+
+def _values(view: View, raw: dict[str, str], beyond: str) -> dict[str, Any]:
     """The view's parameters, validated. A read-through path that is not exactly an
-    allowlisted one (an invalid value, any query string) is a 404, as any other path."""
+    allowlisted one (an invalid value, a query string, percent-encoding: anything
+    ``beyond`` the path as it reads) is a 404, as any other path."""
     try:
-        if view.allowlist and query:
-            raise InvalidRequest("a read-through path takes no query")
+        if view.allowlist and beyond:
+            raise InvalidRequest("a read-through path takes no query and no encoding")
         return {p.name: p.parse(raw[p.name]) for p in view.params}
     except InvalidRequest:
         if view.allowlist:
-            raise NotFound("no such path is allowlisted") from None
+            raise NotFound(NOT_ALLOWLISTED) from None
         raise
 
 
@@ -135,11 +149,12 @@ class Views:
                             lambda: copy.body)
 
     @staticmethod
-    def refusal(view: View, raw: dict[str, str], query: str) -> CachedProxyError | None:
-        """The error the view's route gives for these parameters (400, or 404 for a path
-        not on a read-through allowlist), or None when it takes them."""
+    def refusal(view: View, raw: dict[str, str], beyond: str) -> CachedProxyError | None:
+        """The error the view's route gives for these parameters and what came ``beyond``
+        the path (400, or 404 for a path not on a read-through allowlist), or None when
+        it takes them."""
         try:
-            _values(view, raw, query)
+            _values(view, raw, beyond)
         except (InvalidRequest, NotFound) as exc:
             return exc.with_traceback(None)  # no frames kept alive (a cycle through them)
         return None
@@ -178,7 +193,7 @@ class Views:
     def _answer(self, view: View, raw: dict[str, str], environ: dict[str, Any]
                 ) -> bottle.HTTPResponse:
         reader, tracker = self.reader, self.tracker
-        values = _values(view, raw, environ.get("QUERY_STRING", ""))
+        values = _values(view, raw, beyond_path(environ))
         key = (view.name, _identity(values))
         settings = self.current()
         resources = view.resources(values, settings)

@@ -1,7 +1,8 @@
 """A GitHub-compatible demo upstream: organisations, their members and repositories.
 
-Serves ``/github/orgs/<org>``, ``/github/orgs/<org>/repos`` and
-``/github/orgs/<org>/members`` as GitHub's REST API does: pages of ``per_page`` (default
+Serves ``/github/orgs/<org>``, ``/github/orgs/<org>/repos``, ``/github/orgs/<org>/members``,
+``/github/repos/<owner>/<repo>`` and ``/github/users/<user>/orgs`` as GitHub's REST API
+does, with GitHub's fields (ids, URLs, descriptions): pages of ``per_page`` (default
 30, at most 100) linked by ``Link`` headers (rel="next", "last"), weak ETags and 304s,
 ``X-RateLimit-*`` headers on every answer, a 304 not charged against the limit, and
 an exhausted limit (403 with ``X-RateLimit-Remaining: 0``) or a secondary limit (403 with
@@ -20,26 +21,16 @@ import random
 import threading
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import bottle
 
+from demo import github_documents as documents
+from demo.github_documents import Repo
 from shared.policy.http import not_modified
 
 PREFIX = "/github"
 RATE_LIMIT = 5000  # requests an hour, as GitHub gives an authenticated user
-
-
-@dataclass
-class Repo:
-    """A repository as the GitHub double serves it."""
-
-    full_name: str
-    forks_count: int
-    stargazers_count: int
-    open_issues_count: int
-    updated_at: str
 
 
 def sample_orgs() -> dict[str, dict[str, Any]]:
@@ -121,26 +112,32 @@ class DemoGitHub:
 
         @app.get(f"{PREFIX}/orgs/<org>")
         def org(org: str) -> bottle.HTTPResponse:
-            return self._serve("org", org, lambda o: {
-                "login": org, "name": o["name"], "public_repos": len(o["repos"]),
-                "updated_at": "2026-11-01T00:00:00Z"})
+            return self._serve("org", org, lambda o: documents.org_document(org, o))
+
+        @app.get(f"{PREFIX}/repos/<owner>/<name>")
+        def repo(owner: str, name: str) -> bottle.HTTPResponse:
+            full_name = f"{owner}/{name}"
+
+            def build(o: dict[str, Any]) -> Any:
+                found = next((r for r in o["repos"] if r.full_name == full_name), None)
+                return None if found is None else documents.repo(found)
+            return self._serve("repo", owner, build, key=full_name)
 
         @app.get(f"{PREFIX}/orgs/<org>/repos")
         def repos(org: str) -> bottle.HTTPResponse:
-            return self._serve("repos", org, lambda o: [_repo(r) for r in o["repos"]],
+            return self._serve("repos", org, lambda o: [documents.repo(r) for r in o["repos"]],
                                paged=True)
 
         @app.get(f"{PREFIX}/users/<user>/orgs")
         def user_orgs(user: str) -> bottle.HTTPResponse:
             return self._serve("user_orgs", user, lambda orgs: [
-                {"login": login, "description": org["name"]}
+                documents.summary(documents.org_document(login, org))
                 for login, org in orgs.items() if user in org["members"]], user=True)
 
         @app.get(f"{PREFIX}/orgs/<org>/members")
         def members(org: str) -> bottle.HTTPResponse:
             return self._serve("members", org, lambda o: [
-                {"login": m, "id": i, "type": "User"} for i, m in enumerate(o["members"])],
-                paged=True)
+                documents.user(m, 1000 + i) for i, m in enumerate(o["members"])], paged=True)
 
         @app.put("/_demo/github/repos/<org>/<name>")
         def put_repo(org: str, name: str) -> bottle.HTTPResponse:
@@ -155,17 +152,23 @@ class DemoGitHub:
 
         return app
 
-    def _serve(self, kind: str, org: str, build: Any, paged: bool = False, user: bool = False
-               ) -> bottle.HTTPResponse:
+    def _serve(self, kind: str, org: str, build: Any, paged: bool = False, user: bool = False,
+               key: str = "") -> bottle.HTTPResponse:
         """``build`` makes the body from the organisation ``org`` (or, for a ``user``,
-        from every organisation, the user being ``org``)."""
+        from every organisation, the user being ``org``); None from it is a 404. Requests
+        are counted by ``key`` (default: ``org``)."""
+        counted = key or org
+        return self._count(kind, counted, self._answer(kind, org, build, paged, user))
+
+    def _answer(self, kind: str, org: str, build: Any, paged: bool, user: bool
+                ) -> bottle.HTTPResponse:
         request = bottle.request
         given = request.get_header("Authorization", "")
         # As GitHub: anonymous requests are served; a token that is sent must be right.
         if given and self.token and not any(
                 hmac.compare_digest(given.encode(), f"{s} {self.token}".encode())
                 for s in ("Bearer", "token")):
-            return self._count(kind, org, _json(401, {"message": "Bad credentials"}))
+            return _json(401, {"message": "Bad credentials"})
         with self._lock:
             if user:
                 known = any(org in o["members"] for o in self.orgs.values())
@@ -177,20 +180,21 @@ class DemoGitHub:
         if secondary is not None:
             response = _json(403, {"message": "You have exceeded a secondary rate limit."})
             response.set_header("Retry-After", str(secondary))
-            return self._count(kind, org, self._limited(response))
+            return self._limited(response)
         if exhausted:
-            return self._count(kind, org, self._limited(_json(403, {
-                "message": "API rate limit exceeded for user."})))
+            return self._limited(_json(403, {"message": "API rate limit exceeded for user."}))
         if found is None:
-            return self._count(kind, org, self._limited(_json(404, {"message": "Not Found"})))
+            return self._limited(_json(404, {"message": "Not Found"}))
         body = build(found)
+        if body is None:
+            return self._limited(_json(404, {"message": "Not Found"}))
         links = ""
         if paged:
             try:
                 per_page = min(max(int(request.query.get("per_page", "30")), 1), 100)
                 page = max(int(request.query.get("page", "1")), 1)
             except ValueError:
-                return self._count(kind, org, _json(422, {"message": "Validation Failed"}))
+                return _json(422, {"message": "Validation Failed"})
             last = max((len(body) + per_page - 1) // per_page, 1)
             body = body[(page - 1) * per_page:page * per_page]
             links = _links(request, per_page, page, last)
@@ -201,11 +205,10 @@ class DemoGitHub:
             headers["Link"] = links
         if not_modified(request.get_header("If-None-Match"), None, etag, None):
             # GitHub does not charge a 304 against the rate limit.
-            return self._count(kind, org, self._limited(bottle.HTTPResponse(None, 304, headers),
-                                                        charge=False))
+            return self._limited(bottle.HTTPResponse(None, 304, headers), charge=False)
         response = bottle.HTTPResponse(text, 200, {**headers,
                                                    "Content-Type": "application/json"})
-        return self._count(kind, org, self._limited(response))
+        return self._limited(response)
 
     def _limited(self, response: bottle.HTTPResponse, charge: bool = True
                  ) -> bottle.HTTPResponse:
@@ -225,13 +228,6 @@ class DemoGitHub:
         with self._lock:
             self.requests[(kind, org, response.status_code)] += 1
         return response
-
-
-def _repo(repo: Repo) -> dict[str, Any]:
-    """A repository as GitHub lists it (the fields the catalogue keeps, and some more)."""
-    return {**asdict(repo), "name": repo.full_name.partition("/")[2],
-            "private": False, "watchers_count": repo.stargazers_count,
-            "description": f"{repo.full_name} (demo data)"}
 
 
 def _links(request: bottle.BaseRequest, per_page: int, page: int, last: int) -> str:

@@ -5,17 +5,25 @@ the read-through route of one that allows it."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from shared.errors import NotFound, UpstreamError
-from shared.upstreams.kinds import LinkPaging, Pagination, Param, ResourceKind, View
+from shared.upstreams.kinds import (
+    SEPARATOR,
+    LinkPaging,
+    Pagination,
+    Param,
+    ResourceKind,
+    View,
+)
 from shared.upstreams.tables import At, entry, expr, only, placeholders, table, value
 
 NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 TAG_RE = re.compile(r"[A-Za-z0-9_:.-]{1,200}")
-READ_THROUGH_RE = re.compile(r"(/[A-Za-z0-9_-]*|/\{\w+\})+")
+PATH_RE = re.compile(r"(/([A-Za-z0-9_.-]|\{\w+\})*)+")  # a read-through's path or route
+MAX_ITEMS = 100_000  # items of a paged resource served read-through as one list
 
 
 @dataclass(frozen=True)
@@ -68,11 +76,13 @@ def parse_kind(at: At, upstream: str, name: str, spec: Any, paging: Paging | Non
     if not NAME_RE.fullmatch(name):
         raise at.error("", "a resource's name is lower-case letters, digits and '_'")
     entry(at, spec, {"path", "paged", "checks", "not_found", "keep", "derive",
-                      "read_through", "example", "tags"})
+                      "read_through", "route", "example", "tags"})
     path = value(at, spec, "path", str)
     fields = placeholders(path)
-    if not path.startswith("/") or len(fields) != 1 or not fields[0].isidentifier():
-        raise at.error("path", "must start with '/' and hold one placeholder, e.g. {id}")
+    if not path.startswith("/") or not fields or len(set(fields)) != len(fields) \
+            or not all(f.isidentifier() for f in fields):
+        raise at.error("path", "must start with '/' and hold each placeholder once, e.g. "
+                               "\"/events/{id}/\" or \"/repos/{owner}/{repo}\"")
     checks = []
     for i, check in enumerate(value(at, spec, "checks", list, [])):
         where = at.key("checks", str(i))
@@ -86,7 +96,7 @@ def parse_kind(at: At, upstream: str, name: str, spec: Any, paging: Paging | Non
         nf = table(at, spec, "not_found")
         only(where, nf, {"expr", "message"})
         not_found = (expr(where, nf, "expr"), value(where, nf, "message", str))
-    keep = expr(at, spec, "keep")
+    keep = expr(at, spec, "keep") if "keep" in spec else None
 
     def trim(body: Any) -> Any:
         for holds, error in checks:
@@ -94,7 +104,7 @@ def parse_kind(at: At, upstream: str, name: str, spec: Any, paging: Paging | Non
                 raise UpstreamError(error)
         if not_found is not None and not_found[0](body) is True:
             raise NotFound(not_found[1])
-        return keep(body)
+        return body if keep is None else keep(body)
 
     pagination = None
     if value(at, spec, "paged", bool, False):
@@ -107,11 +117,14 @@ def parse_kind(at: At, upstream: str, name: str, spec: Any, paging: Paging | Non
             raise at.error("derive", "only a paged resource derives values from its items")
         derive = _derive(at.key("derive"), table(at, spec, "derive"))
     read_through = value(at, spec, "read_through", bool, False)
-    if read_through and (pagination is not None or not READ_THROUGH_RE.fullmatch(path)):
-        raise at.error("read_through", "a read-through resource is one page at a path of "
-                                       "letters, digits, '-', '_' and '/', no query")
+    if read_through and not PATH_RE.fullmatch(path):
+        raise at.error("read_through", "a read-through resource's path is letters, digits, "
+                                       "'-', '_', '.', '/' and its placeholders, no query")
+    route = _route(at, spec, upstream, path, read_through)
     placeholder = f"{{{fields[0]}}}"
     tags = []
+    if len(fields) > 1 and spec.get("tags"):
+        raise at.error("tags", "only a resource of one placeholder has tags")
     for i, tag in enumerate(value(at, spec, "tags", list, [])):
         if not isinstance(tag, str) or not TAG_RE.fullmatch(tag.replace(placeholder, "K", 1)) \
                 or tag.count(placeholder) != 1:
@@ -119,23 +132,49 @@ def parse_kind(at: At, upstream: str, name: str, spec: Any, paging: Paging | Non
                 "", f"a tag is letters, digits, '_', '-', ':' and '.' around {placeholder}, "
                     f"e.g. \"event:{placeholder}\"")
         tags.append(tag.replace(placeholder, "{key}"))
-    return ResourceKind(f"{upstream}:{name}", upstream, path.replace(placeholder, "{key}"),
-                        trim, pagination, derive, read_through, fields[0],
-                        value(at, spec, "example", str, ""), tuple(tags))
+    example = value(at, spec, "example", str, "")
+    if example and len(example.split(SEPARATOR)) != len(fields):
+        raise at.error("example", f"must be a key of {len(fields)} values joined by '/'")
+    return ResourceKind(f"{upstream}:{name}", upstream, path, trim, pagination, derive,
+                        read_through, tuple(fields), example, tuple(tags), route)
+
+
+def _route(at: At, spec: Mapping[str, Any], upstream: str, path: str, read_through: bool
+           ) -> str:
+    """Where a read-through resource is served: ``route``, else ``/<upstream><path>``."""
+    if "route" not in spec:
+        return f"/{upstream}{path}" if read_through else ""
+    route = value(at, spec, "route", str)
+    if not read_through:
+        raise at.error("route", "only a read-through resource has a route")
+    if not PATH_RE.fullmatch(route) or route.startswith("//") \
+            or sorted(placeholders(route)) != sorted(placeholders(path)):
+        raise at.error("route", "must start with '/', use letters, digits, '-', '_', '.' "
+                                "and hold each of the path's placeholders once")
+    return route
 
 
 def read_through_view(kind: ResourceKind, title: str) -> View:
-    """``GET /<upstream><path>``: a read-through resource, served as kept."""
-    route = f"/{kind.upstream}" + kind.path.replace("{key}", f"{{{kind.key_name}}}")
+    """``GET <route>``: a read-through resource, served as stored; a paged one as one
+    list of its pages' items (at most ``MAX_ITEMS``)."""
+    names = kind.key_names
 
     def resources(values: Mapping[str, Any], settings: Any) -> list[str]:
-        return [f"{kind.name}:{values[kind.key_name]}"]
+        return [f"{kind.name}:{SEPARATOR.join(str(values[n]) for n in names)}"]
 
-    return View(kind.name.replace(":", "-").replace("_", "-"), route,
-                (Param(kind.key_name, "id", f"{title} {kind.key_name}", kind.example),),
-                resources, lambda values, data: data[0],
-                f"{title}'s {route.removeprefix('/' + kind.upstream)}, read through the cache",
-                {}, allowlist=True)
+    def build(values: Mapping[str, Any], data: Sequence[Any]) -> Any:
+        if kind.pagination is None:
+            return data[0]
+        return [item for page in data[0]["pages"]
+                for item in (page if isinstance(page, list) else [page])][:MAX_ITEMS]
+
+    examples = kind.example.split(SEPARATOR) if kind.example else [""] * len(names)
+    return View(kind.name.replace(":", "-").replace("_", "-"), kind.route,
+                tuple(Param(n, "id", f"{title} {n}", e) for n, e in zip(names, examples,
+                                                                        strict=True)),
+                resources, build,
+                f"{title}'s {kind.path}" + (" (all pages)" if kind.pagination else "")
+                + ", read through the cache", {}, allowlist=True)
 
 
 def _derive(at: At, spec: Mapping[str, Any]) -> Callable[[list[Any]], dict[str, Any]]:

@@ -6,10 +6,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from shared.upstreams.kinds import KEY_RE, Param, ResourceKind, Upstream, View
+import jmespath
+
+from shared.upstreams.kinds import KEY_RE, SEPARATOR, Param, ResourceKind, Upstream, View
 from shared.upstreams.tables import At, entry, expr, placeholders, table, value
 
 VIEW_NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,63}")
@@ -26,11 +28,8 @@ def parse_view(at: At, name: str, spec: Any, upstreams: Mapping[str, Upstream],
     route = value(at, spec, "route", str)
     params = tuple(_param(at.key("params", p), p, s)
                    for p, s in table(at, spec, "params", required=False).items())
+    _check_route(at, route, [p.name for p in params])
     names = {p.name for p in params}
-    if not route.startswith("/") or route.startswith("//") or set(placeholders(route)) != names \
-            or len(placeholders(route)) != len(names) or re.search(r"[^A-Za-z0-9/{}_-]", route):
-        raise at.error("route", "must start with '/', use letters, digits, '-', '_' and "
-                                "hold each parameter once as {name}")
     parts = table(at, spec, "parts")
     templates = []
     for part, template in parts.items():
@@ -39,25 +38,34 @@ def parse_view(at: At, name: str, spec: Any, upstreams: Mapping[str, Upstream],
             raise where.error(part, "must be \"<upstream>:<resource>:{<param>}\"")
         kind_name, _, key = template.rpartition(":")
         fields = placeholders(key)
-        if kind_name not in kinds or len(fields) != 1 or f"{{{fields[0]}}}" != key:
-            raise where.error(part, f"{template!r}: no such resource, or its key is not "
-                                    "one {placeholder}")
-        field = fields[0]
-        scope, _, setting = field.partition(".")
-        if setting:
-            section_fields = {f.name for f in dataclasses.fields(upstreams[scope].section)} \
-                if scope in upstreams else set()
-            if setting not in section_fields:
-                raise where.error(part, f"{{{field}}} names no setting of an upstream")
-        elif field not in names:
-            raise where.error(part, f"{{{field}}} is not a parameter of the view")
-        templates.append((kind_name, scope, setting))
-    body = _body(at, spec, {p.name: p for p in params})
+        if kind_name not in kinds:
+            raise where.error(part, f"{template!r}: no resource {kind_name!r} in the catalogue")
+        wanted = len(kinds[kind_name].key_names)
+        if len(fields) != wanted or SEPARATOR.join(f"{{{f}}}" for f in fields) != key:
+            raise where.error(part, f"{template!r}: the key of {kind_name} is "
+                                    + SEPARATOR.join(["{<param>}"] * wanted))
+        values = []
+        for field in fields:
+            scope, _, setting = field.partition(".")
+            if setting:
+                section_fields = {f.name for f in dataclasses.fields(upstreams[scope].section)} \
+                    if scope in upstreams else set()
+                if setting not in section_fields:
+                    raise where.error(part, f"{{{field}}} names no setting of an upstream")
+            elif field not in names:
+                raise where.error(part, f"{{{field}}} is not a parameter of the view")
+            values.append((scope, setting))
+        templates.append((kind_name, values))
+    shapes = {part: kinds[kind].shape() for part, (kind, _) in zip(parts, templates,
+                                                                    strict=True)}
+    body = _body(at, spec, {p.name: p for p in params}, shapes)
     part_names = list(parts)
 
     def resources(values: Mapping[str, Any], settings: Any) -> list[str]:
-        return [f"{kind}:{getattr(settings.section(scope), setting) if setting else values[scope]}"
-                for kind, scope, setting in templates]
+        return [f"{kind}:" + SEPARATOR.join(
+                    str(getattr(settings.section(scope), setting) if setting else values[scope])
+                    for scope, setting in key)
+                for kind, key in templates]
 
     def build(values: Mapping[str, Any], data: Sequence[Any]) -> Any:
         document = {"params": dict(values), **dict(zip(part_names, data, strict=True))}
@@ -72,7 +80,25 @@ def parse_view(at: At, name: str, spec: Any, upstreams: Mapping[str, Upstream],
 PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
 
 
-def _body(at: At, spec: Mapping[str, Any], params: Mapping[str, Param]
+def _check_route(at: At, route: str, params: Sequence[str]) -> None:
+    """A route starts with '/', is letters, digits, '-', '_', '.' and '/', and holds each
+    declared parameter once; the error names what is wrong."""
+    found = placeholders(route)
+    if not route.startswith("/") or route.startswith("//") \
+            or re.search(r"[^A-Za-z0-9/{}_.-]", route):
+        raise at.error("route", "must start with '/' and use letters, digits, '-', '_', '.' "
+                                "and {parameters}")
+    for name in found:
+        if name not in params:
+            raise at.error("route", f"{{{name}}} is not declared: add params.{name} = "
+                                    "{ type = \"id\" } (or \"count\", \"choice\")")
+    for name in params:
+        if found.count(name) != 1:
+            raise at.error("route", f"must hold the parameter {name} once, as {{{name}}}")
+
+
+def _body(at: At, spec: Mapping[str, Any], params: Mapping[str, Param],
+          shapes: Mapping[str, frozenset[str] | None]
           ) -> Callable[[Mapping[str, Any]], Callable[[Any], Any]]:
     """The view's body: parameter values -> its JMESPath search. ``${n}`` in the text is
     a count or choice parameter's value, put in before compiling (JMESPath has no
@@ -83,17 +109,57 @@ def _body(at: At, spec: Mapping[str, Any], params: Mapping[str, Param]
     for name in named:
         if name not in params or params[name].type not in {"count", "choice"}:
             raise at.error("body", f"${{{name}}} is not a count or choice parameter")
+    example = {p.name: p.choices[0] if p.choices else 1 for p in params.values()}
+    filled = _fill(text, example)
+    expr(at, {"body": filled}, "body")  # refused here, not per request
+    for name, field in root_fields(jmespath.compile(filled).parsed):
+        if name == "params":
+            if field is not None and field not in params:
+                raise at.error("body", f"params.{field} is not a parameter of the view "
+                                       f"(it has {', '.join(params) or 'none'})")
+        elif name not in shapes:
+            raise at.error("body", f"{name!r} is not a part of the view or params "
+                                   f"(parts: {', '.join(shapes)})")
+        elif field is not None and (fields := shapes[name]) is not None and field not in fields:
+            raise at.error("body", f"{name}.{field}: a paged part has only "
+                                   f"{', '.join(sorted(fields))}")
     if not named:
         search = expr(at, spec, "body")
         return lambda values: search
-    example = {p.name: p.choices[0] if p.choices else 1 for p in params.values()}
-    expr(at, {"body": _fill(text, example)}, "body")  # refused here, not per request
 
     @functools.lru_cache(maxsize=1024)
     def compiled(filled: str) -> Callable[[Any], Any]:
         return expr(at, {"body": filled}, "body")
 
     return lambda values: compiled(_fill(text, values))
+
+
+def root_fields(node: Mapping[str, Any]) -> Iterator[tuple[str, str | None]]:
+    """The fields a parsed JMESPath expression reads of the document it is given, each
+    with the field it then reads of that one, if it does: ``{t: event.title}`` reads
+    ("event", "title"). What is read of projected items is not of the document."""
+    kind, children = node["type"], node.get("children") or []
+    if kind == "field":
+        yield node["value"], None
+    elif kind == "subexpression":
+        first, rest = children[0], children[1:]
+        if first["type"] == "current" and rest:
+            yield from root_fields({"type": "subexpression", "children": rest} if len(rest) > 1
+                                   else rest[0])
+        elif first["type"] == "field":
+            second = rest[0] if rest and rest[0]["type"] == "field" else None
+            yield first["value"], second["value"] if second else None
+        else:
+            yield from root_fields(first)
+    elif kind in {"index_expression", "projection", "filter_projection", "value_projection",
+                  "pipe"}:
+        yield from root_fields(children[0])  # the rest reads items or the left's result
+    elif kind in {"flatten", "not_expression", "key_val_pair", "or_expression",
+                  "and_expression", "comparator", "multi_select_list", "multi_select_dict",
+                  "function_expression"}:
+        for child in children:
+            if isinstance(child, dict):
+                yield from root_fields(child)
 
 
 def _fill(text: str, values: Mapping[str, Any]) -> str:

@@ -16,15 +16,18 @@ from typing import Any
 
 from shared.errors import InvalidRequest
 
-KEY_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
+KEY_RE = re.compile(r"(?!\.+$)[A-Za-z0-9_.-]{1,128}")
+KEY_RULE = "1 to 128 letters, digits, '_', '-' or '.' (not only dots)"
+SEPARATOR = "/"  # between the values of a key of several parameters: owner/repo
 
 
-def check_key(key: str) -> str:
-    """A resource key as upstream ids look: letters, digits, '_' and '-', 1 to 128 of them."""
-    if not KEY_RE.fullmatch(key):
-        raise InvalidRequest(
-            "invalid id: use 1 to 128 letters, digits, '_' or '-'"
-        )
+def check_key(key: str, parts: int = 1) -> str:
+    """A resource key as upstream ids look: ``parts`` values, each of letters, digits,
+    '_', '-' and '.' (not only dots: never '.' or '..'), 1 to 128 of them, joined by '/'."""
+    values = key.split(SEPARATOR)
+    if len(values) != parts or not all(KEY_RE.fullmatch(v) for v in values):
+        raise InvalidRequest(f"invalid id: use {KEY_RULE}"
+                             + (f", {parts} of them joined by '/'" if parts > 1 else ""))
     return key
 
 
@@ -52,22 +55,31 @@ class ResourceKind:
 
     name: str
     upstream: str
-    path: str  # template with {key}; may carry a query string
+    path: str  # template with one {<name>} per key_names; may carry a query string
     trim: Callable[[Any], Any]  # one page's JSON body -> the data we keep
     pagination: Pagination | LinkPaging | None = None
     # All pages' kept items -> values computed once per change, stored as "derived"
     derive: Callable[[list[Any]], dict[str, Any]] | None = None
-    # Served as is at GET /<upstream><path>, its key named key_name (the allowlist)
+    # Served as stored at GET <route> (the allowlist), its key's values named key_names
     read_through: bool = False
-    key_name: str = "key"
+    key_names: tuple[str, ...] = ("key",)
     example: str = ""  # a key to show, e.g. in make run's example URLs
     # Templates with {key}: what an operator may purge this kind's resources by, e.g.
     # "event:{key}" puts an event's resources of every kind under the tag "event:<id>".
     tags: tuple[str, ...] = ()
 
+    # Where a read-through resource is served: "/github/repos/{owner}/{repo}"
+    route: str = ""
+
+    def shape(self) -> frozenset[str] | None:
+        """The fields of a paged resource's data (None: the kept body, any shape)."""
+        if self.pagination is None:
+            return None
+        return frozenset({"count", "pages"} | ({"derived"} if self.derive else set()))
+
     def resource(self, key: str) -> str:
         """The resource of this kind with ``key`` (checked)."""
-        return f"{self.name}:{check_key(key)}"
+        return f"{self.name}:{check_key(key, len(self.key_names))}"
 
     def tags_of(self, resource: str) -> list[str]:
         """The tags of one resource of this kind."""
@@ -85,7 +97,8 @@ class ResourceKind:
 
     def path_for(self, resource: str) -> str:
         """The upstream path of ``resource`` (one of this kind)."""
-        return self.path.format(key=key_of(resource))
+        values = key_of(resource).split(SEPARATOR)
+        return self.path.format(**dict(zip(self.key_names, values, strict=True)))
 
 
 def key_of(resource: str) -> str:
@@ -120,8 +133,7 @@ class Param:
                 raise InvalidRequest(f"invalid {self.name}: use one of {', '.join(self.choices)}")
             return raw
         if not KEY_RE.fullmatch(raw):
-            raise InvalidRequest(
-                f"invalid {self.name}: use 1 to 128 letters, digits, '_' or '-'")
+            raise InvalidRequest(f"invalid {self.name}: use {KEY_RULE}")
         return raw
 
 

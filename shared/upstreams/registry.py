@@ -92,5 +92,5 @@ def kind_of(resource: str) -> ResourceKind:
     kind = _kinds().get(kind_name_of(resource))
     if kind is None:
         raise InvalidRequest(f"unknown resource kind in {resource!r}")
-    check_key(key_of(resource))
+    check_key(key_of(resource), len(kind.key_names))
     return kind

@@ -100,14 +100,14 @@ def test_unknown_event_is_404_and_remembered(api, demo):
     assert demo.upstream.count("event", "no-such-event") == calls
 
 
-@pytest.mark.parametrize("bad", ["a.b", "x" * 129, "%C3%A9t%C3%A9", "a%20b", "a:b", "%00"])
+@pytest.mark.parametrize("bad", ["...", "x" * 129, "%C3%A9t%C3%A9", "a%20b", "a:b", "%00"])
 def test_invalid_ids_are_400(api, demo, bad):
     """Ids C42 could not have get a JSON 400, and cause no upstream request."""
     r = get(f"{api}{VIEW}/{bad}/")
     assert r.status_code == 400
     assert r.json()["error"] == {
         "status": 400, "code": "invalid_request",
-        "message": "invalid id: use 1 to 128 letters, digits, '_' or '-'",
+        "message": "invalid id: use 1 to 128 letters, digits, '_', '-' or '.' (not only dots)",
     }
     assert demo.upstream.counters() == {}
 

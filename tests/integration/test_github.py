@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
+from demo.github_documents import org_document
 from tests.harness import Stack
 from tests.helpers import eventually
 
@@ -153,25 +154,59 @@ def test_refreshes_stay_within_the_upstreams_budget(system, demo, changes, limit
 
 
 def test_allowlisted_paths_are_read_through_the_cache(api, demo):
-    """/github/orgs/<org> and /github/users/<user>/orgs: fetched once through the
-    worker, then hits; upstream's 404 is ours."""
+    """/github/orgs/<org> and /github/users/<user>/orgs: GitHub's documents whole,
+    fetched once through the worker, then hits; upstream's 404 is ours."""
     first = requests.get(f"{api}/github/orgs/Netflix", timeout=20)
     assert first.status_code == 200
-    assert first.json() == {"login": "Netflix", "name": "Netflix, Inc.", "public_repos": 150,
-                            "updated_at": "2026-11-01T00:00:00Z"}
+    assert first.json() == org_document("Netflix", demo.upstream.github.orgs["Netflix"])
+    assert {"id", "description", "html_url", "avatar_url", "repos_url"} <= set(first.json())
     assert first.headers["Cache-Status"].startswith("cachedproxy; fwd=miss")
     again = requests.get(f"{api}/github/orgs/Netflix", timeout=20)
     assert again.headers["Cache-Status"].startswith("cachedproxy; hit")
     assert demo.upstream.github.counters()["github:org"] == {"Netflix": {"200": 1}}
     orgs = requests.get(f"{api}/github/users/ada/orgs", timeout=20)
-    assert orgs.json() == [{"login": "demo-small", "description": "A small demo organisation"}]
+    assert [(o["login"], o["description"]) for o in orgs.json()] == [
+        ("demo-small", "A small demo organisation (demo data)")]
     missing = requests.get(f"{api}/github/orgs/nobody-here", timeout=20)
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
 
 
+def test_a_repository_is_read_through_by_owner_and_name(api, demo):
+    """/github/repos/<owner>/<repo>: a key of two parameters, through the same queue,
+    flight and cache; a name with dots is a name."""
+    demo.upstream.github.put_repo("demo-small/socket.io", {"stargazers_count": 12})
+    url = f"{api}/github/repos/demo-small/socket.io"
+    first = requests.get(url, timeout=20)
+    assert first.status_code == 200, first.text
+    assert first.json()["full_name"] == "demo-small/socket.io"
+    assert first.json()["stargazers_count"] == 12
+    assert first.json()["html_url"] == "https://github.com/demo-small/socket.io"
+    assert requests.get(url, timeout=20).headers["Cache-Status"].startswith("cachedproxy; hit")
+    assert demo.upstream.github.counters()["github:repo"] == {
+        "demo-small/socket.io": {"200": 1}}
+    gone = requests.get(f"{api}/github/repos/demo-small/nothing", timeout=20)
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "not_found"
+
+
+def test_a_paged_resource_is_read_through_as_one_list(api, demo):
+    """/github/orgs/<org>/repos: every page's repositories, as GitHub sends them."""
+    r = requests.get(f"{api}/github/orgs/Netflix/repos", timeout=20)
+    assert r.status_code == 200, r.text
+    names = [repo["full_name"] for repo in r.json()]
+    assert names == [repo.full_name for repo in demo.upstream.github.orgs["Netflix"]["repos"]]
+    assert {"id", "owner", "html_url", "license"} <= set(r.json()[0])
+    members = requests.get(f"{api}/github/orgs/demo-small/members", timeout=20)
+    assert [m["login"] for m in members.json()] == ["ada", "grace"]
+
+
 @pytest.mark.parametrize("path", [
-    "/github/orgs/Netflix/repos",  # upstream has it; the allowlist does not
-    "/github/orgs/Netflix/members",
+    "/github/orgs/Netflix/teams",  # upstream has it; the allowlist does not
+    "/github/repos/Netflix",  # a key of two values, given one
+    "/github/repos/Netflix/hystrix-00/forks",
+    "/github/repos/Netflix/..",
+    "/github/repos/Netflix/%2e%2e",
+    "/github/repos/Netflix%2Fhystrix-00",
+    "/github/repos/Netflix/hystrix-00?x=1",
     "/github/emojis",
     "/github/orgs/Netflix?per_page=1",  # a query is never passed on
     "/github/orgs/Netflix%2Frepos",  # an encoded slash
@@ -198,4 +233,6 @@ def test_anything_not_allowlisted_is_404_without_an_upstream_request(api, demo, 
         connection.close()
     assert status == 404, (path, body)
     assert body["error"]["code"] == "not_found"
+    if path.startswith("/github/"):  # under a read-through prefix, the 404 says why
+        assert body["error"]["message"].startswith("not on the read-through allowlist")
     assert demo.upstream.github.counters() == {}

@@ -33,9 +33,10 @@ def test_view_is_served_with_and_without_trailing_slash(path):
     assert reader.asked == [["c42:event:e1", "c42:subscriptions:e1"]]
 
 
-@pytest.mark.parametrize("bad", ["a.b", "x" * 129, "%C3%A9", "a%20b", "a:b"])
+@pytest.mark.parametrize("bad", [".", "..", "...", "x" * 129, "%C3%A9", "a%20b", "a:b"])
 def test_invalid_ids_are_400_without_reading_the_cache(bad):
-    """Ids that are not letters, digits, '_' or '-' get 400 and never reach Redis."""
+    """Ids that are not letters, digits, '_', '-' or '.' (or only dots) get 400 and never reach
+    Redis."""
     from urllib.parse import unquote
 
     reader = StubReader()

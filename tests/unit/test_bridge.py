@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from api.bridge import MAX_BODY, Bridge, environ_of
+from api.bridge import MAX_BODY, Bridge, beyond_path, environ_of
 
 
 def scope(path: str = "/p", method: str = "GET", query: bytes = b"",
@@ -31,6 +31,18 @@ def scope(path: str = "/p", method: str = "GET", query: bytes = b"",
 ])
 def test_path_info_is_the_decoded_path_s_bytes_as_latin_1(raw_path, path_info):
     assert environ_of(scope(raw_path=raw_path), b"")["PATH_INFO"] == path_info
+
+
+@pytest.mark.parametrize(("raw_path", "query", "beyond"), [
+    (b"/github/orgs/Netflix", b"", ""),
+    (b"/github/orgs/Netflix", b"per_page=1", "per_page=1"),
+    (b"/github/orgs/Netflix%2Frepos", b"", "%"),  # an encoded '/' is not a separator
+    (b"/github/orgs/%4Eetflix", b"", "%"),
+])
+def test_what_comes_beyond_the_path_as_it_reads(raw_path, query, beyond):
+    """A read-through takes the path alone, exactly as sent: a query or any
+    percent-encoding makes it a 404."""
+    assert beyond_path(environ_of(scope(raw_path=raw_path, query=query), b"")) == beyond
 
 
 def test_headers_become_the_environ_wsgi_apps_expect():

@@ -9,14 +9,16 @@ from shared.upstreams.kinds import check_key
 from shared.upstreams.registry import kind_of
 
 
-@pytest.mark.parametrize("key", ["1", "abc", "A_b-9", "x" * 128, "_", "-"])
-def test_ids_like_c42_ids_are_accepted(key):
-    """Letters, digits, '_' and '-', 1 to 128 of them."""
+@pytest.mark.parametrize("key", ["1", "abc", "A_b-9", "x" * 128, "_", "-", "a.b", ".github",
+                                 "v1.2."])
+def test_ids_like_upstream_ids_are_accepted(key):
+    """Letters, digits, '_', '-' and '.', 1 to 128 of them."""
     assert check_key(key) == key
 
 
 @pytest.mark.parametrize(
-    "key", ["", "x" * 129, "a b", "a.b", "a/b", "é", "a:b", "a%20", "../etc", "a\n", "١٢٣"]
+    "key", ["", "x" * 129, "a b", ".", "..", "...", "a/b", "é", "a:b", "a%20", "../etc", "a\n",
+            "١٢٣"]
 )
 def test_other_ids_are_rejected(key):
     """Anything else is a 400, before Redis or upstream is asked."""
