@@ -29,6 +29,7 @@ import bottle
 
 from api.admin_page import Overview, bearer_ok, mount_status_page
 from api.responses import json_response
+from shared.cli import environ, guarded
 from shared.config.settings import Settings
 from shared.errors import CachedProxyError, InvalidRequest, NotFound, Unauthorized
 from shared.policy.status import rfc3339
@@ -204,16 +205,9 @@ def described(listed: Listed, now: float) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m api.admin entries|purge ...``: the same operations on the configured
-    Redis, for an operator at the machine (no token: access to Redis is the right)."""
+    Redis (beside ``make run``, its own: run/env), for an operator at the machine (no
+    token: access to Redis is the right). Errors are one JSON line on stderr."""
     import argparse
-    import sys
-    import time
-
-    from shared.config.live import process_environ
-    from shared.config.settings import SettingsError, load_settings
-    from shared.store.client import connect
-    from shared.store.keys import Keys
-    from shared.telemetry.logs import refuse_to_start
 
     parser = argparse.ArgumentParser(prog="python -m api.admin", description=main.__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -233,33 +227,36 @@ def main(argv: list[str] | None = None) -> int:
     what.add_argument("--tag", help="every resource carrying this tag (catalogue tags)")
     what.add_argument("--resource", action="append", help="this resource (repeatable)")
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings(process_environ())
-    except SettingsError as exc:
-        refuse_to_start(exc)
+    return guarded(lambda: _command(args))
+
+
+def _command(args: Any) -> int:
+    import time
+
+    from shared.config.settings import load_settings
+    from shared.store.client import connect
+    from shared.store.keys import Keys
+
+    settings = load_settings(environ())
     inventory = Inventory(connect(settings.redis), Keys(settings.redis.key_prefix))
-    try:
-        if args.command == "entries":
-            now = time.time()
-            prefix = scoped_prefix(args.upstream, args.prefix)
-            for listed in inventory.entries(prefix, args.limit, live=args.live):
-                print(json.dumps(described(listed, now), ensure_ascii=False))
-            return 0
-        if args.tag:
-            purged = inventory.purge(resources_tagged(args.tag))
-        elif args.upstream:
-            if args.upstream not in upstreams():
-                raise NotFound(f"no upstream {args.upstream!r}")
-            purged = inventory.purge_prefix(f"{args.upstream}:")
-        elif args.prefix:
-            purged = inventory.purge_prefix(args.prefix)
-        else:
-            for resource in args.resource:
-                kind_of(resource)
-            purged = inventory.purge(args.resource)
-    except CachedProxyError as exc:
-        print(json.dumps(exc.body()), file=sys.stderr)
-        return 2
+    if args.command == "entries":
+        now = time.time()
+        prefix = scoped_prefix(args.upstream, args.prefix)
+        for listed in inventory.entries(prefix, args.limit, live=args.live):
+            print(json.dumps(described(listed, now), ensure_ascii=False))
+        return 0
+    if args.tag:
+        purged = inventory.purge(resources_tagged(args.tag))
+    elif args.upstream:
+        if args.upstream not in upstreams():
+            raise NotFound(f"no upstream {args.upstream!r}")
+        purged = inventory.purge_prefix(f"{args.upstream}:")
+    elif args.prefix:
+        purged = inventory.purge_prefix(args.prefix)
+    else:
+        for resource in args.resource:
+            kind_of(resource)
+        purged = inventory.purge(args.resource)
     print(json.dumps({"purged": purged}))
     return 0
 

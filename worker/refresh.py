@@ -152,7 +152,8 @@ def _fetch(ctx: WorkerContext, kind: ResourceKind, client: Recorder, resource: s
         result = _fetch_and_store(ctx, kind, client, resource, previous, ttl, generation)
     except CachedProxyError as exc:
         now = ctx.clock()
-        failures = 0 if isinstance(exc, NotFound) else ctx.schedule.note_failure(resource)
+        failures = 0 if isinstance(exc, NotFound) else ctx.schedule.note_failure(
+            resource, f"{exc.code}: {exc.message}")
         retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
         decision = after_failure(exc, failures, Backoff(plan.retry_base, plan.retry_max),
                                  retry_after)

@@ -9,6 +9,7 @@ from typing import Any
 
 import redis
 
+from shared.policy.status import rfc3339
 from shared.store.entry import Entry
 from shared.store.freshness import FreshnessStore
 from shared.store.keys import Keys
@@ -25,22 +26,33 @@ class Listed:
     bytes: int
     next_refresh: float | None  # epoch seconds; None: not live (not refreshed ahead)
     last_read: float | None
+    failures: int = 0  # refreshes failed in a row
+    last_error: str | None = None  # the last one's error, while they count
 
     def as_json(self, now: float) -> dict[str, Any]:
-        """The entry as the admin API's JSON."""
+        """The entry as the admin API's JSON: each time as epoch seconds and, beside it
+        (``<name>_rfc3339``), as an RFC 3339 time in UTC."""
         e = self.entry
+        times = {
+            "fetched_at": e.fetched_at if e else None,
+            "checked_at": e.checked_at if e else None,
+            "fresh_until": e.fresh_until if e else None,
+            "next_refresh": self.next_refresh,
+            # a failing live entry's next refresh is its retry, after a back-off
+            "next_retry": self.next_refresh if self.failures else None,
+            "last_read": self.last_read,
+        }
         return {
             "resource": self.resource,
             "status": e.status if e else None,
             "bytes": self.bytes,
-            "fetched_at": e.fetched_at if e else None,
-            "checked_at": e.checked_at if e else None,
-            "fresh_until": e.fresh_until if e else None,
             "fresh": bool(e and e.is_fresh(now)),
             "validators": [[v.etag, v.last_modified] for v in e.validators] if e else [],
             "live": self.next_refresh is not None,
-            "next_refresh": self.next_refresh,
-            "last_read": self.last_read,
+            "failures": self.failures,
+            "last_error": self.last_error,
+            **{name: value for at, t in times.items()
+               for name, value in ((at, t), (f"{at}_rfc3339", rfc3339(t)))},
         }
 
 
@@ -82,12 +94,15 @@ class Inventory:
                 pipe.memory_usage(self.keys.entry(name))
             pipe.zmscore(self.keys.schedule(), names)
             pipe.zmscore(self.keys.reads(), names)
-            *pairs, due, reads = pipe.execute()
+            pipe.hmget(self.keys.failures(), names)
+            pipe.hmget(self.keys.failure_errors(), names)
+            *pairs, due, reads, failures, errors = pipe.execute()
         return [
             Listed(name, Entry.from_fields(fields), int(size or 0),
-                   None if at is None else at / 1000, None if read is None else read / 1000)
-            for name, fields, size, at, read in zip(
-                names, pairs[::2], pairs[1::2], due, reads, strict=True)
+                   None if at is None else at / 1000, None if read is None else read / 1000,
+                   int(failed or 0), _text(error) if failed else None)
+            for name, fields, size, at, read, failed, error in zip(
+                names, pairs[::2], pairs[1::2], due, reads, failures, errors, strict=True)
             if fields  # gone since the SCAN
         ]
 
@@ -103,6 +118,7 @@ class Inventory:
             pipe.zrem(self.keys.schedule(), *names)
             pipe.zrem(self.keys.reads(), *names)
             pipe.hdel(self.keys.failures(), *names)
+            pipe.hdel(self.keys.failure_errors(), *names)
             pipe.hdel(self.keys.paced(), *names)
             for name in names:  # a fetch under way cannot store what it got before
                 pipe.hincrby(self.keys.generations(), name, 1)
@@ -119,6 +135,10 @@ class Inventory:
                 purged += self.purge(batch)
                 batch = []
         return purged + self.purge(batch)
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _glob(text: str) -> str:

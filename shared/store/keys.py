@@ -76,6 +76,10 @@ class Keys:
         """Hash: resource -> refreshes failed in a row."""
         return self._key("failures")
 
+    def failure_errors(self) -> str:
+        """Hash: resource -> its last failed refresh's error, while failures() counts it."""
+        return self._key("failure_errors")
+
     def upstream_health(self, upstream: str) -> str:
         """Hash of a failing upstream: failures in a row, the first one's time and the
         last one's error, next probe (epoch ms)."""

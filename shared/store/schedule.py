@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import redis
 
 from shared.policy.freshness import READ_TIME_CONSTANT
+from shared.store.breaker import ERROR_CHARS
 from shared.store.keys import Keys
 
 _CLAIM = """
@@ -157,9 +158,14 @@ class Schedule:
         members = self.redis.zrange(self.keys.schedule(), 0, -1)
         return [m.decode() if isinstance(m, bytes) else str(m) for m in members]
 
-    def note_failure(self, resource: str) -> int:
-        """Count a failed refresh; returns how many failed in a row."""
-        return int(self.redis.hincrby(self.keys.failures(), resource, 1))
+    def note_failure(self, resource: str, error: str = "") -> int:
+        """Count a failed refresh and keep its ``error`` (for operators); returns how many
+        failed in a row."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hincrby(self.keys.failures(), resource, 1)
+            pipe.hset(self.keys.failure_errors(), resource, error[:ERROR_CHARS])
+            count, _ = pipe.execute()
+        return int(count)
 
     def postpone(self, resource: str, at: float) -> None:
         """Retry at ``at`` (epoch seconds), if the resource is still live."""
@@ -185,6 +191,7 @@ class Schedule:
         fetch): planned only if live already; reads admit it (``record_reads``)."""
         if pipe is not None:
             pipe.hdel(self.keys.failures(), resource)
+            pipe.hdel(self.keys.failure_errors(), resource)
             pipe.hdel(self.keys.paced(), resource)
             pipe.zadd(self.keys.schedule(), {resource: _ms(at)}, xx=not admit)
             return
@@ -198,6 +205,7 @@ class Schedule:
             pipe.zrem(self.keys.schedule(), resource)
             pipe.zrem(self.keys.reads(), resource)
             pipe.hdel(self.keys.failures(), resource)
+            pipe.hdel(self.keys.failure_errors(), resource)
             pipe.hdel(self.keys.paced(), resource)
             pipe.execute()
 
@@ -224,6 +232,7 @@ class Schedule:
             for resource, at in plan:
                 pipe.zadd(self.keys.schedule(), {resource: _ms(at)}, xx=True)
             pipe.hdel(self.keys.failures(), *[resource for resource, _ in plan])
+            pipe.hdel(self.keys.failure_errors(), *[resource for resource, _ in plan])
             pipe.execute()
 
     def record_reads(self, pipe: redis.client.Pipeline, resources: Sequence[str], now: float,

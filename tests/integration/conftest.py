@@ -114,8 +114,8 @@ def fresh_state(demo: Demo, store: redis.Redis) -> None:
         for key in store.scan_iter(keys.pattern(kind)):
             store.delete(key)
     # No test inherits another's back-off or flights.
-    store.delete(keys.failures(), keys.paced(), keys.locks(), keys.results(),
-                 keys.generations())
+    store.delete(keys.failures(), keys.failure_errors(), keys.paced(), keys.locks(),
+                 keys.results(), keys.generations())
 
 
 @pytest.fixture

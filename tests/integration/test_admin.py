@@ -18,6 +18,7 @@ from shared.config.settings import PROJECT_DIR
 from shared.policy.status import minute_of
 from shared.store.entry import Entry
 from shared.store.keys import Keys
+from shared.store.schedule import Schedule
 from shared.store.status import forget_old_counts
 from tests.helpers import PREFIX, VIEW, eventually, expected, get, make_live
 
@@ -50,6 +51,40 @@ def test_a_missing_or_wrong_token_is_401_with_www_authenticate(admin, header):
     assert r.status_code == 401
     assert r.headers["WWW-Authenticate"] == 'Bearer realm="cachedproxy admin"'
     assert r.json()["error"]["code"] == "unauthorized"
+
+
+def test_a_failing_entry_shows_its_failures_last_error_and_retry(admin, api, store):
+    """An operator sees why a live entry is old: refreshes failed in a row, the last
+    one's error and when it is retried; times also as RFC 3339. A refresh that works
+    clears them."""
+    get(f"{api}{VIEW}/team-standup/")
+    make_live(store, PREFIX, "team-standup")
+    schedule = Schedule(store, Keys(PREFIX))
+    resource = "c42:event:team-standup"
+    schedule.note_failure(resource, "upstream_error: upstream answered 503")
+    schedule.note_failure(resource, "upstream_timeout: upstream did not answer in time")
+    retry_at = time.time() + 120
+    schedule.postpone(resource, retry_at)
+
+    def entry() -> dict:
+        r = requests.get(f"{admin}/admin/entries", params={"prefix": resource},
+                         headers=AUTH, timeout=10)
+        [found] = r.json()["entries"]
+        return found
+
+    failing = entry()
+    assert failing["failures"] == 2
+    assert failing["last_error"] == "upstream_timeout: upstream did not answer in time"
+    assert failing["next_retry"] == failing["next_refresh"] == pytest.approx(retry_at, abs=0.01)
+    for name in ("fetched_at", "checked_at", "fresh_until", "next_refresh", "next_retry",
+                 "last_read"):
+        if failing[name] is not None:
+            when = datetime.fromisoformat(failing[f"{name}_rfc3339"])
+            assert when.timestamp() == pytest.approx(failing[name], abs=0.001), name
+    schedule.succeeded(resource, time.time() + 60)
+    working = entry()
+    assert (working["failures"], working["last_error"], working["next_retry"],
+            working["next_retry_rfc3339"]) == (0, None, None, None)
 
 
 def test_entries_are_listed_a_page_at_a_time(admin, api, store):
