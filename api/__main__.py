@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import logging
 import os
 import shutil
 import tempfile
@@ -23,9 +24,13 @@ from granian.server import Server
 
 from api.shelf import ENV, Shelf
 from shared.config.live import process_environ, process_settings, set_command_line
+from shared.config.reload import files_refused
 from shared.config.settings import Settings, SettingsError, load_settings
 from shared.policy.access import open_off_loopback
 from shared.telemetry.logs import configure_logging, refuse_to_start
+from shared.upstreams.registry import catalogue_path, replace_file
+
+log = logging.getLogger("cachedproxy")
 
 # Seconds a stopping server gives in-flight requests; within make run's stop budget.
 GRACEFUL_TIMEOUT = 7
@@ -82,11 +87,26 @@ def _log_config(level: str) -> dict[str, Any]:
     }
 
 
+class _Server(Server):  # type: ignore[misc, valid-type]
+    """granian's server, whose SIGHUP (start new server processes, then stop the old:
+    no request is dropped) first checks config.ini and the catalogue file: with a broken
+    one, the processes that run stay, and the error is logged with its place."""
+
+    def signal_handler_reload(self, *args: Any, **kwargs: Any) -> None:
+        refused = files_refused(process_environ())
+        if refused is not None:
+            log.error("reload rejected", extra={"error": refused})
+            return
+        log.info("reloading", extra={"catalogue": str(catalogue_path())})
+        replace_file(None)  # the new processes (forked from this one) read it afresh
+        super().signal_handler_reload(*args, **kwargs)
+
+
 def server(settings: Settings, target: str = API) -> Any:
     """granian serving the app (api/bridge.py's ``Bridge``) that ``target``
     ("module:factory") makes."""
     s = settings.api
-    return Server(
+    return _Server(
         target,
         address=s.host,
         port=s.port,

@@ -17,7 +17,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 from wsgiref.simple_server import WSGIServer
@@ -36,14 +36,15 @@ log = logging.getLogger(__name__)
 API = "/api/v2"
 
 
-def demo_env(environ: Mapping[str, str], host: str, port: int, token: str) -> dict[str, str]:
-    """What points the upstreams ``environ`` leaves unconfigured (no ``*_BASE_URL``) at
-    a demo upstream on ``host:port``; empty when every one is configured."""
-    wanted = {"C42": f"http://{host}:{port}{API}", "GITHUB": f"http://{host}:{port}{GITHUB}"}
+def demo_env(configured: Callable[[str], bool], host: str, port: int, token: str
+             ) -> dict[str, str]:
+    """What points the upstreams whose base URL is not ``configured`` (by upstream name)
+    at a demo upstream on ``host:port``; empty when every one is configured."""
+    wanted = {"c42": f"http://{host}:{port}{API}", "github": f"http://{host}:{port}{GITHUB}"}
     out = {}
     for name, url in wanted.items():
-        if f"{name}_BASE_URL" not in environ:
-            out.update({f"{name}_BASE_URL": url, f"{name}_TOKEN": token})
+        if not configured(name):
+            out.update({f"{name.upper()}_BASE_URL": url, f"{name.upper()}_TOKEN": token})
     return out
 EVENT_IDS_RE = re.compile(r"\[([A-Za-z0-9_-]{1,128})\]")
 class DemoUpstream:

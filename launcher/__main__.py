@@ -1,12 +1,14 @@
 """``python -m launcher`` (``make run``): the whole system in the foreground, supervised.
 
-Starts a private redis-server (unless REDIS_URL or REDIS_SENTINELS is set), the demo
-upstream (unless a real one is configured), a Celery worker, Celery beat, Flower and the
-API; logs where each listens. A process that exits unasked is logged and restarted with
-back-off (launcher/supervise.py) while the others keep serving. Ctrl-C or SIGTERM stops them in
-order: the API first, finishing its in-flight requests while the worker still runs
-their fetches, then worker, beat and Flower, then the demo upstream and Redis. Everything
-it prints is JSON lines: the children's logs as they are, anything else wrapped.
+Starts a private redis-server (unless a Redis URL or sentinels are given, in config.ini
+or the environment), the demo upstream (for each upstream whose base URL is not given),
+a Celery worker, Celery beat, Flower and the API; logs where each listens and writes
+run/env, where the command-line tools find its Redis (shared/cli.py). A process that
+exits unasked is logged and restarted with back-off (launcher/supervise.py) while the
+others keep serving. Ctrl-C or SIGTERM stops them in order: the API first, finishing its
+in-flight requests while the worker still runs their fetches, then worker, beat and
+Flower, then the demo upstream and Redis. Everything it prints is JSON lines: the
+children's logs as they are, anything else wrapped.
 """
 
 from __future__ import annotations
@@ -39,8 +41,9 @@ from launcher.services import (
     wait_for,
 )
 from launcher.supervise import after_exit, on_stop_signal
+from shared.cli import WHERE, env_lines, run_dir
 from shared.config.credentials import CREDENTIALS_FILE, flower_basic_auth
-from shared.config.settings import PROJECT_DIR, SettingsError, load_settings
+from shared.config.settings import SettingsError, given, load_settings
 from shared.telemetry.logs import configure_logging
 from shared.upstreams.registry import views
 
@@ -48,6 +51,7 @@ PIPE = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT}
 STOP_BUDGET = 10.0  # seconds from a stop request until every process is gone
 API_DRAIN = 7.0  # of which the API may take this long to finish its requests
 POLL = 0.2
+RELOADS = ("api", "worker", "beat")  # the services a SIGHUP is passed to
 log = logging.getLogger("cachedproxy")
 
 
@@ -84,6 +88,8 @@ class Supervisor:
         self.signals: list[str] = []
         self.killed = False
         self._signals_logged = 1  # the first is logged as "stopping"
+        self.hangups = 0  # SIGHUPs received; each is passed on by ``watch``
+        self._hangups_passed = 0
 
     def add(self, service: Service, timeout: float = 30) -> Service:
         """Start a service and wait until it is ready (or a stop is requested)."""
@@ -109,12 +115,30 @@ class Supervisor:
                     kill_group(service.proc)
         self.stop_requested.set()
 
+    def on_hangup(self, _signum: int, _frame: object) -> None:
+        """SIGHUP: reload; ``watch`` passes it on (nothing is done in a handler)."""
+        self.hangups += 1
+
     def watch(self) -> None:
         """Supervise until a stop is requested; raises GaveUp."""
         while not self.stop_requested.wait(POLL):
             now = time.monotonic()
             for service in self.services:
                 self._check(service, now)
+            if self._hangups_passed < self.hangups:
+                self._hangups_passed = self.hangups
+                self._reload()
+
+    def _reload(self) -> None:
+        """Pass a SIGHUP to each process that reads config.ini and the catalogue: each
+        reads them again, and refuses a broken one, keeping what it runs."""
+        told = []
+        for service in self.services:
+            if service.name in RELOADS and service.proc is not None \
+                    and service.proc.poll() is None:
+                service.proc.send_signal(signal.SIGHUP)
+                told.append(service.name)
+        log.info("reloading", extra={"services": told})
 
     def _check(self, service: Service, now: float) -> None:
         proc = service.proc
@@ -186,12 +210,16 @@ def _redis(sup: Supervisor, data: Path, port: int, cap: str) -> str:
 
 
 def build(sup: Supervisor, env: dict[str, str], run_dir: Path) -> None:
-    """Start every service, in order, each ready before the next."""
-    if "REDIS_URL" not in env and "REDIS_SENTINELS" not in env:
-        env["REDIS_URL"] = _redis(sup, run_dir / "redis", free_port(),
-                                  load_settings(env).redis.max_memory)
+    """Start every service, in order, each ready before the next: a private Redis unless
+    one is given (config.ini or the environment), the demo for each upstream whose
+    base URL is not given, then the system. run/env says where its parts are."""
+    # A Redis URL that was given may hold a password: only the private one is written.
+    where = {name: env[name] for name in WHERE if name != "REDIS_URL" and env.get(name)}
+    if not given(env, "redis", "url") and not given(env, "redis", "sentinels"):
+        env["REDIS_URL"] = where["REDIS_URL"] = _redis(
+            sup, run_dir / "redis", free_port(), load_settings(env).redis.max_memory)
     demo_port, token = free_port(), secrets.token_urlsafe(16)
-    wiring = demo_env(env, "127.0.0.1", demo_port, token)
+    wiring = demo_env(lambda name: given(env, name, "base_url"), "127.0.0.1", demo_port, token)
     if wiring:  # some upstream is not configured: the demo stands in for it
         env.update(wiring)
         demo = {**env, "DEMO_TOKEN": token}
@@ -226,18 +254,27 @@ def build(sup: Supervisor, env: dict[str, str], run_dir: Path) -> None:
         "login": flower_login})
     log.info("started", extra={"service": "status page", "url": f"{base}/admin/", "login": (
         "ADMIN_TOKEN" if settings.admin.token else "off: set ADMIN_TOKEN to turn it on")})
+    written = run_dir / "env"
+    written.touch(mode=0o600)
+    written.write_text(env_lines(where), encoding="utf-8")
+    log.info("started", extra={"service": "tools' environment", "file": str(written)})
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m launcher", description=__doc__)
-    parser.add_argument("--run-dir", type=Path, default=PROJECT_DIR / "run",
-                        help="where the private Redis keeps its data (default: ./run)")
+    parser.add_argument("--run-dir", type=Path, default=run_dir(),
+                        help="where the private Redis keeps its data and run/env is written "
+                             "(default: $CACHEDPROXY_RUN_DIR, else ./run)")
     args = parser.parse_args(argv)
+    args.run_dir.mkdir(parents=True, exist_ok=True)
+    pid_file = args.run_dir / "launcher.pid"  # kill -HUP "$(cat run/launcher.pid)" reloads
+    pid_file.write_text(f"{os.getpid()}\n", encoding="utf-8")
     env = dict(os.environ)
     configure_logging(env.get("LOG_LEVEL", "INFO"))
     sup = Supervisor()
     signal.signal(signal.SIGINT, sup.on_signal)
     signal.signal(signal.SIGTERM, sup.on_signal)
+    signal.signal(signal.SIGHUP, sup.on_hangup)
     code = 0
     try:
         build(sup, env, args.run_dir)
@@ -252,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     if sup.signals:
         log.info("stopping", extra={"signal": sup.signals[0]})
     sup.stop()
+    for written in ("env", "launcher.pid"):  # they would point at what is gone
+        (args.run_dir / written).unlink(missing_ok=True)
     log.info("stopped", extra={"exit_code": code})
     return code
 

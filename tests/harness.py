@@ -124,7 +124,7 @@ def isolated_env(work_dir: Path, redis_url: str, demo_url: str, token: str,
         **{k: v for k, v in os.environ.items() if k not in ours},
         "CACHEDPROXY_CONFIG": str(config),
         "REDIS_URL": redis_url,
-        **demo_env({}, demo.hostname or "127.0.0.1", demo.port or 80, token),
+        **demo_env(lambda name: False, demo.hostname or "127.0.0.1", demo.port or 80, token),
         **extra,
     }
 

@@ -5,9 +5,16 @@ Its settings come from ``celeryconfig.py`` (read when Celery first needs them).
 
 import click
 from celery import Celery
-from celery.signals import beat_init, setup_logging, user_preload_options, worker_init
+from celery.signals import (
+    beat_init,
+    setup_logging,
+    user_preload_options,
+    worker_init,
+    worker_ready,
+)
 
 from shared.config.live import set_command_line, settings_or_exit
+from shared.config.reload import reload_on_hangup
 from shared.queue import PLAN_TASK, TICK_TASK
 from shared.telemetry.logs import configure_logging
 
@@ -38,8 +45,18 @@ def _json_logging(**_: object) -> None:
 @beat_init.connect
 def _no_sent_events(sender: object, **_: object) -> None:
     """Beat sends only the tick, once a second: no "task-sent" events for it, which
-    would fill Flower's task list (the tick task itself sends none either)."""
+    would fill Flower's task list (the tick task itself sends none either). SIGHUP
+    reads config.ini and the catalogue again."""
     app.conf.task_send_sent_event = False
+    reload_on_hangup()
+
+
+@worker_ready.connect
+def _reload_on_hangup(**_: object) -> None:
+    """SIGHUP reads config.ini and the catalogue again, in the process (Celery's own
+    handler, installed before this, would restart the worker, and a broken file would
+    then stop it)."""
+    reload_on_hangup()
 
 
 @worker_init.connect

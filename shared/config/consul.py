@@ -13,8 +13,8 @@ prefix, leaving keys that exist alone.
 
 from __future__ import annotations
 
+import json
 import logging
-import os
 import sys
 import threading
 from collections.abc import Callable, Mapping
@@ -141,14 +141,29 @@ def seed(environ: Mapping[str, str]) -> list[str]:
 
 
 def seed_command() -> None:
-    """``python -m shared.config.live seed``: seed Consul, one line per key written; a
-    Consul that does not answer is one line on stderr and exit code 1."""
-    if sys.argv[1:] != ["seed"] or not os.environ.get("CONSUL_HTTP_ADDR"):
-        sys.exit("usage: CONSUL_HTTP_ADDR=host:port python -m shared.config.live seed")
-    try:
-        written = seed(os.environ)
-    except Exception as exc:  # py-consul raises requests' and its own errors
-        sys.exit(f"consul at {os.environ['CONSUL_HTTP_ADDR']} did not answer: "
-                 f"{type(exc).__name__}")
-    for key in written:
-        print(f"seeded {key}")
+    """``python -m shared.config.live seed``: seed Consul, one line per key written. A
+    missing address, a bad option or a Consul that does not answer is one JSON line on
+    stderr (exit code 2, or 1 when Consul did not answer), never a traceback."""
+    import consul  # py-consul
+
+    from shared.cli import environ, guarded
+
+    def run() -> int:
+        given = environ()
+        if sys.argv[1:] != ["seed"] or not given.get("CONSUL_HTTP_ADDR"):
+            print(json.dumps({"error": {"code": "usage", "message": (
+                "usage: CONSUL_HTTP_ADDR=host:port python -m shared.config.live seed")}}),
+                  file=sys.stderr)
+            return 2
+        try:
+            written = seed(given)
+        except (OSError, consul.ConsulException) as exc:  # requests' errors are OSErrors
+            print(json.dumps({"error": {"code": "unavailable", "message": (
+                f"consul at {given['CONSUL_HTTP_ADDR']} did not answer: "
+                f"{type(exc).__name__}")}}), file=sys.stderr)
+            return 1
+        for key in written:
+            print(f"seeded {key}")
+        return 0
+
+    sys.exit(guarded(run))

@@ -116,10 +116,51 @@ class LiveSettings:
             new = self._keep_restart_only(old, wanted, prefix)
             self._good = good
             self._current = new
-        if swapped:
+        self._announce(old, new, None if not swapped else "consul" if catalogue_text else "file")
+        return new
+
+    def reload(self) -> Settings:
+        """Read config.ini and the catalogue file again (SIGHUP); returns the settings
+        now in force. One that does not load, or that the settings do not validate
+        against, is refused whole with a log line naming the place, and what is in force
+        stays, as a Consul update is refused. The file's catalogue is in force unless
+        Consul holds one."""
+        path = find_config_file(self.environ)
+        try:
+            ini = [] if path is None else [(str(path), read_ini(path))]
+            fresh = catalogue_file.load(registry.catalogue_path())
+        except SettingsError as exc:
+            log.error("reload rejected", extra={"error": str(exc)})
+            return self._current
+        prefix = self._current.consul.prefix
+        with self._lock:
+            before = registry.replace_file(None)
+            if before is not None and before.text == fresh.text:
+                fresh = before  # the same catalogue: its settings' classes stay
+            registry.replace_file(fresh)
+            consul: dict[str, dict[str, str]] = {}
+            for (section, key), raw in self._good.items():
+                consul.setdefault(section, {})[key] = raw
+            try:
+                wanted = load_settings(self.environ, extra_layers=[("consul", consul)], ini=ini)
+            except SettingsError as exc:
+                registry.replace_file(before)
+                log.error("reload rejected", extra={"error": str(exc)})
+                return self._current
+            old, self._ini = self._current, ini
+            new = self._current = self._keep_restart_only(old, wanted, prefix)
+        swapped = not registry.from_consul() and (before is None or before.text != fresh.text)
+        log.info("reloaded", extra={"config": str(path) if path else None,
+                                    "catalogue": str(registry.catalogue_path())})
+        self._announce(old, new, "file" if swapped else None)
+        return new
+
+    def _announce(self, old: Settings, new: Settings, catalogue: str | None) -> None:
+        """Log what changed and tell the subscribers: the catalogue (from ``catalogue``,
+        "consul" or "file"; None: it did not change), then the settings' listeners."""
+        if catalogue is not None:
             log.info("catalogue applied", extra={
-                "source": "consul" if catalogue_text else "file",
-                "upstreams": list(registry.upstreams()),
+                "source": catalogue, "upstreams": list(registry.upstreams()),
                 "views": [v.name for v in registry.views()]})
             registry.changed()
         if new != old:
@@ -131,7 +172,6 @@ class LiveSettings:
                     listener(old, new)
                 except Exception:
                     log.exception("config listener failed")
-        return new
 
     def _take_catalogue(self, text: str | None) -> tuple[bool, Catalogue | None]:
         """Put the Consul catalogue ``text`` in force if it changed and loads; returns

@@ -121,6 +121,14 @@ def read_ini(path: Path) -> Layer:
     return {s: dict(parser.items(s)) for s in parser.sections()}
 
 
+def given(environ: Mapping[str, str], section: str, key: str) -> bool:
+    """Whether an option is given in config.ini or the environment, rather than left at
+    its default (what ``make run`` must not replace with its own)."""
+    path = find_config_file(environ)
+    ini = read_ini(path) if path is not None else {}
+    return any(bool(layer.get(section, {}).get(key)) for layer in (ini, env_layer(environ)))
+
+
 def env_layer(environ: Mapping[str, str]) -> Layer:
     """The layer of the environment: each option's variable, where set."""
     layer: dict[str, dict[str, str]] = {}

@@ -69,6 +69,7 @@ class Catalogue:
 
     upstreams: Mapping[str, Upstream]
     views: tuple[View, ...]
+    text: str = ""  # what it was read from: the same text is the same catalogue
 
 
 def load(path: Path) -> Catalogue:
@@ -103,7 +104,7 @@ def parse(text: str, source: str = "catalogue") -> Catalogue:
         if view.name in {v.name for v in views}:
             raise at.error(f"views.{view.name}", "is also the name of a read-through "
                                                  "resource's route")
-    return Catalogue(upstreams, views + allowed)
+    return Catalogue(upstreams, views + allowed, text)
 
 
 # -- upstreams ---------------------------------------------------------------------------

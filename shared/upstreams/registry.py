@@ -2,8 +2,9 @@
 
 The rest of the code knows upstreams only through this registry. The catalogue is
 ``catalogue.toml`` in the project directory unless ``CACHEDPROXY_CATALOGUE`` names another
-file; it is read once per process, on first use, and replaced whole when a good one
-arrives from Consul KV (``<prefix>/catalogue``, shared/config/live.py).
+file; it is read once per process, on first use, and again on a reload (SIGHUP); one
+from Consul KV (``<prefix>/catalogue``, shared/config/live.py) stands above it while it
+is there. Each is replaced whole, and only by one that loads.
 """
 
 from __future__ import annotations
@@ -28,17 +29,34 @@ def catalogue_path() -> Path:
 
 
 _live: Catalogue | None = None  # the catalogue from Consul, once one was applied
+_file: Catalogue | None = None  # the file's, once read
 _listeners: list[Callable[[], None]] = []
 
 
-@functools.cache
 def _from_file() -> Catalogue:
-    return catalogue_file.load(catalogue_path())
+    global _file
+    if _file is None:
+        _file = catalogue_file.load(catalogue_path())
+    return _file
 
 
 def catalogue() -> Catalogue:
     """This process's catalogue; CatalogueError (a SettingsError) if it is broken."""
     return _live if _live is not None else _from_file()
+
+
+def from_consul() -> bool:
+    """Whether the catalogue in force came from Consul (the file's stands behind it)."""
+    return _live is not None
+
+
+def replace_file(new: Catalogue | None) -> Catalogue | None:
+    """Put ``new`` as the file's catalogue (read again on a reload); returns the one it
+    replaces. In force unless Consul's is; subscribers hear of it through ``changed()``."""
+    global _file
+    old, _file = _file, new
+    _kinds.cache_clear()
+    return old
 
 
 def replace(new: Catalogue | None) -> Catalogue | None:

@@ -21,6 +21,7 @@ from shared.store.keys import Keys
 from tests.harness import Demo, Stack, isolated_env, start_redis, stop
 from tests.helpers import PREFIX
 from tests.integration.shop import Shop
+from tests.launched import launched  # noqa: F401 (a fixture: make run for a test)
 
 
 @pytest.fixture(scope="session")

@@ -89,6 +89,7 @@ keep = "[].name"
 def own_registry(monkeypatch):
     """The registry as at start (the file's catalogue), restored after the test."""
     monkeypatch.setattr(registry, "_live", None)
+    monkeypatch.setattr(registry, "_file", None)
     monkeypatch.setattr(registry, "_listeners", [])
     registry._kinds.cache_clear()
     yield
