@@ -12,9 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from shared.config.settings import Settings
 from shared.errors import UpstreamError
+from shared.policy.http import bounded
 from shared.store.entry import Entry, Validator, fetched, revalidated
 from shared.upstreams.kinds import LinkPaging, Pagination, ResourceKind
+from shared.upstreams.registry import upstreams
 from worker.upstream import Response
 
 
@@ -48,11 +51,15 @@ def fetch(
     previous: Entry | None,
     now: float,
     ttl: float,
+    follow: tuple[float, float] | None = None,
 ) -> Fetched:
-    """Fetch ``resource``: conditionally against ``previous`` when it holds good data."""
+    """Fetch ``resource``: conditionally against ``previous`` when it holds good data.
+    Fresh for ``ttl`` seconds; with ``follow`` (the bounds of an upstream whose caching
+    headers are followed), for what the answer says within them (``ttl`` if it says
+    nothing), and an answer it forbids storing (no-store, private) is an UpstreamError."""
     if previous is not None and previous.status != 200:
         previous = None
-    request = _Fetch(client, kind, resource, previous, now, ttl)
+    request = _Fetch(client, kind, resource, previous, now, ttl, follow)
     if kind.pagination is None:
         return request.single()
     if isinstance(kind.pagination, LinkPaging):
@@ -60,19 +67,39 @@ def fetch(
     return request.pages()
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Fetch:
     client: Upstream
     kind: ResourceKind
     resource: str
     previous: Entry | None
     now: float
-    ttl: float
+    ttl: float  # as configured; then, with ``follow``, the shortest an answer said
+    follow: tuple[float, float] | None = None
+    followed: bool = False  # an answer said its TTL already (pages: the shortest counts)
+
+    def __post_init__(self) -> None:
+        self.configured = self.ttl
+
+    def _get(self, path: str, stored: Validator | None) -> Response:
+        """One request; with upstream freshness followed, the TTL it says is taken (the
+        shortest of a resource's pages)."""
+        response = self.client.get(path, stored)
+        if self.follow is not None:
+            said = response.freshness
+            if not said.store:
+                raise UpstreamError("upstream forbids storing this answer (Cache-Control: "
+                                    "no-store or private); it is not cached",
+                                    upstream_status=response.status)
+            ttl = bounded(said.max_age, *self.follow, otherwise=self.configured)
+            self.ttl = min(ttl, self.ttl) if self.followed else ttl
+            self.followed = True
+        return response
 
     def single(self) -> Fetched:
         previous = self.previous
         stored = previous.validator(0) if previous is not None else None
-        response = self.client.get(self.kind.path_for(self.resource), stored)
+        response = self._get(self.kind.path_for(self.resource), stored)
         if response.status == 304 and previous is not None:
             return Fetched(revalidated(previous, self.now, self.ttl), changed=False, requests=1)
         entry = fetched(self.kind.trim(response.body), (response.validator,), self.now, self.ttl)
@@ -95,7 +122,7 @@ class _Fetch:
             if page >= MAX_PAGES:
                 raise UpstreamError(f"upstream has more than {MAX_PAGES} pages")
             stored = previous.validator(page, page_size) if previous is not None else None
-            response = self.client.get(
+            response = self._get(
                 f"{path}{separator}{paging.limit_param}={page_size}&{paging.offset_param}={offset}",
                 stored,
             )
@@ -125,7 +152,7 @@ class _Fetch:
             if page >= MAX_PAGES:
                 raise UpstreamError(f"upstream has more than {MAX_PAGES} pages")
             stored = previous.validator(page, page_size) if previous is not None else None
-            response = self.client.get(next_path, stored)
+            response = self._get(next_path, stored)
             if response.status == 304 and page < len(old_pages):
                 pages.append(old_pages[page])
                 if response.next_url is None and page + 1 < len(old_pages):
@@ -152,3 +179,14 @@ class _Fetch:
             data["derived"] = self.kind.derive(items)
         entry = fetched(data, tuple(validators), self.now, self.ttl, self.client.page_size)
         return Fetched(entry, changed=True, requests=len(pages))
+
+
+def upstream_bounds(settings: Settings, upstream: str) -> tuple[float, float] | None:
+    """The bounds of an upstream's own TTLs when its answers' caching headers are followed
+    (catalogue ``freshness = "upstream"``): its min_ttl (else 1 s) and max_age (else
+    refresh.max_age); None when its configured TTL is."""
+    found = upstreams().get(upstream)
+    if found is None or found.freshness != "upstream":
+        return None
+    section = settings.section(upstream)
+    return float(section.min_ttl or 1), float(section.max_age or settings.refresh.max_age)

@@ -46,7 +46,7 @@ from shared.store.freshness import Checks
 from shared.upstreams.kinds import ResourceKind
 from shared.upstreams.registry import kind_of
 from worker.context import WorkerContext
-from worker.fetch import Fetched, fetch
+from worker.fetch import Fetched, fetch, upstream_bounds
 from worker.pacing import account, pace, pace_miss
 from worker.upstream import RateLimited, Recorder
 
@@ -81,12 +81,13 @@ def refresh(ctx: WorkerContext, resource: str, cause: Cause) -> Outcome:
     known = ctx.freshness.known(resource)
     # Its own TTL when its upstream's budget plan gives it one (shared/policy/freshness.py).
     ttl = known.ttl or ctx.settings.ttl_for(kind.upstream)
+    follow = upstream_bounds(ctx.settings, kind.upstream)
     admitted = _admit(ctx, kind, resource, cause, previous, ttl)
     if isinstance(admitted, Outcome):
         return admitted
     try:
-        return _fetch(ctx, kind, client, resource, cause, previous, generation, ttl,
-                      known.checks)
+        return _fetch(ctx, kind, client, resource, cause, previous, generation,
+                      (ttl, follow), known.checks)
     finally:
         with contextlib.suppress(redis.RedisError):  # accounting never fails a fetch
             if client.responses:
@@ -141,15 +142,17 @@ def _admit(ctx: WorkerContext, kind: ResourceKind, resource: str, cause: Cause,
 
 
 def _fetch(ctx: WorkerContext, kind: ResourceKind, client: Recorder, resource: str,
-           cause: Cause, previous: Entry | None, generation: int, ttl: float,
-           checks: Checks) -> Outcome:
+           cause: Cause, previous: Entry | None, generation: int,
+           ttl: tuple[float, tuple[float, float] | None], checks: Checks) -> Outcome:
     """Fetch, store, and plan the next refresh (noting what the check found); or,
-    failed, retry after a back-off."""
+    failed, retry after a back-off. ``ttl``: the TTL, and the bounds of the upstream's
+    own when it is followed."""
     settings = ctx.settings
     cache, plan = settings.cache, settings.refresh
     started = time.perf_counter()
     try:
         result = _fetch_and_store(ctx, kind, client, resource, previous, ttl, generation)
+        ttl_given = result.entry.fresh_until - result.entry.checked_at  # the upstream's?
     except CachedProxyError as exc:
         now = ctx.clock()
         failures = 0 if isinstance(exc, NotFound) else ctx.schedule.note_failure(
@@ -178,7 +181,7 @@ def _fetch(ctx: WorkerContext, kind: ResourceKind, client: Recorder, resource: s
             failures=failures, retry_in_s=round(again - now, 1),
         ))
         return Outcome.failed(exc)
-    at = next_refresh(result.entry.checked_at, ttl, plan.ratio)
+    at = next_refresh(result.entry.checked_at, ttl_given, plan.ratio)
     checks, found = _checked(checks, previous, result)
 
     def also(pipe: redis.client.Pipeline) -> None:
@@ -209,7 +212,8 @@ def _checked(checks: Checks, previous: Entry | None, result: Fetched
 
 
 def _fetch_and_store(ctx: WorkerContext, kind: ResourceKind, client: Recorder, resource: str,
-                     previous: Entry | None, ttl: float, generation: int) -> Fetched:
+                     previous: Entry | None, ttl: tuple[float, tuple[float, float] | None],
+                     generation: int) -> Fetched:
     """Fetch and store what upstream said, if the resource's purge ``generation`` (read
     before fetching) still holds. A purge while the fetch ran means upstream may have
     changed after it answered: the answer is dropped and asked again, once."""
@@ -217,7 +221,7 @@ def _fetch_and_store(ctx: WorkerContext, kind: ResourceKind, client: Recorder, r
     for attempt in range(2):
         if attempt:
             generation = ctx.entries.generation(resource)
-        result = fetch(client, kind, resource, previous, ctx.clock(), ttl)
+        result = fetch(client, kind, resource, previous, ctx.clock(), *ttl)
         kept = keep_until(result.entry, cache.stale_if_error, cache.stale_while_revalidate)
         if not result.changed and not ctx.entries.revalidate(resource, result.entry, kept,
                                                              generation):

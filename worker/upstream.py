@@ -14,6 +14,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 
 from shared.errors import NotFound, UpstreamError, UpstreamTimeout
+from shared.policy.http import UpstreamFreshness, upstream_freshness
 from shared.store.entry import Validator, conditional_headers
 from shared.upstreams.kinds import Endpoint
 
@@ -27,6 +28,7 @@ class Response:
     validator: Validator
     next_url: str | None = None  # the Link header's rel="next"
     rate_limit: tuple[int, float] | None = None  # what upstream reported: remaining, reset at
+    freshness: UpstreamFreshness = UpstreamFreshness()  # what its caching headers say
 
 
 class RateLimited(UpstreamError):
@@ -90,7 +92,8 @@ class UpstreamClient:
         reported = (int(remaining), float(reset)) if remaining.isdigit() and reset.isdigit() \
             else None
         if r.status_code == 304 and validator is not None:
-            return Response(304, None, _validator(r, fallback=validator), _next(r), reported)
+            return Response(304, None, _validator(r, fallback=validator), _next(r), reported,
+                            _freshness(r))
         if r.status_code == 404:
             raise NotFound("upstream has no such resource", upstream_status=404)
         if r.status_code == 429 or r.status_code == 403 and (
@@ -103,7 +106,7 @@ class UpstreamClient:
             body = json.loads(content)
         except ValueError as exc:
             raise UpstreamError("upstream sent malformed JSON", 200) from exc
-        return Response(200, body, _validator(r), _next(r), reported)
+        return Response(200, body, _validator(r), _next(r), reported, _freshness(r))
 
     def path_of(self, url: str) -> str:
         """The path, under this upstream's base URL, of a URL it sent (a next page's);
@@ -149,6 +152,12 @@ def _content(r: requests.Response, deadline: float | None) -> bytes:
             r.close()
             raise UpstreamTimeout("upstream did not finish its answer in time")
     return b"".join(chunks)
+
+
+def _freshness(r: requests.Response) -> UpstreamFreshness:
+    h = r.headers
+    return upstream_freshness(h.get("Cache-Control"), h.get("Expires"), h.get("Date"),
+                              h.get("Age"))
 
 
 def _validator(r: requests.Response, fallback: Validator | None = None) -> Validator:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
 
 
@@ -52,3 +53,64 @@ def cache_control(max_age: float, stale_while_revalidate: int, stale_if_error: i
 def cache_status(cache: str, params: Iterable[str]) -> str:
     """An RFC 9211 Cache-Status field value for one cache."""
     return "; ".join([cache, *params])
+
+
+@dataclass(frozen=True)
+class UpstreamFreshness:
+    """What an upstream's answer says of its own caching (RFC 9111, as a shared cache
+    reads it): whether it may be stored, and for how many seconds it is fresh (None:
+    it does not say)."""
+
+    store: bool = True
+    max_age: float | None = None
+
+
+def upstream_freshness(cache_control: str | None, expires: str | None = None,
+                       date: str | None = None, age: str | None = None) -> UpstreamFreshness:
+    """Read ``Cache-Control``, ``Expires``, ``Date`` and ``Age``: ``no-store`` and
+    ``private`` forbid storing; the lifetime is ``s-maxage``, else ``max-age``, else
+    ``Expires`` less ``Date`` (an invalid ``Expires`` is already expired; without a
+    ``Date`` it says nothing), ``no-cache``
+    making it 0; the answer's ``Age`` is taken off. A malformed directive is ignored."""
+    directives: dict[str, str] = {}
+    for part in (cache_control or "").split(","):
+        name, _, value = part.strip().partition("=")
+        if name:
+            directives.setdefault(name.lower(), value.strip().strip('"'))
+    if "no-store" in directives or "private" in directives:
+        return UpstreamFreshness(store=False)
+    lifetime = None
+    for name in ("s-maxage", "max-age"):
+        if directives.get(name, "").isdigit():
+            lifetime = float(directives[name])
+            break
+    if lifetime is None and expires is not None:
+        lifetime = _expires_in(expires, date)
+    if "no-cache" in directives:
+        lifetime = 0.0
+    if lifetime is None:
+        return UpstreamFreshness()
+    taken = float(age) if age is not None and age.strip().isdigit() else 0.0
+    return UpstreamFreshness(max_age=max(lifetime - taken, 0.0))
+
+
+def _expires_in(expires: str, date: str | None) -> float | None:
+    """``Expires`` less ``Date``, in seconds; None without a valid ``Date`` to count from."""
+    try:
+        start = parsedate_to_datetime(date) if date else None
+    except (TypeError, ValueError):
+        start = None
+    if start is None:
+        return None
+    try:
+        end = parsedate_to_datetime(expires)
+    except (TypeError, ValueError):
+        return 0.0
+    return max((end - start).total_seconds(), 0.0)
+
+
+def bounded(value: float | None, low: float, high: float, otherwise: float) -> float:
+    """``value`` within [``low``, ``high``]; ``otherwise`` when it is None."""
+    if value is None:
+        return otherwise
+    return min(max(value, low), high)

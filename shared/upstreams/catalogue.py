@@ -114,7 +114,11 @@ def _upstream(at: At, name: str, spec: Any) -> Upstream:
         raise at.error("", "an upstream's name is 1-32 lower-case letters, digits and '_'")
     entry(at, spec, {"title", "base_url", "ttl", "min_ttl", "max_age", "budget_per_hour",
                       "max_in_flight", "timeouts", "auth", "headers", "paging", "params",
-                      "prefetch", "resources"})
+                      "prefetch", "resources", "freshness"})
+    freshness = value(at, spec, "freshness", str, "configured")
+    if freshness not in {"configured", "upstream"}:
+        raise at.error("freshness", "must be \"configured\" (ttl) or \"upstream\" (the "
+                                    "answers' Cache-Control, within min_ttl and max_age)")
     title = value(at, spec, "title", str, name)
     base_url = value(at, spec, "base_url", str)
     if urlsplit(base_url).scheme not in {"http", "https"}:
@@ -191,7 +195,7 @@ def _upstream(at: At, name: str, spec: Any) -> Upstream:
                           f"{name}.{p.name} must {p.must}"))
         return found
 
-    return Upstream(name, section, kinds, endpoint, resources, checks)
+    return Upstream(name, section, kinds, endpoint, resources, checks, freshness)
 
 
 def _values(settings: Any, param: str) -> tuple[str, ...]:

@@ -180,3 +180,6 @@ class Upstream:
     endpoint: Callable[[Any], Endpoint]  # its settings section -> where and how to ask
     prefetch: Callable[[Any], list[str]] = lambda section: []  # resources kept warm always
     checks: Callable[[Any], list[tuple[bool, str]]] = lambda section: []  # (ok, message)
+    # "upstream": each answer's Cache-Control (or Expires) sets its TTL, within min_ttl and
+    # max_age, and one that forbids storing is not cached; "configured": ttl only
+    freshness: str = "configured"

@@ -38,7 +38,11 @@ PRODUCTS = {
     "gone": {"name": "Old lamp", "price": 1, "deleted": True},
     "broken": {"name": "No price"},
     "huge": {"name": "Lamp " * 2000, "price": 99},  # 10 kB of name: over the tests' cap
+    "timed": {"name": "Clock", "price": 30},
+    "mine": {"name": "My basket", "price": 7},
 }
+# What the shop says of its answers' caching (a shop that says nothing: every other)
+CACHE_CONTROL = {"timed": "public, max-age=120", "mine": "private, max-age=60"}
 
 
 @dataclass
@@ -59,8 +63,10 @@ class Shop:
             if sku not in PRODUCTS:
                 return bottle.HTTPResponse('{"detail": "no"}', 404,
                                            {"Content-Type": "application/json"})
-            return bottle.HTTPResponse(json.dumps(PRODUCTS[sku]), 200,
-                                       {"Content-Type": "application/json"})
+            headers = {"Content-Type": "application/json"}
+            if sku in CACHE_CONTROL:
+                headers["Cache-Control"] = CACHE_CONTROL[sku]
+            return bottle.HTTPResponse(json.dumps(PRODUCTS[sku]), 200, headers)
 
         return app
 

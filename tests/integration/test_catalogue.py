@@ -4,6 +4,7 @@ and API: no code. A broken catalogue stops them at start."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -89,3 +90,35 @@ def test_a_broken_catalogue_stops_a_process_at_start(env: dict[str, str], tmp_pa
     assert line["event"] == "cannot start"
     assert line["error"].startswith(
         f"{path}: upstreams.shop.resources.product.keep: invalid JMESPath")
+
+
+@pytest.fixture
+def following_shop(env: dict[str, str], shop: Shop, tmp_path: Path) -> Iterator[str]:
+    """The shop with ``freshness = "upstream"``: its answers' Cache-Control is followed."""
+    path = with_shop(tmp_path, shop.base_url)
+    path.write_text(path.read_text().replace(
+        'title = "Shop"', 'title = "Shop"\nfreshness = "upstream"\nttl = 45'))
+    env = {**env, "CACHEDPROXY_CATALOGUE": str(path), "KEY_PREFIX": "cpshopfresh"}
+    with Stack(env, tmp_path) as stack:
+        stack.worker("shopfresh")
+        yield stack.api()
+
+
+def max_age(response: requests.Response) -> int:
+    return int(re.search(r"max-age=(\d+)", response.headers["Cache-Control"]).group(1))
+
+
+def test_an_upstream_s_own_freshness_is_followed_when_opted_in(following_shop: str,
+                                                               shop: Shop):
+    """max-age=120 from the shop makes the entry fresh for 120 s; a product it says
+    nothing of takes the configured ttl; a private answer is not cached, and the client
+    is told why."""
+    timed = requests.get(f"{following_shop}/prices/timed/", timeout=15)
+    assert timed.status_code == 200 and 110 <= max_age(timed) <= 120
+    plain = requests.get(f"{following_shop}/prices/sku-1/", timeout=15)
+    assert plain.status_code == 200 and 35 <= max_age(plain) <= 45
+    mine = requests.get(f"{following_shop}/prices/mine/", timeout=15)
+    assert mine.status_code == 502
+    assert "no-store or private" in mine.json()["error"]["message"]
+    again = requests.get(f"{following_shop}/prices/mine/", timeout=15)
+    assert again.status_code == 502 and shop.asked("/api/products/mine") >= 1

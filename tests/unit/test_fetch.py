@@ -1,10 +1,11 @@
 """Fetching a resource: conditional requests, page following and 304 reuse (no network)."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 
 from shared.errors import UpstreamError
+from shared.policy.http import UpstreamFreshness
 from shared.store.entry import Validator
 from shared.upstreams.registry import kind_of
 from worker.fetch import fetch
@@ -189,3 +190,51 @@ def test_a_next_page_outside_the_base_url_is_never_followed(elsewhere):
     with pytest.raises(UpstreamError, match="outside its base URL"):
         fetch(upstream, kind_of(REPOS), REPOS, None, now=0.0, ttl=10)
     assert [path for path, _ in upstream.seen] == [P1]
+
+
+@dataclass
+class SaysItsFreshness(FakeUpstream):
+    """FakeUpstream whose answers carry what their caching headers say, by path."""
+
+    said: dict[str, UpstreamFreshness] = field(default_factory=dict)
+
+    def get(self, path: str, validator: Validator | None = None) -> Response:
+        answer = super().get(path, validator)
+        return replace(answer, freshness=self.said.get(path, UpstreamFreshness()))
+
+
+@pytest.mark.parametrize(("said", "follow", "fresh_for"), [
+    (UpstreamFreshness(max_age=60), (1.0, 3600.0), 60),
+    (UpstreamFreshness(max_age=60), None, 10),  # not followed: the configured TTL
+    (UpstreamFreshness(), (1.0, 3600.0), 10),  # says nothing: the configured TTL
+    (UpstreamFreshness(max_age=0), (5.0, 3600.0), 5),  # no-cache: the lower bound
+    (UpstreamFreshness(max_age=86400), (1.0, 600.0), 600),
+])
+def test_a_followed_upstream_s_answer_sets_its_ttl_within_bounds(said, follow, fresh_for):
+    upstream = SaysItsFreshness({"/events/e1/": ({"data": [{"id": "e1", "title": "T"}]}, '"v"')},
+                                said={"/events/e1/": said})
+    kind = kind_of("c42:event:e1")
+    first = fetch(upstream, kind, "c42:event:e1", None, now=0.0, ttl=10, follow=follow)
+    assert first.entry.fresh_until == fresh_for
+    again = fetch(upstream, kind, "c42:event:e1", first.entry, now=100.0, ttl=10, follow=follow)
+    assert not again.changed and again.entry.fresh_until == 100.0 + fresh_for  # a 304 too
+
+
+def test_a_followed_upstream_s_pages_are_fresh_for_the_shortest_they_say():
+    pages = three_pages()
+    said = dict(zip(pages, [UpstreamFreshness(max_age=300), UpstreamFreshness(max_age=30),
+                            UpstreamFreshness(max_age=120)], strict=True))
+    upstream = SaysItsFreshness(pages, said=said)
+    got = fetch(upstream, kind_of(SUBS), SUBS, None, now=0.0, ttl=10, follow=(1.0, 3600.0))
+    assert got.entry.fresh_until == 30
+
+
+@pytest.mark.parametrize("follow", [(1.0, 3600.0)])
+def test_an_answer_that_forbids_storing_is_not_stored_when_followed(follow):
+    upstream = SaysItsFreshness({"/events/e1/": ({"data": [{"id": "e1", "title": "T"}]}, '"v"')},
+                                said={"/events/e1/": UpstreamFreshness(store=False)})
+    with pytest.raises(UpstreamError, match="no-store or private"):
+        fetch(upstream, kind_of("c42:event:e1"), "c42:event:e1", None, now=0.0, ttl=10,
+              follow=follow)
+    stored = fetch(upstream, kind_of("c42:event:e1"), "c42:event:e1", None, now=0.0, ttl=10)
+    assert stored.entry.fresh_until == 10  # not followed: configuration decides
