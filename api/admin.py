@@ -108,7 +108,7 @@ def admin_app(inventory: Inventory, refresh: Refresh, current: Callable[[], Sett
             raise InvalidRequest('send a JSON object, one of {"upstream"}, {"prefix"}, '
                                  '{"view", "params"}, {"tag"}, {"resources"}')
         if "tag" in spec and isinstance(spec["tag"], str):
-            purged = inventory.purge(resources_tagged(spec["tag"]))
+            purged = purge_tagged(inventory, spec["tag"])
         elif "upstream" in spec:
             if spec["upstream"] not in upstreams():
                 raise NotFound("no such upstream")
@@ -185,6 +185,15 @@ def scoped_prefix(upstream: str, prefix: str) -> str:
     return prefix or f"{upstream}:"
 
 
+def purge_tagged(inventory: Inventory, tag: str) -> list[str]:
+    """Purge the resources carrying ``tag``, with every query's answers of each (a
+    read-through's ``?sort=...``); returns what was purged."""
+    resources = resources_tagged(tag)
+    return inventory.purge(resources) + [
+        purged for r in resources if kind_of(r).query
+        for purged in inventory.purge_prefix(f"{r}?")]
+
+
 def resources_tagged(tag: str) -> list[str]:
     """The resources whose kinds carry a tag like ``tag``, or NotFound saying none does."""
     resources = tagged(tag)
@@ -246,7 +255,7 @@ def _command(args: Any) -> int:
             print(json.dumps(described(listed, now), ensure_ascii=False))
         return 0
     if args.tag:
-        purged = inventory.purge(resources_tagged(args.tag))
+        purged = purge_tagged(inventory, args.tag)
     elif args.upstream:
         if args.upstream not in upstreams():
             raise NotFound(f"no upstream {args.upstream!r}")

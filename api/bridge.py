@@ -54,10 +54,10 @@ RAW_PATH = "RAW_URI"  # environ key: the path as sent, before percent-decoding (
 
 
 def beyond_path(environ: Environ) -> str:
-    """What came with a request's path that a read-through takes none of: its query
-    string, or "%" when the path was sent percent-encoded (an encoded '/' would be taken
-    for a separator once decoded). Empty: the path alone, as it reads."""
-    return environ.get("QUERY_STRING", "") or ("%" if "%" in environ.get(RAW_PATH, "") else "")
+    """What came with a request's path, for a read-through to check: "%" when the path
+    was sent percent-encoded (never taken: an encoded '/' would pass for a separator once
+    decoded), else its query string. Empty: the path alone, as it reads."""
+    return "%" if "%" in environ.get(RAW_PATH, "") else environ.get("QUERY_STRING", "")
 
 
 def environ_of(scope: Scope, body: bytes) -> Environ:

@@ -34,17 +34,20 @@ def _schema_name(view: View) -> str:
     return "".join(word.title() for word in view.name.split("-"))
 
 
-def _param(param: Param) -> dict[str, Any]:
+def _param(param: Param, where: str = "path") -> dict[str, Any]:
     if param.type == "count":
         schema: dict[str, Any] = {"type": "integer", "minimum": 1}
         bad = "not a positive integer"
+        if param.maximum:
+            schema["maximum"] = param.maximum
+            bad += f" up to {param.maximum}"
     elif param.type == "choice":
         schema = {"type": "string", "enum": list(param.choices)}
         bad = f"not one of {', '.join(param.choices)}"
     else:
         schema = {"type": "string", "pattern": f"^{KEY_RE.pattern}$"}
         bad = f"not {KEY_RULE}"
-    found = {"name": param.name, "in": "path", "required": True, "schema": schema,
+    found = {"name": param.name, "in": where, "required": where == "path", "schema": schema,
              "description": param.description or param.name, "x-invalid": bad}
     if param.example:
         found["example"] = int(param.example) if param.type == "count" else param.example
@@ -52,7 +55,7 @@ def _param(param: Param) -> dict[str, Any]:
 
 
 def _view(view: View, alias: bool) -> dict[str, Any]:
-    params = [_param(p) for p in view.params]
+    params = [_param(p) for p in view.params] + [_param(p, "query") for p in view.query]
     invalid = "; ".join(f"{p['name']} is {p.pop('x-invalid')}" for p in params)
     return {
         "get": {

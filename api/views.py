@@ -72,16 +72,31 @@ def no_route(path: str) -> str:
 
 def _values(view: View, raw: dict[str, str], beyond: str) -> dict[str, Any]:
     """The view's parameters, validated. A read-through path that is not exactly an
-    allowlisted one (an invalid value, a query string, percent-encoding: anything
-    ``beyond`` the path as it reads) is a 404, as any other path."""
+    allowlisted one (an invalid value, percent-encoding, a query other than its declared
+    parameters, each once and valid: ``beyond`` the path as it reads) is a 404, as any
+    other path."""
     try:
+        values = {p.name: p.parse(raw[p.name]) for p in view.params}
         if view.allowlist and beyond:
-            raise InvalidRequest("a read-through path takes no query and no encoding")
-        return {p.name: p.parse(raw[p.name]) for p in view.params}
+            values.update(_query(view, beyond))
+        return values
     except InvalidRequest:
         if view.allowlist:
             raise NotFound(NOT_ALLOWLISTED) from None
         raise
+
+
+def _query(view: View, query: str) -> dict[str, Any]:
+    """A read-through's query: its declared parameters, each once, as sent (no
+    percent-encoding: no value needs any)."""
+    declared = {p.name: p for p in view.query}
+    found: dict[str, Any] = {}
+    for pair in query.split("&"):
+        name, eq, raw = pair.partition("=")
+        if not eq or name not in declared or name in found or "%" in pair or "+" in pair:
+            raise InvalidRequest("a read-through takes only its declared query parameters")
+        found[name] = declared[name].parse(raw)
+    return found
 
 
 def _identity(values: dict[str, Any]) -> str:

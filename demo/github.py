@@ -125,8 +125,9 @@ class DemoGitHub:
 
         @app.get(f"{PREFIX}/orgs/<org>/repos")
         def repos(org: str) -> bottle.HTTPResponse:
-            return self._serve("repos", org, lambda o: [documents.repo(r) for r in o["repos"]],
-                               paged=True)
+            query = bottle.request.query
+            return self._serve("repos", org, lambda o: documents.sorted_repos(
+                o["repos"], query.get("sort"), query.get("direction")), paged=True)
 
         @app.get(f"{PREFIX}/users/<user>/orgs")
         def user_orgs(user: str) -> bottle.HTTPResponse:
@@ -232,7 +233,9 @@ class DemoGitHub:
 
 def _links(request: bottle.BaseRequest, per_page: int, page: int, last: int) -> str:
     scheme, netloc, path = request.urlparts[:3]
-    url = f"{scheme}://{netloc}{path}?per_page={per_page}&page="
+    kept = "".join(f"{k}={v}&" for k, v in request.query.allitems()
+                   if k not in {"per_page", "page"})  # as GitHub: the query stays
+    url = f"{scheme}://{netloc}{path}?{kept}per_page={per_page}&page="
     links = []
     if page < last:
         links.append(f'<{url}{page + 1}>; rel="next"')

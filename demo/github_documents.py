@@ -87,3 +87,22 @@ def repo(repo: Repo) -> dict[str, Any]:
         "open_issues": repo.open_issues_count, "watchers": repo.stargazers_count,
         "default_branch": "main",
     }
+
+
+SORTS = {"created": None, "updated": "updated_at", "pushed": "updated_at",
+         "full_name": "full_name"}
+
+
+def sorted_repos(repos: list[Repo], sort: str | None, direction: str | None
+                 ) -> list[dict[str, Any]]:
+    """An organisation's repositories as GitHub lists them with ``sort`` (created,
+    updated, pushed, full_name) and ``direction`` (asc, desc; by default asc for
+    full_name, else desc); given neither, in the order they were created."""
+    ordered = list(repos)
+    if sort is not None or direction is not None:
+        field = SORTS.get(sort or "created")
+        if field is not None:
+            ordered.sort(key=lambda r: getattr(r, field))
+        if (direction or ("asc" if sort == "full_name" else "desc")) == "desc":
+            ordered.reverse()
+    return [repo(r) for r in ordered]

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.errors import NotFound, UpstreamError
+from shared.upstreams.catalogue_views import parse_param
 from shared.upstreams.kinds import (
     SEPARATOR,
     LinkPaging,
@@ -17,6 +18,7 @@ from shared.upstreams.kinds import (
     Param,
     ResourceKind,
     View,
+    key_with_query,
 )
 from shared.upstreams.tables import At, entry, expr, only, placeholders, table, value
 
@@ -76,7 +78,7 @@ def parse_kind(at: At, upstream: str, name: str, spec: Any, paging: Paging | Non
     if not NAME_RE.fullmatch(name):
         raise at.error("", "a resource's name is lower-case letters, digits and '_'")
     entry(at, spec, {"path", "paged", "checks", "not_found", "keep", "derive",
-                      "read_through", "route", "example", "tags"})
+                      "read_through", "route", "example", "tags", "query"})
     path = value(at, spec, "path", str)
     fields = placeholders(path)
     if not path.startswith("/") or not fields or len(set(fields)) != len(fields) \
@@ -132,11 +134,28 @@ def parse_kind(at: At, upstream: str, name: str, spec: Any, paging: Paging | Non
                 "", f"a tag is letters, digits, '_', '-', ':' and '.' around {placeholder}, "
                     f"e.g. \"event:{placeholder}\"")
         tags.append(tag.replace(placeholder, "{key}"))
+    query = tuple(parse_param(at.key("query", q), q, s, bounded=True)
+                  for q, s in table(at, spec, "query", required=False).items())
+    taken = set(fields) | _paging_names(pagination)
+    if query and not read_through:
+        raise at.error("query", "only a read-through resource takes query parameters")
+    for param in query:
+        if param.name in taken:
+            raise at.key("query").error(param.name, "is a placeholder of the path or a "
+                                                    "paging parameter")
     example = value(at, spec, "example", str, "")
     if example and len(example.split(SEPARATOR)) != len(fields):
         raise at.error("example", f"must be a key of {len(fields)} values joined by '/'")
     return ResourceKind(f"{upstream}:{name}", upstream, path, trim, pagination, derive,
-                        read_through, tuple(fields), example, tuple(tags), route)
+                        read_through, tuple(fields), example, tuple(tags), route, query)
+
+
+def _paging_names(pagination: Pagination | LinkPaging | None) -> set[str]:
+    if isinstance(pagination, Pagination):
+        return {pagination.limit_param, pagination.offset_param}
+    if isinstance(pagination, LinkPaging):
+        return {pagination.size_param, "page"}
+    return set()
 
 
 def _route(at: At, spec: Mapping[str, Any], upstream: str, path: str, read_through: bool
@@ -160,7 +179,8 @@ def read_through_view(kind: ResourceKind, title: str) -> View:
     names = kind.key_names
 
     def resources(values: Mapping[str, Any], settings: Any) -> list[str]:
-        return [f"{kind.name}:{SEPARATOR.join(str(values[n]) for n in names)}"]
+        given = {p.name: values[p.name] for p in kind.query if p.name in values}
+        return [f"{kind.name}:{key_with_query([values[n] for n in names], given)}"]
 
     def build(values: Mapping[str, Any], data: Sequence[Any]) -> Any:
         if kind.pagination is None:
@@ -174,7 +194,7 @@ def read_through_view(kind: ResourceKind, title: str) -> View:
                                                                         strict=True)),
                 resources, build,
                 f"{title}'s {kind.path}" + (" (all pages)" if kind.pagination else "")
-                + ", read through the cache", {}, allowlist=True)
+                + ", read through the cache", {}, allowlist=True, query=kind.query)
 
 
 def _derive(at: At, spec: Mapping[str, Any]) -> Callable[[list[Any]], dict[str, Any]]:

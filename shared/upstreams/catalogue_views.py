@@ -26,7 +26,7 @@ def parse_view(at: At, name: str, spec: Any, upstreams: Mapping[str, Upstream],
         raise at.error("", "a view's name is lower-case letters, digits and '-'")
     entry(at, spec, {"route", "summary", "params", "parts", "body", "not_found", "schema"})
     route = value(at, spec, "route", str)
-    params = tuple(_param(at.key("params", p), p, s)
+    params = tuple(parse_param(at.key("params", p), p, s)
                    for p, s in table(at, spec, "params", required=False).items())
     _check_route(at, route, [p.name for p in params])
     names = {p.name for p in params}
@@ -166,10 +166,12 @@ def _fill(text: str, values: Mapping[str, Any]) -> str:
     return PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), text)
 
 
-def _param(at: At, name: str, spec: Any) -> Param:
+def parse_param(at: At, name: str, spec: Any, bounded: bool = False) -> Param:
+    """A typed parameter: of a view's route, or (``bounded``: a count may have a ``max``)
+    of a read-through's query."""
     if not name.isidentifier():
         raise at.error("", "a parameter's name is a Python-style identifier")
-    entry(at, spec, {"type", "description", "example", "choices"})
+    entry(at, spec, {"type", "description", "example", "choices"} | ({"max"} if bounded else set()))
     kind = value(at, spec, "type", str)
     if kind not in PARAM_TYPES:
         raise at.error("type", "must be \"id\", \"count\" or \"choice\"")
@@ -178,5 +180,8 @@ def _param(at: At, name: str, spec: Any) -> Param:
             isinstance(c, str) and KEY_RE.fullmatch(c) for c in choices):
         raise at.error("choices", "a \"choice\" parameter lists its choices (ids), "
                                   "and only it has choices")
+    maximum = value(at, spec, "max", int, 0)
+    if maximum < 0 or (maximum and kind != "count"):
+        raise at.error("max", "only a \"count\" has a max, a positive integer")
     return Param(name, kind, value(at, spec, "description", str, ""),
-                 str(value(at, spec, "example", (str, int), "")), choices)
+                 str(value(at, spec, "example", (str, int), "")), choices, maximum)

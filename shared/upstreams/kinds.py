@@ -70,6 +70,8 @@ class ResourceKind:
 
     # Where a read-through resource is served: "/github/repos/{owner}/{repo}"
     route: str = ""
+    # The query parameters a read-through takes, typed; part of the key: "Netflix?sort=x"
+    query: tuple[Param, ...] = ()
 
     def shape(self) -> frozenset[str] | None:
         """The fields of a paged resource's data (None: the kept body, any shape)."""
@@ -77,13 +79,29 @@ class ResourceKind:
             return None
         return frozenset({"count", "pages"} | ({"derived"} if self.derive else set()))
 
+    def check(self, key: str) -> str:
+        """``key`` if it is one of this kind's (InvalidRequest if not): its values, then
+        any declared query parameters, each once, in name order."""
+        base, mark, query = key.partition("?")
+        check_key(base, len(self.key_names))
+        if mark:
+            declared = {p.name: p for p in self.query}
+            pairs = [pair.partition("=") for pair in query.split("&")]
+            names = [name for name, _, _ in pairs]
+            if not query or names != sorted(set(names)) or not all(
+                    eq and name in declared and declared[name].parse(value) is not None
+                    for name, eq, value in pairs):
+                raise InvalidRequest(f"invalid query in {key!r}")
+        return key
+
     def resource(self, key: str) -> str:
         """The resource of this kind with ``key`` (checked)."""
-        return f"{self.name}:{check_key(key, len(self.key_names))}"
+        return f"{self.name}:{self.check(key)}"
 
     def tags_of(self, resource: str) -> list[str]:
         """The tags of one resource of this kind."""
-        return [tag.replace("{key}", key_of(resource)) for tag in self.tags]
+        key = key_of(resource).partition("?")[0]  # a query's answers carry the same tags
+        return [tag.replace("{key}", key) for tag in self.tags]
 
     def tagged(self, tag: str) -> str | None:
         """This kind's resource carrying ``tag``, if one may."""
@@ -97,8 +115,18 @@ class ResourceKind:
 
     def path_for(self, resource: str) -> str:
         """The upstream path of ``resource`` (one of this kind)."""
-        values = key_of(resource).split(SEPARATOR)
-        return self.path.format(**dict(zip(self.key_names, values, strict=True)))
+        base, mark, query = key_of(resource).partition("?")
+        path = self.path.format(**dict(zip(self.key_names, base.split(SEPARATOR), strict=True)))
+        return path + ("&" if "?" in path else "?") + query if mark else path
+
+
+def key_with_query(values: Sequence[Any], query: Mapping[str, Any]) -> str:
+    """A resource key: its values joined by '/', then the query parameters given, in
+    name order (the same query, the same key)."""
+    key = SEPARATOR.join(str(v) for v in values)
+    if not query:
+        return key
+    return key + "?" + "&".join(f"{name}={query[name]}" for name in sorted(query))
 
 
 def key_of(resource: str) -> str:
@@ -113,20 +141,24 @@ def kind_name_of(resource: str) -> str:
 
 @dataclass(frozen=True)
 class Param:
-    """A typed parameter of a view's route: ``id`` (letters, digits, '_' and '-', 1 to
-    128), ``count`` (a positive integer) or one of ``choices``."""
+    """A typed parameter of a view's route (or a read-through's query): ``id`` (letters,
+    digits, '_', '-' and '.', 1 to 128), ``count`` (a positive integer, at most
+    ``maximum`` when it is set) or one of ``choices``."""
 
     name: str
     type: str  # "id", "count" or "choice"
     description: str = ""
     example: str = ""
     choices: tuple[str, ...] = ()
+    maximum: int = 0  # of a count; 0: none
 
     def parse(self, raw: str) -> str | int:
         """The value of ``raw``, or InvalidRequest saying what is accepted."""
         if self.type == "count":
-            if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
-                raise InvalidRequest(f"invalid {self.name}: use a positive integer")
+            if not (raw.isascii() and raw.isdigit()) or int(raw) < 1 or (
+                    self.maximum and int(raw) > self.maximum):
+                raise InvalidRequest(f"invalid {self.name}: use a positive integer"
+                                     + (f" up to {self.maximum}" if self.maximum else ""))
             return int(raw)
         if self.type == "choice":
             if raw not in self.choices:
@@ -152,6 +184,7 @@ class View:
     schema: Mapping[str, Any]  # JSON Schema of the body
     not_found: str = "not found upstream"  # the message when a part does not exist
     allowlist: bool = False  # a read-through: a path outside the allowlist is a 404
+    query: tuple[Param, ...] = ()  # the query parameters a read-through takes
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 from shared.errors import InvalidRequest
 from shared.upstreams import catalogue as catalogue_file
 from shared.upstreams.catalogue import Catalogue
-from shared.upstreams.kinds import ResourceKind, Upstream, View, check_key, key_of, kind_name_of
+from shared.upstreams.kinds import ResourceKind, Upstream, View, key_of, kind_name_of
 
 CATALOGUE_ENV = "CACHEDPROXY_CATALOGUE"
 DEFAULT_CATALOGUE = Path(__file__).resolve().parents[2] / "catalogue.toml"
@@ -110,5 +110,5 @@ def kind_of(resource: str) -> ResourceKind:
     kind = _kinds().get(kind_name_of(resource))
     if kind is None:
         raise InvalidRequest(f"unknown resource kind in {resource!r}")
-    check_key(key_of(resource), len(kind.key_names))
+    kind.check(key_of(resource))
     return kind

@@ -199,6 +199,26 @@ def test_a_paged_resource_is_read_through_as_one_list(api, demo):
     assert [m["login"] for m in members.json()] == ["ada", "grace"]
 
 
+def test_a_declared_query_is_passed_on_and_cached_on_its_own(api, demo):
+    """?sort= and ?direction= reach GitHub (on every page) and make an entry of their
+    own: the same query in another order is a hit; another query is not on the list."""
+    url = f"{api}/github/orgs/Netflix/repos"
+    first = requests.get(f"{url}?sort=full_name&direction=desc", timeout=20)
+    assert first.status_code == 200, first.text
+    everything = [r.full_name for r in demo.upstream.github.orgs["Netflix"]["repos"]]
+    assert [r["full_name"] for r in first.json()] == sorted(everything, reverse=True)
+    assert repo_requests(demo, "Netflix") == {"200": 2}  # two pages of 100
+    again = requests.get(f"{url}?direction=desc&sort=full_name", timeout=20)
+    assert again.headers["Cache-Status"].startswith("cachedproxy; hit")
+    assert again.json() == first.json() and repo_requests(demo, "Netflix") == {"200": 2}
+    plain = requests.get(url, timeout=20)
+    assert [r["full_name"] for r in plain.json()] == everything
+    for query in ("sort=stars", "type=private", "per_page=1", "sort=full_name&sort=updated"):
+        refused = requests.get(f"{url}?{query}", timeout=20)
+        assert refused.status_code == 404, query
+    assert repo_requests(demo, "Netflix") == {"200": 4}
+
+
 @pytest.mark.parametrize("path", [
     "/github/orgs/Netflix/teams",  # upstream has it; the allowlist does not
     "/github/repos/Netflix",  # a key of two values, given one

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from shared.cli import parse_env
-from shared.config.settings import PROJECT_DIR, options
+from shared.config.settings import PROJECT_DIR, load_settings, options
 from tests.helpers import VIEW, eventually, get
 from tests.launched import ADMIN_TOKEN, Launched, api_leader
 
@@ -125,7 +125,12 @@ def test_kill_hup_applies_a_good_catalogue_and_refuses_a_broken_one(launched: La
         return all(a.status_code == 200 for a in answers) and answers[0].json() == {
             "name": "Netflix, Inc.", "repos": 150}
 
-    eventually(served_by_all, 30, "the new view from every API process")
+    # Each of the API's server processes is replaced by one started after the reload:
+    # until the last old one stops, it may still answer from the old catalogue.
+    workers = load_settings(launched.env).api.workers
+    eventually(lambda: len([r for r in launched.records() if str(r.get("event")).startswith(
+        "Stopped old worker")]) >= workers, 30, "every API process replaced")
+    assert served_by_all()
     eventually(lambda: len(events(launched, "catalogue applied")) >= 2, 15,
                "the worker and beat applying the catalogue")
 

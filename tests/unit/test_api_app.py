@@ -5,6 +5,7 @@ import json
 import pytest
 
 from api.app import create_app
+from api.reader import Read
 from shared.config.settings import Settings
 from shared.errors import (
     CachedProxyError,
@@ -14,7 +15,8 @@ from shared.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from tests.unit.apptools import StubReader, call
+from shared.store.entry import fetched
+from tests.unit.apptools import NOW, StubReader, call, on_loop
 
 SETTINGS = Settings()
 
@@ -84,4 +86,36 @@ def test_healthz_answers_without_touching_the_cache():
     reader = StubReader(StoreUnavailable("down"))
     status, _, body = call(create_app(reader, lambda: SETTINGS), "/healthz")
     assert status == 200 and json.loads(body) == {"status": "ok"}
+    assert reader.asked == []
+
+
+REPOS = fetched({"count": 2, "pages": [[{"full_name": "o/a"}], [{"full_name": "o/b"}]]}, (),
+                NOW - 10, 60)
+
+
+@pytest.mark.parametrize(("query", "asked"), [
+    ("", "github:repos:Netflix"),
+    ("sort=updated", "github:repos:Netflix?sort=updated"),
+    ("sort=full_name&direction=asc", "github:repos:Netflix?direction=asc&sort=full_name"),
+    ("direction=asc&sort=full_name", "github:repos:Netflix?direction=asc&sort=full_name"),
+])
+def test_a_read_through_s_declared_query_is_its_own_cache_entry(query, asked):
+    """The same query in any order is the same entry; the items of every page."""
+    reader = StubReader(read=Read([REPOS]))
+    status, _, body = call(create_app(reader, lambda: SETTINGS), "/github/orgs/Netflix/repos",
+                           query=query)
+    assert status == 200 and json.loads(body) == [{"full_name": "o/a"}, {"full_name": "o/b"}]
+    assert reader.asked == [[asked]]
+
+
+@pytest.mark.parametrize("query", ["sort=size", "page=2", "per_page=100", "sort", "x=1",
+                                   "sort=updated&sort=created", "sort=updated&",
+                                   "sort=upd%61ted", "sort=updated+", "direction=ASC"])
+def test_any_other_query_on_a_read_through_is_a_404_without_reading(query):
+    reader = StubReader(read=Read([REPOS]))
+    app = create_app(reader, lambda: SETTINGS)
+    status, _, body = call(app, "/github/orgs/Netflix/repos", query=query)
+    assert status == 404 and json.loads(body)["error"]["message"].startswith(
+        "not on the read-through allowlist")
+    assert on_loop(app, "/github/orgs/Netflix/repos", query=query)[0] == 404  # no thread
     assert reader.asked == []

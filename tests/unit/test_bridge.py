@@ -38,10 +38,11 @@ def test_path_info_is_the_decoded_path_s_bytes_as_latin_1(raw_path, path_info):
     (b"/github/orgs/Netflix", b"per_page=1", "per_page=1"),
     (b"/github/orgs/Netflix%2Frepos", b"", "%"),  # an encoded '/' is not a separator
     (b"/github/orgs/%4Eetflix", b"", "%"),
+    (b"/github/orgs/Netflix%2Frepos", b"sort=updated", "%"),  # encoded, whatever the query
 ])
 def test_what_comes_beyond_the_path_as_it_reads(raw_path, query, beyond):
-    """A read-through takes the path alone, exactly as sent: a query or any
-    percent-encoding makes it a 404."""
+    """A read-through takes the path exactly as sent (any percent-encoding makes it a
+    404), and only the query parameters it declares."""
     assert beyond_path(environ_of(scope(raw_path=raw_path, query=query), b"")) == beyond
 
 

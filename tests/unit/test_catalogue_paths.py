@@ -30,6 +30,8 @@ example = "le-guin/the-dispossessed"
 path = "/shelves/{shelf}"
 paged = true
 read_through = true
+query.sort = { type = "choice", choices = ["title", "added"] }
+query.limit = { type = "count", max = 50 }
 
 [views.edition-title]
 route = "/editions/{author}/{book}"
@@ -131,9 +133,40 @@ def test_the_fields_a_body_reads_of_the_document(expression, fields):
     ('example = "le-guin/the-dispossessed"', 'example = "le-guin"',
      "catalogue: upstreams.books.resources.edition.example: must be a key of 2 values joined "
      "by '/'"),
+    ('query.limit = { type = "count", max = 50 }', 'query.limit = { type = "id", max = 50 }',
+     "catalogue: upstreams.books.resources.shelf.query.limit.max: only a \"count\" has a "
+     "max, a positive integer"),
+    ('query.limit = { type = "count", max = 50 }', 'query.per_page = { type = "count" }',
+     "catalogue: upstreams.books.resources.shelf.query.per_page: is a placeholder of the "
+     "path or a paging parameter"),
+    ('query.limit = { type = "count", max = 50 }', 'query.shelf = { type = "id" }',
+     "catalogue: upstreams.books.resources.shelf.query.shelf: is a placeholder of the path "
+     "or a paging parameter"),
+    ('paged = true\nread_through = true\nquery.sort', 'paged = true\nquery.sort',
+     "catalogue: upstreams.books.resources.shelf.query: only a read-through resource takes "
+     "query parameters"),
 ])
 def test_a_mistake_is_refused_at_load_with_its_place(old, new, message):
     assert old in BOOKS
     with pytest.raises(CatalogueError) as refused:
         parse(BOOKS.replace(old, new))
     assert str(refused.value) == message
+
+
+def test_a_read_through_s_declared_query_is_part_of_its_key_and_path():
+    shelf = kinds()["books:shelf"]
+    view = views()["books-shelf"]
+    assert [p.name for p in view.query] == ["sort", "limit"]
+    assert view.resources({"shelf": "s"}, None) == ["books:shelf:s"]
+    both = view.resources({"shelf": "s", "sort": "title", "limit": 5}, None)
+    assert both == ["books:shelf:s?limit=5&sort=title"]  # in name order: one key a query
+    assert shelf.path_for(both[0]) == "/shelves/s?limit=5&sort=title"
+    assert shelf.check("s?limit=50&sort=added") == "s?limit=50&sort=added"
+
+
+@pytest.mark.parametrize("key", ["s?", "s?sort=size", "s?limit=51", "s?limit=0", "s?page=2",
+                                 "s?sort=title&limit=5", "s?limit=5&limit=6", "s?sort",
+                                 "s?limit=5&", "s/t?sort=title"])
+def test_a_query_that_is_not_declared_and_valid_is_refused(key):
+    with pytest.raises(InvalidRequest):
+        kinds()["books:shelf"].check(key)
