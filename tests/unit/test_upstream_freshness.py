@@ -30,6 +30,7 @@ DATE = "Fri, 04 Dec 2026 12:00:00 GMT"
     (None, "Fri, 04 Dec 2026 11:00:00 GMT", DATE, None, UpstreamFreshness(max_age=0)),
     (None, "0", DATE, None, UpstreamFreshness(max_age=0)),  # invalid: already expired
     (None, "Fri, 04 Dec 2026 12:10:00 GMT", None, None, UpstreamFreshness()),  # no Date
+    (None, "Fri, 04 Dec 2026 12:10:00 GMT", "yesterday", None, UpstreamFreshness()),
     ("max-age=30", "Fri, 04 Dec 2026 12:10:00 GMT", DATE, None, UpstreamFreshness(max_age=30)),
 ])
 def test_what_an_answer_says_of_its_own_freshness(cache_control, expires, date, age,
