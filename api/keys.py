@@ -8,6 +8,7 @@ the key to the client, who sends it as ``Authorization: Bearer <key>``.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from shared.policy.access import new_key
@@ -23,8 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         key, line = new_key(args.name)
-    except ValueError as exc:
-        parser.error(str(exc))
+    except ValueError as exc:  # one JSON line, as every tool's errors
+        print(json.dumps({"error": {"code": "invalid_request", "message": str(exc)}}),
+              file=sys.stderr)
+        return 2
     print(f"key:  {key}\nline: {line}")
     return 0
 

@@ -6,6 +6,7 @@ tick task records its time. ``readiness`` reads both and Redis itself in one rou
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -79,7 +80,7 @@ def main(argv: list[str]) -> int:
     settings = load_settings()
     report = readiness(connect(settings.redis), Keys(settings.redis.key_prefix),
                        settings.refresh.tick_interval)
-    print(report["checks"]["beat"])
+    print(json.dumps(report["checks"]["beat"]))
     return 0 if report["checks"]["beat"]["ok"] else 1
 
 

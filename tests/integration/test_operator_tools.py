@@ -76,6 +76,10 @@ def test_the_admin_api_s_curls_do_what_the_docs_say(launched: Launched):
         elif "/admin/refresh/" in line:
             assert answer["resource"] == "github:repos:Netflix"
     assert any('"tag": "event:launch-party"' in line for line in lines)
+    [status] = shell_block("OPERATIONS.md", "Scripts get the same figures as JSON:")
+    figures = bash(status.replace("http://127.0.0.1:8080", launched.api), env)
+    assert figures.returncode == 0, figures.stderr
+    assert [u["upstream"] for u in json.loads(figures.stdout)["upstreams"]] == ["c42", "github"]
 
 
 def test_the_admin_command_finds_make_run_s_redis_and_errors_are_one_json_line(

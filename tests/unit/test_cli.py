@@ -64,3 +64,12 @@ def test_what_make_run_takes_as_given(tmp_path, ini, env, section, key, expected
 def test_the_demo_stands_in_only_for_upstreams_not_given():
     wiring = demo_env(lambda name: name == "c42", "127.0.0.1", 8042, "t")
     assert wiring == {"GITHUB_BASE_URL": "http://127.0.0.1:8042/github", "GITHUB_TOKEN": "t"}
+
+
+def test_a_bad_key_name_is_one_json_line(capsys):
+    from api import keys
+
+    assert keys.main(["new", "bad name!"]) == 2
+    out = capsys.readouterr()
+    assert out.out == ""
+    assert json.loads(out.err)["error"]["message"].startswith("a key's name is 1-64")
