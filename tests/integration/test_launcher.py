@@ -93,6 +93,9 @@ def test_ctrl_c_lets_slow_misses_finish_and_stops_everything(launched: Launched)
     assert any(r.get("event") == "already stopping; a third signal kills everything"
                for r in records)
     assert records[-1]["event"] == "stopped" and records[-1]["exit_code"] == 0
+    # What pointed the tools at the system is gone with it.
+    assert not (launched.home / "run" / "env").exists()
+    assert not (launched.home / "run" / "launcher.pid").exists()
 
 
 def test_fetch_lost_with_a_killed_worker_fails_fast_and_frees_its_resource(
