@@ -94,10 +94,10 @@ REPOS = fetched({"count": 2, "pages": [[{"full_name": "o/a"}], [{"full_name": "o
 
 
 @pytest.mark.parametrize(("query", "asked"), [
-    ("", "github:repos:Netflix"),
-    ("sort=updated", "github:repos:Netflix?sort=updated"),
-    ("sort=full_name&direction=asc", "github:repos:Netflix?direction=asc&sort=full_name"),
-    ("direction=asc&sort=full_name", "github:repos:Netflix?direction=asc&sort=full_name"),
+    ("", "github:org_repos:Netflix"),
+    ("sort=updated", "github:org_repos:Netflix?sort=updated"),
+    ("sort=full_name&direction=asc", "github:org_repos:Netflix?direction=asc&sort=full_name"),
+    ("direction=asc&sort=full_name", "github:org_repos:Netflix?direction=asc&sort=full_name"),
 ])
 def test_a_read_through_s_declared_query_is_its_own_cache_entry(query, asked):
     """The same query in any order is the same entry; the items of every page."""

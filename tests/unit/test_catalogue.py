@@ -122,7 +122,8 @@ def test_the_shipped_catalogue_has_calendar42_github_and_their_views():
     assert [k.name for k in catalogue.upstreams["c42"].kinds] == ["c42:event",
                                                                  "c42:subscriptions"]
     assert [k.name for k in catalogue.upstreams["github"].kinds] == [
-        "github:org", "github:repo", "github:user_orgs", "github:members", "github:repos"]
+        "github:org", "github:repo", "github:user_orgs", "github:members", "github:org_repos",
+        "github:repos"]
     assert [(v.name, v.route, v.allowlist) for v in catalogue.views] == [
         ("events-with-subscriptions", "/events-with-subscriptions/{id}/", False),
         ("top", "/view/top/{n}/{field}", False),
@@ -130,7 +131,7 @@ def test_the_shipped_catalogue_has_calendar42_github_and_their_views():
         ("github-repo", "/github/repos/{owner}/{repo}", True),
         ("github-user-orgs", "/github/users/{user}/orgs", True),
         ("github-members", "/github/orgs/{org}/members", True),
-        ("github-repos", "/github/orgs/{org}/repos", True)]
+        ("github-org-repos", "/github/orgs/{org}/repos", True)]
 
 
 def broken(old: str, new: str) -> str:
@@ -411,4 +412,4 @@ def test_the_shipped_catalogue_tags_an_event_and_an_organisation_across_kinds():
     assert sorted(r for k in kinds.values() if (r := k.tagged("event:e1"))) == [
         "c42:event:e1", "c42:subscriptions:e1"]
     assert sorted(r for k in kinds.values() if (r := k.tagged("org:acme"))) == [
-        "github:members:acme", "github:org:acme", "github:repos:acme"]
+        "github:members:acme", "github:org:acme", "github:org_repos:acme", "github:repos:acme"]

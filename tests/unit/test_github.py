@@ -11,6 +11,7 @@ from shared.upstreams.registry import kind_of, upstreams, views
 
 REPOS = kind_of("github:repos:Netflix")
 MEMBERS = kind_of("github:members:Netflix")
+ORG_REPOS = kind_of("github:org_repos:Netflix")
 TOP = next(v for v in views() if v.name == "top")
 GITHUB = upstreams()["github"]
 
@@ -26,9 +27,13 @@ PAGE = [repo("o/b", 5, forks=2, updated="2025-03-01T00:00:00Z"),
         repo("o/c", 9, issues=4, updated="2024-01-01T00:00:00Z")]
 
 
-def test_repositories_and_members_are_kept_whole_as_github_sends_them():
-    """Read through, they are GitHub's documents: nothing is trimmed away."""
-    assert REPOS.trim([PAGE[0]]) == [PAGE[0]]
+def test_the_view_s_repositories_keep_the_ranked_fields_only():
+    assert REPOS.trim([PAGE[0]]) == [{"name": "o/b", "forks": 2, "stars": 5, "open_issues": 0,
+                                      "last_updated": "2025-03-01T00:00:00Z"}]
+
+
+def test_read_through_repositories_and_members_are_whole_as_github_sends_them():
+    assert ORG_REPOS.trim([PAGE[0]]) == [PAGE[0]]
     members = [{"login": "ada", "id": 1, "type": "User"}, {"login": "grace"}]
     assert MEMBERS.trim(members) == members
 
