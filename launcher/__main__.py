@@ -41,7 +41,7 @@ from launcher.services import (
     wait_for,
 )
 from launcher.supervise import after_exit, on_stop_signal
-from shared.cli import WHERE, env_lines, run_dir
+from shared.cli import WHERE, mark_running, run_dir, unmark, write_env
 from shared.config.credentials import CREDENTIALS_FILE, flower_basic_auth
 from shared.config.settings import SettingsError, given, load_settings
 from shared.telemetry.logs import configure_logging
@@ -254,10 +254,8 @@ def build(sup: Supervisor, env: dict[str, str], run_dir: Path) -> None:
         "login": flower_login})
     log.info("started", extra={"service": "status page", "url": f"{base}/admin/", "login": (
         "ADMIN_TOKEN" if settings.admin.token else "off: set ADMIN_TOKEN to turn it on")})
-    written = run_dir / "env"
-    written.touch(mode=0o600)
-    written.write_text(env_lines(where), encoding="utf-8")
-    log.info("started", extra={"service": "tools' environment", "file": str(written)})
+    log.info("started", extra={"service": "tools' environment",
+                               "file": str(write_env(run_dir, where))})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -266,9 +264,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="where the private Redis keeps its data and run/env is written "
                              "(default: $CACHEDPROXY_RUN_DIR, else ./run)")
     args = parser.parse_args(argv)
-    args.run_dir.mkdir(parents=True, exist_ok=True)
-    pid_file = args.run_dir / "launcher.pid"  # kill -HUP "$(cat run/launcher.pid)" reloads
-    pid_file.write_text(f"{os.getpid()}\n", encoding="utf-8")
+    mark_running(args.run_dir)  # run/launcher.pid: kill -HUP "$(cat run/launcher.pid)"
     env = dict(os.environ)
     configure_logging(env.get("LOG_LEVEL", "INFO"))
     sup = Supervisor()
@@ -289,8 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     if sup.signals:
         log.info("stopping", extra={"signal": sup.signals[0]})
     sup.stop()
-    for written in ("env", "launcher.pid"):  # they would point at what is gone
-        (args.run_dir / written).unlink(missing_ok=True)
+    unmark(args.run_dir)  # run/env and run/launcher.pid would point at what is gone
     log.info("stopped", extra={"exit_code": code})
     return code
 

@@ -23,6 +23,7 @@ from shared.config.settings import PROJECT_DIR, SettingsError
 from shared.errors import CachedProxyError
 
 RUN_DIR_ENV = "CACHEDPROXY_RUN_DIR"
+PID_FILE = "launcher.pid"
 WHERE = ("REDIS_URL", "KEY_PREFIX", "CACHEDPROXY_CONFIG", "CACHEDPROXY_CATALOGUE")
 
 
@@ -35,6 +36,32 @@ def run_dir(environ: Mapping[str, str] | None = None) -> Path:
 def env_lines(environ: Mapping[str, str]) -> str:
     """What ``make run`` writes into run/env: where its parts are, never a secret."""
     return "".join(f"{name}={environ[name]}\n" for name in WHERE if environ.get(name))
+
+
+def mark_running(directory: Path) -> None:
+    """``make run`` started: its pid in ``<directory>/launcher.pid``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / PID_FILE).write_text(f"{os.getpid()}\n", encoding="utf-8")
+
+
+def write_env(directory: Path, environ: Mapping[str, str]) -> Path:
+    """Write ``<directory>/env`` (owner-only) with where ``environ`` says things are."""
+    path = directory / "env"
+    path.touch(mode=0o600)
+    path.write_text(env_lines(environ), encoding="utf-8")
+    return path
+
+
+def unmark(directory: Path) -> None:
+    """``make run`` stopped: remove run/env and run/launcher.pid, unless another
+    ``make run`` has written them since (its pid in the file)."""
+    try:
+        ours = (directory / PID_FILE).read_text(encoding="utf-8").strip() == str(os.getpid())
+    except OSError:
+        return
+    if ours:
+        for name in ("env", PID_FILE):
+            (directory / name).unlink(missing_ok=True)
 
 
 def parse_env(text: str) -> dict[str, str]:
@@ -72,9 +99,13 @@ def error_line(exc: BaseException) -> dict[str, Any]:
 
 def guarded(main: Callable[[], int]) -> int:
     """Run a tool's ``main``; an error it does not handle is one JSON line on stderr and
-    exit code 2 (1 for a service that did not answer), never a traceback."""
+    exit code 2 (1 for a service that did not answer), never a traceback; a reader that
+    closed the pipe ends it quietly (Python's own advice on SIGPIPE)."""
     try:
         return main()
+    except BrokenPipeError:  # the reader went away (``| head``): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (CachedProxyError, SettingsError) as exc:
         print(json.dumps(error_line(exc), ensure_ascii=False), file=sys.stderr)
         return 2

@@ -73,3 +73,15 @@ def test_a_bad_key_name_is_one_json_line(capsys):
     out = capsys.readouterr()
     assert out.out == ""
     assert json.loads(out.err)["error"]["message"].startswith("a key's name is 1-64")
+
+
+def test_a_stopping_make_run_leaves_what_a_newer_one_wrote(tmp_path):
+    cli.mark_running(tmp_path)
+    written = cli.write_env(tmp_path, {"REDIS_URL": "redis://127.0.0.1:4242/0"})
+    assert oct(written.stat().st_mode & 0o777) == "0o600"
+    (tmp_path / cli.PID_FILE).write_text("1\n")  # another make run started since
+    cli.unmark(tmp_path)
+    assert written.exists() and (tmp_path / cli.PID_FILE).exists()
+    cli.mark_running(tmp_path)
+    cli.unmark(tmp_path)
+    assert not written.exists() and not (tmp_path / cli.PID_FILE).exists()
