@@ -87,6 +87,15 @@ def test_a_failing_entry_shows_its_failures_last_error_and_retry(admin, api, sto
             working["next_retry_rfc3339"]) == (0, None, None, None)
 
 
+def test_an_entry_s_bytes_are_all_it_holds(admin, api, store):
+    """Netflix's 150 repositories (35 kB kept): an operator capping memory reads what the
+    entry holds, not Redis's estimate from a sample of its fields."""
+    assert requests.get(f"{api}/view/top/1/stars", timeout=20).ok
+    [entry] = requests.get(f"{admin}/admin/entries", params={"prefix": "github:repos:"},
+                           headers=AUTH, timeout=10).json()["entries"]
+    assert entry["bytes"] >= len(store.hget(f"{PREFIX}:entry:github:repos:Netflix", "data"))
+
+
 def test_entries_are_listed_a_page_at_a_time(admin, api, store):
     get(f"{api}{VIEW}/team-standup/")
     get(f"{api}{VIEW}/quiet-evening/")
