@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.cli import environ, guarded
-from shared.config.settings import load_settings
-from shared.upstreams import catalogue as catalogue_file
+from shared.config.reload import validated
 from shared.upstreams import registry
 from shared.upstreams.catalogue import Catalogue
 
@@ -34,14 +33,7 @@ def routes(catalogue: Catalogue) -> list[dict[str, Any]]:
 def check(path: Path) -> list[dict[str, Any]]:
     """The lines ``check`` prints for the catalogue at ``path``; CatalogueError or
     SettingsError naming the place when it would be refused."""
-    loaded = catalogue_file.load(path)
-    before = registry.replace_file(loaded)
-    live = registry.replace(None)
-    try:
-        load_settings(environ())  # its upstreams' settings, as a process would read them
-    finally:
-        registry.replace_file(before)
-        registry.replace(live)
+    loaded = validated(environ(), path)
     found = routes(loaded)
     return [*found, {"ok": True, "catalogue": str(path), "upstreams": list(loaded.upstreams),
                      "routes": len(found)}]

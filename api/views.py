@@ -44,7 +44,7 @@ from shared.errors import CachedProxyError, InvalidRequest, NotFound, StoreUnava
 from shared.policy import http
 from shared.policy.serving import Served, copy_usable
 from shared.store.entries import store_error
-from shared.upstreams.kinds import View
+from shared.upstreams.kinds import View, parse_query
 from shared.upstreams.registry import views
 
 log = logging.getLogger(__name__)
@@ -78,25 +78,12 @@ def _values(view: View, raw: dict[str, str], beyond: str) -> dict[str, Any]:
     try:
         values = {p.name: p.parse(raw[p.name]) for p in view.params}
         if view.allowlist and beyond:
-            values.update(_query(view, beyond))
+            values.update(parse_query(view.query, beyond))
         return values
     except InvalidRequest:
         if view.allowlist:
             raise NotFound(NOT_ALLOWLISTED) from None
         raise
-
-
-def _query(view: View, query: str) -> dict[str, Any]:
-    """A read-through's query: its declared parameters, each once, as sent (no
-    percent-encoding: no value needs any)."""
-    declared = {p.name: p for p in view.query}
-    found: dict[str, Any] = {}
-    for pair in query.split("&"):
-        name, eq, raw = pair.partition("=")
-        if not eq or name not in declared or name in found or "%" in pair or "+" in pair:
-            raise InvalidRequest("a read-through takes only its declared query parameters")
-        found[name] = declared[name].parse(raw)
-    return found
 
 
 def _identity(values: dict[str, Any]) -> str:

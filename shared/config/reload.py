@@ -10,12 +10,14 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from shared.config.live import process_settings
-from shared.config.settings import SettingsError, find_config_file, load_settings, read_ini
+from shared.config.settings import SettingsError, load_settings
 from shared.upstreams import catalogue as catalogue_file
 from shared.upstreams import registry
+from shared.upstreams.catalogue import Catalogue
 
 
 def reload_on_hangup() -> None:
@@ -29,19 +31,25 @@ def reload_on_hangup() -> None:
     signal.signal(signal.SIGHUP, hangup)
 
 
+def validated(environ: Mapping[str, str], path: Path) -> Catalogue:
+    """The catalogue at ``path``, once config.ini and the environment's settings validate
+    against it as a process would read them; SettingsError (a CatalogueError among them)
+    naming the place. Checks only: the catalogue in force stays."""
+    fresh = catalogue_file.load(path)
+    before, consul = registry.replace_file(fresh), registry.replace(None)
+    try:
+        load_settings(environ)
+    finally:
+        registry.replace_file(before)
+        registry.replace(consul)
+    return fresh
+
+
 def files_refused(environ: Mapping[str, str]) -> str | None:
     """Why a reload would refuse config.ini or the catalogue file now (the error that
-    names the place), or None when both load and validate. Checks only; nothing changes."""
-    path = find_config_file(environ)
+    names the place), or None when both load and validate."""
     try:
-        ini = [] if path is None else [(str(path), read_ini(path))]
-        fresh = catalogue_file.load(registry.catalogue_path())
-        before = registry.replace_file(fresh)
-        try:
-            if not registry.from_consul():
-                load_settings(environ, ini=ini)
-        finally:
-            registry.replace_file(before)
+        validated(environ, registry.catalogue_path())
     except SettingsError as exc:
         return str(exc)
     return None

@@ -84,14 +84,8 @@ class ResourceKind:
         any declared query parameters, each once, in name order."""
         base, mark, query = key.partition("?")
         check_key(base, len(self.key_names))
-        if mark:
-            declared = {p.name: p for p in self.query}
-            pairs = [pair.partition("=") for pair in query.split("&")]
-            names = [name for name, _, _ in pairs]
-            if not query or names != sorted(set(names)) or not all(
-                    eq and name in declared and declared[name].parse(value) is not None
-                    for name, eq, value in pairs):
-                raise InvalidRequest(f"invalid query in {key!r}")
+        if mark and key_with_query([base], parse_query(self.query, query)) != key:
+            raise InvalidRequest(f"invalid query in {key!r}: not in name order")
         return key
 
     def resource(self, key: str) -> str:
@@ -118,6 +112,19 @@ class ResourceKind:
         base, mark, query = key_of(resource).partition("?")
         path = self.path.format(**dict(zip(self.key_names, base.split(SEPARATOR), strict=True)))
         return path + ("&" if "?" in path else "?") + query if mark else path
+
+
+def parse_query(declared: Sequence[Param], query: str) -> dict[str, Any]:
+    """A query of ``declared`` parameters, each once and valid, as sent (no
+    percent-encoding: no value needs any); InvalidRequest for anything else."""
+    params = {p.name: p for p in declared}
+    found: dict[str, Any] = {}
+    for pair in query.split("&"):
+        name, eq, raw = pair.partition("=")
+        if not eq or name not in params or name in found or "%" in pair or "+" in pair:
+            raise InvalidRequest("only the declared query parameters, each once")
+        found[name] = params[name].parse(raw)
+    return found
 
 
 def key_with_query(values: Sequence[Any], query: Mapping[str, Any]) -> str:
